@@ -1,0 +1,53 @@
+"""The few Airflow names that moved between Airflow 2.10/2.11 and 3.x, imported in one place.
+
+Official providers get these from ``apache-airflow-providers-common-compat``; this provider keeps
+its own small module instead so it installs on Airflow 2.10 without that dependency.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+
+_major, _minor = (int(part) for part in AIRFLOW_VERSION.split(".")[:2])
+AIRFLOW_V_3_0_PLUS = (_major, _minor) >= (3, 0)
+
+if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, conf
+    from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSkipException
+    from airflow.sdk.log import mask_secret
+else:  # Airflow 2.10 / 2.11
+    from airflow.configuration import conf
+    from airflow.exceptions import AirflowException, AirflowNotFoundException, AirflowSkipException
+    from airflow.hooks.base import BaseHook
+    from airflow.models import BaseOperator
+    from airflow.models.baseoperatorlink import BaseOperatorLink
+    from airflow.sensors.base import BaseSensorOperator
+    from airflow.utils.log.secrets_masker import mask_secret
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+else:
+    Context = dict[str, Any]
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+__all__ = [
+    "AIRFLOW_V_3_0_PLUS",
+    "AirflowException",
+    "AirflowNotFoundException",
+    "AirflowSkipException",
+    "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseSensorOperator",
+    "Context",
+    "conf",
+    "default_deferrable",
+    "mask_secret",
+]

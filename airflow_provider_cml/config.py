@@ -1,0 +1,160 @@
+"""Turning an Airflow connection (or a workbench session's environment) into client settings.
+
+Pure functions over plain values, so the synchronous hook and the trigger's async path build the
+same :class:`CmlClientConfig` from the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_cml.connection_fields import CONN_FIELDS, CONN_TYPE
+from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.retry import RetryPolicy
+
+API_VERSIONS = ("v2", "v1")
+DEFAULT_RUN_URL_TEMPLATE = "{base_url}/{owner}/{project_slug}/jobs/{job_id}/runs/{run_id}"
+_DEFAULTS = {f.name: f.default for f in CONN_FIELDS}
+_API_SUFFIX = re.compile(r"/api(/v[12])?/*$")
+HOST_EXAMPLE = "https://ml-1a2b3c4d.example.cloudera.site"
+
+
+@dataclass(frozen=True)
+class CmlClientConfig:
+    """Everything a client needs to talk to one workbench. ``repr`` never shows the key."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    api_version: str = "v2"
+    verify: bool | str = True
+    timeout: float = 60.0
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    run_url_template: str = DEFAULT_RUN_URL_TEMPLATE
+
+    @property
+    def api_root(self) -> str:
+        return f"{self.base_url}/api/{self.api_version}"
+
+
+def normalize_base_url(host: str | None, port: int | None = None) -> str:
+    """``https://`` when no scheme; ``/api/v2`` or a trailing slash removed; any other path refused."""
+    host = (host or "").strip()
+    if not host:
+        raise CmlConfigError(
+            f"The Cloudera AI connection has no host. Set the 'Workbench URL' (host) to your workbench's "
+            f"address, e.g. {HOST_EXAMPLE}."
+        )
+    if "://" not in host:
+        host = f"https://{host}"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CmlConfigError(
+            f"The connection's host {host!r} is not a workbench URL: use http(s)://<workbench domain>, "
+            f"e.g. {HOST_EXAMPLE}."
+        )
+    path = _API_SUFFIX.sub("", parts.path).rstrip("/")
+    if path:
+        raise CmlConfigError(
+            f"The connection's host has a path ({path!r}); Cloudera AI's API lives at the root of the "
+            f"workbench domain. Set the host to {parts.scheme}://{parts.netloc} only."
+        )
+    netloc = parts.netloc
+    if port and not parts.port:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def _extra_value(extra: Mapping[str, Any], name: str) -> Any:
+    # Airflow 2.x forms may save fields as "extra__cml__<name>"; Airflow 3 saves the bare name.
+    for key in (name, f"extra__{CONN_TYPE}__{name}"):
+        value = extra.get(key)
+        if value not in (None, ""):
+            return value
+    return _DEFAULTS.get(name)
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise CmlConfigError(f"Connection extra {name!r} must be true or false, not {value!r}.")
+
+
+def _as_number(name: str, value: Any, *, minimum: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise CmlConfigError(f"Connection extra {name!r} must be a number, not {value!r}.") from None
+    if number < minimum:
+        raise CmlConfigError(f"Connection extra {name!r} must be at least {minimum}, not {value!r}.")
+    return number
+
+
+def build_client_config(
+    *,
+    host: str | None,
+    password: str | None,
+    port: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+) -> CmlClientConfig:
+    """Settings from connection fields; inside a workbench session the platform's variables fill gaps.
+
+    Cloudera AI sets ``CDSW_APIV2_KEY`` and ``CDSW_DOMAIN``/``CDSW_API_URL`` in every session and job,
+    the way the in-session ``cmlapi.default_client()`` finds its workbench.
+    """
+    extra = extra or {}
+    environ = os.environ if environ is None else environ
+    api_version = str(_extra_value(extra, "api_version")).strip().lower()
+    if api_version not in API_VERSIONS:
+        raise CmlConfigError(
+            f"Connection extra 'api_version' is {api_version!r}; use 'v2' (Cloudera AI API v2) or 'v1' "
+            "(legacy CDSW Jobs API)."
+        )
+    if not host:
+        host = environ.get("CDSW_API_URL") or environ.get("CDSW_DOMAIN")
+    if not password and api_version == "v2":
+        password = environ.get("CDSW_APIV2_KEY")
+    if not password:
+        raise CmlConfigError(
+            "The Cloudera AI connection has no API key. Put the key from the workbench's User Settings > "
+            "API Keys in the connection's password ('API key' in the form)."
+        )
+    verify: bool | str = _as_bool("verify_ssl", _extra_value(extra, "verify_ssl"))
+    ca_bundle = _extra_value(extra, "ca_bundle")
+    if verify and ca_bundle:
+        if not os.path.isfile(str(ca_bundle)):
+            raise CmlConfigError(
+                f"Connection extra 'ca_bundle' points to {ca_bundle!r}, which is not a file on this worker. "
+                "Give the path of a PEM file holding your workbench's CA certificate(s)."
+            )
+        verify = str(ca_bundle)
+    request_timeout = (
+        timeout if timeout is not None else _as_number("timeout", _extra_value(extra, "timeout"), minimum=1)
+    )
+    retries = (
+        max_retries
+        if max_retries is not None
+        else int(_as_number("max_retries", _extra_value(extra, "max_retries"), minimum=0))
+    )
+    template = _extra_value(extra, "run_url_template") or DEFAULT_RUN_URL_TEMPLATE
+    return CmlClientConfig(
+        base_url=normalize_base_url(host, port),
+        api_key=str(password),
+        api_version=api_version,
+        verify=verify,
+        timeout=float(request_timeout),
+        retry_policy=RetryPolicy(max_retries=retries),
+        run_url_template=str(template),
+    )

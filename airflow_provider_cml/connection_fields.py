@@ -1,0 +1,126 @@
+"""The one definition of the ``cml`` connection form.
+
+Airflow 3.2+ reads ``conn-fields``/``ui-field-behaviour`` from provider info without importing the
+hook; Airflow 2.x and 3.0/3.1 call ``CmlHook.get_connection_form_widgets``/``get_ui_field_behaviour``.
+Both are generated from :data:`CONN_FIELDS` and :data:`UI_FIELD_BEHAVIOUR` below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CONN_TYPE = "cml"
+
+
+@dataclass(frozen=True)
+class ConnField:
+    """One extra setting of the connection, shown as a form field."""
+
+    name: str
+    label: str
+    kind: str  # "string" | "integer" | "boolean"
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+CONN_FIELDS: tuple[ConnField, ...] = (
+    ConnField(
+        "api_version",
+        "API version",
+        "string",
+        "v2",
+        "v2 (Cloudera AI / CML API v2, Bearer key) or v1 (legacy CDSW Jobs API, start only).",
+        ("v2", "v1"),
+    ),
+    ConnField(
+        "verify_ssl",
+        "Verify TLS certificate",
+        "boolean",
+        True,
+        "Leave on. Turn off only for a throwaway workbench: the API key then travels unverified.",
+    ),
+    ConnField(
+        "ca_bundle",
+        "CA bundle path",
+        "string",
+        None,
+        "Path to a PEM file with your private CA (for on-premises workbenches). Used when verifying.",
+    ),
+    ConnField("timeout", "Request timeout (s)", "integer", 60, "Seconds to wait for each HTTP response."),
+    ConnField(
+        "max_retries",
+        "Retries",
+        "integer",
+        5,
+        "Retries of a request after connection errors, 429 and 5xx answers (with back-off).",
+    ),
+    ConnField(
+        "run_url_template",
+        "Run page URL template",
+        "string",
+        None,
+        "Only if your workbench's run pages differ. Fields: {base_url} {owner} {project_slug} "
+        "{project_id} {job_id} {run_id}.",
+    ),
+)
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "login", "port"],
+    "relabeling": {"host": "Workbench URL", "password": "API key"},
+    "placeholders": {
+        "host": "https://ml-1a2b3c4d.example.cloudera.site",
+        "password": "API key from User Settings > API Keys",
+        "extra": '{"api_version": "v2"}',
+    },
+}
+
+
+def provider_conn_fields() -> dict[str, Any]:
+    """``conn-fields`` for ``get_provider_info()`` (Airflow 3.2+ builds the form from it)."""
+    fields: dict[str, Any] = {}
+    for field in CONN_FIELDS:
+        schema: dict[str, Any] = {"type": [field.kind, "null"]}
+        if field.default is not None:
+            schema["default"] = field.default
+        if field.choices:
+            schema["enum"] = list(field.choices)
+        fields[field.name] = {"label": field.label, "schema": schema, "description": field.description}
+    return fields
+
+
+def provider_ui_field_behaviour() -> dict[str, Any]:
+    """``ui-field-behaviour`` in provider-info spelling (kebab-case keys)."""
+    return {
+        "hidden-fields": UI_FIELD_BEHAVIOUR["hidden_fields"],
+        "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+        "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+    }
+
+
+def wtforms_widgets() -> dict[str, Any]:
+    """Form widgets for Airflow 2.x and 3.0/3.1; wtforms is imported only here (Airflow 3 lacks it)."""
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import BooleanField, IntegerField, StringField
+    from wtforms.validators import Optional
+
+    widgets: dict[str, Any] = {}
+    for field in CONN_FIELDS:
+        label = lazy_gettext(field.label)
+        if field.kind == "boolean":
+            widgets[field.name] = BooleanField(label, default=field.default, description=field.description)
+        elif field.kind == "integer":
+            widgets[field.name] = IntegerField(
+                label,
+                default=field.default,
+                validators=[Optional()],
+                widget=BS3TextFieldWidget(),
+                description=field.description,
+            )
+        else:
+            widgets[field.name] = StringField(
+                label, default=field.default, widget=BS3TextFieldWidget(), description=field.description
+            )
+    return widgets

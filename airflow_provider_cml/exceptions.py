@@ -1,0 +1,78 @@
+"""Exceptions raised by the Cloudera AI provider. All derive from ``AirflowException``.
+
+Messages never contain the API key or a run's environment: both may hold secrets.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_cml._compat import AirflowException
+
+
+class CmlException(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class CmlConfigError(CmlException):
+    """The connection or the task's arguments are wrong; the message says how to fix them."""
+
+
+class CmlLookupError(CmlException):
+    """A project or job name matched nothing, or more than one thing."""
+
+
+class CmlApiError(CmlException):
+    """The Cloudera AI API answered with an error, or with something that is not its JSON.
+
+    :param message: what went wrong, in words for the DAG author.
+    :param status_code: HTTP status, or ``None`` when no response arrived.
+    :param method: HTTP method of the failed request.
+    :param path: request path (no query string, so no filter values).
+    :param server_message: the server's own message (grpc-gateway ``message``/``error``/text).
+    :param request_id: the request-id header of the response, for Cloudera support.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        server_message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.server_message = server_message
+        self.request_id = request_id
+        parts = [message]
+        if method and path:
+            where = f"{method} {path}"
+            parts.append(f"[{where} -> HTTP {status_code}]" if status_code else f"[{where}]")
+        if request_id:
+            parts.append(f"(request id {request_id})")
+        super().__init__(" ".join(parts))
+
+
+class CmlJobAlreadyActiveError(CmlApiError):
+    """Cloudera AI allows one active run per job, and this job already has one."""
+
+
+class CmlJobRunError(CmlException):
+    """A job run ended without success, or did not end in time.
+
+    :param run_id: the run's id.
+    :param status: the run's last status.
+    :param reason: the run's ``failure_reason`` when Cloudera AI gave one.
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str | None, reason: str | None = None) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+class CmlJobRunTimeout(CmlJobRunError):
+    """A run was still active when the caller's timeout passed (the run has been asked to stop)."""

@@ -1,0 +1,46 @@
+"""The provider's single registry, read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_cml import __version__
+from airflow_provider_cml.connection_fields import (
+    CONN_TYPE,
+    provider_conn_fields,
+    provider_ui_field_behaviour,
+)
+
+INTEGRATION = "Cloudera AI"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-cml",
+        "name": "Cloudera AI",
+        "description": "Run Cloudera AI (Cloudera Machine Learning, CDSW) jobs from Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.cloudera.com/machine-learning/cloud/api/index.html",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.hooks.cml"]}],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.operators.cml"]}
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.sensors.cml"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_provider_cml.hooks.cml.CmlHook",
+                "hook-name": "Cloudera AI",
+                "ui-field-behaviour": provider_ui_field_behaviour(),
+                "conn-fields": provider_conn_fields(),
+            }
+        ],
+    }

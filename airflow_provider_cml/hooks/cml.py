@@ -1,0 +1,611 @@
+"""CmlHook: the one place that speaks HTTP to a Cloudera AI workbench."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cml import __version__, statuses
+from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, mask_secret
+from airflow_provider_cml._http import decode_json, error_for_response, is_transient
+from airflow_provider_cml.config import CmlClientConfig, build_client_config
+from airflow_provider_cml.connection_fields import CONN_TYPE, UI_FIELD_BEHAVIOUR, wtforms_widgets
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlException,
+    CmlJobAlreadyActiveError,
+    CmlJobRunTimeout,
+    CmlLookupError,
+)
+from airflow_provider_cml.runs import check_run_outcome, describe_run, run_environment
+from airflow_provider_cml.validation import (
+    looks_like_id,
+    normalize_environment,
+    validate_arguments,
+    validate_positive,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+#: Added to every v2 run's environment so that a start whose answer was lost can be found again
+#: instead of being sent twice.
+START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
+DEFAULT_PAGE_SIZE = 100
+
+
+class _OutcomeUnknown(Exception):
+    """A non-idempotent request was sent but its answer was lost (timeout, reset, 5xx)."""
+
+    def __init__(self, error: CmlApiError, retry_after: str | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _tls_error(base_url: str, exc: Exception) -> CmlConfigError:
+    return CmlConfigError(
+        f"TLS certificate verification failed for {base_url} ({type(exc).__name__}). If the workbench uses "
+        "a private CA, set the connection's 'CA bundle path' (extra 'ca_bundle') to a PEM file with that "
+        "CA. Turn 'verify_ssl' off only for a throwaway workbench."
+    )
+
+
+def _sent_before_failing(exc: Exception) -> bool:
+    """False when the connection was never made, so the server cannot have acted on the request."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return type(reason).__name__ != "NewConnectionError"
+
+
+class CmlHook(BaseHook):
+    """Talks to a Cloudera AI workbench (API v2, or the legacy CDSW v1 Jobs API for starting jobs).
+
+    The connection's host is the workbench URL and its password the API key. Extras (all optional):
+    ``api_version`` (``v2``/``v1``), ``verify_ssl``, ``ca_bundle``, ``timeout``, ``max_retries``,
+    ``run_url_template``. Without a key, inside a Cloudera AI session, ``CDSW_APIV2_KEY`` and
+    ``CDSW_API_URL``/``CDSW_DOMAIN`` are used.
+
+    Projects and jobs may be given by ID or by exact name; names are looked up once per hook.
+
+    :param cml_conn_id: Airflow connection id of type ``cml``.
+    :param timeout: request timeout in seconds; overrides the connection's ``timeout``.
+    :param max_retries: retries per request; overrides the connection's ``max_retries``.
+    """
+
+    conn_name_attr = "cml_conn_id"
+    default_conn_name = "cml_default"
+    conn_type = CONN_TYPE
+    hook_name = "Cloudera AI"
+
+    def __init__(
+        self,
+        cml_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.cml_conn_id = cml_conn_id
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._projects: dict[str, dict[str, Any]] = {}
+        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(cml_conn_id={self.cml_conn_id!r})"
+
+    # -- connection form (Airflow 2.x and 3.0/3.1; 3.2+ reads provider info) -----------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        return wtforms_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return dict(UI_FIELD_BEHAVIOUR)
+
+    # -- configuration and transport ------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> CmlClientConfig:
+        """Client settings from the Airflow connection (or the workbench session's variables)."""
+        try:
+            conn = self.get_connection(self.cml_conn_id)
+        except AirflowNotFoundException:
+            import os
+
+            if "CDSW_APIV2_KEY" not in os.environ:
+                raise CmlConfigError(
+                    f"Airflow connection {self.cml_conn_id!r} does not exist. Create a 'Cloudera AI' "
+                    f"connection with that id, or set AIRFLOW_CONN_{self.cml_conn_id.upper()}."
+                ) from None
+            config = build_client_config(
+                host=None, password=None, timeout=self._timeout, max_retries=self._max_retries
+            )
+        else:
+            config = build_client_config(
+                host=conn.host,
+                password=conn.password,
+                port=conn.port,
+                extra=conn.extra_dejson,
+                timeout=self._timeout,
+                max_retries=self._max_retries,
+            )
+        mask_secret(config.api_key)
+        return config
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """One HTTP session per hook: connections are reused across polls."""
+        import requests
+
+        config = self.config
+        session = requests.Session()
+        session.headers["User-Agent"] = f"airflow-provider-cml/{__version__}"
+        session.headers["Accept"] = "application/json"
+        if config.api_version == "v1":
+            # Legacy Jobs API: Basic auth, key as user name, empty password; JSON content type always.
+            session.auth = (config.api_key, "")
+            session.headers["Content-Type"] = "application/json"
+        else:
+            session.headers["Authorization"] = f"Bearer {config.api_key}"
+        session.verify = config.verify
+        if config.verify is False:
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            self.log.warning(
+                "TLS verification is off for connection %r: the API key is sent to an unverified server.",
+                self.cml_conn_id,
+            )
+        return session
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        not_found: str | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Send one API request with the shared retry policy; return its decoded JSON.
+
+        A request that is not ``idempotent`` is retried only when the server cannot have acted on it
+        (connection refused, 429); otherwise :class:`_OutcomeUnknown` lets the caller check first.
+        """
+        import requests
+
+        config = self.config
+        policy = config.retry_policy
+        url = config.api_root + path
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: str | None = None
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    timeout=(min(10.0, config.timeout), config.timeout),
+                )
+            except requests.exceptions.SSLError as exc:
+                raise _tls_error(config.base_url, exc) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                error = CmlApiError(
+                    f"No answer from Cloudera AI at {config.base_url} ({type(exc).__name__}).",
+                    method=method,
+                    path=path,
+                )
+                if not idempotent and _sent_before_failing(exc):
+                    raise _OutcomeUnknown(error) from None
+            else:
+                if response.status_code < 400:
+                    return decode_json(
+                        response.status_code, response.headers, response.text, method=method, path=path
+                    )
+                error = error_for_response(
+                    response.status_code,
+                    response.headers,
+                    response.text,
+                    method=method,
+                    path=path,
+                    not_found=not_found,
+                )
+                if not policy.is_retryable_status(response.status_code):
+                    raise error
+                retry_after = response.headers.get("Retry-After")
+                if not idempotent and response.status_code != 429:
+                    raise _OutcomeUnknown(error, retry_after)
+            if not policy.can_retry(attempt):
+                raise error
+            delay = policy.delay(attempt, retry_after)
+            self.log.warning(
+                "%s %s failed (%s); retry %d of %d in %.1fs.",
+                method,
+                path,
+                error.server_message or error.status_code or "no answer",
+                attempt,
+                policy.max_retries,
+                delay,
+            )
+            time.sleep(delay)
+
+    def paginate(
+        self, path: str, key: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every item of a listing, following ``next_page_token`` through all pages.
+
+        The same filter and sort are sent with every page, as the API requires.
+        """
+        query: dict[str, Any] = {"page_size": DEFAULT_PAGE_SIZE, **(params or {})}
+        while True:
+            page = self._request("GET", path, params=query, not_found=not_found)
+            items = page.get(key) if isinstance(page, dict) else None
+            if not isinstance(items, list):
+                raise CmlApiError(
+                    f"Cloudera AI answered GET {path} without the expected {key!r} list; is this a "
+                    "Cloudera AI API v2 endpoint?",
+                    method="GET",
+                    path=path,
+                )
+            yield from items
+            token = page.get("next_page_token")
+            if not token:
+                return
+            query["page_token"] = token
+
+    @staticmethod
+    def _listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if search_filter:
+            params["search_filter"] = json.dumps(dict(search_filter))
+        if sort:
+            params["sort"] = sort
+        return params
+
+    def _require_v2(self, what: str) -> None:
+        if self.config.api_version != "v2":
+            raise CmlConfigError(
+                f"{what} needs Cloudera AI API v2, but connection {self.cml_conn_id!r} uses the legacy v1 "
+                "Jobs API, which can only start jobs. Set the connection's api_version to v2."
+            )
+
+    # -- projects and jobs ----------------------------------------------------------------------
+
+    def list_projects(
+        self, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
+    ) -> list[dict[str, Any]]:
+        """All projects visible to the key (every page).
+
+        :param search_filter: e.g. ``{"name": "demo"}``; the server matches by substring.
+        :param sort: e.g. ``"-created_at"``.
+        """
+        self._require_v2("Listing projects")
+        return list(self.paginate("/projects", "projects", params=self._listing_params(search_filter, sort)))
+
+    def get_project(self, project_id: str) -> dict[str, Any]:
+        """One project by ID."""
+        self._require_v2("Reading a project")
+        return self._request("GET", f"/projects/{project_id}", not_found=f"project {project_id!r}")
+
+    def list_jobs(
+        self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
+    ) -> list[dict[str, Any]]:
+        """All jobs of a project (by ID or name), every page."""
+        project_id = self.resolve_project(project)["id"]
+        return list(
+            self.paginate(
+                f"/projects/{project_id}/jobs",
+                "jobs",
+                params=self._listing_params(search_filter, sort),
+                not_found=f"project {project!r}",
+            )
+        )
+
+    def get_job(self, project: str, job_id: str) -> dict[str, Any]:
+        """One job by ID, in a project given by ID or name."""
+        project_id = self.resolve_project(project)["id"]
+        return self._request(
+            "GET", f"/projects/{project_id}/jobs/{job_id}", not_found=f"job {job_id!r} in project {project!r}"
+        )
+
+    @staticmethod
+    def _pick_one(kind: str, wanted: str, items: list[dict[str, Any]], scope: str) -> dict[str, Any]:
+        exact = [item for item in items if item.get("name") == wanted]
+        if len(exact) == 1:
+            return exact[0]
+        if len(exact) > 1:
+            ids = ", ".join(str(item.get("id")) for item in exact)
+            raise CmlLookupError(
+                f"{len(exact)} {kind}s{scope} are named {wanted!r} (IDs: {ids}). Pass the ID of the one you "
+                "mean instead of the name."
+            )
+        names = sorted({str(item.get("name")) for item in items})
+        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.5) or names[:5]
+        hint = f" Close matches: {', '.join(repr(n) for n in close)}." if close else ""
+        raise CmlLookupError(
+            f"No {kind}{scope} is named exactly {wanted!r} (names are case-sensitive).{hint} Check the name "
+            f"in the workbench, or pass the {kind} ID."
+        )
+
+    def resolve_project(self, project: str) -> dict[str, Any]:
+        """The project for an ID or an exact name (looked up over all pages, cached per hook).
+
+        An ID-shaped value is trusted without a request: a wrong one fails with 404 where it is used.
+        """
+        self._require_v2("Looking up a project")
+        if not isinstance(project, str) or not project.strip():
+            raise CmlConfigError(f"project must be a project name or ID, not {project!r}.")
+        if project in self._projects:
+            return self._projects[project]
+        if looks_like_id(project):
+            found: dict[str, Any] = {"id": project}
+        else:
+            candidates = self.list_projects(search_filter={"name": project})
+            if not any(p.get("name") == project for p in candidates):
+                # The substring filter found nothing exact: compare against every name for hints.
+                candidates = candidates or self.list_projects()
+            found = self._pick_one("project", project, candidates, "")
+        self._projects[project] = found
+        return found
+
+    def resolve_job(self, project: str, job: str) -> dict[str, Any]:
+        """The job for an ID or an exact name within a project (cached per hook)."""
+        project_id = self.resolve_project(project)["id"]
+        if not isinstance(job, str) or not job.strip():
+            raise CmlConfigError(f"job must be a job name or ID, not {job!r}.")
+        key = (project_id, job)
+        if key in self._jobs:
+            return self._jobs[key]
+        if looks_like_id(job):
+            found: dict[str, Any] = {"id": job, "project_id": project_id}
+        else:
+            candidates = self.list_jobs(project_id, search_filter={"name": job})
+            if not any(j.get("name") == job for j in candidates):
+                candidates = candidates or self.list_jobs(project_id)
+            found = self._pick_one("job", job, candidates, f" in project {project!r}")
+        self._jobs[key] = found
+        return found
+
+    def _run_path(self, project: str, job: str) -> tuple[str, str, str]:
+        project_id = self.resolve_project(project)["id"]
+        job_id = self.resolve_job(project_id, job)["id"]
+        return project_id, job_id, f"/projects/{project_id}/jobs/{job_id}/runs"
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def start_job_run(
+        self,
+        project: str,
+        job: str,
+        environment: Mapping[str, Any] | None = None,
+        arguments: str | None = None,
+    ) -> dict[str, Any]:
+        """Start one run of a job and return the API's answer.
+
+        v2: returns the JobRun (``id``, ``status``, ...). A start whose answer is lost is looked up by
+        a token in the run's environment before it is ever sent again, so it never creates two runs.
+        v1: ``project`` is ``"<user-or-team>/<project-slug>"``, ``job`` the numeric job ID from the
+        job's web address; returns ``{"engine_id": ...}``.
+
+        :param environment: overrides of the job's environment variables (values become strings).
+        :param arguments: one string, seen by the script as ``JOB_ARGUMENTS`` (v2 only).
+        """
+        env = normalize_environment(environment)
+        args = validate_arguments(arguments)
+        if self.config.api_version == "v1":
+            return self._start_v1(project, job, env, args)
+        project_id, job_id, path = self._run_path(project, job)
+        token = uuid.uuid4().hex
+        body: dict[str, Any] = {
+            "project_id": project_id,
+            "job_id": job_id,
+            "environment": {**env, START_TOKEN_ENV: token},
+        }
+        if args is not None:
+            body["arguments"] = args
+        policy = self.config.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                run = self._request(
+                    "POST", path, body=body, idempotent=False, not_found=self._what(project, job)
+                )
+                self.log.info("Started Cloudera AI %s.", describe_run(run))
+                return run
+            except _OutcomeUnknown as unknown:
+                found = self._find_started_run(path, token)
+                if found is not None:
+                    self.log.warning(
+                        "The start's answer was lost, but the run exists: %s.", describe_run(found)
+                    )
+                    return found
+                if not policy.can_retry(attempt):
+                    raise unknown.error from None
+                delay = policy.delay(attempt, unknown.retry_after)
+                self.log.warning(
+                    "Start of job %s not confirmed and no run found; retrying in %.1fs.", job, delay
+                )
+                time.sleep(delay)
+            except CmlJobAlreadyActiveError:
+                # After a lost answer, "already active" may be our own first start.
+                found = self._find_started_run(path, token) if attempt > 1 else None
+                if found is not None:
+                    return found
+                raise
+
+    @staticmethod
+    def _what(project: str, job: str) -> str:
+        return f"job {job!r} in project {project!r}"
+
+    def _find_started_run(self, runs_path: str, token: str) -> dict[str, Any] | None:
+        try:
+            page = self._request("GET", runs_path, params={"sort": "-created_at", "page_size": 10})
+        except CmlApiError as exc:
+            if is_transient(exc):
+                return None
+            raise
+        for run in page.get("job_runs") or []:
+            if run_environment(run).get(START_TOKEN_ENV) == token:
+                return run
+        return None
+
+    def _start_v1(self, project: str, job: str, env: dict[str, str], args: str | None) -> dict[str, Any]:
+        owner, _, slug = str(project).strip("/").partition("/")
+        if not owner or not slug or "/" in slug:
+            raise CmlConfigError(
+                f"On a v1 connection, project must be '<user-or-team>/<project-slug>' from the job's web "
+                f"address (e.g. 'alice/risk-analysis'), not {project!r}."
+            )
+        if not str(job).isdigit():
+            raise CmlConfigError(
+                f"On a v1 connection, job must be the numeric job ID from the job's web address "
+                f"(.../jobs/208 -> '208'), not {job!r}."
+            )
+        if args is not None:
+            raise CmlConfigError("The legacy v1 Jobs API cannot pass arguments; use a v2 connection.")
+        path = f"/projects/{owner}/{slug}/jobs/{job}/start"
+        try:
+            answer = self._request(
+                "POST",
+                path,
+                body={"environment": env} if env else {},
+                idempotent=False,
+                not_found=f"v1 job {job!r} of project {project!r}",
+            )
+        except _OutcomeUnknown as unknown:
+            raise CmlApiError(
+                "The v1 start request was sent but its answer was lost; the v1 API cannot tell whether the "
+                "job started. Check the job's page in the workbench before starting it again.",
+                method="POST",
+                path=path,
+                status_code=unknown.error.status_code,
+            ) from None
+        self.log.info("Started legacy CDSW job %s/%s: engine %s.", project, job, answer.get("engine_id"))
+        return answer
+
+    def get_job_run(self, project: str, job: str, run_id: str) -> dict[str, Any]:
+        """One run (its ``status``, times, ``failure_reason``)."""
+        self._require_v2("Reading a job run's status")
+        _, _, path = self._run_path(project, job)
+        return self._request(
+            "GET", f"{path}/{run_id}", not_found=f"run {run_id!r} of {self._what(project, job)}"
+        )
+
+    def list_job_runs(
+        self, project: str, job: str, sort: str | None = "-created_at", limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs of a job, newest first by default; ``limit`` stops paging early."""
+        self._require_v2("Listing job runs")
+        _, _, path = self._run_path(project, job)
+        runs: list[dict[str, Any]] = []
+        for run in self.paginate(
+            path, "job_runs", params=self._listing_params(None, sort), not_found=self._what(project, job)
+        ):
+            runs.append(run)
+            if limit is not None and len(runs) >= limit:
+                break
+        return runs
+
+    def stop_job_run(self, project: str, job: str, run_id: str) -> dict[str, Any]:
+        """Ask Cloudera AI to stop a run. Stopping a run that already ended is an API error."""
+        self._require_v2("Stopping a job run")
+        _, _, path = self._run_path(project, job)
+        answer = self._request(
+            "POST", f"{path}/{run_id}:stop", not_found=f"run {run_id!r} of {self._what(project, job)}"
+        )
+        self.log.info("Asked Cloudera AI to stop run %s.", run_id)
+        return answer
+
+    def stop_job_run_quietly(self, project: str, job: str, run_id: str) -> bool:
+        """Stop a run if it is still active; log instead of raising (for clean-up paths)."""
+        try:
+            run = self.get_job_run(project, job, run_id)
+            if statuses.is_terminal(run.get("status")):
+                return False
+            self.stop_job_run(project, job, run_id)
+            return True
+        except CmlException as exc:
+            self.log.warning("Could not stop Cloudera AI run %s: %s", run_id, exc)
+            return False
+
+    def wait_for_job_run(
+        self,
+        project: str,
+        job: str,
+        run_id: str,
+        poll_interval: float = 30,
+        timeout: float | None = None,
+        stop_on_timeout: bool = True,
+    ) -> dict[str, Any]:
+        """Poll until the run ends; return it on success, raise on failure or timeout.
+
+        Transient errors (no answer, 429, 5xx) after the request's own retries do not end the wait.
+        ``ENGINE_STOPPING``, ``ENGINE_UNKNOWN`` and unknown statuses keep the wait going.
+
+        :param poll_interval: seconds between status checks.
+        :param timeout: seconds to wait at most; ``None`` waits until the run ends.
+        :param stop_on_timeout: stop the remote run when the timeout passes.
+        :raises CmlJobRunError: the run ended without success.
+        :raises CmlJobRunTimeout: the timeout passed first.
+        """
+        validate_positive("poll_interval", poll_interval, allow_none=False)
+        validate_positive("timeout", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_status: str | None = None
+        while True:
+            try:
+                run = self.get_job_run(project, job, run_id)
+            except CmlApiError as exc:
+                if not is_transient(exc):
+                    raise
+                self.log.warning("Could not read run %s this time (%s); polling again.", run_id, exc)
+            else:
+                status = run.get("status")
+                if status != last_status:
+                    self.log.info("Cloudera AI run %s is %s.", run_id, status)
+                    last_status = status
+                if statuses.is_terminal(status):
+                    return dict(check_run_outcome(run))
+            if deadline is not None and time.monotonic() >= deadline:
+                if stop_on_timeout:
+                    self.stop_job_run_quietly(project, job, run_id)
+                raise CmlJobRunTimeout(
+                    f"Cloudera AI run {run_id} was still {last_status or 'unreadable'} after {timeout}s"
+                    f"{'; it has been asked to stop' if stop_on_timeout else ''}. Raise the timeout if the "
+                    "job needs longer.",
+                    run_id=run_id,
+                    status=last_status,
+                )
+            sleep_for = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
+            time.sleep(max(0.0, sleep_for))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """A cheap authenticated request; used by the Connections UI's Test button."""
+        try:
+            config = self.config
+            if config.api_version == "v1":
+                return (
+                    False,
+                    "The legacy v1 Jobs API has no read-only call, so the key cannot be tested without "
+                    "starting a job. Use a v2 connection to test.",
+                )
+            self._request("GET", "/projects", params={"page_size": 1})
+        except CmlException as exc:
+            return False, str(exc)
+        return True, f"Connected to Cloudera AI at {config.base_url} (API v2)."

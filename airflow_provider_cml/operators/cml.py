@@ -1,0 +1,123 @@
+"""CmlRunJobOperator: start a Cloudera AI job run, optionally wait for it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cml._compat import BaseOperator, mask_secret
+from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.runs import describe_run
+from airflow_provider_cml.validation import validate_positive
+
+if TYPE_CHECKING:
+    from airflow_provider_cml._compat import Context
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+# The hook module imports requests; importing it only when a task runs keeps DAG parsing light.
+DEFAULT_CONN_ID = "cml_default"
+
+
+class CmlRunJobOperator(BaseOperator):
+    """Start a run of a Cloudera AI job, with environment overrides, and wait for it to end.
+
+    The run id is pushed to XCom (key ``run_id``, plus ``project_id`` and ``job_id``) as soon as the
+    run exists, and returned (so it is also the task's ``return_value``).
+
+    On a legacy v1 (CDSW Jobs API) connection, ``project`` is ``"<user-or-team>/<project-slug>"`` and
+    ``job`` the numeric job ID from the job's web address; the job is started, its ``engine_id`` is
+    returned, and ``wait_for_completion`` must be ``False`` because v1 cannot report status.
+
+    :param project: project name or ID (templated).
+    :param job: job name or ID within the project (templated).
+    :param environment: environment-variable overrides for this run, e.g.
+        ``{"RUN_DATE": "{{ ds }}"}`` (templated). Values must be strings, or numbers/booleans, which
+        are turned into strings.
+    :param arguments: one string given to the job as ``JOB_ARGUMENTS`` (templated, v2 only).
+    :param wait_for_completion: wait until the run ends; fail the task unless it succeeded.
+    :param poll_interval: seconds between status checks while waiting.
+    :param timeout: seconds to wait at most; when it passes the run is stopped and the task fails.
+        ``None`` waits as long as the run takes (bounded by ``execution_timeout`` if set).
+    :param cml_conn_id: Airflow connection of type ``cml``.
+    """
+
+    template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
+    template_fields_renderers = {"environment": "json"}
+    ui_color = "#f96702"
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        job: str,
+        environment: Mapping[str, Any] | None = None,
+        arguments: str | None = None,
+        wait_for_completion: bool = True,
+        poll_interval: float = 30,
+        timeout: float | None = None,
+        cml_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        validate_positive("poll_interval", poll_interval, allow_none=False)
+        validate_positive("timeout", timeout)
+        self.project = project
+        self.job = job
+        self.environment = environment
+        self.arguments = arguments
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.cml_conn_id = cml_conn_id
+        self._started: tuple[str, str, str] | None = None
+
+    @cached_property
+    def hook(self) -> CmlHook:
+        from airflow_provider_cml.hooks.cml import CmlHook
+
+        return CmlHook(self.cml_conn_id)
+
+    def _mask_sensitive_overrides(self) -> None:
+        # Values whose names Airflow deems sensitive (PASSWORD, SECRET, TOKEN, ...) are masked in logs.
+        for name, value in (self.environment or {}).items():
+            if isinstance(value, str) and value:
+                mask_secret(value, name)
+
+    def execute(self, context: Context) -> str:
+        self._mask_sensitive_overrides()
+        hook = self.hook
+        if hook.config.api_version == "v1":
+            return self._execute_v1(context)
+        run = hook.start_job_run(self.project, self.job, self.environment, self.arguments)
+        run_id, project_id, job_id = str(run["id"]), str(run["project_id"]), str(run["job_id"])
+        self._started = (project_id, job_id, run_id)
+        ti = context["ti"]
+        ti.xcom_push(key="run_id", value=run_id)
+        ti.xcom_push(key="project_id", value=project_id)
+        ti.xcom_push(key="job_id", value=job_id)
+        if not self.wait_for_completion:
+            return run_id
+        final = hook.wait_for_job_run(
+            project_id, job_id, run_id, poll_interval=self.poll_interval, timeout=self.timeout
+        )
+        self.log.info("Cloudera AI %s.", describe_run(final))
+        return run_id
+
+    def _execute_v1(self, context: Context) -> str:
+        if self.wait_for_completion:
+            raise CmlConfigError(
+                f"Connection {self.cml_conn_id!r} uses the legacy v1 Jobs API, which cannot report a run's "
+                "status, so this task cannot wait for the job. Set wait_for_completion=False (the task "
+                "then only starts the job), or use a v2 connection."
+            )
+        answer = self.hook.start_job_run(self.project, self.job, self.environment, self.arguments)
+        engine_id = str(answer.get("engine_id"))
+        context["ti"].xcom_push(key="engine_id", value=engine_id)
+        return engine_id
+
+    def on_kill(self) -> None:
+        """Stop the remote run when Airflow kills the task, so nothing keeps running unseen."""
+        if self._started and self.wait_for_completion:
+            project_id, job_id, run_id = self._started
+            self.hook.stop_job_run_quietly(project_id, job_id, run_id)

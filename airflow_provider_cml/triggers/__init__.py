@@ -1,0 +1,1 @@
+"""Triggers of the Cloudera AI provider."""
