@@ -1,0 +1,36 @@
+"""``python -m airflow_provider_cml.testing --spec spec.json --port 8765``: serve a local workbench."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from airflow_provider_cml.testing import load_spec, local_workbench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a simulated Cloudera AI workbench on loopback.")
+    parser.add_argument("--spec", required=True, help="JSON spec of projects, jobs and API keys")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--step-delay", type=float, default=0.2, help="seconds per SCHEDULING/STARTING step")
+    parser.add_argument("--url-file", help="write the server's URL to this file once it listens")
+    args = parser.parse_args(argv)
+    spec_path = Path(args.spec)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with local_workbench(
+        load_spec(spec_path), base_dir=spec_path.parent, port=args.port, step_delay=args.step_delay
+    ) as server:
+        print(f"Cloudera AI workbench simulator listening on {server.url}", flush=True)
+        if args.url_file:
+            Path(args.url_file).write_text(server.url)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

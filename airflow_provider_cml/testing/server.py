@@ -1,0 +1,385 @@
+"""The HTTP face of the simulated workbench: API v2, the v1 start endpoint, a journal, fault injection.
+
+Built on the standard library's ``http.server`` (it parses HTTP; nothing here does).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from airflow_provider_cml.testing.workbench import ApiError, Workbench
+
+DEFAULT_PAGE_SIZE = 10
+
+
+@dataclass
+class Faults:
+    """Faults to inject, each a probability per request (off by default).
+
+    :param error_rate: answer 500/502/503 instead of handling the request.
+    :param rate_limit_rate: answer 429 with ``Retry-After: retry_after``.
+    :param reset_rate: reset the connection without answering.
+    :param lost_response_rate: for POSTs: do the action, then reset the connection (answer lost).
+    :param latency: seconds added to every request.
+    :param seed: seed of the random generator, for repeatable storms.
+    """
+
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after: float = 1.0
+    reset_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    latency: float = 0.0
+    seed: int | None = None
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            self.rng.seed(self.seed)
+
+    def draw(self, method: str) -> str | None:
+        """Which fault (if any) hits this request."""
+        roll = self.rng.random()
+        for name, rate in (
+            ("error", self.error_rate),
+            ("rate_limit", self.rate_limit_rate),
+            ("reset", self.reset_rate),
+            ("lost_response", self.lost_response_rate if method == "POST" else 0.0),
+        ):
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    method: str
+    path: str
+    status: int | None
+    time: float
+    fault: str | None = None
+
+
+def _match(value: Any, wanted: Any) -> bool:
+    return str(wanted).lower() in str(value if value is not None else "").lower()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    server: WorkbenchServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr logging
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        faults = self.server.faults
+        fault = faults.draw(method) if faults else None
+        if faults and faults.latency:
+            time.sleep(faults.latency)
+        if fault == "reset":
+            self._record(method, path, None, fault)
+            self._reset()
+            return
+        if fault in ("error", "rate_limit"):
+            if fault == "error":
+                status = random.choice((500, 502, 503))
+                self._send(status, {"code": 14, "message": "simulated outage", "details": []})
+            else:
+                status = 429
+                self._send(
+                    429,
+                    {"code": 8, "message": "rate limited", "details": []},
+                    {"Retry-After": f"{faults.retry_after:g}"},  # type: ignore[union-attr]
+                )
+            self._record(method, path, status, fault)
+            return
+        try:
+            status, body = self._route(method, path, parse_qs(parts.query), raw)
+        except ApiError as exc:
+            status, body = exc.http_status, {"code": exc.grpc_code, "message": exc.message, "details": []}
+        if fault == "lost_response":
+            self._record(method, path, status, fault)
+            self._reset()
+            return
+        self._send(status, body)
+        self._record(method, path, status, None)
+
+    def _record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
+        self.server.record(JournalEntry(method, path, status, time.time(), fault))
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes close() send RST: the client sees "connection reset by peer".
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Request-Id", f"sim-{self.server.next_request_number()}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    # -- auth -------------------------------------------------------------------------------------
+
+    def _v2_key(self) -> str:
+        header = self.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if (
+            scheme.lower() != "bearer"
+            or key not in self.server.workbench.api_keys | self.server.workbench.readonly_keys
+        ):
+            raise ApiError(401, "Unauthorized: invalid or missing API key")
+        return key
+
+    def _v1_key(self) -> str:
+        header = self.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            user, _, _password = base64.b64decode(encoded).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            user = ""
+        if scheme.lower() != "basic" or user not in self.server.workbench.api_keys:
+            raise ApiError(401, "Unauthorized: invalid API key")
+        return user
+
+    # -- routes -----------------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> tuple[int, Any]:
+        wb = self.server.workbench
+        m = re.fullmatch(r"/api/v1/projects/([^/]+)/([^/]+)/jobs/(\d+)/start", path)
+        if m:
+            return self._v1_start(m.group(1), m.group(2), int(m.group(3)), raw)
+        if not path.startswith("/api/v2/"):
+            raise ApiError(404, f"no route for {path}", grpc_code=5)
+        key = self._v2_key()
+        rest = path[len("/api/v2") :]
+        if method == "POST" and key in wb.readonly_keys:
+            raise ApiError(403, "permission denied: this API key may not start or stop runs")
+        with wb.lock:
+            if method == "GET" and rest == "/projects":
+                return 200, self._page(query, "projects", [p.to_api() for p in wb.projects.values()])
+            if method == "GET" and rest == "/jobs":
+                return 200, self._page(query, "jobs", [j.to_api() for j in wb.jobs.values()])
+            m = re.fullmatch(r"/projects/([^/]+)", rest)
+            if method == "GET" and m:
+                return 200, wb.project(m.group(1)).to_api()
+            m = re.fullmatch(r"/projects/([^/]+)/jobs", rest)
+            if method == "GET" and m:
+                project = wb.project(m.group(1))
+                jobs = [j.to_api() for j in wb.jobs.values() if j.project is project]
+                return 200, self._page(query, "jobs", jobs)
+            m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)", rest)
+            if method == "GET" and m:
+                return 200, wb.job(m.group(1), m.group(2)).to_api()
+            m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)/runs", rest)
+            if m:
+                job = wb.job(m.group(1), m.group(2))
+                if method == "GET":
+                    runs = sorted(wb.runs_of(job), key=lambda r: r.seq)
+                    return 200, self._page(query, "job_runs", [r.to_api() for r in runs], seq_sort=True)
+                if method == "POST":
+                    body = self._json(raw)
+                    return 200, wb.start_run(job, body.get("environment"), body.get("arguments")).to_api()
+            m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)/runs/([^/:]+)(:stop)?", rest)
+            if m:
+                run = wb.run(m.group(1), m.group(2), m.group(3))
+                if method == "GET" and not m.group(4):
+                    return 200, run.to_api()
+                if method == "POST" and m.group(4):
+                    return 200, wb.stop_run(run).to_api()
+        raise ApiError(404, f"no route for {method} {path}", grpc_code=5)
+
+    def _v1_start(self, owner: str, slug: str, v1_id: int, raw: bytes) -> tuple[int, Any]:
+        wb = self.server.workbench
+        self._v1_key()
+        if "application/json" not in (self.headers.get("Content-Type") or ""):
+            raise ApiError(400, "Content-Type must be application/json")
+        with wb.lock:
+            project = wb.find_project_by_slug(owner, slug)
+            job = next((j for j in wb.jobs.values() if j.project is project and j.v1_id == v1_id), None)
+            if job is None:
+                raise ApiError(404, f"job {v1_id} not found")
+            body = self._json(raw)
+            run = wb.start_run(job, body.get("environment"), None)
+        return 200, {"engine_id": run.id}
+
+    @staticmethod
+    def _json(raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "invalid JSON body") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _param(query: dict[str, list[str]], *names: str) -> str | None:
+        for name in names:
+            if query.get(name):
+                return query[name][0]
+        return None
+
+    def _page(
+        self, query: dict[str, list[str]], key: str, items: list[dict[str, Any]], seq_sort: bool = False
+    ) -> dict[str, Any]:
+        search = self._param(query, "search_filter", "searchFilter")
+        if search:
+            try:
+                wanted = json.loads(search)
+            except ValueError:
+                wanted = search
+            if isinstance(wanted, dict):
+                items = [i for i in items if all(_match(i.get(k), v) for k, v in wanted.items())]
+            else:
+                items = [i for i in items if _match(i.get("name"), wanted)]
+        sort = self._param(query, "sort")
+        if sort:
+            reverse = sort.startswith("-")
+            name = sort.lstrip("-+")
+            # created_at ties (same microsecond) keep creation order
+            items = sorted(items, key=lambda i: str(i.get(name, "")), reverse=reverse)
+        size_text = self._param(query, "page_size", "pageSize")
+        try:
+            size = int(size_text) if size_text else DEFAULT_PAGE_SIZE
+        except ValueError:
+            raise ApiError(400, f"invalid page_size: {size_text}") from None
+        size = max(1, size)
+        token = self._param(query, "page_token", "pageToken")
+        offset = 0
+        if token:
+            try:
+                offset = int(base64.urlsafe_b64decode(token.encode()).decode())
+            except ValueError:
+                raise ApiError(400, "invalid page_token") from None
+        page = items[offset : offset + size]
+        next_offset = offset + size
+        next_token = (
+            base64.urlsafe_b64encode(str(next_offset).encode()).decode() if next_offset < len(items) else ""
+        )
+        return {key: page, "next_page_token": next_token}
+
+
+class WorkbenchServer(ThreadingHTTPServer):
+    """A :class:`Workbench` served over HTTP(S) on loopback, with a request journal and faults.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    :param workbench: the state to serve.
+    :param host: address to bind (loopback by default).
+    :param port: port to bind (0 picks a free one).
+    :param ssl_context: serve HTTPS with this server-side context.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        workbench: Workbench,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__((host, port), _Handler)
+        self.workbench = workbench
+        self.faults: Faults | None = None
+        self.journal: list[JournalEntry] = []
+        self._journal_lock = threading.Lock()
+        self._request_number = 0
+        self._thread: threading.Thread | None = None
+        self.scheme = "https" if ssl_context else "http"
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{self.scheme}://{host}:{port}"
+
+    def record(self, entry: JournalEntry) -> None:
+        with self._journal_lock:
+            self.journal.append(entry)
+
+    def next_request_number(self) -> int:
+        with self._journal_lock:
+            self._request_number += 1
+            return self._request_number
+
+    def requests(
+        self, method: str | None = None, path: str | Callable[[str], bool] | None = None
+    ) -> list[JournalEntry]:
+        """Journal entries, filtered by method and by a path regex (full match) or predicate."""
+        with self._journal_lock:
+            entries = list(self.journal)
+        if method:
+            entries = [e for e in entries if e.method == method]
+        if isinstance(path, str):
+            entries = [e for e in entries if re.fullmatch(path, e.path)]
+        elif path is not None:
+            entries = [e for e in entries if path(e.path)]
+        return entries
+
+    def clear_journal(self) -> None:
+        with self._journal_lock:
+            self.journal.clear()
+
+    def start(self) -> WorkbenchServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="cml-workbench", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.workbench.shutdown()
+
+    def __enter__(self) -> WorkbenchServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def airflow_connection(self, api_key: str, **extra: Any) -> str:
+        """JSON for ``AIRFLOW_CONN_<ID>`` pointing at this workbench."""
+        return json.dumps({"conn_type": "cml", "host": self.url, "password": api_key, "extra": extra})
