@@ -1,0 +1,141 @@
+"""Shared fixtures. Airflow reads its settings at import, so they are set here, first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).parent
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="cml-test-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(TESTS / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_") or n.startswith("CDSW_")]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+
+from airflow_provider_cml.testing import WorkbenchServer, local_workbench  # noqa: E402
+
+API_KEY = "test-key-7f3a9c1e5b"
+READONLY_KEY = "readonly-key-4d2b8e"
+MOCK_KEY = "mock-secret-key-93k2j4h5"
+MOCK_URL = "https://cml.example.com"
+
+
+def workbench_spec() -> dict[str, Any]:
+    """Projects and jobs of the shared test workbench."""
+    many_jobs = [{"name": f"job-{i:02d}", "script": "report_env.py"} for i in range(27)]
+    return {
+        "api_keys": [API_KEY],
+        "readonly_keys": [READONLY_KEY],
+        "projects": [
+            {
+                "name": "Analytics",
+                "owner": "alice",
+                "folder": "jobs",
+                "env": {"PROJECT_LEVEL": "from-project", "OVERRIDDEN": "project"},
+                "jobs": [
+                    {"name": "report-env", "script": "report_env.py", "env": {"OVERRIDDEN": "job"}},
+                    {"name": "fail", "script": "report_env.py", "env": {"EXIT_CODE": "3"}},
+                    {"name": "sleeper", "script": "sleeper.py"},
+                    {"name": "slow", "script": "sleeper.py", "env": {"SLEEP": "1.5"}},
+                    {"name": "times-out", "script": "sleeper.py", "env": {"SLEEP": "30"}, "timeout": 1},
+                    {"name": "train", "script": "report_env.py"},
+                    {"name": "train-extended", "script": "report_env.py"},
+                    {"name": "parent", "script": "report_env.py"},
+                    {"name": "child", "script": "report_env.py", "parent": "parent"},
+                ],
+            },
+            {"name": "Analytics Archive", "owner": "alice", "folder": "jobs", "jobs": []},
+            {"name": "Duplicate", "owner": "bob", "folder": "jobs", "jobs": []},
+            {"name": "Duplicate", "owner": "carol", "folder": "jobs", "jobs": []},
+            {"name": "Many Jobs", "owner": "team-ml", "folder": "jobs", "jobs": many_jobs},
+            *({"name": f"filler-{i:02d}", "owner": "dave", "folder": "jobs"} for i in range(25)),
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def workbench() -> Iterator[WorkbenchServer]:
+    """One local workbench for the whole session (faults off)."""
+    with local_workbench(workbench_spec(), base_dir=TESTS, step_delay=0.02) as server:
+        yield server
+
+
+@pytest.fixture
+def wb(workbench: WorkbenchServer, monkeypatch: pytest.MonkeyPatch) -> WorkbenchServer:
+    """The shared workbench with ``cml_default`` pointing at it, a clean journal and no faults."""
+    workbench.faults = None
+    workbench.clear_journal()
+    monkeypatch.setenv("AIRFLOW_CONN_CML_DEFAULT", workbench.airflow_connection(API_KEY))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CML_LEGACY", workbench.airflow_connection(API_KEY, api_version="v1")
+    )
+    yield workbench
+    workbench.faults = None
+    # Nothing may be left running by a test.
+    for run in workbench.workbench.active_runs():
+        workbench.workbench.stop_run(run)
+
+
+def seen_by(server: WorkbenchServer, run_id: str) -> dict[str, Any]:
+    """What the report_env.py script printed about its environment."""
+    for line in server.workbench.run_output(run_id).splitlines():
+        if line.startswith("SEEN "):
+            return json.loads(line[5:])
+    raise AssertionError(f"run {run_id} printed no SEEN line: {server.workbench.run_output(run_id)!r}")
+
+
+@pytest.fixture
+def mock_conn(monkeypatch: pytest.MonkeyPatch):
+    """Set a ``cml_mock`` connection to a fake host; returns a setter for its extras."""
+
+    def set_conn(**extra: Any) -> str:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CML_MOCK",
+            json.dumps({"conn_type": "cml", "host": MOCK_URL, "password": MOCK_KEY, "extra": extra}),
+        )
+        return "cml_mock"
+
+    set_conn()
+    return set_conn
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the hook's sleeps instead of sleeping."""
+    recorded: list[float] = []
+    monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.sleep", recorded.append)
+    return recorded
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata database (one per test session)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ},
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db: str):
+    """The test DAGs, parsed once."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2
+        from airflow.models.dagbag import DagBag
+    bag = DagBag(dag_folder=str(TESTS / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag

@@ -1,0 +1,366 @@
+"""CmlHook rules, checked against requests-mock: retries, Retry-After, paging, names, errors, no double start."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlJobAlreadyActiveError,
+    CmlJobRunError,
+    CmlJobRunTimeout,
+    CmlLookupError,
+)
+from airflow_provider_cml.hooks.cml import START_TOKEN_ENV, CmlHook
+from tests.conftest import MOCK_KEY, MOCK_URL
+
+API = f"{MOCK_URL}/api/v2"
+PID, JID, RID = "aaaa-bbbb-cccc-dddd", "jjjj-kkkk-llll-mmmm", "r1234567890abcde"
+RUNS = f"{API}/projects/{PID}/jobs/{JID}/runs"
+
+
+@pytest.fixture
+def hook(mock_conn, sleeps) -> CmlHook:
+    return CmlHook(mock_conn())
+
+
+def _run(status: str = "ENGINE_SCHEDULING", **fields) -> dict:
+    return {"id": RID, "job_id": JID, "project_id": PID, "status": status, **fields}
+
+
+class TestRetries:
+    def test_retries_5xx_then_succeeds(self, hook, requests_mock, sleeps):
+        requests_mock.get(
+            f"{API}/projects/{PID}",
+            [{"status_code": 503, "json": {"code": 14, "message": "down"}}, {"status_code": 502, "text": "bad"},
+             {"json": {"id": PID, "name": "p"}}],
+        )
+        assert hook.get_project(PID)["name"] == "p"
+        assert requests_mock.call_count == 3
+        assert len(sleeps) == 2
+        assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0  # exponential back-off with jitter
+
+    def test_honours_retry_after_seconds_and_caps_it(self, hook, requests_mock, sleeps):
+        requests_mock.get(
+            f"{API}/projects/{PID}",
+            [
+                {"status_code": 429, "headers": {"Retry-After": "7"}, "json": {"message": "slow down"}},
+                {"status_code": 429, "headers": {"Retry-After": "100000"}, "json": {}},
+                {"json": {"id": PID}},
+            ],
+        )
+        hook.get_project(PID)
+        assert sleeps == [7.0, 120.0]
+
+    def test_honours_retry_after_http_date(self, hook, requests_mock, sleeps):
+        requests_mock.get(
+            f"{API}/projects/{PID}",
+            [
+                {"status_code": 503, "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, "json": {}},
+                {"json": {"id": PID}},
+            ],
+        )
+        hook.get_project(PID)
+        assert sleeps == [0.0]  # a date in the past means "now"
+
+    def test_connection_errors_and_timeouts_are_retried(self, hook, requests_mock, sleeps):
+        requests_mock.get(
+            f"{API}/projects/{PID}",
+            [{"exc": requests.exceptions.ConnectionError("reset")}, {"exc": requests.exceptions.ReadTimeout},
+             {"json": {"id": PID}}],
+        )
+        assert hook.get_project(PID)["id"] == PID
+        assert len(sleeps) == 2
+
+    def test_gives_up_after_max_retries(self, mock_conn, sleeps, requests_mock):
+        hook = CmlHook(mock_conn(max_retries=2))
+        requests_mock.get(f"{API}/projects/{PID}", status_code=500, json={"code": 13, "message": "boom"})
+        with pytest.raises(CmlApiError, match="HTTP 500: boom") as info:
+            hook.get_project(PID)
+        assert requests_mock.call_count == 3
+        assert info.value.status_code == 500
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+    def test_client_errors_are_not_retried(self, hook, requests_mock, sleeps, status):
+        requests_mock.get(f"{API}/projects/{PID}", status_code=status, json={"message": "no"})
+        with pytest.raises(CmlApiError):
+            hook.get_project(PID)
+        assert requests_mock.call_count == 1 and sleeps == []
+
+    def test_every_request_has_a_timeout_and_reuses_one_session(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", json={"id": PID})
+        hook.get_project(PID)
+        session = hook.session
+        hook.get_project(PID)
+        assert hook.session is session
+        assert all(r.timeout == (10.0, 60.0) for r in requests_mock.request_history)
+
+
+class TestNoDoubleStart:
+    def _resolved(self, hook):
+        hook._projects[PID] = {"id": PID}
+
+    def test_lost_answer_finds_the_run_instead_of_starting_again(self, hook, requests_mock, sleeps):
+        posted = []
+
+        def on_post(request, context):
+            posted.append(request.json())
+            context.status_code = 504
+            return {"message": "gateway timeout"}
+
+        requests_mock.post(RUNS, json=on_post)
+
+        def on_list(request, context):
+            token = posted[0]["environment"][START_TOKEN_ENV]
+            other = _run(id="other0000000000x", environment=json.dumps({START_TOKEN_ENV: "not-ours"}))
+            return {"job_runs": [other, _run(environment=json.dumps({START_TOKEN_ENV: token}))]}
+
+        requests_mock.get(RUNS, json=on_list)
+        run = hook.start_job_run(PID, JID)
+        assert run["id"] == RID
+        assert len(posted) == 1
+        assert requests_mock.request_history[1].qs["sort"] == ["-created_at"]
+
+    def test_read_timeout_on_start_is_checked_not_resent(self, hook, requests_mock, sleeps):
+        requests_mock.post(RUNS, [{"exc": requests.exceptions.ReadTimeout}, {"json": _run()}])
+        requests_mock.get(RUNS, json={"job_runs": []})
+        run = hook.start_job_run(PID, JID)
+        assert run["id"] == RID
+        methods = [r.method for r in requests_mock.request_history]
+        assert methods == ["POST", "GET", "POST"]  # resent only after the check found nothing
+
+    def test_refused_connection_is_resent_without_checking(self, hook, requests_mock, sleeps):
+        from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+        refused = requests.exceptions.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "refused")))
+        requests_mock.post(RUNS, [{"exc": refused}, {"json": _run()}])
+        hook.start_job_run(PID, JID)
+        assert [r.method for r in requests_mock.request_history] == ["POST", "POST"]
+
+    def test_429_on_start_is_retried_directly(self, hook, requests_mock, sleeps):
+        requests_mock.post(RUNS, [{"status_code": 429, "headers": {"Retry-After": "2"}, "json": {}},
+                                  {"json": _run()}])
+        hook.start_job_run(PID, JID)
+        assert [r.method for r in requests_mock.request_history] == ["POST", "POST"]
+        assert sleeps == [2.0]
+
+    def test_already_active_after_lost_answer_is_our_own_run(self, hook, requests_mock, sleeps):
+        tokens = []
+
+        def on_post(request, context):
+            tokens.append(request.json()["environment"][START_TOKEN_ENV])
+            if len(tokens) == 1:
+                context.status_code = 502
+                return {"message": "bad gateway"}
+            context.status_code = 400
+            return {"code": 9, "message": f"job run for job {JID} already active"}
+
+        lists = []
+
+        def on_list(request, context):
+            lists.append(1)
+            # The first look finds nothing yet (eventual consistency), the second finds our run.
+            return {"job_runs": [] if len(lists) == 1 else [_run(environment={START_TOKEN_ENV: tokens[0]})]}
+
+        requests_mock.post(RUNS, json=on_post)
+        requests_mock.get(RUNS, json=on_list)
+        assert hook.start_job_run(PID, JID)["id"] == RID
+        assert tokens[0] == tokens[1]  # the same start, not a new one
+
+    def test_already_active_gets_its_own_message(self, hook, requests_mock):
+        requests_mock.post(
+            RUNS, status_code=400, json={"code": 9, "message": f"job run for job {JID} already active"}
+        )
+        with pytest.raises(CmlJobAlreadyActiveError, match="one active run per job"):
+            hook.start_job_run(PID, JID)
+
+
+class TestPagingAndNames:
+    def _pages(self, requests_mock, url, key, items, page_size=2):
+        seen_params = []
+
+        def handler(request, context):
+            seen_params.append(request.qs)
+            offset = int(request.qs.get("page_token", ["0"])[0])
+            page = items[offset : offset + page_size]
+            nxt = str(offset + page_size) if offset + page_size < len(items) else ""
+            return {key: page, "next_page_token": nxt}
+
+        requests_mock.get(url, json=handler)
+        return seen_params
+
+    def test_follows_every_page_with_the_same_filter(self, hook, requests_mock):
+        items = [{"id": f"p{i}", "name": f"proj-{i}"} for i in range(7)]
+        params = self._pages(requests_mock, f"{API}/projects", "projects", items)
+        result = hook.list_projects(search_filter={"name": "proj"}, sort="name")
+        assert [p["id"] for p in result] == [f"p{i}" for i in range(7)]
+        assert len(params) == 4
+        assert all(p["search_filter"] == ['{"name": "proj"}'] and p["sort"] == ["name"] for p in params)
+
+    def test_name_resolves_to_the_exact_match_among_substring_matches(self, hook, requests_mock):
+        items = [{"id": "a", "name": "train-extended"}, {"id": "b", "name": "pre-train"}, {"id": "c", "name": "train"}]
+        self._pages(requests_mock, f"{API}/projects", "projects", items)
+        assert hook.resolve_project("train")["id"] == "c"
+
+    def test_ambiguous_name_lists_the_ids(self, hook, requests_mock):
+        items = [{"id": "id-one", "name": "demo"}, {"id": "id-two", "name": "demo"}]
+        self._pages(requests_mock, f"{API}/projects", "projects", items)
+        with pytest.raises(CmlLookupError, match=r"2 projects are named 'demo' \(IDs: id-one, id-two\)"):
+            hook.resolve_project("demo")
+
+    def test_unknown_name_suggests_close_matches(self, hook, requests_mock):
+        def handler(request, context):
+            if "search_filter" in request.qs:
+                return {"projects": []}
+            return {"projects": [{"id": "x", "name": "customer-churn"}, {"id": "y", "name": "zzz"}]}
+
+        requests_mock.get(f"{API}/projects", json=handler)
+        with pytest.raises(CmlLookupError, match=r"No project is named exactly 'customer-chrun'.*'customer-churn'"):
+            hook.resolve_project("customer-chrun")
+
+    def test_name_lookup_is_cached_per_hook(self, hook, requests_mock):
+        self._pages(requests_mock, f"{API}/projects", "projects", [{"id": "c", "name": "train"}])
+        hook.resolve_project("train")
+        hook.resolve_project("train")
+        assert requests_mock.call_count == 1
+
+    def test_unexpected_shape_is_a_clear_error(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects", json={"items": []})
+        with pytest.raises(CmlApiError, match="without the expected 'projects' list"):
+            hook.list_projects()
+
+
+class TestErrors:
+    def test_401_says_the_key_was_rejected_and_never_shows_it(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", status_code=401, json={"code": 16, "message": "unauthenticated"},
+                          headers={"X-Request-Id": "req-42"})
+        with pytest.raises(CmlApiError) as info:
+            hook.get_project(PID)
+        text = str(info.value)
+        assert "rejected the API key" in text and "User Settings > API Keys" in text
+        assert "GET /projects/" in text and "HTTP 401" in text and "req-42" in text
+        assert MOCK_KEY not in text and MOCK_KEY not in repr(hook)
+
+    def test_404_names_what_was_missing(self, hook, requests_mock):
+        hook._projects[PID] = {"id": PID}
+        requests_mock.get(f"{RUNS}/{RID}", status_code=404, json={"code": 5, "message": "not found"})
+        with pytest.raises(CmlApiError, match=f"Not found: run '{RID}' of job '{JID}'"):
+            hook.get_job_run(PID, JID, RID)
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [({"code": 3, "message": "bad thing"}, "bad thing"), ({"error": "old style"}, "old style")],
+    )
+    def test_reads_message_then_error(self, hook, requests_mock, body, expected):
+        requests_mock.get(f"{API}/projects/{PID}", status_code=400, json=body)
+        with pytest.raises(CmlApiError, match=expected):
+            hook.get_project(PID)
+
+    def test_raw_text_when_body_is_not_json(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", status_code=400, text="plain failure")
+        with pytest.raises(CmlApiError, match="plain failure"):
+            hook.get_project(PID)
+
+    def test_html_instead_of_json(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", text="<html>login</html>", headers={"Content-Type": "text/html"})
+        with pytest.raises(CmlApiError, match="HTML page: is the host the workbench URL"):
+            hook.get_project(PID)
+
+    def test_truncated_json(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", text='{"id": "aaaa', headers={"Content-Type": "application/json"})
+        with pytest.raises(CmlApiError, match="not valid JSON"):
+            hook.get_project(PID)
+
+    def test_tls_failure_points_to_ca_bundle(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", exc=requests.exceptions.SSLError("certificate verify failed"))
+        with pytest.raises(CmlConfigError, match="CA bundle path"):
+            hook.get_project(PID)
+
+
+class TestRequests:
+    def test_v2_uses_bearer(self, hook, requests_mock):
+        requests_mock.get(f"{API}/projects/{PID}", json={"id": PID})
+        hook.get_project(PID)
+        assert requests_mock.last_request.headers["Authorization"] == f"Bearer {MOCK_KEY}"
+
+    def test_start_sends_environment_as_strings_and_arguments(self, hook, requests_mock):
+        hook._projects[PID] = {"id": PID}
+        requests_mock.post(RUNS, json=_run())
+        hook.start_job_run(PID, JID, {"A": "x", "N": 3, "F": 1.5, "B": True}, arguments="--fast")
+        body = requests_mock.last_request.json()
+        env = body["environment"]
+        assert {k: env[k] for k in "ANFB"} == {"A": "x", "N": "3", "F": "1.5", "B": "True"}
+        assert body["arguments"] == "--fast" and body["project_id"] == PID and body["job_id"] == JID
+
+    def test_v1_start_uses_basic_auth_and_json_content_type(self, mock_conn, requests_mock, sleeps):
+        hook = CmlHook(mock_conn(api_version="v1"))
+        url = f"{MOCK_URL}/api/v1/projects/alice/risk-analysis/jobs/208/start"
+        requests_mock.post(url, json={"engine_id": "cwg6wclmg0x482u0"})
+        answer = hook.start_job_run("alice/risk-analysis", "208", {"START_DATE": "2017-01-01"})
+        assert answer == {"engine_id": "cwg6wclmg0x482u0"}
+        request = requests_mock.last_request
+        assert request.headers["Authorization"] == "Basic " + base64.b64encode(f"{MOCK_KEY}:".encode()).decode()
+        assert request.headers["Content-Type"] == "application/json"
+        assert request.json() == {"environment": {"START_DATE": "2017-01-01"}}
+
+    def test_v1_lost_answer_is_not_resent(self, mock_conn, requests_mock, sleeps):
+        hook = CmlHook(mock_conn(api_version="v1"))
+        url = f"{MOCK_URL}/api/v1/projects/alice/risk-analysis/jobs/208/start"
+        requests_mock.post(url, exc=requests.exceptions.ReadTimeout)
+        with pytest.raises(CmlApiError, match="cannot tell whether the job started"):
+            hook.start_job_run("alice/risk-analysis", "208")
+        assert requests_mock.call_count == 1
+
+
+class TestWaiting:
+    def test_keeps_polling_through_stopping_unknown_and_transient_errors(self, hook, requests_mock, sleeps):
+        hook._projects[PID] = {"id": PID}
+        requests_mock.get(
+            f"{RUNS}/{RID}",
+            [
+                {"json": _run("ENGINE_RUNNING")},
+                {"json": _run("ENGINE_UNKNOWN")},
+                {"json": _run("SOMETHING_NEW")},
+                {"status_code": 503, "json": {}},
+                {"status_code": 503, "json": {}},
+                {"json": _run("ENGINE_SUCCEEDED")},
+            ],
+        )
+        hook = CmlHook(hook.cml_conn_id, max_retries=0)
+        hook._projects[PID] = {"id": PID}
+        assert hook.wait_for_job_run(PID, JID, RID, poll_interval=5)["status"] == "ENGINE_SUCCEEDED"
+        assert requests_mock.call_count == 6
+
+    @pytest.mark.parametrize("status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_TIMEOUT", "ENGINE_STOPPED",
+                                        "ENGINE_SKIPPED"])
+    def test_terminal_failures_raise_with_status_and_reason(self, hook, requests_mock, status):
+        hook._projects[PID] = {"id": PID}
+        requests_mock.get(f"{RUNS}/{RID}", json=_run(status, failure_reason="disk full"))
+        with pytest.raises(CmlJobRunError, match=f"{status}.*disk full") as info:
+            hook.wait_for_job_run(PID, JID, RID, poll_interval=1)
+        assert info.value.status == status
+
+    def test_timeout_stops_the_run(self, hook, requests_mock, monkeypatch):
+        hook._projects[PID] = {"id": PID}
+        clock = iter(range(0, 1000, 10))
+        monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.monotonic", lambda: next(clock))
+        requests_mock.get(f"{RUNS}/{RID}", json=_run("ENGINE_RUNNING"))
+        stop = requests_mock.post(f"{RUNS}/{RID}:stop", json=_run("ENGINE_STOPPING"))
+        with pytest.raises(CmlJobRunTimeout, match="still ENGINE_RUNNING after 25s; it has been asked to stop"):
+            hook.wait_for_job_run(PID, JID, RID, poll_interval=5, timeout=25)
+        assert stop.call_count == 1
+
+
+def test_test_connection_reports_success_and_failure(hook, requests_mock):
+    requests_mock.get(f"{API}/projects", json={"projects": []})
+    ok, message = hook.test_connection()
+    assert ok and MOCK_URL in message
+    requests_mock.get(f"{API}/projects", status_code=401, json={"message": "nope"})
+    fresh = CmlHook(hook.cml_conn_id)
+    ok, message = fresh.test_connection()
+    assert not ok and "rejected the API key" in message and MOCK_KEY not in message
