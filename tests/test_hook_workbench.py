@@ -1,0 +1,153 @@
+"""CmlHook through real HTTP against the local workbench."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlJobAlreadyActiveError,
+    CmlJobRunError,
+    CmlJobRunTimeout,
+    CmlLookupError,
+)
+from airflow_provider_cml.hooks.cml import CmlHook
+from airflow_provider_cml.testing import Faults
+from tests.conftest import API_KEY, READONLY_KEY, seen_by
+
+RUNS = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"
+
+
+@pytest.fixture
+def hook(wb) -> CmlHook:
+    return CmlHook()
+
+
+def test_overrides_arguments_and_job_environment_reach_the_script(wb, hook):
+    run = hook.start_job_run(
+        "Analytics",
+        "report-env",
+        {"REPORT_VARS": "RUN_DATE,ROWS,PROJECT_LEVEL,OVERRIDDEN", "RUN_DATE": "2024-06-01", "ROWS": 500},
+        arguments="--full --date 2024-06-01",
+    )
+    final = hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
+    assert final["status"] == "ENGINE_SUCCEEDED"
+    seen = seen_by(wb, run["id"])
+    assert seen["RUN_DATE"] == "2024-06-01" and seen["ROWS"] == "500"
+    assert seen["PROJECT_LEVEL"] == "from-project" and seen["OVERRIDDEN"] == "job"
+    assert seen["JOB_ARGUMENTS"] == "--full --date 2024-06-01"
+
+
+def test_failed_script_raises_with_status_and_reason(wb, hook):
+    run = hook.start_job_run("Analytics", "fail")
+    with pytest.raises(CmlJobRunError, match="ENGINE_FAILED.*script exited with code 3") as info:
+        hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
+    assert info.value.status == "ENGINE_FAILED"
+
+
+def test_job_timeout_is_timedout(wb, hook):
+    run = hook.start_job_run("Analytics", "times-out")
+    with pytest.raises(CmlJobRunError, match="ENGINE_TIMEDOUT"):
+        hook.wait_for_job_run("Analytics", "times-out", run["id"], poll_interval=0.1)
+
+
+def test_wait_timeout_stops_the_run_and_its_process(wb, hook, tmp_path):
+    marker = tmp_path / "stopped"
+    run = hook.start_job_run("Analytics", "sleeper", {"STOP_MARKER": str(marker)})
+    with pytest.raises(CmlJobRunTimeout, match="asked to stop"):
+        hook.wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.2, timeout=1.0)
+    with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
+        hook.wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.1, timeout=10)
+    assert marker.read_text() == "stopped"
+
+
+def test_names_are_found_across_pages(wb, hook):
+    assert len(hook.list_projects()) == len(wb.workbench.projects) > 25
+    assert len(hook.list_jobs("Many Jobs")) == 27
+    job = hook.resolve_job("Many Jobs", "job-26")
+    assert job["id"] == wb.workbench.job_by_name("Many Jobs", "job-26").id
+    project = hook.resolve_project("filler-24")
+    assert project["name"] == "filler-24"
+
+
+def test_prefix_names_resolve_exactly(wb, hook):
+    assert hook.resolve_job("Analytics", "train")["id"] == wb.workbench.job_by_name("Analytics", "train").id
+    assert hook.resolve_project("Analytics")["name"] == "Analytics"
+
+
+def test_lookup_errors(wb, hook):
+    with pytest.raises(CmlLookupError, match=r"2 projects are named 'Duplicate' \(IDs: "):
+        hook.resolve_project("Duplicate")
+    with pytest.raises(CmlLookupError, match="No project is named exactly 'Analytic'.*'Analytics'"):
+        hook.resolve_project("Analytic")
+    with pytest.raises(CmlLookupError, match="No job in project 'Analytics' is named exactly 'trian'.*'train'"):
+        hook.resolve_job("Analytics", "trian")
+
+
+def test_already_active(wb, hook):
+    run = hook.start_job_run("Analytics", "slow")
+    with pytest.raises(CmlJobAlreadyActiveError, match="one active run per job"):
+        hook.start_job_run("Analytics", "slow")
+    hook.wait_for_job_run("Analytics", "slow", run["id"], poll_interval=0.1)
+
+
+def test_wrong_and_readonly_keys(wb, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CML_BAD", wb.airflow_connection("wrong-key-123456"))
+    with pytest.raises(CmlApiError, match="rejected the API key") as info:
+        CmlHook("cml_bad").list_projects()
+    assert "wrong-key-123456" not in str(info.value)
+    monkeypatch.setenv("AIRFLOW_CONN_CML_RO", wb.airflow_connection(READONLY_KEY))
+    with pytest.raises(CmlApiError, match="HTTP 403"):
+        CmlHook("cml_ro").start_job_run("Analytics", "report-env")
+
+
+def test_unknown_run_id(wb, hook):
+    with pytest.raises(CmlApiError, match="Not found: run 'zzzzzzzzzzzzzzzz'"):
+        hook.get_job_run("Analytics", "report-env", "zzzzzzzzzzzzzzzz")
+
+
+def test_lost_start_answer_makes_one_run(wb, hook, monkeypatch):
+    monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.sleep", lambda s: None)
+    job = wb.workbench.job_by_name("Analytics", "report-env")
+    before = len(wb.workbench.runs_of(job))
+    hook.resolve_job("Analytics", "report-env")
+    wb.faults = Faults(lost_response_rate=1.0)
+    run = hook.start_job_run("Analytics", "report-env")
+    wb.faults = None
+    assert len(wb.workbench.runs_of(job)) == before + 1
+    assert run["id"] == wb.workbench.runs_of(job)[-1].id
+    assert len(wb.requests("POST", RUNS)) == 1
+    hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
+
+
+def test_v1_start_with_basic_auth(wb):
+    hook = CmlHook("cml_legacy")
+    job = wb.workbench.job_by_name("Analytics", "report-env")
+    answer = hook.start_job_run("alice/analytics", str(job.v1_id), {"REPORT_VARS": "START_DATE", "START_DATE": "2017-01-01"})
+    engine_id = answer["engine_id"]
+    assert engine_id in wb.workbench.runs
+    CmlHook().wait_for_job_run("Analytics", "report-env", engine_id, poll_interval=0.1)
+    assert seen_by(wb, engine_id)["START_DATE"] == "2017-01-01"
+    with pytest.raises(CmlConfigError, match="needs Cloudera AI API v2"):
+        hook.get_job_run("alice/analytics", "1", engine_id)
+    with pytest.raises(CmlConfigError, match="'<user-or-team>/<project-slug>'"):
+        hook.start_job_run("analytics", "1")
+
+
+def test_calls_per_run(wb, hook):
+    hook.resolve_job("Analytics", "report-env")
+    wb.clear_journal()
+    run = hook.start_job_run("Analytics", "report-env")
+    hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
+    posts, gets = wb.requests("POST"), wb.requests("GET")
+    assert len(posts) == 1 and all(e.path.endswith(run["id"]) for e in gets)
+
+
+def test_test_connection(wb, hook, monkeypatch):
+    ok, message = hook.test_connection()
+    assert ok, message
+    monkeypatch.setenv("AIRFLOW_CONN_CML_BAD", wb.airflow_connection("wrong-key-123456"))
+    ok, message = CmlHook("cml_bad").test_connection()
+    assert not ok and "rejected the API key" in message
+    assert API_KEY not in message
