@@ -1,0 +1,75 @@
+"""DAGs the DAG-level tests run with dag.test(); the workbench URL comes from AIRFLOW_CONN_CML_DEFAULT."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.sensors.cml import CmlJobRunSensor
+
+ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
+RUN_ID_FROM_CONF = "{{ dag_run.conf['run_id'] }}"
+
+with DAG("cml_test_success", **ARGS):
+    start = CmlRunJobOperator(
+        task_id="start",
+        project="Analytics",
+        job="report-env",
+        environment={"REPORT_VARS": "RUN_DATE,DAG_ID", "RUN_DATE": "{{ ds }}", "DAG_ID": "{{ dag.dag_id }}"},
+        wait_for_completion=False,
+    )
+    wait = CmlJobRunSensor(
+        task_id="wait",
+        project="Analytics",
+        job="report-env",
+        run_id="{{ ti.xcom_pull(task_ids='start', key='run_id') }}",
+        poke_interval=0.2,
+        timeout=60,
+    )
+    again = CmlRunJobOperator(task_id="run_and_wait", project="Analytics", job="train", poll_interval=0.2)
+    start >> wait >> again
+
+with DAG("cml_test_failure", **ARGS):
+    CmlRunJobOperator(task_id="fail", project="Analytics", job="fail", poll_interval=0.2)
+
+with DAG("cml_test_timeout", **ARGS):
+    CmlRunJobOperator(
+        task_id="too_slow",
+        project="Analytics",
+        job="sleeper",
+        environment={"STOP_MARKER": "{{ dag_run.conf['marker'] }}"},
+        poll_interval=0.2,
+        timeout=1.5,
+    )
+
+with DAG("cml_test_sensor_failure", **ARGS):
+    CmlJobRunSensor(task_id="sense", project="Analytics", job="fail", run_id=RUN_ID_FROM_CONF, poke_interval=0.2)
+    CmlJobRunSensor(
+        task_id="sense_soft",
+        project="Analytics",
+        job="fail",
+        run_id=RUN_ID_FROM_CONF,
+        poke_interval=0.2,
+        soft_fail=True,
+    )
+
+with DAG("cml_test_v1", **ARGS):
+    CmlRunJobOperator(
+        task_id="v1_start",
+        cml_conn_id="cml_legacy",
+        project="alice/analytics",
+        job="{{ dag_run.conf['v1_job'] }}",
+        environment={"REPORT_VARS": "FROM_V1", "FROM_V1": "yes"},
+        wait_for_completion=False,
+    )
+    CmlRunJobOperator(
+        task_id="v1_wait_refused",
+        cml_conn_id="cml_legacy",
+        project="alice/analytics",
+        job="{{ dag_run.conf['v1_job'] }}",
+    )

@@ -1,0 +1,96 @@
+"""Operator and sensor inside real Airflow (dag.test on SQLite) against the local workbench."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import seen_by
+
+pytestmark = pytest.mark.airflow_dag
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+def _xcom(dag_run, task_id: str, key: str):
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XCom)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        if row is None:
+            return None
+        value = row.value
+    import json
+
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value.decode() if isinstance(value, bytes) else value
+    return value
+
+
+def test_operator_then_sensor_then_waiting_operator_succeed(wb, dagbag):
+    dag_run = dagbag.get_dag("cml_test_success").test()
+    assert _states(dag_run) == {"start": "success", "wait": "success", "run_and_wait": "success"}
+    run_id = _xcom(dag_run, "start", "run_id")
+    assert run_id in wb.workbench.runs
+    assert _xcom(dag_run, "start", "return_value") == run_id
+    seen = seen_by(wb, run_id)
+    assert seen["DAG_ID"] == "cml_test_success"
+    assert seen["RUN_DATE"] == dag_run.logical_date.strftime("%Y-%m-%d")
+    train_run = _xcom(dag_run, "run_and_wait", "run_id")
+    assert wb.workbench.runs[train_run].status == "ENGINE_SUCCEEDED"
+
+
+def test_failed_run_fails_the_task_with_status_and_reason(wb, dagbag, capfd):
+    dag_run = dagbag.get_dag("cml_test_failure").test()
+    assert _states(dag_run) == {"fail": "failed"}
+    out = "".join(capfd.readouterr())
+    assert "ENGINE_FAILED" in out and "script exited with code 3" in out
+
+
+def test_timeout_stops_the_remote_run(wb, dagbag, tmp_path):
+    marker = tmp_path / "stopped"
+    dag_run = dagbag.get_dag("cml_test_timeout").test(run_conf={"marker": str(marker)})
+    assert _states(dag_run) == {"too_slow": "failed"}
+    run = wb.workbench.runs[_xcom(dag_run, "too_slow", "run_id")]
+    import time
+
+    deadline = time.monotonic() + 10
+    while run.status != "ENGINE_STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.status == "ENGINE_STOPPED"
+    assert marker.read_text() == "stopped"
+
+
+def test_sensor_fails_on_failed_run_and_soft_fail_skips(wb, dagbag):
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    hook = CmlHook()
+    run = hook.start_job_run("Analytics", "fail")
+    with pytest.raises(Exception, match="ENGINE_FAILED"):
+        hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
+    dag_run = dagbag.get_dag("cml_test_sensor_failure").test(run_conf={"run_id": run["id"]})
+    assert _states(dag_run) == {"sense": "failed", "sense_soft": "skipped"}
+
+
+def test_v1_starts_and_refuses_to_wait(wb, dagbag, capfd):
+    job = wb.workbench.job_by_name("Analytics", "report-env")
+    dag_run = dagbag.get_dag("cml_test_v1").test(run_conf={"v1_job": str(job.v1_id)})
+    assert _states(dag_run) == {"v1_start": "success", "v1_wait_refused": "failed"}
+    engine_id = _xcom(dag_run, "v1_start", "engine_id")
+    assert "v1 Jobs API, which cannot report a run's status" in "".join(capfd.readouterr())
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    CmlHook().wait_for_job_run("Analytics", "report-env", engine_id, poll_interval=0.1)
+    assert seen_by(wb, engine_id)["FROM_V1"] == "yes"
