@@ -22,11 +22,11 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python example_dags/run_demo.py
+	$(BIN)/python scripts/run_demo.py
 
 lint: install
-	$(BIN)/ruff check airflow_provider_cml tests example_dags benchmarks
-	$(BIN)/ruff format --check airflow_provider_cml tests example_dags benchmarks
+	$(BIN)/ruff check airflow_provider_cml tests example_dags benchmarks scripts
+	$(BIN)/ruff format --check airflow_provider_cml tests example_dags benchmarks scripts
 	$(BIN)/mypy
 
 clean:

@@ -46,7 +46,7 @@ def error_for_response(
     """The error to raise for an HTTP error answer, with a message that says what to do."""
     message = server_message(text)
     details = {
-        "status_code": status_code,
+        "http_status": status_code,
         "method": method,
         "path": path,
         "server_message": message,
@@ -93,7 +93,7 @@ def decode_json(status_code: int, headers: Mapping[str, str], text: str, *, meth
         )
         raise CmlApiError(
             f"Cloudera AI answered HTTP {status_code} with {hint}",
-            status_code=status_code,
+            http_status=status_code,
             method=method,
             path=path,
             request_id=request_id(headers),
@@ -102,4 +102,4 @@ def decode_json(status_code: int, headers: Mapping[str, str], text: str, *, meth
 
 def is_transient(error: CmlApiError) -> bool:
     """Errors that may pass by themselves: no answer at all, rate limiting, server trouble."""
-    return error.status_code is None or error.status_code in RETRYABLE_STATUS_CODES
+    return error.http_status is None or error.http_status in RETRYABLE_STATUS_CODES

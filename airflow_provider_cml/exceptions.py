@@ -24,7 +24,7 @@ class CmlApiError(CmlException):
     """The Cloudera AI API answered with an error, or with something that is not its JSON.
 
     :param message: what went wrong, in words for the DAG author.
-    :param status_code: HTTP status, or ``None`` when no response arrived.
+    :param http_status: HTTP status, or ``None`` when no response arrived.
     :param method: HTTP method of the failed request.
     :param path: request path (no query string, so no filter values).
     :param server_message: the server's own message (grpc-gateway ``message``/``error``/text).
@@ -35,13 +35,13 @@ class CmlApiError(CmlException):
         self,
         message: str,
         *,
-        status_code: int | None = None,
+        http_status: int | None = None,
         method: str | None = None,
         path: str | None = None,
         server_message: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        self.status_code = status_code
+        self.http_status = http_status
         self.method = method
         self.path = path
         self.server_message = server_message
@@ -49,7 +49,7 @@ class CmlApiError(CmlException):
         parts = [message]
         if method and path:
             where = f"{method} {path}"
-            parts.append(f"[{where} -> HTTP {status_code}]" if status_code else f"[{where}]")
+            parts.append(f"[{where} -> HTTP {http_status}]" if http_status else f"[{where}]")
         if request_id:
             parts.append(f"(request id {request_id})")
         super().__init__(" ".join(parts))

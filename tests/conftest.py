@@ -76,9 +76,7 @@ def wb(workbench: WorkbenchServer, monkeypatch: pytest.MonkeyPatch) -> Workbench
     workbench.faults = None
     workbench.clear_journal()
     monkeypatch.setenv("AIRFLOW_CONN_CML_DEFAULT", workbench.airflow_connection(API_KEY))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CML_LEGACY", workbench.airflow_connection(API_KEY, api_version="v1")
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_CML_LEGACY", workbench.airflow_connection(API_KEY, api_version="v1"))
     yield workbench
     workbench.faults = None
     # Nothing may be left running by a test.

@@ -44,7 +44,12 @@ def test_defaults_and_extras(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----")
     config = build_client_config(host="ml.example.com", password="k" * 10, extra={}, environ={})
-    assert (config.api_version, config.verify, config.timeout, config.retry_policy.max_retries) == ("v2", True, 60, 5)
+    assert (config.api_version, config.verify, config.timeout, config.retry_policy.max_retries) == (
+        "v2",
+        True,
+        60,
+        5,
+    )
     config = build_client_config(
         host="ml.example.com",
         password="key",
@@ -52,9 +57,15 @@ def test_defaults_and_extras(tmp_path):
         environ={},
     )
     assert (config.api_version, config.verify, config.timeout, config.retry_policy.max_retries) == (
-        "v1", str(ca), 15, 2)
+        "v1",
+        str(ca),
+        15,
+        2,
+    )
     # Airflow 2 forms may store prefixed names.
-    config = build_client_config(host="h.example", password="key", extra={"extra__cml__verify_ssl": "false"}, environ={})
+    config = build_client_config(
+        host="h.example", password="key", extra={"extra__cml__verify_ssl": "false"}, environ={}
+    )
     assert config.verify is False
 
 
@@ -88,13 +99,19 @@ def test_inside_a_workbench_the_session_variables_fill_in():
     environ = {"CDSW_APIV2_KEY": "session-key", "CDSW_API_URL": "https://ml-9.example.site/api/v1"}
     config = build_client_config(host=None, password=None, environ=environ)
     assert config.base_url == "https://ml-9.example.site" and config.api_key == "session-key"
-    config = build_client_config(host=None, password="", environ={"CDSW_APIV2_KEY": "k2", "CDSW_DOMAIN": "ml-8.site"})
+    config = build_client_config(
+        host=None, password="", environ={"CDSW_APIV2_KEY": "k2", "CDSW_DOMAIN": "ml-8.site"}
+    )
     assert config.base_url == "https://ml-8.site"
 
 
 def test_environment_values():
     assert normalize_environment({"A": "x", "B": 2, "C": 0.5, "D": False}) == {
-        "A": "x", "B": "2", "C": "0.5", "D": "False"}
+        "A": "x",
+        "B": "2",
+        "C": "0.5",
+        "D": "False",
+    }
     assert normalize_environment(None) == {}
 
 

@@ -37,8 +37,11 @@ class TestRetries:
     def test_retries_5xx_then_succeeds(self, hook, requests_mock, sleeps):
         requests_mock.get(
             f"{API}/projects/{PID}",
-            [{"status_code": 503, "json": {"code": 14, "message": "down"}}, {"status_code": 502, "text": "bad"},
-             {"json": {"id": PID, "name": "p"}}],
+            [
+                {"status_code": 503, "json": {"code": 14, "message": "down"}},
+                {"status_code": 502, "text": "bad"},
+                {"json": {"id": PID, "name": "p"}},
+            ],
         )
         assert hook.get_project(PID)["name"] == "p"
         assert requests_mock.call_count == 3
@@ -71,8 +74,11 @@ class TestRetries:
     def test_connection_errors_and_timeouts_are_retried(self, hook, requests_mock, sleeps):
         requests_mock.get(
             f"{API}/projects/{PID}",
-            [{"exc": requests.exceptions.ConnectionError("reset")}, {"exc": requests.exceptions.ReadTimeout},
-             {"json": {"id": PID}}],
+            [
+                {"exc": requests.exceptions.ConnectionError("reset")},
+                {"exc": requests.exceptions.ReadTimeout},
+                {"json": {"id": PID}},
+            ],
         )
         assert hook.get_project(PID)["id"] == PID
         assert len(sleeps) == 2
@@ -83,7 +89,7 @@ class TestRetries:
         with pytest.raises(CmlApiError, match="HTTP 500: boom") as info:
             hook.get_project(PID)
         assert requests_mock.call_count == 3
-        assert info.value.status_code == 500
+        assert info.value.http_status == 500
 
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
     def test_client_errors_are_not_retried(self, hook, requests_mock, sleeps, status):
@@ -137,14 +143,17 @@ class TestNoDoubleStart:
     def test_refused_connection_is_resent_without_checking(self, hook, requests_mock, sleeps):
         from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-        refused = requests.exceptions.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "refused")))
+        refused = requests.exceptions.ConnectionError(
+            MaxRetryError(None, "/", NewConnectionError(None, "refused"))
+        )
         requests_mock.post(RUNS, [{"exc": refused}, {"json": _run()}])
         hook.start_job_run(PID, JID)
         assert [r.method for r in requests_mock.request_history] == ["POST", "POST"]
 
     def test_429_on_start_is_retried_directly(self, hook, requests_mock, sleeps):
-        requests_mock.post(RUNS, [{"status_code": 429, "headers": {"Retry-After": "2"}, "json": {}},
-                                  {"json": _run()}])
+        requests_mock.post(
+            RUNS, [{"status_code": 429, "headers": {"Retry-After": "2"}, "json": {}}, {"json": _run()}]
+        )
         hook.start_job_run(PID, JID)
         assert [r.method for r in requests_mock.request_history] == ["POST", "POST"]
         assert sleeps == [2.0]
@@ -203,7 +212,11 @@ class TestPagingAndNames:
         assert all(p["search_filter"] == ['{"name": "proj"}'] and p["sort"] == ["name"] for p in params)
 
     def test_name_resolves_to_the_exact_match_among_substring_matches(self, hook, requests_mock):
-        items = [{"id": "a", "name": "train-extended"}, {"id": "b", "name": "pre-train"}, {"id": "c", "name": "train"}]
+        items = [
+            {"id": "a", "name": "train-extended"},
+            {"id": "b", "name": "pre-train"},
+            {"id": "c", "name": "train"},
+        ]
         self._pages(requests_mock, f"{API}/projects", "projects", items)
         assert hook.resolve_project("train")["id"] == "c"
 
@@ -220,7 +233,9 @@ class TestPagingAndNames:
             return {"projects": [{"id": "x", "name": "customer-churn"}, {"id": "y", "name": "zzz"}]}
 
         requests_mock.get(f"{API}/projects", json=handler)
-        with pytest.raises(CmlLookupError, match=r"No project is named exactly 'customer-chrun'.*'customer-churn'"):
+        with pytest.raises(
+            CmlLookupError, match=r"No project is named exactly 'customer-chrun'.*'customer-churn'"
+        ):
             hook.resolve_project("customer-chrun")
 
     def test_name_lookup_is_cached_per_hook(self, hook, requests_mock):
@@ -237,8 +252,12 @@ class TestPagingAndNames:
 
 class TestErrors:
     def test_401_says_the_key_was_rejected_and_never_shows_it(self, hook, requests_mock):
-        requests_mock.get(f"{API}/projects/{PID}", status_code=401, json={"code": 16, "message": "unauthenticated"},
-                          headers={"X-Request-Id": "req-42"})
+        requests_mock.get(
+            f"{API}/projects/{PID}",
+            status_code=401,
+            json={"code": 16, "message": "unauthenticated"},
+            headers={"X-Request-Id": "req-42"},
+        )
         with pytest.raises(CmlApiError) as info:
             hook.get_project(PID)
         text = str(info.value)
@@ -267,17 +286,23 @@ class TestErrors:
             hook.get_project(PID)
 
     def test_html_instead_of_json(self, hook, requests_mock):
-        requests_mock.get(f"{API}/projects/{PID}", text="<html>login</html>", headers={"Content-Type": "text/html"})
+        requests_mock.get(
+            f"{API}/projects/{PID}", text="<html>login</html>", headers={"Content-Type": "text/html"}
+        )
         with pytest.raises(CmlApiError, match="HTML page: is the host the workbench URL"):
             hook.get_project(PID)
 
     def test_truncated_json(self, hook, requests_mock):
-        requests_mock.get(f"{API}/projects/{PID}", text='{"id": "aaaa', headers={"Content-Type": "application/json"})
+        requests_mock.get(
+            f"{API}/projects/{PID}", text='{"id": "aaaa', headers={"Content-Type": "application/json"}
+        )
         with pytest.raises(CmlApiError, match="not valid JSON"):
             hook.get_project(PID)
 
     def test_tls_failure_points_to_ca_bundle(self, hook, requests_mock):
-        requests_mock.get(f"{API}/projects/{PID}", exc=requests.exceptions.SSLError("certificate verify failed"))
+        requests_mock.get(
+            f"{API}/projects/{PID}", exc=requests.exceptions.SSLError("certificate verify failed")
+        )
         with pytest.raises(CmlConfigError, match="CA bundle path"):
             hook.get_project(PID)
 
@@ -304,7 +329,9 @@ class TestRequests:
         answer = hook.start_job_run("alice/risk-analysis", "208", {"START_DATE": "2017-01-01"})
         assert answer == {"engine_id": "cwg6wclmg0x482u0"}
         request = requests_mock.last_request
-        assert request.headers["Authorization"] == "Basic " + base64.b64encode(f"{MOCK_KEY}:".encode()).decode()
+        assert (
+            request.headers["Authorization"] == "Basic " + base64.b64encode(f"{MOCK_KEY}:".encode()).decode()
+        )
         assert request.headers["Content-Type"] == "application/json"
         assert request.json() == {"environment": {"START_DATE": "2017-01-01"}}
 
@@ -336,8 +363,9 @@ class TestWaiting:
         assert hook.wait_for_job_run(PID, JID, RID, poll_interval=5)["status"] == "ENGINE_SUCCEEDED"
         assert requests_mock.call_count == 6
 
-    @pytest.mark.parametrize("status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_TIMEOUT", "ENGINE_STOPPED",
-                                        "ENGINE_SKIPPED"])
+    @pytest.mark.parametrize(
+        "status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_TIMEOUT", "ENGINE_STOPPED", "ENGINE_SKIPPED"]
+    )
     def test_terminal_failures_raise_with_status_and_reason(self, hook, requests_mock, status):
         hook._projects[PID] = {"id": PID}
         requests_mock.get(f"{RUNS}/{RID}", json=_run(status, failure_reason="disk full"))
@@ -351,7 +379,9 @@ class TestWaiting:
         monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.monotonic", lambda: next(clock))
         requests_mock.get(f"{RUNS}/{RID}", json=_run("ENGINE_RUNNING"))
         stop = requests_mock.post(f"{RUNS}/{RID}:stop", json=_run("ENGINE_STOPPING"))
-        with pytest.raises(CmlJobRunTimeout, match="still ENGINE_RUNNING after 25s; it has been asked to stop"):
+        with pytest.raises(
+            CmlJobRunTimeout, match="still ENGINE_RUNNING after 25s; it has been asked to stop"
+        ):
             hook.wait_for_job_run(PID, JID, RID, poll_interval=5, timeout=25)
         assert stop.call_count == 1
 

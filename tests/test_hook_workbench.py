@@ -81,7 +81,9 @@ def test_lookup_errors(wb, hook):
         hook.resolve_project("Duplicate")
     with pytest.raises(CmlLookupError, match="No project is named exactly 'Analytic'.*'Analytics'"):
         hook.resolve_project("Analytic")
-    with pytest.raises(CmlLookupError, match="No job in project 'Analytics' is named exactly 'trian'.*'train'"):
+    with pytest.raises(
+        CmlLookupError, match="No job in project 'Analytics' is named exactly 'trian'.*'train'"
+    ):
         hook.resolve_job("Analytics", "trian")
 
 
@@ -124,7 +126,9 @@ def test_lost_start_answer_makes_one_run(wb, hook, monkeypatch):
 def test_v1_start_with_basic_auth(wb):
     hook = CmlHook("cml_legacy")
     job = wb.workbench.job_by_name("Analytics", "report-env")
-    answer = hook.start_job_run("alice/analytics", str(job.v1_id), {"REPORT_VARS": "START_DATE", "START_DATE": "2017-01-01"})
+    answer = hook.start_job_run(
+        "alice/analytics", str(job.v1_id), {"REPORT_VARS": "START_DATE", "START_DATE": "2017-01-01"}
+    )
     engine_id = answer["engine_id"]
     assert engine_id in wb.workbench.runs
     CmlHook().wait_for_job_run("Analytics", "report-env", engine_id, poll_interval=0.1)

@@ -14,11 +14,15 @@ from tests.conftest import API_KEY
 
 
 def _get(wb, path, key=API_KEY, **params):
-    return requests.get(f"{wb.url}/api/v2{path}", headers={"Authorization": f"Bearer {key}"}, params=params, timeout=5)
+    return requests.get(
+        f"{wb.url}/api/v2{path}", headers={"Authorization": f"Bearer {key}"}, params=params, timeout=5
+    )
 
 
 def _post(wb, path, body=None, key=API_KEY):
-    return requests.post(f"{wb.url}/api/v2{path}", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=5)
+    return requests.post(
+        f"{wb.url}/api/v2{path}", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=5
+    )
 
 
 def _ids(wb, project, job):
@@ -48,7 +52,11 @@ def test_default_page_size_is_ten_and_tokens_walk_all(wb):
     assert len(first["projects"]) == 10 and first["next_page_token"]
     names, token = [], ""
     while True:
-        page = _get(wb, "/projects", pageSize=7, pageToken=token).json() if token else _get(wb, "/projects", pageSize=7).json()
+        page = (
+            _get(wb, "/projects", pageSize=7, pageToken=token).json()
+            if token
+            else _get(wb, "/projects", pageSize=7).json()
+        )
         names += [p["name"] for p in page["projects"]]
         token = page["next_page_token"]
         if not token:
@@ -76,7 +84,11 @@ def test_run_lifecycle_already_active_and_environment_as_string(wb):
     assert len(run["id"]) == 16 and run["status"] == "ENGINE_SCHEDULING"
     assert isinstance(run["environment"], str)
     second = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {})
-    assert second.status_code == 400 and "already active" in second.json()["message"] and second.json()["code"] == 9
+    assert (
+        second.status_code == 400
+        and "already active" in second.json()["message"]
+        and second.json()["code"] == 9
+    )
     assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_SUCCEEDED"
     runs = _get(wb, f"/projects/{pid}/jobs/{jid}/runs", sort="-created_at").json()["job_runs"]
     assert runs[0]["id"] == run["id"] and runs[0]["finished_at"].endswith("Z")
@@ -128,9 +140,14 @@ def test_v1_start_needs_basic_auth_and_json(wb):
     job = wb.workbench.job_by_name("Analytics", "report-env")
     url = f"{wb.url}/api/v1/projects/alice/analytics/jobs/{job.v1_id}/start"
     basic = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
-    assert requests.post(url, headers={"Authorization": f"Bearer {API_KEY}"}, json={}, timeout=5).status_code == 401
+    assert (
+        requests.post(url, headers={"Authorization": f"Bearer {API_KEY}"}, json={}, timeout=5).status_code
+        == 401
+    )
     assert requests.post(url, headers={"Authorization": basic}, data="", timeout=5).status_code == 400
-    answer = requests.post(url, headers={"Authorization": basic, "Content-Type": "application/json"}, timeout=5)
+    answer = requests.post(
+        url, headers={"Authorization": basic, "Content-Type": "application/json"}, timeout=5
+    )
     assert answer.status_code == 200 and len(answer.json()["engine_id"]) == 16
     _wait_done(wb, job.project.id, job.id, answer.json()["engine_id"])
 

@@ -237,7 +237,7 @@ class CmlHook(BaseHook):
                 "%s %s failed (%s); retry %d of %d in %.1fs.",
                 method,
                 path,
-                error.server_message or error.status_code or "no answer",
+                error.server_message or error.http_status or "no answer",
                 attempt,
                 policy.max_retries,
                 delay,
@@ -494,7 +494,7 @@ class CmlHook(BaseHook):
                 "job started. Check the job's page in the workbench before starting it again.",
                 method="POST",
                 path=path,
-                status_code=unknown.error.status_code,
+                http_status=unknown.error.http_status,
             ) from None
         self.log.info("Started legacy CDSW job %s/%s: engine %s.", project, job, answer.get("engine_id"))
         return answer

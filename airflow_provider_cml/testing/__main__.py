@@ -17,13 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--step-delay", type=float, default=0.2, help="seconds per SCHEDULING/STARTING step")
     parser.add_argument("--url-file", help="write the server's URL to this file once it listens")
+    parser.add_argument("--output-dir", help="keep each run's output here as <run id>.log")
     args = parser.parse_args(argv)
     spec_path = Path(args.spec)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with local_workbench(
-        load_spec(spec_path), base_dir=spec_path.parent, port=args.port, step_delay=args.step_delay
+        load_spec(spec_path),
+        base_dir=spec_path.parent,
+        port=args.port,
+        step_delay=args.step_delay,
+        output_dir=args.output_dir,
     ) as server:
         print(f"Cloudera AI workbench simulator listening on {server.url}", flush=True)
         if args.url_file:

@@ -335,7 +335,7 @@ class WorkbenchServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     def record(self, entry: JournalEntry) -> None:
         with self._journal_lock:

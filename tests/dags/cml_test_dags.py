@@ -48,7 +48,9 @@ with DAG("cml_test_timeout", **ARGS):
     )
 
 with DAG("cml_test_sensor_failure", **ARGS):
-    CmlJobRunSensor(task_id="sense", project="Analytics", job="fail", run_id=RUN_ID_FROM_CONF, poke_interval=0.2)
+    CmlJobRunSensor(
+        task_id="sense", project="Analytics", job="fail", run_id=RUN_ID_FROM_CONF, poke_interval=0.2
+    )
     CmlJobRunSensor(
         task_id="sense_soft",
         project="Analytics",

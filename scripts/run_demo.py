@@ -1,0 +1,183 @@
+"""``make demo``: run the example DAGs with real Airflow against the local Cloudera AI workbench.
+
+Everything lives in ``.demo/`` (a throwaway AIRFLOW_HOME on SQLite, the workbench's run output, and
+``airflow.log`` with Airflow's own logs). Prints progress and a summary per task; exits non-zero if a
+DAG run failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / ".demo"
+PROJECT_DIR = ROOT / "example_dags" / "cml_demo_project"
+LOGICAL_DATE = "2024-06-01"
+DAGS = ("cml_example_pipeline", "cml_example_legacy_v1")
+
+
+def step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def airflow(*args: str, log: Path) -> int:
+    with log.open("a") as out:
+        out.write(f"\n$ airflow {' '.join(args)}\n")
+        out.flush()
+        return subprocess.call([sys.executable, "-m", "airflow", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_workbench(api_key_holder: dict[str, str]) -> subprocess.Popen[bytes]:
+    spec = json.loads((PROJECT_DIR / "workbench.json").read_text())
+    for project in spec["projects"]:
+        project["folder"] = str(PROJECT_DIR)
+        project["env"]["DATA_DIR"] = str(DEMO / "data")
+    api_key_holder["key"] = spec["api_keys"][0]
+    (DEMO / "workbench.json").write_text(json.dumps(spec, indent=2))
+    url_file = DEMO / "workbench.url"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_cml.testing",
+            "--spec",
+            str(DEMO / "workbench.json"),
+            "--url-file",
+            str(url_file),
+            "--output-dir",
+            str(DEMO / "runs"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(DEMO / "workbench.log").open("w"),
+    )
+    deadline = time.monotonic() + 20
+    while not url_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"The workbench did not start; see {DEMO / 'workbench.log'}")
+        time.sleep(0.1)
+    return process
+
+
+def summarize() -> bool:
+    """Print one line per task from Airflow's database and the workbench; True if all DAG runs passed."""
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    hook = CmlHook()
+    all_ok = True
+    print()
+    print(f"{'task':<40} {'CML run':<18} {'final status':<18} the script saw")
+    with create_session() as session:
+        for dag_id in DAGS:
+            dag_run = session.query(DagRun).filter_by(dag_id=dag_id).order_by(DagRun.id.desc()).first()
+            if dag_run is None:
+                print(f"{dag_id}: no DAG run found")
+                all_ok = False
+                continue
+            all_ok &= str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+            tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
+            for ti in sorted(tis, key=lambda t: t.start_date or dag_run.start_date):
+                xcoms = {
+                    x.key: x.value
+                    for x in session.query(XCom).filter_by(
+                        dag_id=dag_id, run_id=dag_run.run_id, task_id=ti.task_id
+                    )
+                }
+                run_id = _plain(xcoms.get("run_id") or xcoms.get("engine_id"))
+                task_state = str(getattr(ti.state, "value", ti.state))
+                status, saw = f"(task {task_state})", ""
+                if run_id:
+                    status = _run_status(hook, run_id)
+                    saw = _override_seen(run_id)
+                print(f"{dag_id + '.' + ti.task_id:<40} {run_id or '-':<18} {status:<18} {saw}")
+    dependent = sorted((DEMO / "runs").glob("*.log"))
+    print(f"\nRuns executed by the workbench: {len(dependent)} (incl. the dependent job publish-report)")
+    return all_ok
+
+
+def _plain(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    with contextlib.suppress(ValueError):
+        value = json.loads(value) if isinstance(value, str) else value
+    return str(value)
+
+
+def _run_status(hook: object, run_id: str) -> str:
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    assert isinstance(hook, CmlHook)
+    for job in hook.list_jobs("Demo Analytics"):
+        for run in hook.list_job_runs("Demo Analytics", job["id"]):
+            if run["id"] == run_id:
+                return str(run["status"])
+    return "unknown"
+
+
+def _override_seen(run_id: str) -> str:
+    output = DEMO / "runs" / f"{run_id}.log"
+    if not output.exists():
+        return ""
+    for line in output.read_text().splitlines():
+        if line.startswith("OVERRIDE "):
+            return line[len("OVERRIDE ") :]
+    return ""
+
+
+def main() -> int:
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    log = DEMO / "airflow.log"
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(DEMO / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    )
+    step(f"Airflow metadata database (SQLite) in {DEMO / 'airflow'}")
+    if airflow("db", "migrate", log=log) != 0:
+        print(f"airflow db migrate failed; see {log}")
+        return 1
+    step("Starting the local Cloudera AI workbench with the demo project")
+    holder: dict[str, str] = {}
+    workbench = start_workbench(holder)
+    url = (DEMO / "workbench.url").read_text()
+    print(f"    listening on {url}")
+    connection = {"conn_type": "cml", "host": url, "password": holder["key"]}
+    os.environ["AIRFLOW_CONN_CML_DEFAULT"] = json.dumps(connection)
+    os.environ["AIRFLOW_CONN_CML_LEGACY"] = json.dumps({**connection, "extra": {"api_version": "v1"}})
+    try:
+        for dag_id in DAGS:
+            step(f"airflow dags test {dag_id} {LOGICAL_DATE}  (Airflow's logs: {log})")
+            started = time.monotonic()
+            code = airflow("dags", "test", dag_id, LOGICAL_DATE, log=log)
+            print(f"    finished in {time.monotonic() - started:.1f}s (exit code {code})")
+        time.sleep(1.5)  # let the dependent job that Cloudera AI starts by itself finish
+        ok = summarize()
+    finally:
+        workbench.terminate()
+        workbench.wait(timeout=20)
+        step("Workbench stopped")
+    print("\nDemo " + ("succeeded." if ok else f"FAILED: see {log}"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
