@@ -25,8 +25,8 @@ demo: install
 	$(BIN)/python scripts/run_demo.py
 
 lint: install
-	$(BIN)/ruff check airflow_provider_cml tests example_dags benchmarks scripts
-	$(BIN)/ruff format --check airflow_provider_cml tests example_dags benchmarks scripts
+	$(BIN)/ruff check airflow_provider_cml tests example_dags scripts
+	$(BIN)/ruff format --check airflow_provider_cml tests example_dags scripts
 	$(BIN)/mypy
 
 clean:
