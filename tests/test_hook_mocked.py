@@ -101,9 +101,9 @@ class TestRetries:
     def test_every_request_has_a_timeout_and_reuses_one_session(self, hook, requests_mock):
         requests_mock.get(f"{API}/projects/{PID}", json={"id": PID})
         hook.get_project(PID)
-        session = hook.session
+        session = hook.transport.session
         hook.get_project(PID)
-        assert hook.session is session
+        assert hook.transport.session is session
         assert all(r.timeout == (10.0, 60.0) for r in requests_mock.request_history)
 
 

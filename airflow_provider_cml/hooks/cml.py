@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from airflow_provider_cml import __version__, statuses
+from airflow_provider_cml import statuses
 from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, mask_secret
-from airflow_provider_cml._http import decode_json, error_for_response, is_transient
+from airflow_provider_cml._http import is_transient
 from airflow_provider_cml.config import CmlClientConfig, build_client_config
 from airflow_provider_cml.connection_fields import CONN_TYPE, UI_FIELD_BEHAVIOUR, wtforms_widgets
 from airflow_provider_cml.exceptions import (
@@ -24,6 +25,7 @@ from airflow_provider_cml.exceptions import (
     CmlLookupError,
 )
 from airflow_provider_cml.runs import check_run_outcome, describe_run, run_environment
+from airflow_provider_cml.transport import AsyncTransport, OutcomeUnknown, SyncTransport
 from airflow_provider_cml.validation import (
     looks_like_id,
     normalize_environment,
@@ -31,40 +33,23 @@ from airflow_provider_cml.validation import (
     validate_positive,
 )
 
-if TYPE_CHECKING:
-    import requests
-
 #: Added to every v2 run's environment so that a start whose answer was lost can be found again
 #: instead of being sent twice.
 START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
 DEFAULT_PAGE_SIZE = 100
 
 
-class _OutcomeUnknown(Exception):
-    """A non-idempotent request was sent but its answer was lost (timeout, reset, 5xx)."""
+async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
+    """The connection, or ``None`` if it does not exist, without blocking the event loop."""
+    try:
+        getter = getattr(type(hook), "aget_connection", None)
+        if getter is not None:  # Airflow 3.1+
+            return await getter(conn_id)
+        from asgiref.sync import sync_to_async
 
-    def __init__(self, error: CmlApiError, retry_after: str | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _tls_error(base_url: str, exc: Exception) -> CmlConfigError:
-    return CmlConfigError(
-        f"TLS certificate verification failed for {base_url} ({type(exc).__name__}). If the workbench uses "
-        "a private CA, set the connection's 'CA bundle path' (extra 'ca_bundle') to a PEM file with that "
-        "CA. Turn 'verify_ssl' off only for a throwaway workbench."
-    )
-
-
-def _sent_before_failing(exc: Exception) -> bool:
-    """False when the connection was never made, so the server cannot have acted on the request."""
-    import requests
-
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return type(reason).__name__ != "NewConnectionError"
+        return await sync_to_async(hook.get_connection)(conn_id)
+    except AirflowNotFoundException:
+        return None
 
 
 class CmlHook(BaseHook):
@@ -100,6 +85,7 @@ class CmlHook(BaseHook):
         self._max_retries = max_retries
         self._projects: dict[str, dict[str, Any]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._async_transport: AsyncTransport | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cml_conn_id={self.cml_conn_id!r})"
@@ -122,13 +108,16 @@ class CmlHook(BaseHook):
         try:
             conn = self.get_connection(self.cml_conn_id)
         except AirflowNotFoundException:
-            import os
+            conn = None
+        return self._build_config(conn)
 
+    def _build_config(self, conn: Any) -> CmlClientConfig:
+        if conn is None:
             if "CDSW_APIV2_KEY" not in os.environ:
                 raise CmlConfigError(
                     f"Airflow connection {self.cml_conn_id!r} does not exist. Create a 'Cloudera AI' "
                     f"connection with that id, or set AIRFLOW_CONN_{self.cml_conn_id.upper()}."
-                ) from None
+                )
             config = build_client_config(
                 host=None, password=None, timeout=self._timeout, max_retries=self._max_retries
             )
@@ -145,30 +134,9 @@ class CmlHook(BaseHook):
         return config
 
     @cached_property
-    def session(self) -> requests.Session:
-        """One HTTP session per hook: connections are reused across polls."""
-        import requests
-
-        config = self.config
-        session = requests.Session()
-        session.headers["User-Agent"] = f"airflow-provider-cml/{__version__}"
-        session.headers["Accept"] = "application/json"
-        if config.api_version == "v1":
-            # Legacy Jobs API: Basic auth, key as user name, empty password; JSON content type always.
-            session.auth = (config.api_key, "")
-            session.headers["Content-Type"] = "application/json"
-        else:
-            session.headers["Authorization"] = f"Bearer {config.api_key}"
-        session.verify = config.verify
-        if config.verify is False:
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            self.log.warning(
-                "TLS verification is off for connection %r: the API key is sent to an unverified server.",
-                self.cml_conn_id,
-            )
-        return session
+    def transport(self) -> SyncTransport:
+        """The synchronous transport: one ``requests.Session`` per hook, reused across polls."""
+        return SyncTransport(self.config)
 
     def _request(
         self,
@@ -180,69 +148,45 @@ class CmlHook(BaseHook):
         not_found: str | None = None,
         idempotent: bool = True,
     ) -> Any:
-        """Send one API request with the shared retry policy; return its decoded JSON.
+        return self.transport.request(
+            method, path, params=params, body=body, not_found=not_found, idempotent=idempotent
+        )
 
-        A request that is not ``idempotent`` is retried only when the server cannot have acted on it
-        (connection refused, 429); otherwise :class:`_OutcomeUnknown` lets the caller check first.
-        """
-        import requests
+    # -- async (triggers): same policy, same errors, httpx instead of requests -------------------
 
-        config = self.config
-        policy = config.retry_policy
-        url = config.api_root + path
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: str | None = None
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    timeout=(min(10.0, config.timeout), config.timeout),
-                )
-            except requests.exceptions.SSLError as exc:
-                raise _tls_error(config.base_url, exc) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                error = CmlApiError(
-                    f"No answer from Cloudera AI at {config.base_url} ({type(exc).__name__}).",
-                    method=method,
-                    path=path,
-                )
-                if not idempotent and _sent_before_failing(exc):
-                    raise _OutcomeUnknown(error) from None
-            else:
-                if response.status_code < 400:
-                    return decode_json(
-                        response.status_code, response.headers, response.text, method=method, path=path
-                    )
-                error = error_for_response(
-                    response.status_code,
-                    response.headers,
-                    response.text,
-                    method=method,
-                    path=path,
-                    not_found=not_found,
-                )
-                if not policy.is_retryable_status(response.status_code):
-                    raise error
-                retry_after = response.headers.get("Retry-After")
-                if not idempotent and response.status_code != 429:
-                    raise _OutcomeUnknown(error, retry_after)
-            if not policy.can_retry(attempt):
-                raise error
-            delay = policy.delay(attempt, retry_after)
-            self.log.warning(
-                "%s %s failed (%s); retry %d of %d in %.1fs.",
-                method,
-                path,
-                error.server_message or error.http_status or "no answer",
-                attempt,
-                policy.max_retries,
-                delay,
-            )
-            time.sleep(delay)
+    async def aconfig(self) -> CmlClientConfig:
+        """:attr:`config`, with the connection read without blocking the event loop."""
+        if "config" not in self.__dict__:
+            conn = await _aget_connection(self, self.cml_conn_id)
+            self.__dict__["config"] = self._build_config(conn)
+        return self.config
+
+    async def _arequest(self, method: str, path: str, *, not_found: str | None = None) -> Any:
+        if self._async_transport is None:
+            self._async_transport = AsyncTransport(await self.aconfig())
+        return await self._async_transport.request(method, path, not_found=not_found)
+
+    async def aget_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
+        """Async :meth:`get_job_run` (IDs only: triggers get them resolved)."""
+        return await self._arequest(
+            "GET",
+            f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}",
+            not_found=f"run {run_id!r} of job {job_id!r}",
+        )
+
+    async def astop_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
+        """Async :meth:`stop_job_run`."""
+        return await self._arequest(
+            "POST",
+            f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}:stop",
+            not_found=f"run {run_id!r} of job {job_id!r}",
+        )
+
+    async def aclose(self) -> None:
+        """Close the async client (its connection pool)."""
+        if self._async_transport is not None:
+            await self._async_transport.aclose()
+            self._async_transport = None
 
     def paginate(
         self, path: str, key: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
@@ -428,7 +372,7 @@ class CmlHook(BaseHook):
                 )
                 self.log.info("Started Cloudera AI %s.", describe_run(run))
                 return run
-            except _OutcomeUnknown as unknown:
+            except OutcomeUnknown as unknown:
                 found = self._find_started_run(path, token)
                 if found is not None:
                     self.log.warning(
@@ -488,7 +432,7 @@ class CmlHook(BaseHook):
                 idempotent=False,
                 not_found=f"v1 job {job!r} of project {project!r}",
             )
-        except _OutcomeUnknown as unknown:
+        except OutcomeUnknown as unknown:
             raise CmlApiError(
                 "The v1 start request was sent but its answer was lost; the v1 API cannot tell whether the "
                 "job started. Check the job's page in the workbench before starting it again.",
