@@ -15,11 +15,21 @@ AIRFLOW_V_3_0_PLUS = (_major, _minor) >= (3, 0)
 
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, conf
-    from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSkipException
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.10 / 2.11
     from airflow.configuration import conf
-    from airflow.exceptions import AirflowException, AirflowNotFoundException, AirflowSkipException
+    from airflow.exceptions import (
+        AirflowException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
     from airflow.hooks.base import BaseHook
     from airflow.models import BaseOperator
     from airflow.models.baseoperatorlink import BaseOperatorLink
@@ -41,6 +51,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AirflowException",
     "AirflowNotFoundException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",

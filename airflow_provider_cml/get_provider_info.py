@@ -34,6 +34,9 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.sensors.cml"]}
         ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.triggers.cml"]}
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

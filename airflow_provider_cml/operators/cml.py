@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml._compat import BaseOperator, mask_secret
+from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_secret
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.runs import describe_run
 from airflow_provider_cml.validation import validate_positive
 
 if TYPE_CHECKING:
@@ -40,6 +39,10 @@ class CmlRunJobOperator(BaseOperator):
     :param timeout: seconds to wait at most; when it passes the run is stopped and the task fails.
         ``None`` waits as long as the run takes (bounded by ``execution_timeout`` if set).
     :param cml_conn_id: Airflow connection of type ``cml``.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``). The timeout still stops the run.
+    :param reattach_on_retry: on a retry of the same task instance, reattach to the run an earlier
+        try started while it is active (or take its success) instead of starting another run.
     """
 
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
@@ -57,6 +60,8 @@ class CmlRunJobOperator(BaseOperator):
         poll_interval: float = 30,
         timeout: float | None = None,
         cml_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        reattach_on_retry: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +75,8 @@ class CmlRunJobOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.cml_conn_id = cml_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.reattach_on_retry = reattach_on_retry
         self._started: tuple[str, str, str] | None = None
 
     @cached_property
@@ -85,24 +92,90 @@ class CmlRunJobOperator(BaseOperator):
                 mask_secret(value, name)
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
+
         self._mask_sensitive_overrides()
         hook = self.hook
         if hook.config.api_version == "v1":
             return self._execute_v1(context)
-        run = hook.start_job_run(self.project, self.job, self.environment, self.arguments)
-        run_id, project_id, job_id = str(run["id"]), str(run["project_id"]), str(run["job_id"])
-        self._started = (project_id, job_id, run_id)
+        job = hook.resolve_job(self.project, self.job)
+        project_id = hook.resolve_project(self.project)["id"]
+        finder = EarlierRunFinder(hook, context)
+        run = finder.find(project_id, job["id"]) if self.reattach_on_retry else None
+        if run is not None:
+            self.log.info(
+                "Reattaching to run %s (%s) started by an earlier try.", run["id"], run.get("status")
+            )
+        else:
+            environment = {**(self.environment or {}), **task_identity(context)}
+            run = hook.start_job_run(project_id, job["id"], environment, self.arguments)
+            finder.remember(project_id, job["id"], str(run["id"]))
+        run_id = str(run["id"])
+        self._started = (project_id, str(job["id"]), run_id)
         ti = context["ti"]
         ti.xcom_push(key="run_id", value=run_id)
         ti.xcom_push(key="project_id", value=project_id)
-        ti.xcom_push(key="job_id", value=job_id)
+        ti.xcom_push(key="job_id", value=str(job["id"]))
         if not self.wait_for_completion:
             return run_id
+        if self.deferrable:
+            self._defer_unless_ended(context, run)
+            return run_id
+        from airflow_provider_cml.runs import describe_run
+
         final = hook.wait_for_job_run(
-            project_id, job_id, run_id, poll_interval=self.poll_interval, timeout=self.timeout
+            project_id, str(job["id"]), run_id, poll_interval=self.poll_interval, timeout=self.timeout
         )
         self.log.info("Cloudera AI %s.", describe_run(final))
         return run_id
+
+    def _defer_unless_ended(self, context: Context, run: Mapping[str, Any]) -> None:
+        """Check once (a run that already ended does not defer), then hand the waiting to the triggerer."""
+        from airflow_provider_cml import statuses
+        from airflow_provider_cml.runs import check_run_outcome
+        from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+
+        project_id, job_id, run_id = self._started  # type: ignore[misc]
+        current = self.hook.get_job_run(project_id, job_id, run_id)
+        if statuses.is_terminal(current.get("status")):
+            check_run_outcome(current)
+            return
+        self.defer(
+            trigger=CmlJobRunTrigger(
+                project_id=project_id,
+                job_id=job_id,
+                run_id=run_id,
+                conn_id=self.cml_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=self._deadline(context),
+            ),
+            method_name="execute_complete",
+        )
+
+    def _deadline(self, context: Context) -> float | None:
+        """UNIX time when waiting must end: ``timeout`` from now, or the end of ``execution_timeout``.
+
+        The trigger stops the run at that time; without this, Airflow's own deferral timeout would
+        fail the task but leave the run going.
+        """
+        import time
+
+        deadlines = []
+        if self.timeout is not None:
+            deadlines.append(time.time() + self.timeout)
+        start_date = getattr(context["ti"], "start_date", None)
+        if self.execution_timeout is not None and start_date is not None:
+            deadlines.append((start_date + self.execution_timeout).timestamp())
+        return min(deadlines) if deadlines else None
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger fired: return the run id on success, raise a clear error otherwise."""
+        from airflow_provider_cml.runs import describe_run
+        from airflow_provider_cml.triggers.cml import outcome_of_event
+
+        run = outcome_of_event(event)
+        self.log.info("Cloudera AI %s.", describe_run(run))
+        return str(run.get("id"))
 
     def _execute_v1(self, context: Context) -> str:
         if self.wait_for_completion:
