@@ -94,3 +94,57 @@ def test_v1_starts_and_refuses_to_wait(wb, dagbag, capfd):
 
     CmlHook().wait_for_job_run("Analytics", "report-env", engine_id, poll_interval=0.1)
     assert seen_by(wb, engine_id)["FROM_V1"] == "yes"
+
+
+RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
+RUNS_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"
+
+
+def test_deferrable_operator_and_sensor_succeed(wb, dagbag):
+    dag_run = dagbag.get_dag("cml_test_deferrable").test()
+    assert _states(dag_run) == {
+        "deferred_run": "success",
+        "start_only": "success",
+        "deferred_sensor": "success",
+    }
+    run_id = _xcom(dag_run, "deferred_run", "run_id")
+    assert wb.workbench.runs[run_id].status == "ENGINE_SUCCEEDED"
+    assert _xcom(dag_run, "deferred_run", "return_value") == run_id
+
+
+def test_deferrable_failure_names_status_and_reason(wb, dagbag, capfd):
+    dag_run = dagbag.get_dag("cml_test_deferrable_failure").test()
+    assert _states(dag_run) == {"fail": "failed"}
+    out = "".join(capfd.readouterr())
+    assert "ENGINE_FAILED" in out and "script exited with code 3" in out
+
+
+def test_deferrable_timeout_stops_the_run(wb, dagbag, tmp_path):
+    import time
+
+    marker = tmp_path / "stopped"
+    dag_run = dagbag.get_dag("cml_test_deferrable_timeout").test(run_conf={"marker": str(marker)})
+    assert _states(dag_run) == {"too_slow": "failed"}
+    run = wb.workbench.runs[_xcom(dag_run, "too_slow", "run_id")]
+    deadline = time.monotonic() + 10
+    while run.status != "ENGINE_STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.status == "ENGINE_STOPPED" and marker.read_text() == "stopped"
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_retry_reattaches_instead_of_starting_a_second_run(wb, dagbag, mode):
+    sleeper = wb.workbench.job_by_name("Analytics", "sleeper")
+    before = len(wb.workbench.runs_of(sleeper))
+    # The first try fails right after starting the run (a non-transient error reading it).
+    wb.fail_next("GET", RUN_PATH, 400, times=1)
+    dag_run = dagbag.get_dag(f"cml_test_retry_{mode}").test()
+    assert _states(dag_run) == {"flaky_wait": "success"}
+    assert [ti.try_number for ti in dag_run.get_task_instances()] == [2]
+    assert [e.status for e in wb.requests("GET", RUN_PATH) if e.fault == "scripted"] == [400]
+    runs = wb.workbench.runs_of(sleeper)
+    assert len(runs) == before + 1, "the retry started a second run"
+    assert len(wb.requests("POST", RUNS_PATH)) == 1
+    assert runs[-1].status == "ENGINE_SUCCEEDED"
+    assert runs[-1].environment["AIRFLOW_CTX_TASK_ID"] == "flaky_wait"
+    assert runs[-1].environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"

@@ -142,10 +142,12 @@ def test_v1_start_with_basic_auth(wb):
 def test_calls_per_run(wb, hook):
     hook.resolve_job("Analytics", "report-env")
     wb.clear_journal()
+    before = wb.connections_opened
     run = hook.start_job_run("Analytics", "report-env")
     hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
     posts, gets = wb.requests("POST"), wb.requests("GET")
-    assert len(posts) == 1 and all(e.path.endswith(run["id"]) for e in gets)
+    assert len(posts) == 1 and len(gets) >= 2 and all(e.path.endswith(run["id"]) for e in gets)
+    assert wb.connections_opened - before <= 1  # the session's connection is reused (0: still open)
 
 
 def test_test_connection(wb, hook, monkeypatch):

@@ -17,9 +17,8 @@ pytest_plugins = ["pytester"]
 
 
 def test_provider_info_is_valid_against_airflows_schema():
-    import jsonschema
-
     import airflow
+    import jsonschema
 
     schema_path = Path(airflow.__file__).parent / "provider_info.schema.json"
     if not schema_path.exists():
@@ -64,7 +63,15 @@ def test_command_line_workbench(tmp_path):
     spec.write_text(json.dumps({"api_keys": ["cli-key-123"], "projects": [{"name": "p", "owner": "o"}]}))
     url_file = tmp_path / "url"
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_cml.testing", "--spec", str(spec), "--url-file", str(url_file)],
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_cml.testing",
+            "--spec",
+            str(spec),
+            "--url-file",
+            str(url_file),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -73,7 +80,9 @@ def test_command_line_workbench(tmp_path):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         answer = requests.get(
-            f"{url_file.read_text()}/api/v2/projects", headers={"Authorization": "Bearer cli-key-123"}, timeout=5
+            f"{url_file.read_text()}/api/v2/projects",
+            headers={"Authorization": "Bearer cli-key-123"},
+            timeout=5,
         )
         assert [p["name"] for p in answer.json()["projects"]] == ["p"]
     finally:

@@ -104,6 +104,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        scripted = self.server.take_scripted_failure(method, path)
+        if scripted is not None:
+            self._send(scripted, {"code": 9, "message": "scripted failure", "details": []})
+            self._record(method, path, scripted, "scripted")
+            return
         faults = self.server.faults
         fault = faults.draw(method) if faults else None
         if faults and faults.latency:
@@ -327,6 +332,8 @@ class WorkbenchServer(ThreadingHTTPServer):
         self.journal: list[JournalEntry] = []
         self._journal_lock = threading.Lock()
         self._request_number = 0
+        self._scripted: list[list[Any]] = []
+        self.connections_opened = 0  # TCP connections accepted, to check clients reuse them
         self._thread: threading.Thread | None = None
         self.scheme = "https" if ssl_context else "http"
         if ssl_context is not None:
@@ -360,9 +367,29 @@ class WorkbenchServer(ThreadingHTTPServer):
             entries = [e for e in entries if path(e.path)]
         return entries
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._journal_lock:
+            self.connections_opened += 1
+        super().process_request(request, client_address)
+
+    def fail_next(self, method: str, path: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` requests whose path fully matches the regex ``path`` with ``status``."""
+        with self._journal_lock:
+            self._scripted.append([method, re.compile(path), status, times])
+
+    def take_scripted_failure(self, method: str, path: str) -> int | None:
+        with self._journal_lock:
+            for rule in self._scripted:
+                if rule[0] == method and rule[1].fullmatch(path) and rule[3] > 0:
+                    rule[3] -= 1
+                    return int(rule[2])
+        return None
+
     def clear_journal(self) -> None:
+        """Forget the journal and any scripted failures not yet used."""
         with self._journal_lock:
             self.journal.clear()
+            self._scripted.clear()
 
     def start(self) -> WorkbenchServer:
         self._thread = threading.Thread(target=self.serve_forever, name="cml-workbench", daemon=True)

@@ -75,3 +75,48 @@ with DAG("cml_test_v1", **ARGS):
         project="alice/analytics",
         job="{{ dag_run.conf['v1_job'] }}",
     )
+
+with DAG("cml_test_deferrable", **ARGS):
+    waited = CmlRunJobOperator(
+        task_id="deferred_run", project="Analytics", job="slow", poll_interval=0.2, deferrable=True
+    )
+    started = CmlRunJobOperator(
+        task_id="start_only", project="Analytics", job="train", wait_for_completion=False, deferrable=True
+    )
+    sensed = CmlJobRunSensor(
+        task_id="deferred_sensor",
+        project="Analytics",
+        job="train",
+        run_id="{{ ti.xcom_pull(task_ids='start_only', key='run_id') }}",
+        poke_interval=0.2,
+        timeout=60,
+        deferrable=True,
+    )
+    waited >> started >> sensed
+
+with DAG("cml_test_deferrable_failure", **ARGS):
+    CmlRunJobOperator(task_id="fail", project="Analytics", job="fail", poll_interval=0.2, deferrable=True)
+
+with DAG("cml_test_deferrable_timeout", **ARGS):
+    CmlRunJobOperator(
+        task_id="too_slow",
+        project="Analytics",
+        job="sleeper",
+        environment={"STOP_MARKER": "{{ dag_run.conf['marker'] }}"},
+        poll_interval=0.2,
+        timeout=1.5,
+        deferrable=True,
+    )
+
+for _deferrable in (False, True):
+    with DAG(f"cml_test_retry_{'deferrable' if _deferrable else 'sync'}", **ARGS):
+        CmlRunJobOperator(
+            task_id="flaky_wait",
+            project="Analytics",
+            job="sleeper",
+            environment={"SLEEP": "2"},
+            poll_interval=0.2,
+            deferrable=_deferrable,
+            retries=1,
+            retry_delay=0,
+        )

@@ -1,0 +1,131 @@
+"""CmlJobRunTrigger against the local workbench over real HTTP (httpx), run in an asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.hooks.cml import CmlHook
+from airflow_provider_cml.testing import Faults
+from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, outcome_of_event
+from tests.conftest import API_KEY
+
+RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
+
+
+def _start(job: str, env: dict | None = None) -> tuple[str, str, str]:
+    hook = CmlHook()
+    run = hook.start_job_run("Analytics", job, env)
+    return run["project_id"], run["job_id"], run["id"]
+
+
+def _first_event(trigger: CmlJobRunTrigger, limit: float = 30) -> dict:
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(asyncio.wait_for(first(), limit))
+
+
+def test_serialize_round_trip_uses_plain_json_types():
+    trigger = CmlJobRunTrigger(project_id="p", job_id="j", run_id="r", poll_interval=5, end_time=1700000000.5)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_cml.triggers.cml.CmlJobRunTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert CmlJobRunTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_success_event_carries_the_run_without_its_environment(wb):
+    ids = _start("report-env", {"DB_PASSWORD": "hunter2-very-secret"})
+    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    assert event["status"] == "success" and event["run"]["status"] == "ENGINE_SUCCEEDED"
+    assert "environment" not in event["run"] and "hunter2" not in json.dumps(event)
+    assert outcome_of_event(event)["id"] == ids[2]
+
+
+@pytest.mark.parametrize(("job", "status"), [("fail", "ENGINE_FAILED"), ("times-out", "ENGINE_TIMEDOUT")])
+def test_failure_events(wb, job, status):
+    ids = _start(job)
+    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    assert event["status"] == "failed" and event["run"]["status"] == status
+    with pytest.raises(CmlJobRunError, match=status):
+        outcome_of_event(event)
+
+
+def test_stopped_run_is_a_failure_event(wb):
+    ids = _start("sleeper")
+    CmlHook().stop_job_run(*ids)
+    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    assert event["status"] == "failed" and event["run"]["status"] == "ENGINE_STOPPED"
+
+
+def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb):
+    ids = _start("slow")
+    wb.fail_next("GET", RUN_PATH, 503, times=2)
+    wb.faults = Faults(rate_limit_rate=0.3, retry_after=0.1, error_rate=0.2, seed=7)
+    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    wb.faults = None
+    assert event["status"] == "success"
+    faults = [e.fault for e in wb.requests("GET", RUN_PATH) if e.fault]
+    assert faults.count("scripted") == 2 and "rate_limit" in faults
+
+
+def test_a_non_transient_error_fires_an_error_event(wb):
+    ids = _start("slow")
+    wb.fail_next("GET", RUN_PATH, 403)
+    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    assert event["status"] == "error" and "HTTP 403" in event["message"]
+    with pytest.raises(Exception, match="HTTP 403"):
+        outcome_of_event(event)
+
+
+def test_deadline_stops_the_run(wb, tmp_path):
+    marker = tmp_path / "stopped"
+    ids = _start("sleeper", {"STOP_MARKER": str(marker)})
+    trigger = CmlJobRunTrigger(
+        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.2, end_time=time.time() + 1.0
+    )
+    event = _first_event(trigger)
+    assert event["status"] == "timeout" and "asked to stop" in event["message"]
+    with pytest.raises(CmlJobRunTimeout):
+        outcome_of_event(event)
+    deadline = time.monotonic() + 10
+    while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert marker.read_text() == "stopped"
+
+
+def test_sensor_style_deadline_does_not_stop_the_run(wb):
+    ids = _start("slow")
+    trigger = CmlJobRunTrigger(
+        project_id=ids[0],
+        job_id=ids[1],
+        run_id=ids[2],
+        poll_interval=0.1,
+        end_time=time.time(),
+        stop_on_timeout=False,
+    )
+    assert _first_event(trigger)["status"] == "timeout"
+    assert not wb.requests("POST", RUN_PATH + ":stop")
+
+
+def test_on_kill_stops_the_run(wb):
+    ids = _start("sleeper")
+    asyncio.run(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2]).on_kill())
+    assert len(wb.requests("POST", RUN_PATH + ":stop")) == 1
+
+
+def test_one_connection_reused_across_polls(wb):
+    ids = _start("slow")
+    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1)
+    before = wb.connections_opened
+    assert _first_event(trigger)["status"] == "success"
+    assert len(wb.requests("GET", RUN_PATH)) >= 5
+    assert wb.connections_opened - before == 1
+    assert API_KEY not in repr(trigger) and API_KEY not in json.dumps(trigger.serialize())
