@@ -148,6 +148,7 @@ def build_client_config(
         if max_retries is not None
         else int(_as_number("max_retries", _extra_value(extra, "max_retries"), minimum=0))
     )
+    backoff = _as_number("retry_backoff", _extra_value(extra, "retry_backoff"), minimum=0)
     template = _extra_value(extra, "run_url_template") or DEFAULT_RUN_URL_TEMPLATE
     return CmlClientConfig(
         base_url=normalize_base_url(host, port),
@@ -155,6 +156,6 @@ def build_client_config(
         api_version=api_version,
         verify=verify,
         timeout=float(request_timeout),
-        retry_policy=RetryPolicy(max_retries=retries),
+        retry_policy=RetryPolicy(max_retries=retries, backoff_base=backoff),
         run_url_template=str(template),
     )

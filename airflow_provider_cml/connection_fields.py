@@ -19,7 +19,7 @@ class ConnField:
 
     name: str
     label: str
-    kind: str  # "string" | "integer" | "boolean"
+    kind: str  # "string" | "integer" | "number" | "boolean"
     default: Any
     description: str
     choices: tuple[str, ...] = ()
@@ -55,6 +55,13 @@ CONN_FIELDS: tuple[ConnField, ...] = (
         "integer",
         5,
         "Retries of a request after connection errors, 429 and 5xx answers (with back-off).",
+    ),
+    ConnField(
+        "retry_backoff",
+        "Retry back-off (s)",
+        "number",
+        1.0,
+        "First wait before a retry; doubles each time (with jitter), at most 30 s.",
     ),
     ConnField(
         "run_url_template",
@@ -119,7 +126,7 @@ def wtforms_widgets() -> dict[str, Any]:
                 widget=BS3TextFieldWidget(),
                 description=field.description,
             )
-        else:
+        else:  # strings and decimals: Airflow's form allows only these four field classes
             widgets[field.name] = StringField(
                 label, default=field.default, widget=BS3TextFieldWidget(), description=field.description
             )

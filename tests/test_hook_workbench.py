@@ -146,7 +146,7 @@ def test_calls_per_run(wb, hook):
     run = hook.start_job_run("Analytics", "report-env")
     hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
     posts, gets = wb.requests("POST"), wb.requests("GET")
-    assert len(posts) == 1 and len(gets) >= 2 and all(e.path.endswith(run["id"]) for e in gets)
+    assert len(posts) == 1 and len(gets) >= 1 and all(e.path.endswith(run["id"]) for e in gets)
     assert wb.connections_opened - before <= 1  # the session's connection is reused (0: still open)
 
 

@@ -33,7 +33,9 @@ class Faults:
     :param rate_limit_rate: answer 429 with ``Retry-After: retry_after``.
     :param reset_rate: reset the connection without answering.
     :param lost_response_rate: for POSTs: do the action, then reset the connection (answer lost).
-    :param latency: seconds added to every request.
+    :param latency: seconds added to a request hit by ``slow_rate`` (or to every request if
+        ``slow_rate`` is 0 and ``latency`` is set).
+    :param slow_rate: share of requests that get ``latency`` added.
     :param seed: seed of the random generator, for repeatable storms.
     """
 
@@ -43,6 +45,7 @@ class Faults:
     reset_rate: float = 0.0
     lost_response_rate: float = 0.0
     latency: float = 0.0
+    slow_rate: float = 0.0
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -58,6 +61,7 @@ class Faults:
             ("rate_limit", self.rate_limit_rate),
             ("reset", self.reset_rate),
             ("lost_response", self.lost_response_rate if method == "POST" else 0.0),
+            ("slow", self.slow_rate),
         ):
             if roll < rate:
                 return name
@@ -104,14 +108,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        scripted = self.server.take_scripted_failure(method, path)
+        scripted = self.server.take_scripted_answer(method, path)
         if scripted is not None:
-            self._send(scripted, {"code": 9, "message": "scripted failure", "details": []})
-            self._record(method, path, scripted, "scripted")
+            status, text, content_type = scripted
+            self._send_raw(status, text.encode(), content_type)
+            self._record(method, path, status, "scripted")
             return
         faults = self.server.faults
         fault = faults.draw(method) if faults else None
-        if faults and faults.latency:
+        if faults and faults.latency and (fault == "slow" or not faults.slow_rate):
             time.sleep(faults.latency)
         if fault == "reset":
             self._record(method, path, None, fault)
@@ -119,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault in ("error", "rate_limit"):
             if fault == "error":
-                status = random.choice((500, 502, 503))
+                status = faults.rng.choice((500, 502, 503))  # type: ignore[union-attr]
                 self._send(status, {"code": 14, "message": "simulated outage", "details": []})
             else:
                 status = 429
@@ -139,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         self._send(status, body)
-        self._record(method, path, status, None)
+        self._record(method, path, status, fault)
 
     def _record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
         self.server.record(JournalEntry(method, path, status, time.time(), fault))
@@ -151,9 +156,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
     def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        self._send_raw(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _send_raw(
+        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Request-Id", f"sim-{self.server.next_request_number()}")
         for name, value in (headers or {}).items():
@@ -372,17 +381,30 @@ class WorkbenchServer(ThreadingHTTPServer):
             self.connections_opened += 1
         super().process_request(request, client_address)
 
-    def fail_next(self, method: str, path: str, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` requests whose path fully matches the regex ``path`` with ``status``."""
-        with self._journal_lock:
-            self._scripted.append([method, re.compile(path), status, times])
+    def fail_next(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        times: int = 1,
+        body: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        """Answer the next ``times`` requests whose path fully matches the regex ``path`` with ``status``.
 
-    def take_scripted_failure(self, method: str, path: str) -> int | None:
+        ``body`` replaces the default grpc-gateway error body (e.g. HTML, truncated JSON, odd shapes).
+        """
+        if body is None:
+            body = json.dumps({"code": 9, "message": "scripted failure", "details": []})
+        with self._journal_lock:
+            self._scripted.append([method, re.compile(path), status, times, body, content_type])
+
+    def take_scripted_answer(self, method: str, path: str) -> tuple[int, str, str] | None:
         with self._journal_lock:
             for rule in self._scripted:
                 if rule[0] == method and rule[1].fullmatch(path) and rule[3] > 0:
                     rule[3] -= 1
-                    return int(rule[2])
+                    return int(rule[2]), str(rule[4]), str(rule[5])
         return None
 
     def clear_journal(self) -> None:

@@ -90,6 +90,9 @@ class Job:
     timeout: int = 0
     parent_job_id: str = ""
     arguments: str = ""
+    # "error": a start while a run is active gets HTTP 400 "already active" (the common behaviour);
+    # "skip": it gets a run that ends ENGINE_SKIPPED (seen on some releases).
+    on_concurrent_start: str = "error"
     created_at: str = field(default_factory=_now)
 
     def to_api(self) -> dict[str, Any]:
@@ -224,6 +227,7 @@ class Workbench:
                     timeout=int(j.get("timeout") or 0),
                     parent=parent,
                     arguments=j.get("arguments", ""),
+                    on_concurrent_start=j.get("on_concurrent_start", "error"),
                 )
                 by_name[job.name] = job
             return project
@@ -238,6 +242,7 @@ class Workbench:
         timeout: int = 0,
         parent: Job | None = None,
         arguments: str = "",
+        on_concurrent_start: str = "error",
     ) -> Job:
         with self.lock:
             job = Job(
@@ -250,6 +255,7 @@ class Workbench:
                 timeout,
                 parent.id if parent else "",
                 arguments,
+                on_concurrent_start,
             )
             self.jobs[job.id] = job
             return job
@@ -309,13 +315,19 @@ class Workbench:
             if not isinstance(value, str):
                 raise ApiError(400, f"invalid environment value for {name}: must be a string")
         with self.lock:
-            if any(r.job is job and r.status in ACTIVE for r in self.runs.values()):
+            busy = any(r.job is job and r.status in ACTIVE for r in self.runs.values())
+            if busy and job.on_concurrent_start != "skip":
                 raise ApiError(400, f"job run for job {job.id} already active", grpc_code=9)
             self._seq += 1
             run = Run(_run_id(), job, env, arguments or job.arguments, seq=self._seq)
             run.times["scheduling_at"] = run.created_at
             run.output_path = self.output_dir / f"{run.id}.log"
             self.runs[run.id] = run
+            if busy:
+                run.status = "ENGINE_SKIPPED"
+                run.failure_reason = "the job already had an active run"
+                run.times["finished_at"] = _now()
+                return run
         thread = threading.Thread(target=self._execute, args=(run,), name=f"cml-run-{run.id}", daemon=True)
         self._threads.append(thread)
         thread.start()
