@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.triggers.cml"]}
         ],
+        "extra-links": ["airflow_provider_cml.links.CmlJobRunLink"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

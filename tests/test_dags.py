@@ -50,6 +50,13 @@ def test_operator_then_sensor_then_waiting_operator_succeed(wb, dagbag):
     assert seen["RUN_DATE"] == dag_run.logical_date.strftime("%Y-%m-%d")
     train_run = _xcom(dag_run, "run_and_wait", "run_id")
     assert wb.workbench.runs[train_run].status == "ENGINE_SUCCEEDED"
+    job_id = wb.workbench.job_by_name("Analytics", "report-env").id
+    url = f"{wb.url}/alice/analytics/jobs/{job_id}/runs/{run_id}"
+    assert _xcom(dag_run, "start", "run_url") == url
+    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:  # the worker stores the extra link's value when the task ends
+        assert _xcom(dag_run, "start", "_link_CmlJobRunLink") == url
 
 
 def test_failed_run_fails_the_task_with_status_and_reason(wb, dagbag, capfd):
@@ -57,6 +64,8 @@ def test_failed_run_fails_the_task_with_status_and_reason(wb, dagbag, capfd):
     assert _states(dag_run) == {"fail": "failed"}
     out = "".join(capfd.readouterr())
     assert "ENGINE_FAILED" in out and "script exited with code 3" in out
+    run_id = _xcom(dag_run, "fail", "run_id")
+    assert f"See {wb.url}/alice/analytics/jobs/" in out and f"/runs/{run_id}" in out
 
 
 def test_timeout_stops_the_remote_run(wb, dagbag, tmp_path):
@@ -117,6 +126,7 @@ def test_deferrable_failure_names_status_and_reason(wb, dagbag, capfd):
     assert _states(dag_run) == {"fail": "failed"}
     out = "".join(capfd.readouterr())
     assert "ENGINE_FAILED" in out and "script exited with code 3" in out
+    assert f"See {_xcom(dag_run, 'fail', 'run_url')}" in out
 
 
 def test_deferrable_timeout_stops_the_run(wb, dagbag, tmp_path):

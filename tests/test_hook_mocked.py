@@ -22,6 +22,7 @@ from tests.conftest import MOCK_KEY, MOCK_URL
 API = f"{MOCK_URL}/api/v2"
 PID, JID, RID = "aaaa-bbbb-cccc-dddd", "jjjj-kkkk-llll-mmmm", "r1234567890abcde"
 RUNS = f"{API}/projects/{PID}/jobs/{JID}/runs"
+PROJECT = {"id": PID, "name": "Risk Analysis", "owner": {"username": "alice"}}
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ class TestRetries:
 
 class TestNoDoubleStart:
     def _resolved(self, hook):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
 
     def test_lost_answer_finds_the_run_instead_of_starting_again(self, hook, requests_mock, sleeps):
         posted = []
@@ -266,7 +267,7 @@ class TestErrors:
         assert MOCK_KEY not in text and MOCK_KEY not in repr(hook)
 
     def test_404_names_what_was_missing(self, hook, requests_mock):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         requests_mock.get(f"{RUNS}/{RID}", status_code=404, json={"code": 5, "message": "not found"})
         with pytest.raises(CmlApiError, match=f"Not found: run '{RID}' of job '{JID}'"):
             hook.get_job_run(PID, JID, RID)
@@ -314,7 +315,7 @@ class TestRequests:
         assert requests_mock.last_request.headers["Authorization"] == f"Bearer {MOCK_KEY}"
 
     def test_start_sends_environment_as_strings_and_arguments(self, hook, requests_mock):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         requests_mock.post(RUNS, json=_run())
         hook.start_job_run(PID, JID, {"A": "x", "N": 3, "F": 1.5, "B": True}, arguments="--fast")
         body = requests_mock.last_request.json()
@@ -346,7 +347,7 @@ class TestRequests:
 
 class TestWaiting:
     def test_keeps_polling_through_stopping_unknown_and_transient_errors(self, hook, requests_mock, sleeps):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         requests_mock.get(
             f"{RUNS}/{RID}",
             [
@@ -359,7 +360,7 @@ class TestWaiting:
             ],
         )
         hook = CmlHook(hook.cml_conn_id, max_retries=0)
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         assert hook.wait_for_job_run(PID, JID, RID, poll_interval=5)["status"] == "ENGINE_SUCCEEDED"
         assert requests_mock.call_count == 6
 
@@ -367,14 +368,20 @@ class TestWaiting:
         "status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_TIMEOUT", "ENGINE_STOPPED", "ENGINE_SKIPPED"]
     )
     def test_terminal_failures_raise_with_status_and_reason(self, hook, requests_mock, status):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         requests_mock.get(f"{RUNS}/{RID}", json=_run(status, failure_reason="disk full"))
         with pytest.raises(CmlJobRunError, match=f"{status}.*disk full") as info:
             hook.wait_for_job_run(PID, JID, RID, poll_interval=1)
         assert info.value.status == status
+        assert f"See {MOCK_URL}/alice/risk-analysis/jobs/{JID}/runs/{RID}" in str(info.value)
+
+    def test_run_url_template_can_be_overridden(self, mock_conn, requests_mock, sleeps):
+        hook = CmlHook(mock_conn(run_url_template="{base_url}/p/{project_id}/r/{run_id}?owner={owner}"))
+        hook._projects[PID] = PROJECT
+        assert hook.job_run_url(PID, JID, RID) == f"{MOCK_URL}/p/{PID}/r/{RID}?owner=alice"
 
     def test_timeout_stops_the_run(self, hook, requests_mock, monkeypatch):
-        hook._projects[PID] = {"id": PID}
+        hook._projects[PID] = PROJECT
         clock = iter(range(0, 1000, 10))
         monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.monotonic", lambda: next(clock))
         requests_mock.get(f"{RUNS}/{RID}", json=_run("ENGINE_RUNNING"))

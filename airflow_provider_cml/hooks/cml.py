@@ -476,6 +476,20 @@ class CmlHook(BaseHook):
         self.log.info("Asked Cloudera AI to stop run %s.", run_id)
         return answer
 
+    def job_run_url(self, project: str, job_id: str, run_id: str) -> str | None:
+        """The run's page in the workbench (see :mod:`airflow_provider_cml.links`); ``None`` if unknown."""
+        from airflow_provider_cml.links import build_run_url
+
+        try:
+            found = self.resolve_project(project)
+            if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
+                found = self.get_project(found["id"])
+                self._projects[project] = found
+        except CmlException as exc:
+            self.log.warning("Could not build the run's link: %s", exc)
+            return None
+        return build_run_url(self.config.run_url_template, self.config.base_url, found, job_id, run_id)
+
     def stop_job_run_quietly(self, project: str, job: str, run_id: str) -> bool:
         """Stop a run if it is still active; log instead of raising (for clean-up paths)."""
         try:
@@ -525,14 +539,16 @@ class CmlHook(BaseHook):
                     self.log.info("Cloudera AI run %s is %s.", run_id, status)
                     last_status = status
                 if statuses.is_terminal(status):
-                    return dict(check_run_outcome(run))
+                    link = None if statuses.is_success(status) else self.job_run_url(project, job, run_id)
+                    return dict(check_run_outcome(run, link=link))
             if deadline is not None and time.monotonic() >= deadline:
                 if stop_on_timeout:
                     self.stop_job_run_quietly(project, job, run_id)
+                link = self.job_run_url(project, job, run_id)
                 raise CmlJobRunTimeout(
                     f"Cloudera AI run {run_id} was still {last_status or 'unreadable'} after {timeout}s"
                     f"{'; it has been asked to stop' if stop_on_timeout else ''}. Raise the timeout if the "
-                    "job needs longer.",
+                    f"job needs longer.{f' See {link}' if link else ''}",
                     run_id=run_id,
                     status=last_status,
                 )

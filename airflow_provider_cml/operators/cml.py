@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_secret
 from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
 from airflow_provider_cml.validation import validate_positive
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class CmlRunJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
     template_fields_renderers = {"environment": "json"}
     ui_color = "#f96702"
+    operator_extra_links = (CmlJobRunLink(),)
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class CmlRunJobOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.reattach_on_retry = reattach_on_retry
         self._started: tuple[str, str, str] | None = None
+        self._run_url: str | None = None
 
     @cached_property
     def hook(self) -> CmlHook:
@@ -112,10 +115,13 @@ class CmlRunJobOperator(BaseOperator):
             finder.remember(project_id, job["id"], str(run["id"]))
         run_id = str(run["id"])
         self._started = (project_id, str(job["id"]), run_id)
+        self._run_url = hook.job_run_url(self.project, str(job["id"]), run_id)
+        self.log.info("Cloudera AI run %s: %s", run_id, self._run_url or "(no link)")
         ti = context["ti"]
         ti.xcom_push(key="run_id", value=run_id)
         ti.xcom_push(key="project_id", value=project_id)
         ti.xcom_push(key="job_id", value=str(job["id"]))
+        ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
         if not self.wait_for_completion:
             return run_id
         if self.deferrable:
@@ -138,7 +144,7 @@ class CmlRunJobOperator(BaseOperator):
         project_id, job_id, run_id = self._started  # type: ignore[misc]
         current = self.hook.get_job_run(project_id, job_id, run_id)
         if statuses.is_terminal(current.get("status")):
-            check_run_outcome(current)
+            check_run_outcome(current, link=self._run_url)
             return
         self.defer(
             trigger=CmlJobRunTrigger(
@@ -148,6 +154,7 @@ class CmlRunJobOperator(BaseOperator):
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=self._deadline(context),
+                run_url=self._run_url,
             ),
             method_name="execute_complete",
         )

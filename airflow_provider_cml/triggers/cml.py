@@ -31,6 +31,7 @@ class CmlJobRunTrigger(BaseTrigger):
     :param end_time: UNIX time after which the trigger stops waiting (``None``: no limit).
     :param stop_on_timeout: stop the remote run when ``end_time`` passes (the operator owns its run;
         a sensor does not).
+    :param run_url: the run's page, repeated in failure messages.
     """
 
     def __init__(
@@ -43,8 +44,10 @@ class CmlJobRunTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         end_time: float | None = None,
         stop_on_timeout: bool = True,
+        run_url: str | None = None,
     ) -> None:
         super().__init__()
+        self.run_url = run_url
         self.project_id = project_id
         self.job_id = job_id
         self.run_id = run_id
@@ -64,6 +67,7 @@ class CmlJobRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "stop_on_timeout": self.stop_on_timeout,
+                "run_url": self.run_url,
             },
         )
 
@@ -82,6 +86,7 @@ class CmlJobRunTrigger(BaseTrigger):
                 "job_id": self.job_id,
                 "message": message,
                 "run": safe_run,
+                "run_url": self.run_url,
             }
         )
 
@@ -154,8 +159,10 @@ def outcome_of_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
     kind = event["status"]
     if kind == "success":
         return event.get("run") or {"id": event.get("run_id")}
+    link = event.get("run_url")
     if kind == "failed":
-        check_run_outcome(event["run"])
+        check_run_outcome(event["run"], link=link)
     if kind == "timeout":
-        raise CmlJobRunTimeout(event["message"], run_id=str(event.get("run_id")), status=None)
+        message = f"{event['message']} See {link}" if link else event["message"]
+        raise CmlJobRunTimeout(message, run_id=str(event.get("run_id")), status=None)
     raise CmlException(event.get("message") or f"The Cloudera AI trigger failed: {event!r}")

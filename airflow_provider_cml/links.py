@@ -1,0 +1,57 @@
+"""Where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
+
+The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`
+(``{base_url}/{owner}/{project_slug}/jobs/{job_id}/runs/{run_id}``); a workbench whose pages differ
+sets the connection extra ``run_url_template`` with the same placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS, BaseOperatorLink
+
+RUN_URL_XCOM_KEY = "run_url"
+
+
+def project_slug(project: Mapping[str, Any]) -> str:
+    """The project's URL slug: the API's ``slug`` when given, else derived from its name."""
+    slug = project.get("slug")
+    if isinstance(slug, str) and slug:
+        return slug
+    return re.sub(r"[^a-z0-9]+", "-", str(project.get("name", "")).lower()).strip("-")
+
+
+def project_owner(project: Mapping[str, Any]) -> str:
+    for key in ("owner", "creator"):
+        person = project.get(key)
+        if isinstance(person, Mapping) and person.get("username"):
+            return str(person["username"])
+    return ""
+
+
+def build_run_url(template: str, base_url: str, project: Mapping[str, Any], job_id: str, run_id: str) -> str:
+    """Fill the run-page template from what the API returned about the project."""
+    return template.format(
+        base_url=base_url,
+        owner=project_owner(project),
+        project_slug=project_slug(project),
+        project_id=project.get("id", ""),
+        job_id=job_id,
+        run_id=run_id,
+    )
+
+
+class CmlJobRunLink(BaseOperatorLink):
+    """Opens the Cloudera AI run that the task started (read from the task's ``run_url`` XCom)."""
+
+    name = "Cloudera AI job run"
+
+    def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
+        if AIRFLOW_V_3_0_PLUS:
+            from airflow.sdk.execution_time.xcom import XCom
+        else:
+            from airflow.models.xcom import XCom  # type: ignore[no-redef]
+        return XCom.get_value(key=RUN_URL_XCOM_KEY, ti_key=ti_key) or ""
