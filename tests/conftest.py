@@ -52,6 +52,12 @@ def workbench_spec() -> dict[str, Any]:
                     {"name": "train-extended", "script": "report_env.py"},
                     {"name": "parent", "script": "report_env.py"},
                     {"name": "child", "script": "report_env.py", "parent": "parent"},
+                    {
+                        "name": "skips-when-busy",
+                        "script": "sleeper.py",
+                        "env": {"SLEEP": "30"},
+                        "on_concurrent_start": "skip",
+                    },
                 ],
             },
             {"name": "Analytics Archive", "owner": "alice", "folder": "jobs", "jobs": []},

@@ -279,8 +279,13 @@ class CmlHook(BaseHook):
                 "mean instead of the name."
             )
         names = sorted({str(item.get("name")) for item in items})
-        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.5) or names[:5]
-        hint = f" Close matches: {', '.join(repr(n) for n in close)}." if close else ""
+        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.5)
+        if close:
+            hint = f" Close matches: {', '.join(repr(n) for n in close)}."
+        elif names:
+            hint = f" Names there include: {', '.join(repr(n) for n in names[:5])}."
+        else:
+            hint = ""
         raise CmlLookupError(
             f"No {kind}{scope} is named exactly {wanted!r} (names are case-sensitive).{hint} Check the name "
             f"in the workbench, or pass the {kind} ID."
@@ -327,7 +332,7 @@ class CmlHook(BaseHook):
 
     def _run_path(self, project: str, job: str) -> tuple[str, str, str]:
         project_id = self.resolve_project(project)["id"]
-        job_id = self.resolve_job(project_id, job)["id"]
+        job_id = self.resolve_job(project, job)["id"]
         return project_id, job_id, f"/projects/{project_id}/jobs/{job_id}/runs"
 
     # -- runs -----------------------------------------------------------------------------------

@@ -1,0 +1,310 @@
+"""A catalogue of bad inputs: each gets an AirflowException subclass whose message names the problem and
+the fix, and none leaves anything running in the workbench. Real HTTP against the local workbench."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_cml._compat import AirflowException
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlJobAlreadyActiveError,
+    CmlJobRunError,
+    CmlJobRunTimeout,
+    CmlLookupError,
+)
+from airflow_provider_cml.hooks.cml import CmlHook
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.sensors.cml import CmlJobRunSensor
+from tests.conftest import API_KEY, READONLY_KEY
+
+RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
+PROJECTS = r"/api/v2/projects"
+
+
+def _conn(monkeypatch, wb, **fields):
+    conn = {"conn_type": "cml", "host": wb.url, "password": API_KEY, **fields}
+    monkeypatch.setenv("AIRFLOW_CONN_CML_CASE", json.dumps(conn))
+    return CmlHook("cml_case")
+
+
+def _context():
+    return {
+        "ti": SimpleNamespace(
+            xcom_push=lambda **kw: None,
+            dag_id="d",
+            task_id="t",
+            run_id="r",
+            map_index=-1,
+            try_number=1,
+            start_date=None,
+        )
+    }
+
+
+def _start_and_wait(hook, job, env=None, **wait):
+    run = hook.start_job_run("Analytics", job, env)
+    return hook.wait_for_job_run("Analytics", job, run["id"], poll_interval=0.1, **wait)
+
+
+def already_active(wb, monkeypatch):
+    hook = CmlHook()
+    first = hook.start_job_run("Analytics", "sleeper")
+    try:
+        hook.start_job_run("Analytics", "sleeper")
+    finally:
+        hook.stop_job_run("Analytics", "sleeper", first["id"])
+
+
+def skipped_run(wb, monkeypatch):
+    hook = CmlHook()
+    first = hook.start_job_run("Analytics", "skips-when-busy")
+    try:
+        _start_and_wait(hook, "skips-when-busy")
+    finally:
+        hook.stop_job_run("Analytics", "skips-when-busy", first["id"])
+
+
+def unknown_status_forever(wb, monkeypatch):
+    hook = CmlHook()
+    run = hook.start_job_run("Analytics", "sleeper")
+    odd = {
+        "id": run["id"],
+        "job_id": run["job_id"],
+        "project_id": run["project_id"],
+        "status": "ENGINE_NEW_STATE",
+    }
+    wb.fail_next("GET", RUN_PATH, 200, times=10_000, body=json.dumps(odd))
+    try:
+        hook.wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.2, timeout=1)
+    finally:
+        wb.clear_journal()  # forget the scripted answers so the stop below sees the real run
+
+
+CASES = [
+    (
+        "missing host",
+        lambda wb, mp: _conn(mp, wb, host="").list_projects(),
+        CmlConfigError,
+        "no host.*Workbench URL",
+    ),
+    (
+        "malformed host",
+        lambda wb, mp: _conn(mp, wb, host="ftp://x.example").list_projects(),
+        CmlConfigError,
+        "not a workbench URL.*http",
+    ),
+    (
+        "host with a path",
+        lambda wb, mp: _conn(mp, wb, host=wb.url + "/alice/analytics").list_projects(),
+        CmlConfigError,
+        "has a path.*Set the host to",
+    ),
+    (
+        "no connection",
+        lambda wb, mp: CmlHook("cml_missing_conn").list_projects(),
+        CmlConfigError,
+        "does not exist.*AIRFLOW_CONN_CML_MISSING_CONN",
+    ),
+    (
+        "no API key",
+        lambda wb, mp: _conn(mp, wb, password="").list_projects(),
+        CmlConfigError,
+        "no API key.*User Settings > API Keys",
+    ),
+    (
+        "wrong key",
+        lambda wb, mp: _conn(mp, wb, password="wrong-key-zzz").list_projects(),
+        CmlApiError,
+        "rejected the API key.*User Settings > API Keys",
+    ),
+    (
+        "key without permission",
+        lambda wb, mp: _conn(mp, wb, password=READONLY_KEY).start_job_run("Analytics", "report-env"),
+        CmlApiError,
+        "HTTP 403.*Ask the project's owner",
+    ),
+    (
+        "unknown api_version",
+        lambda wb, mp: _conn(mp, wb, extra={"api_version": "v3"}).list_projects(),
+        CmlConfigError,
+        "use 'v2'",
+    ),
+    (
+        "CA bundle missing",
+        lambda wb, mp: _conn(mp, wb, extra={"ca_bundle": "/no/ca.pem"}).list_projects(),
+        CmlConfigError,
+        "not a file on this worker.*PEM",
+    ),
+    (
+        "timeout not a number",
+        lambda wb, mp: _conn(mp, wb, extra={"timeout": "soon"}).list_projects(),
+        CmlConfigError,
+        "'timeout' must be a number",
+    ),
+    (
+        "unknown project",
+        lambda wb, mp: CmlHook().start_job_run("Nope Project", "report-env"),
+        CmlLookupError,
+        "No project is named exactly 'Nope Project'.*pass the project ID",
+    ),
+    (
+        "unknown job",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "no-such-job"),
+        CmlLookupError,
+        "No job in project 'Analytics' is named exactly 'no-such-job'",
+    ),
+    (
+        "ambiguous project name",
+        lambda wb, mp: CmlHook().start_job_run("Duplicate", "x"),
+        CmlLookupError,
+        r"2 projects are named 'Duplicate' \(IDs: .*Pass the ID",
+    ),
+    (
+        "project name matching only as a substring",
+        lambda wb, mp: CmlHook().start_job_run("Analytic", "fail"),
+        CmlLookupError,
+        "named exactly 'Analytic'.*Close matches: 'Analytics'",
+    ),
+    (
+        "job name matching only as a prefix",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "trai"),
+        CmlLookupError,
+        "named exactly 'trai'.*'train'",
+    ),
+    (
+        "environment value is a dict",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"CFG": {"a": 1}}),
+        CmlConfigError,
+        r"environment\['CFG'\] is a dict.*json.dumps",
+    ),
+    (
+        "environment value is None",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"X": None}),
+        CmlConfigError,
+        r"environment\['X'\] is a NoneType",
+    ),
+    (
+        "invalid environment name",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"MY-VAR": "1"}),
+        CmlConfigError,
+        "not a valid environment variable name: use letters, digits",
+    ),
+    (
+        "environment is not a dict",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", "A=1"),
+        CmlConfigError,
+        "must be a dict of NAME -> string",
+    ),
+    (
+        "non-string arguments",
+        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", arguments=["--a", "--b"]),
+        CmlConfigError,
+        r"arguments must be a string.*' '.join",
+    ),
+    (
+        "poll_interval zero",
+        lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", poll_interval=0),
+        CmlConfigError,
+        "poll_interval must be a positive number",
+    ),
+    (
+        "negative timeout",
+        lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", timeout=-5),
+        CmlConfigError,
+        "timeout must be a positive number",
+    ),
+    (
+        "unknown run id",
+        lambda wb, mp: CmlHook().get_job_run("Analytics", "report-env", "zzzzzzzzzzzzzzzz"),
+        CmlApiError,
+        "Not found: run 'zzzzzzzzzzzzzzzz' of job 'report-env' in project 'Analytics'",
+    ),
+    (
+        "v1 connection asked to wait",
+        lambda wb, mp: CmlRunJobOperator(
+            task_id="t", cml_conn_id="cml_legacy", project="alice/analytics", job="1"
+        ).execute(_context()),
+        CmlConfigError,
+        "cannot report a run's status.*wait_for_completion=False",
+    ),
+    (
+        "v1 connection used by the sensor",
+        lambda wb, mp: CmlJobRunSensor(
+            task_id="s", cml_conn_id="cml_legacy", project="alice/analytics", job="1", run_id="x"
+        ).poke(_context()),
+        CmlConfigError,
+        "needs Cloudera AI API v2.*Set the connection's api_version to v2",
+    ),
+    (
+        "v1 project without owner",
+        lambda wb, mp: CmlHook("cml_legacy").start_job_run("analytics", "1"),
+        CmlConfigError,
+        "'<user-or-team>/<project-slug>'",
+    ),
+    (
+        "v1 job not numeric",
+        lambda wb, mp: CmlHook("cml_legacy").start_job_run("alice/analytics", "report-env"),
+        CmlConfigError,
+        "numeric job ID",
+    ),
+    (
+        "server answers HTML",
+        lambda wb, mp: (
+            wb.fail_next("GET", PROJECTS, 200, body="<html>Sign in</html>", content_type="text/html"),
+            CmlHook().list_projects(),
+        ),
+        CmlApiError,
+        "HTML page: is the host the workbench URL",
+    ),
+    (
+        "truncated JSON",
+        lambda wb, mp: (
+            wb.fail_next("GET", PROJECTS, 200, body='{"projects": [{"id": "ab'),
+            CmlHook().list_projects(),
+        ),
+        CmlApiError,
+        "not valid JSON",
+    ),
+    (
+        "200 with an unexpected shape",
+        lambda wb, mp: (wb.fail_next("GET", PROJECTS, 200, body='{"items": []}'), CmlHook().list_projects()),
+        CmlApiError,
+        "without the expected 'projects' list",
+    ),
+    ("already active", already_active, CmlJobAlreadyActiveError, "one active run per job.*Wait for that run"),
+    ("run ends ENGINE_SKIPPED", skipped_run, CmlJobRunError, "ENGINE_SKIPPED.*already had an active run"),
+    (
+        "unknown status that never ends",
+        unknown_status_forever,
+        CmlJobRunTimeout,
+        "still ENGINE_NEW_STATE after 1s; it has been asked to stop.*Raise the timeout",
+    ),
+    (
+        "script fails",
+        lambda wb, mp: _start_and_wait(CmlHook(), "fail"),
+        CmlJobRunError,
+        "ENGINE_FAILED.*script exited with code 3.*See http",
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "error", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(wb, monkeypatch, action, error, message):
+    with pytest.raises(error, match=message) as info:
+        action(wb, monkeypatch)
+    assert isinstance(info.value, AirflowException)
+    assert API_KEY not in str(info.value) and READONLY_KEY not in str(info.value)
+    deadline = time.monotonic() + 10
+    while wb.workbench.active_runs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wb.workbench.active_runs() == [], "a bad input left a run going"
+
+
+def test_catalogue_size():
+    assert len(CASES) >= 25
