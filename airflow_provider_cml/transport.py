@@ -146,7 +146,6 @@ class SyncTransport:
         self.config = config
         self.session: requests.Session = requests.Session()
         self.session.headers.update(auth_headers(config))
-        self.session.verify = config.verify
         _warn_if_unverified(config)
 
     def _send(self, method: str, path: str, params: Any, body: Any) -> Answer:
@@ -159,6 +158,8 @@ class SyncTransport:
                 params=params,
                 json=body,
                 timeout=(min(10.0, self.config.timeout), self.config.timeout),
+                # Per request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
+                verify=self.config.verify,
             )
         except requests.exceptions.SSLError as exc:
             raise tls_error(self.config.base_url, exc) from None
