@@ -120,3 +120,36 @@ for _deferrable in (False, True):
             retries=1,
             retry_delay=0,
         )
+
+SECRET_ENV = {"DB_PASSWORD": "s3cr3t-Pa55w0rd-XYZ", "REPORT_VARS": "DB_PASSWORD"}
+
+with DAG("cml_test_secrets", **ARGS):
+    sync_ok = CmlRunJobOperator(
+        task_id="sync_ok", project="Analytics", job="report-env", environment=SECRET_ENV, poll_interval=0.2
+    )
+    deferred_ok = CmlRunJobOperator(
+        task_id="deferred_ok",
+        project="Analytics",
+        job="train",
+        environment=SECRET_ENV,
+        poll_interval=0.2,
+        deferrable=True,
+    )
+    sensed = CmlJobRunSensor(
+        task_id="sensed",
+        project="Analytics",
+        job="report-env",
+        run_id="{{ ti.xcom_pull(task_ids='sync_ok', key='run_id') }}",
+        poke_interval=0.2,
+        deferrable=True,
+    )
+    failing = CmlRunJobOperator(
+        task_id="failing",
+        project="Analytics",
+        job="fail",
+        environment=SECRET_ENV,
+        poll_interval=0.2,
+        retries=1,
+        retry_delay=0,
+    )
+    sync_ok >> deferred_ok >> sensed >> failing

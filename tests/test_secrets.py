@@ -1,0 +1,74 @@
+"""Neither the API key nor a secret-looking override appears anywhere Airflow keeps things."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_cml.hooks.cml import CmlHook
+from tests.conftest import API_KEY, seen_by
+
+pytestmark = pytest.mark.airflow_dag
+
+SECRET = "s3cr3t-Pa55w0rd-XYZ"
+
+
+def _rows(model, dag_run):
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [
+            {c.name: getattr(row, c.name) for c in model.__table__.columns}
+            for row in session.query(model).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+        ]
+
+
+def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capfd, caplog, airflow_db):
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+
+    dag = dagbag.get_dag("cml_test_secrets")
+    dag_run = dag.test()
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states == {
+        "sync_ok": "success",
+        "deferred_ok": "success",
+        "sensed": "success",
+        "failing": "failed",
+    }
+    # The secret did reach the job: the check below is not vacuous.
+    sync_run = [r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id"][0]
+    assert seen_by(wb, str(sync_run["value"]).strip('"'))["DB_PASSWORD"] == SECRET
+
+    places: dict[str, str] = {}
+    out, err = capfd.readouterr()
+    places["task logs (stdout/stderr)"] = out + err
+    places["python logging"] = caplog.text
+    places["log files"] = "".join(
+        p.read_text(errors="replace") for p in Path(airflow_db).rglob("*.log") if p.is_file()
+    )
+    places["xcom"] = repr(_rows(XCom, dag_run))
+    places["rendered template fields"] = repr(_rows(RenderedTaskInstanceFields, dag_run))
+    hook = CmlHook()
+    hook.list_projects()
+    places["hook repr"] = repr(hook) + repr(hook.config)
+    for task in dag.tasks:
+        places[f"repr of {task.task_id}"] = repr(task) + repr(vars(task).get("hook", ""))
+    from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+
+    trigger = CmlJobRunTrigger(project_id="p", job_id="j", run_id="r", run_url="http://x/y")
+    places["trigger repr and serialization"] = repr(trigger) + json.dumps(trigger.serialize())
+    try:
+        hook.start_job_run("Analytics", "fail", {"DB_PASSWORD": {"nested": SECRET}})
+    except Exception as exc:
+        places["exception message"] = str(exc) + repr(exc)
+
+    assert places["rendered template fields"].count("environment") >= 1  # the field was stored, masked
+    for where, text in places.items():
+        assert API_KEY not in text, f"the API key leaked into {where}"
+        assert SECRET not in text, f"the secret override leaked into {where}"
