@@ -42,7 +42,7 @@ def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capf
         "failing": "failed",
     }
     # The secret did reach the job: the check below is not vacuous.
-    sync_run = [r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id"][0]
+    sync_run = next(r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id")
     assert seen_by(wb, str(sync_run["value"]).strip('"'))["DB_PASSWORD"] == SECRET
 
     places: dict[str, str] = {}

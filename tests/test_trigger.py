@@ -64,15 +64,21 @@ def test_stopped_run_is_a_failure_event(wb):
     assert event["status"] == "failed" and event["run"]["status"] == "ENGINE_STOPPED"
 
 
-def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb):
+def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CML_FAST", wb.airflow_connection(API_KEY, retry_backoff=0.05, max_retries=2)
+    )
     ids = _start("slow")
-    wb.fail_next("GET", RUN_PATH, 503, times=2)
+    wb.fail_next("GET", RUN_PATH, 503, times=4)  # more than the retries: the trigger keeps polling
     wb.faults = Faults(rate_limit_rate=0.3, retry_after=0.1, error_rate=0.2, seed=7)
-    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    trigger = CmlJobRunTrigger(
+        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, conn_id="cml_fast"
+    )
+    event = _first_event(trigger)
     wb.faults = None
     assert event["status"] == "success"
     faults = [e.fault for e in wb.requests("GET", RUN_PATH) if e.fault]
-    assert faults.count("scripted") == 2 and "rate_limit" in faults
+    assert faults.count("scripted") == 4 and "rate_limit" in faults
 
 
 def test_a_non_transient_error_fires_an_error_event(wb):
