@@ -14,7 +14,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_cml import __version__
 from airflow_provider_cml._http import decode_json, error_for_response
@@ -205,20 +205,39 @@ def _requests_maybe_acted(exc: Exception) -> bool:
 
 
 class AsyncTransport:
-    """httpx-based transport for triggers: one client (connection pool), reused across polls."""
+    """httpx-based transport for triggers.
+
+    All transports with the same settings in the same event loop share one ``httpx.AsyncClient``, so
+    a triggerer running many triggers keeps one connection pool instead of a connection per trigger
+    or per poll. The client is closed when its last user closes.
+    """
+
+    _shared: ClassVar[dict[tuple[int, CmlClientConfig], list[Any]]] = {}  # key -> [client, users]
 
     def __init__(self, config: CmlClientConfig) -> None:
+        self.config = config
+        self._key = (id(asyncio.get_running_loop()), config)
+        entry = self._shared.get(self._key)
+        if entry is None:
+            entry = self._shared[self._key] = [self._new_client(config), 0]
+        entry[1] += 1
+        self.client: httpx.AsyncClient = entry[0]
+        self._closed = False
+
+    @staticmethod
+    def _new_client(config: CmlClientConfig) -> httpx.AsyncClient:
         import httpx
 
-        self.config = config
         verify: bool | ssl.SSLContext = config.verify if isinstance(config.verify, bool) else True
         if isinstance(config.verify, str):
             verify = ssl.create_default_context(cafile=config.verify)
         _warn_if_unverified(config)
-        self.client: httpx.AsyncClient = httpx.AsyncClient(
+        return httpx.AsyncClient(
             headers=auth_headers(config),
             verify=verify,
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            # Keep every pooled connection alive between polls: closing idle ones means reconnecting.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         )
 
     async def _send(self, method: str, path: str, params: Any, body: Any) -> Answer:
@@ -264,4 +283,14 @@ class AsyncTransport:
                 await asyncio.sleep(later.delay)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        """Leave the shared client; the last one to leave closes it."""
+        if self._closed:
+            return
+        self._closed = True
+        entry = self._shared.get(self._key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._shared[self._key]
+            await entry[0].aclose()

@@ -135,3 +135,36 @@ def test_one_connection_reused_across_polls(wb):
     assert len(wb.requests("GET", RUN_PATH)) >= 5
     assert wb.connections_opened - before == 1
     assert API_KEY not in repr(trigger) and API_KEY not in json.dumps(trigger.serialize())
+
+
+def test_triggers_in_one_loop_share_one_connection_pool(wb):
+    started = [_start(job) for job in ("slow", "train", "train-extended", "report-env")]
+    triggers = [CmlJobRunTrigger(project_id=p, job_id=j, run_id=r, poll_interval=0.1) for p, j, r in started]
+    before = wb.connections_opened
+
+    async def run_all():
+        hooks = []
+
+        async def first(trigger):
+            async for event in trigger.run():
+                return event.payload
+
+        # Two hooks made in the same loop get the same client.
+        from airflow_provider_cml.hooks.cml import CmlHook as Hook
+
+        for _ in range(2):
+            hook = Hook()
+            await hook.aget_job_run(*started[0])
+            hooks.append(hook)
+        same = hooks[0]._async_transport.client is hooks[1]._async_transport.client
+        events = await asyncio.gather(*(first(t) for t in triggers))
+        for hook in hooks:
+            await hook.aclose()
+        return same, events
+
+    same, events = asyncio.run(asyncio.wait_for(run_all(), 30))
+    assert same
+    assert [e["status"] for e in events] == ["success"] * 4
+    polls = len(wb.requests("GET", RUN_PATH))
+    assert polls >= 8
+    assert wb.connections_opened - before <= 4 < polls  # never a connection per poll
