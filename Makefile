@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,15 @@ demo: install
 	$(BIN)/python scripts/run_demo.py
 
 lint: install
-	$(BIN)/ruff check airflow_provider_cml tests example_dags scripts
-	$(BIN)/ruff format --check airflow_provider_cml tests example_dags scripts
+	$(BIN)/ruff check airflow_provider_cml tests example_dags scripts benchmarks
+	$(BIN)/ruff format --check airflow_provider_cml tests example_dags scripts benchmarks
 	$(BIN)/mypy
+
+bench: install
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[bench]"
+	$(BIN)/python benchmarks/import_cost.py
+	$(BIN)/python benchmarks/calls_per_run.py
+	$(BIN)/python benchmarks/trigger_scale.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -93,6 +93,9 @@ class Job:
     # "error": a start while a run is active gets HTTP 400 "already active" (the common behaviour);
     # "skip": it gets a run that ends ENGINE_SKIPPED (seen on some releases).
     on_concurrent_start: str = "error"
+    # A job without a script "runs" for ``duration`` seconds without a process (for load tests).
+    duration: float = 0.0
+    exit_code: int = 0
     created_at: str = field(default_factory=_now)
 
     def to_api(self) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class Run:
     failure_reason: str = ""
     exit_code: int | None = None
     stop_requested: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     output_path: Path | None = None
 
@@ -228,6 +232,8 @@ class Workbench:
                     parent=parent,
                     arguments=j.get("arguments", ""),
                     on_concurrent_start=j.get("on_concurrent_start", "error"),
+                    duration=float(j.get("duration") or 0),
+                    exit_code=int(j.get("exit_code") or 0),
                 )
                 by_name[job.name] = job
             return project
@@ -243,6 +249,8 @@ class Workbench:
         parent: Job | None = None,
         arguments: str = "",
         on_concurrent_start: str = "error",
+        duration: float = 0.0,
+        exit_code: int = 0,
     ) -> Job:
         with self.lock:
             job = Job(
@@ -256,6 +264,8 @@ class Workbench:
                 parent.id if parent else "",
                 arguments,
                 on_concurrent_start,
+                duration,
+                exit_code,
             )
             self.jobs[job.id] = job
             return job
@@ -338,6 +348,7 @@ class Workbench:
             if run.status not in ACTIVE:
                 raise ApiError(400, f"job run {run.id} is not running (status {run.status})", grpc_code=9)
             run.stop_requested = True
+            run.stopped.set()
             if run.status != "ENGINE_STOPPING":
                 run.status = "ENGINE_STOPPING"
             process = run.process
@@ -392,6 +403,9 @@ class Workbench:
             **run.environment,
             "JOB_ARGUMENTS": run.arguments,
         }
+        if not job.script:
+            self._simulate(run)
+            return
         script = project.folder / job.script
         assert run.output_path is not None
         with self.lock:
@@ -423,6 +437,18 @@ class Workbench:
             self._finish(run, "ENGINE_SUCCEEDED")
         else:
             self._finish(run, "ENGINE_FAILED", f"script exited with code {code}")
+
+    def _simulate(self, run: Run) -> None:
+        """A scriptless job: RUNNING for its ``duration``, then the ``exit_code`` decides."""
+        if not self._set(run, "ENGINE_RUNNING", "running_at"):
+            self._finish(run, "ENGINE_STOPPED", "stopped before it started")
+            return
+        if run.stopped.wait(run.job.duration):
+            self._finish(run, "ENGINE_STOPPED", "stopped by request")
+        elif run.job.exit_code == 0:
+            self._finish(run, "ENGINE_SUCCEEDED")
+        else:
+            self._finish(run, "ENGINE_FAILED", f"script exited with code {run.job.exit_code}")
 
     def shutdown(self) -> None:
         """Stop every active run's process (the workbench is going away)."""
