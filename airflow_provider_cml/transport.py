@@ -236,8 +236,9 @@ class AsyncTransport:
             headers=auth_headers(config),
             verify=verify,
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-            # Keep every pooled connection alive between polls: closing idle ones means reconnecting.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            # A small pool, every connection kept alive between polls (closing idle ones means
+            # reconnecting); a burst of triggers queues for a connection instead of opening one each.
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
 
     async def _send(self, method: str, path: str, params: Any, body: Any) -> Answer:

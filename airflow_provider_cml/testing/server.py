@@ -326,6 +326,7 @@ class WorkbenchServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # bursts of new connections (many triggers at once) must not be dropped
 
     def __init__(
         self,
