@@ -138,20 +138,6 @@ class CmlHook(BaseHook):
         """The synchronous transport: one ``requests.Session`` per hook, reused across polls."""
         return SyncTransport(self.config)
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        not_found: str | None = None,
-        idempotent: bool = True,
-    ) -> Any:
-        return self.transport.request(
-            method, path, params=params, body=body, not_found=not_found, idempotent=idempotent
-        )
-
     # -- async (triggers): same policy, same errors, httpx instead of requests -------------------
 
     async def aconfig(self) -> CmlClientConfig:
@@ -197,7 +183,7 @@ class CmlHook(BaseHook):
         """
         query: dict[str, Any] = {"page_size": DEFAULT_PAGE_SIZE, **(params or {})}
         while True:
-            page = self._request("GET", path, params=query, not_found=not_found)
+            page = self.transport.request("GET", path, params=query, not_found=not_found)
             items = page.get(key) if isinstance(page, dict) else None
             if not isinstance(items, list):
                 raise CmlApiError(
@@ -244,7 +230,7 @@ class CmlHook(BaseHook):
     def get_project(self, project_id: str) -> dict[str, Any]:
         """One project by ID."""
         self._require_v2("Reading a project")
-        return self._request("GET", f"/projects/{project_id}", not_found=f"project {project_id!r}")
+        return self.transport.request("GET", f"/projects/{project_id}", not_found=f"project {project_id!r}")
 
     def list_jobs(
         self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
@@ -263,7 +249,7 @@ class CmlHook(BaseHook):
     def get_job(self, project: str, job_id: str) -> dict[str, Any]:
         """One job by ID, in a project given by ID or name."""
         project_id = self.resolve_project(project)["id"]
-        return self._request(
+        return self.transport.request(
             "GET", f"/projects/{project_id}/jobs/{job_id}", not_found=f"job {job_id!r} in project {project!r}"
         )
 
@@ -372,7 +358,7 @@ class CmlHook(BaseHook):
         while True:
             attempt += 1
             try:
-                run = self._request(
+                run = self.transport.request(
                     "POST", path, body=body, idempotent=False, not_found=self._what(project, job)
                 )
                 self.log.info("Started Cloudera AI %s.", describe_run(run))
@@ -404,7 +390,7 @@ class CmlHook(BaseHook):
 
     def _find_started_run(self, runs_path: str, token: str) -> dict[str, Any] | None:
         try:
-            page = self._request("GET", runs_path, params={"sort": "-created_at", "page_size": 10})
+            page = self.transport.request("GET", runs_path, params={"sort": "-created_at", "page_size": 10})
         except CmlApiError as exc:
             if is_transient(exc):
                 return None
@@ -430,7 +416,7 @@ class CmlHook(BaseHook):
             raise CmlConfigError("The legacy v1 Jobs API cannot pass arguments; use a v2 connection.")
         path = f"/projects/{owner}/{slug}/jobs/{job}/start"
         try:
-            answer = self._request(
+            answer = self.transport.request(
                 "POST",
                 path,
                 body={"environment": env} if env else {},
@@ -452,7 +438,7 @@ class CmlHook(BaseHook):
         """One run (its ``status``, times, ``failure_reason``)."""
         self._require_v2("Reading a job run's status")
         _, _, path = self._run_path(project, job)
-        return self._request(
+        return self.transport.request(
             "GET", f"{path}/{run_id}", not_found=f"run {run_id!r} of {self._what(project, job)}"
         )
 
@@ -475,7 +461,7 @@ class CmlHook(BaseHook):
         """Ask Cloudera AI to stop a run. Stopping a run that already ended is an API error."""
         self._require_v2("Stopping a job run")
         _, _, path = self._run_path(project, job)
-        answer = self._request(
+        answer = self.transport.request(
             "POST", f"{path}/{run_id}:stop", not_found=f"run {run_id!r} of {self._what(project, job)}"
         )
         self.log.info("Asked Cloudera AI to stop run %s.", run_id)
@@ -570,7 +556,7 @@ class CmlHook(BaseHook):
                     "The legacy v1 Jobs API has no read-only call, so the key cannot be tested without "
                     "starting a job. Use a v2 connection to test.",
                 )
-            self._request("GET", "/projects", params={"page_size": 1})
+            self.transport.request("GET", "/projects", params={"page_size": 1})
         except CmlException as exc:
             return False, str(exc)
         return True, f"Connected to Cloudera AI at {config.base_url} (API v2)."
