@@ -129,11 +129,12 @@ def test_deferrable_failure_names_status_and_reason(wb, dagbag, capfd):
     assert f"See {_xcom(dag_run, 'fail', 'run_url')}" in out
 
 
-def test_deferrable_timeout_stops_the_run(wb, dagbag, tmp_path):
+@pytest.mark.parametrize("dag_id", ["cml_test_deferrable_timeout", "cml_test_deferrable_execution_timeout"])
+def test_deferrable_timeout_stops_the_run(wb, dagbag, tmp_path, dag_id):
     import time
 
     marker = tmp_path / "stopped"
-    dag_run = dagbag.get_dag("cml_test_deferrable_timeout").test(run_conf={"marker": str(marker)})
+    dag_run = dagbag.get_dag(dag_id).test(run_conf={"marker": str(marker)})
     assert _states(dag_run) == {"too_slow": "failed"}
     run = wb.workbench.runs[_xcom(dag_run, "too_slow", "run_id")]
     deadline = time.monotonic() + 10

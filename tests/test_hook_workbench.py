@@ -157,3 +157,23 @@ def test_test_connection(wb, hook, monkeypatch):
     ok, message = CmlHook("cml_bad").test_connection()
     assert not ok and "rejected the API key" in message
     assert API_KEY not in message
+
+
+def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
+    from airflow_provider_cml.operators.cml import CmlRunJobOperator
+
+    marker = tmp_path / "stopped"
+    operator = CmlRunJobOperator(task_id="killed", project="Analytics", job="sleeper")
+    run = operator.hook.start_job_run("Analytics", "sleeper", {"STOP_MARKER": str(marker)})
+    operator._started = (run["project_id"], run["job_id"], run["id"])  # as execute() records it
+    import time
+
+    deadline = time.monotonic() + 5
+    while wb.workbench.runs[run["id"]].status != "ENGINE_RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)  # the script installs its SIGTERM handler
+    operator.on_kill()
+    with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
+        CmlHook().wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.1, timeout=10)
+    assert marker.read_text() == "stopped"

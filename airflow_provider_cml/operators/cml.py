@@ -168,11 +168,14 @@ class CmlRunJobOperator(BaseOperator):
         import time
 
         deadlines = []
+        now = time.time()
         if self.timeout is not None:
-            deadlines.append(time.time() + self.timeout)
-        start_date = getattr(context["ti"], "start_date", None)
-        if self.execution_timeout is not None and start_date is not None:
-            deadlines.append((start_date + self.execution_timeout).timestamp())
+            deadlines.append(now + self.timeout)
+        if self.execution_timeout is not None:
+            # The task's start; now when Airflow has not recorded it (Airflow 2's dag.test()).
+            start_date = getattr(context["ti"], "start_date", None)
+            started = start_date.timestamp() if start_date is not None else now
+            deadlines.append(started + self.execution_timeout.total_seconds())
         return min(deadlines) if deadlines else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:

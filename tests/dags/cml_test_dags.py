@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 try:
     from airflow.sdk import DAG
@@ -153,3 +153,14 @@ with DAG("cml_test_secrets", **ARGS):
         retry_delay=0,
     )
     sync_ok >> deferred_ok >> sensed >> failing
+
+with DAG("cml_test_deferrable_execution_timeout", **ARGS):
+    CmlRunJobOperator(
+        task_id="too_slow",
+        project="Analytics",
+        job="sleeper",
+        environment={"STOP_MARKER": "{{ dag_run.conf['marker'] }}"},
+        poll_interval=0.2,
+        deferrable=True,
+        execution_timeout=timedelta(seconds=3),
+    )
