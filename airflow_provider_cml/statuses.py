@@ -16,9 +16,6 @@ SUCCESS_STATES: frozenset[str] = frozenset({SUCCEEDED})
 # ENGINE_TIMEOUT is a spelling seen in some releases for the job's own timeout.
 FAILURE_STATES: frozenset[str] = frozenset({FAILED, TIMEDOUT, "ENGINE_TIMEOUT", STOPPED, SKIPPED})
 TERMINAL_STATES: frozenset[str] = SUCCESS_STATES | FAILURE_STATES
-ACTIVE_STATES: frozenset[str] = frozenset(
-    {"ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING", "ENGINE_UNKNOWN"}
-)
 
 _FAILURE_HINTS = {
     FAILED: "the job's script exited with an error; open the run's page for its output",
@@ -37,11 +34,6 @@ def is_terminal(status: str | None) -> bool:
 def is_success(status: str | None) -> bool:
     """Whether ``status`` is the one success state."""
     return status in SUCCESS_STATES
-
-
-def is_failure(status: str | None) -> bool:
-    """Whether ``status`` is a terminal state other than success."""
-    return status in FAILURE_STATES
 
 
 def failure_hint(status: str | None) -> str:

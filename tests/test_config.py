@@ -150,3 +150,26 @@ def test_retry_after_parsing_and_backoff():
     assert policy.can_retry(2) and not policy.can_retry(3)
     assert all(2 <= policy.delay(10) <= 4 for _ in range(50))  # capped by backoff_max
     assert policy.delay(1, "500") == 120.0  # Retry-After capped
+
+
+@pytest.mark.parametrize(
+    ("status", "terminal", "success"),
+    [
+        ("ENGINE_SUCCEEDED", True, True),
+        ("ENGINE_FAILED", True, False),
+        ("ENGINE_TIMEDOUT", True, False),
+        ("ENGINE_TIMEOUT", True, False),
+        ("ENGINE_STOPPED", True, False),
+        ("ENGINE_SKIPPED", True, False),
+        ("ENGINE_STOPPING", False, False),
+        ("ENGINE_UNKNOWN", False, False),
+        ("ENGINE_RUNNING", False, False),
+        ("SOMETHING_NEW", False, False),
+        (None, False, False),
+    ],
+)
+def test_one_definition_of_statuses(status, terminal, success):
+    from airflow_provider_cml import statuses
+
+    assert statuses.is_terminal(status) is terminal
+    assert statuses.is_success(status) is success
