@@ -1,0 +1,36 @@
+"""`make demo`'s script, end to end: real Airflow (`airflow dags test`) runs the example DAGs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.airflow_dag
+ROOT = Path(__file__).parent.parent
+
+
+def test_demo_runs_the_example_dags():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__CORE__DAGS"))}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_demo.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Demo succeeded." in out
+    lines = {
+        line.split()[0]: line for line in out.splitlines() if line.startswith(("cml_example", "(dependent"))
+    }
+    assert "ENGINE_SUCCEEDED" in lines["cml_example_pipeline.prepare_data"]
+    assert "RUN_DATE=2024-06-01" in lines["cml_example_pipeline.prepare_data"]
+    assert "LEARNING_RATE=0.05" in lines["cml_example_pipeline.start_training"]
+    assert "(task success)" in lines["cml_example_pipeline.wait_for_training"]
+    assert "ENGINE_SUCCEEDED" in lines["cml_example_legacy_v1.start_legacy_job"]
+    assert "ENGINE_SUCCEEDED" in lines["(dependent"]
