@@ -42,6 +42,16 @@ else:
     Context = dict[str, Any]
 
 
+async def amask_secret(secret: str) -> None:
+    """``mask_secret`` for the triggerer's event loop (Airflow 3 has an async twin that cannot deadlock)."""
+    try:
+        from airflow.sdk.log import amask_secret as sdk_amask_secret
+    except ImportError:  # Airflow 2: the masker is local to the process, nothing to wait for
+        mask_secret(secret)
+    else:
+        await sdk_amask_secret(secret)
+
+
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
     return conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -58,6 +68,7 @@ __all__ = [
     "BaseOperatorLink",
     "BaseSensorOperator",
     "Context",
+    "amask_secret",
     "conf",
     "default_deferrable",
     "mask_secret",

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_cml import statuses
-from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, mask_secret
+from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, amask_secret, mask_secret
 from airflow_provider_cml._http import is_transient
 from airflow_provider_cml.config import CmlClientConfig, build_client_config
 from airflow_provider_cml.connection_fields import CONN_TYPE, UI_FIELD_BEHAVIOUR, wtforms_widgets
@@ -109,7 +109,9 @@ class CmlHook(BaseHook):
             conn = self.get_connection(self.cml_conn_id)
         except AirflowNotFoundException:
             conn = None
-        return self._build_config(conn)
+        config = self._build_config(conn)
+        mask_secret(config.api_key)
+        return config
 
     def _build_config(self, conn: Any) -> CmlClientConfig:
         if conn is None:
@@ -130,7 +132,6 @@ class CmlHook(BaseHook):
                 timeout=self._timeout,
                 max_retries=self._max_retries,
             )
-        mask_secret(config.api_key)
         return config
 
     @cached_property
@@ -144,7 +145,9 @@ class CmlHook(BaseHook):
         """:attr:`config`, with the connection read without blocking the event loop."""
         if "config" not in self.__dict__:
             conn = await _aget_connection(self, self.cml_conn_id)
-            self.__dict__["config"] = self._build_config(conn)
+            config = self._build_config(conn)
+            await amask_secret(config.api_key)
+            self.__dict__["config"] = config
         return self.config
 
     async def _arequest(self, method: str, path: str, *, not_found: str | None = None) -> Any:
@@ -291,9 +294,9 @@ class CmlHook(BaseHook):
             found: dict[str, Any] = {"id": project}
         else:
             candidates = self.list_projects(search_filter={"name": project})
-            if not any(p.get("name") == project for p in candidates):
-                # The substring filter found nothing exact: compare against every name for hints.
-                candidates = candidates or self.list_projects()
+            if not candidates:
+                # Nothing matched even as a substring: every name is worth comparing for hints.
+                candidates = self.list_projects()
             found = self._pick_one("project", project, candidates, "")
         self._projects[project] = found
         return found
@@ -310,8 +313,8 @@ class CmlHook(BaseHook):
             found: dict[str, Any] = {"id": job, "project_id": project_id}
         else:
             candidates = self.list_jobs(project_id, search_filter={"name": job})
-            if not any(j.get("name") == job for j in candidates):
-                candidates = candidates or self.list_jobs(project_id)
+            if not candidates:
+                candidates = self.list_jobs(project_id)
             found = self._pick_one("job", job, candidates, f" in project {project!r}")
         self._jobs[key] = found
         return found
