@@ -14,27 +14,40 @@ _major, _minor = (int(part) for part in AIRFLOW_VERSION.split(".")[:2])
 AIRFLOW_V_3_0_PLUS = (_major, _minor) >= (3, 0)
 
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, conf
+    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator
+    from airflow.sdk.log import mask_secret
+else:  # Airflow 2.10 / 2.11
+    from airflow.hooks.base import BaseHook
+    from airflow.models import BaseOperator
+    from airflow.models.baseoperatorlink import BaseOperatorLink
+    from airflow.sensors.base import BaseSensorOperator
+    from airflow.utils.log.secrets_masker import mask_secret
+
+if TYPE_CHECKING:
+    from airflow.sdk import conf
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
     )
-    from airflow.sdk.log import mask_secret
-else:  # Airflow 2.10 / 2.11
-    from airflow.configuration import conf
-    from airflow.exceptions import (
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-    )
-    from airflow.hooks.base import BaseHook
-    from airflow.models import BaseOperator
-    from airflow.models.baseoperatorlink import BaseOperatorLink
-    from airflow.sensors.base import BaseSensorOperator
-    from airflow.utils.log.secrets_masker import mask_secret
+else:
+    try:  # newer Airflow 3 releases: the Task SDK's names (the core ones warn there)
+        from airflow.sdk import conf
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowNotFoundException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
+    except ImportError:  # Airflow 2.x and 3.0/3.1
+        from airflow.configuration import conf
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowNotFoundException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
