@@ -111,7 +111,7 @@ def wtforms_widgets() -> dict[str, Any]:
     from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import BooleanField, IntegerField, StringField
-    from wtforms.validators import Optional
+    from wtforms.validators import Optional, any_of
 
     widgets: dict[str, Any] = {}
     for field in CONN_FIELDS:
@@ -127,7 +127,12 @@ def wtforms_widgets() -> dict[str, Any]:
                 description=field.description,
             )
         else:  # strings and decimals: Airflow's form allows only these four field classes
+            validators = [Optional(), any_of(list(field.choices))] if field.choices else [Optional()]
             widgets[field.name] = StringField(
-                label, default=field.default, widget=BS3TextFieldWidget(), description=field.description
+                label,
+                default=field.default,
+                validators=validators,
+                widget=BS3TextFieldWidget(),
+                description=field.description,
             )
     return widgets

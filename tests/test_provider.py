@@ -35,6 +35,12 @@ def test_providers_manager_finds_the_hook_and_the_form_fields():
     assert hook_info is not None and hook_info.hook_name == "Cloudera AI"
     assert hook_info.connection_id_attribute_name == "cml_conn_id"
     widgets = manager.connection_form_widgets
+    import importlib.util
+
+    if not widgets and importlib.util.find_spec("wtforms") is None:
+        # Airflow 3.0/3.1 read only the hook's wtforms widgets and mock wtforms in the API server:
+        # tests/test_ui.py checks that path through the real server.
+        pytest.skip("this Airflow builds the form from wtforms widgets, and wtforms is not installed")
     assert {"extra__cml__api_version", "extra__cml__ca_bundle", "extra__cml__verify_ssl"} <= set(widgets)
     behaviour = manager.field_behaviours["cml"]
     assert behaviour["relabeling"] == {"host": "Workbench URL", "password": "API key"}

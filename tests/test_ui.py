@@ -74,7 +74,8 @@ def _token(url: str) -> str:
 
 
 def test_hook_meta_lists_the_cml_form(api_server):
-    answer = requests.get(f"{api_server}/ui/connections/hook_meta", timeout=30)
+    headers = {"Authorization": f"Bearer {_token(api_server)}"}  # Airflow 3.1 asks for it; 3.3 does not
+    answer = requests.get(f"{api_server}/ui/connections/hook_meta", headers=headers, timeout=60)
     answer.raise_for_status()
     cml = next(item for item in answer.json() if item["connection_type"] == "cml")
     assert cml["hook_name"] == "Cloudera AI"
@@ -105,6 +106,10 @@ def test_the_test_button_calls_test_connection(api_server, wb):
     assert "wrong-key-000" not in bad["message"]
 
 
+@pytest.mark.skipif(
+    tuple(int(p) for p in __import__("airflow").__version__.split(".")[:2]) < (3, 2),
+    reason="the browser walk-through follows the Airflow 3.2+ connection form",
+)
 @pytest.mark.skipif(
     CHROMIUM is None,
     reason="no Chromium on this machine: `apt-get install chromium` (Debian's package; .ci/run installs it)",
