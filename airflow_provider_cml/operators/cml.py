@@ -136,15 +136,18 @@ class CmlRunJobOperator(BaseOperator):
         return run_id
 
     def _defer_unless_ended(self, context: Context, run: Mapping[str, Any]) -> None:
-        """Check once (a run that already ended does not defer), then hand the waiting to the triggerer."""
+        """Hand the waiting to the triggerer unless ``run`` already ended.
+
+        ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
+        asking again right away would only cost a request.
+        """
         from airflow_provider_cml import statuses
         from airflow_provider_cml.runs import check_run_outcome
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
         project_id, job_id, run_id = self._started  # type: ignore[misc]
-        current = self.hook.get_job_run(project_id, job_id, run_id)
-        if statuses.is_terminal(current.get("status")):
-            check_run_outcome(current, link=self._run_url)
+        if statuses.is_terminal(run.get("status")):
+            check_run_outcome(run, link=self._run_url)
             return
         self.defer(
             trigger=CmlJobRunTrigger(

@@ -134,7 +134,6 @@ class Run:
     seq: int = 0
     times: dict[str, str] = field(default_factory=dict)
     failure_reason: str = ""
-    exit_code: int | None = None
     stop_requested: bool = False
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -430,7 +429,6 @@ class Workbench:
             run.process.wait()
             self._finish(run, "ENGINE_TIMEDOUT", f"the job's timeout of {job.timeout}s was reached")
             return
-        run.exit_code = code
         if run.stop_requested:
             self._finish(run, "ENGINE_STOPPED", "stopped by request")
         elif code == 0:
