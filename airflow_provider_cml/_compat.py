@@ -1,4 +1,4 @@
-"""The few Airflow names that moved between Airflow 2.10/2.11 and 3.x, imported in one place.
+"""Compat: the few Airflow names that moved between Airflow 2.10/2.11 and 3.x, imported in one place.
 
 Official providers get these from ``apache-airflow-providers-common-compat``; this provider keeps
 its own small module instead so it installs on Airflow 2.10 without that dependency.
@@ -65,6 +65,32 @@ async def amask_secret(secret: str) -> None:
         await sdk_amask_secret(secret)
 
 
+def _is_sensitive_name(name: str) -> bool:
+    try:  # Airflow 3.2+
+        from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+    except ImportError:
+        try:  # Airflow 3.0 / 3.1
+            from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
+                should_hide_value_for_key,
+            )
+        except ImportError:  # Airflow 2
+            from airflow.utils.log.secrets_masker import (  # type: ignore[no-redef]
+                should_hide_value_for_key,
+            )
+    return bool(should_hide_value_for_key(name))
+
+
+def mask_if_sensitive(name: str, value: str) -> None:
+    """Mask ``value`` in logs when ``name`` is sensitive (PASSWORD, SECRET, TOKEN, ...).
+
+    Name and length are checked first: Airflow's masker warns about every value shorter than
+    ``[logging] min_length_masked_secret``, and would not mask those anyway.
+    """
+    min_length = conf.getint("logging", "min_length_masked_secret", fallback=5)
+    if len(value) >= min_length and _is_sensitive_name(name):
+        mask_secret(value, name)
+
+
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
     return conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -84,5 +110,6 @@ __all__ = [
     "amask_secret",
     "conf",
     "default_deferrable",
+    "mask_if_sensitive",
     "mask_secret",
 ]

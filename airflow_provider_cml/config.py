@@ -1,4 +1,4 @@
-"""Turning an Airflow connection (or a workbench session's environment) into client settings.
+"""Wire: turning an Airflow connection (or a workbench session's environment) into client settings.
 
 Pure functions over plain values, so the synchronous hook and the trigger's async path build the
 same :class:`CmlClientConfig` from the same inputs.
@@ -26,7 +26,16 @@ HOST_EXAMPLE = "https://ml-1a2b3c4d.example.cloudera.site"
 
 @dataclass(frozen=True)
 class CmlClientConfig:
-    """Everything a client needs to talk to one workbench. ``repr`` never shows the key."""
+    """Everything a client needs to talk to one workbench. ``repr`` never shows the key.
+
+    :param base_url: the workbench URL, without a path.
+    :param api_key: the API key (v2) or legacy key (v1).
+    :param api_version: ``"v2"`` or ``"v1"``.
+    :param verify: verify TLS certificates (``True``/``False``) or the path of a CA bundle.
+    :param timeout: seconds per request.
+    :param retry_policy: when and how long to wait before retrying.
+    :param run_url_template: where a run's page is (see :mod:`airflow_provider_cml.links`).
+    """
 
     base_url: str
     api_key: str = field(repr=False)
@@ -38,11 +47,16 @@ class CmlClientConfig:
 
     @property
     def api_root(self) -> str:
+        """The API's root URL: ``<base_url>/api/<version>``."""
         return f"{self.base_url}/api/{self.api_version}"
 
 
 def normalize_base_url(host: str | None, port: int | None = None) -> str:
-    """``https://`` when no scheme; ``/api/v2`` or a trailing slash removed; any other path refused."""
+    """``https://`` when no scheme; ``/api/v2`` or a trailing slash removed; any other path refused.
+
+    :param host: the connection's host (the workbench URL).
+    :param port: the connection's port, if set apart from the host.
+    """
     host = (host or "").strip()
     if not host:
         raise CmlConfigError(
@@ -113,6 +127,14 @@ def build_client_config(
 
     Cloudera AI sets ``CDSW_APIV2_KEY`` and ``CDSW_DOMAIN``/``CDSW_API_URL`` in every session and job,
     the way the in-session ``cmlapi.default_client()`` finds its workbench.
+
+    :param host: the connection's host.
+    :param password: the connection's password (the API key).
+    :param port: the connection's port.
+    :param extra: the connection's extras.
+    :param environ: the environment to read workbench variables from (default: ``os.environ``).
+    :param timeout: request timeout overriding the extras.
+    :param max_retries: retries overriding the extras.
     """
     extra = extra or {}
     environ = os.environ if environ is None else environ

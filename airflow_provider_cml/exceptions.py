@@ -1,4 +1,4 @@
-"""Exceptions raised by the Cloudera AI provider. All derive from ``AirflowException``.
+"""Rules: the exceptions raised by the Cloudera AI provider. All derive from ``AirflowException``.
 
 Messages never contain the API key or a run's environment: both may hold secrets.
 """
@@ -62,17 +62,16 @@ class CmlJobAlreadyActiveError(CmlApiError):
 class CmlJobRunError(CmlException):
     """A job run ended without success, or did not end in time.
 
+    :param message: what happened, in words for the DAG author.
     :param run_id: the run's id.
     :param status: the run's last status.
-    :param reason: the run's ``failure_reason`` when Cloudera AI gave one.
     """
 
-    def __init__(self, message: str, *, run_id: str, status: str | None, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, run_id: str, status: str | None) -> None:
         self.run_id = run_id
         self.status = status
-        self.reason = reason
         super().__init__(message)
 
 
 class CmlJobRunTimeout(CmlJobRunError):
-    """A run was still active when the caller's timeout passed (the run has been asked to stop)."""
+    """A run was still active when the caller's timeout passed (the message says if it was stopped)."""

@@ -15,6 +15,7 @@ INTEGRATION = "Cloudera AI"
 
 
 def get_provider_info() -> dict[str, Any]:
+    """Everything Airflow learns about this provider: modules, connection type and its form, links."""
     return {
         "package-name": "airflow-provider-cml",
         "name": "Cloudera AI",

@@ -1,4 +1,4 @@
-"""Where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
+"""Face: where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
 
 The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`
 (``{base_url}/{owner}/{project_slug}/jobs/{job_id}/runs/{run_id}``); a workbench whose pages differ
@@ -17,7 +17,10 @@ RUN_URL_XCOM_KEY = "run_url"
 
 
 def project_slug(project: Mapping[str, Any]) -> str:
-    """The project's URL slug: the API's ``slug`` when given, else derived from its name."""
+    """The project's URL slug: the API's ``slug`` when given, else derived from its name.
+
+    :param project: a Project answer.
+    """
     slug = project.get("slug")
     if isinstance(slug, str) and slug:
         return slug
@@ -25,6 +28,10 @@ def project_slug(project: Mapping[str, Any]) -> str:
 
 
 def project_owner(project: Mapping[str, Any]) -> str:
+    """The project owner's username (``owner``, else ``creator``), or ``""``.
+
+    :param project: a Project answer.
+    """
     for key in ("owner", "creator"):
         person = project.get(key)
         if isinstance(person, Mapping) and person.get("username"):
@@ -33,7 +40,15 @@ def project_owner(project: Mapping[str, Any]) -> str:
 
 
 def build_run_url(template: str, base_url: str, project: Mapping[str, Any], job_id: str, run_id: str) -> str:
-    """Fill the run-page template from what the API returned about the project."""
+    """Fill the run-page template from what the API returned about the project.
+
+    :param template: the URL template with ``{base_url}``, ``{owner}``, ``{project_slug}``,
+        ``{project_id}``, ``{job_id}`` and ``{run_id}`` placeholders.
+    :param base_url: the workbench URL.
+    :param project: a Project answer.
+    :param job_id: job ID.
+    :param run_id: run ID.
+    """
     return template.format(
         base_url=base_url,
         owner=project_owner(project),
@@ -50,6 +65,11 @@ class CmlJobRunLink(BaseOperatorLink):
     name = "Cloudera AI job run"
 
     def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
+        """The run's page for the task instance, or ``""`` before the run exists.
+
+        :param operator: the operator the link belongs to.
+        :param ti_key: the task instance's key.
+        """
         if AIRFLOW_V_3_0_PLUS:
             from airflow.sdk.execution_time.xcom import XCom
         else:

@@ -1,4 +1,4 @@
-"""Finding the run that an earlier try of the same task instance started, so a retry reattaches to it.
+"""Rules: finding the run that an earlier try of the same task instance started, so a retry reattaches to it.
 
 One interface, two mechanisms:
 
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml import statuses
+from airflow_provider_cml import runs
 from airflow_provider_cml.exceptions import CmlApiError
-from airflow_provider_cml.runs import run_environment
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -50,6 +49,12 @@ class EarlierRunFinder:
         self.store = context.get("task_state_store")  # type: ignore[call-overload]
 
     def remember(self, project_id: str, job_id: str, run_id: str) -> None:
+        """Keep the run's ids where a later try looks first (Airflow 3.3+'s task state store).
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        :param run_id: run ID.
+        """
         if self.store is not None:
             self.store.set(STATE_KEY, {"project_id": project_id, "job_id": job_id, "run_id": run_id})
 
@@ -60,8 +65,8 @@ class EarlierRunFinder:
         run = self._from_store(project_id, job_id) or self._from_environment(project_id, job_id)
         if run is None:
             return None
-        status = run.get("status")
-        if statuses.is_success(status) or not statuses.is_terminal(status):
+        status = runs.status_of(run)
+        if runs.is_success(status) or not runs.is_terminal(status):
             return run
         self.hook.log.info("The earlier try's run %s ended %s; starting a new run.", run.get("id"), status)
         return None
@@ -83,7 +88,7 @@ class EarlierRunFinder:
     def _from_environment(self, project_id: str, job_id: str) -> dict[str, Any] | None:
         wanted = {k: v for k, v in self.identity.items() if k != TRY_NUMBER_VAR}
         for run in self.hook.list_job_runs(project_id, job_id, limit=RECENT_RUNS_SEARCHED):
-            env = run_environment(run)
+            env = runs.run_environment(run)
             if all(env.get(k) == v for k, v in wanted.items()):
                 return run  # newest first: the latest earlier try
         return None

@@ -1,22 +1,48 @@
-"""The single retry policy shared by the synchronous (requests) and asynchronous (httpx) paths.
+"""Wire: the one retry policy and the one "is this retryable" check, shared by the sync and async paths.
 
 The policy is free of I/O: each transport asks it what to do after an attempt and sleeps the way
-its world sleeps (``time.sleep`` or ``asyncio.sleep``).
+its world sleeps (:class:`Clock` for threads, ``asyncio.sleep`` in the triggerer).
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.exceptions import CmlApiError
 
 #: Statuses worth another try: rate limiting and gateway/server trouble.
 RETRYABLE_STATUS_CODES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 
+def is_retryable_status(status_code: int) -> bool:
+    """Whether an HTTP error status may pass by itself (rate limiting, server or gateway trouble).
+
+    :param status_code: the HTTP status of an error answer.
+    """
+    return status_code in RETRYABLE_STATUS_CODES
+
+
+def is_transient(error: CmlApiError) -> bool:
+    """Whether an API error may pass by itself: no answer at all, or a retryable status.
+
+    :param error: the error a request ended with (after its own retries).
+    """
+    return error.http_status is None or is_retryable_status(error.http_status)
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); ``None`` if absent."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); ``None`` if absent.
+
+    :param value: the header's value.
+    :param now: the current time for HTTP dates (default: now).
+    """
     if not value:
         return None
     value = value.strip()
@@ -49,21 +75,43 @@ class RetryPolicy:
     backoff_max: float = 30.0
     retry_after_cap: float = 120.0
 
-    def is_retryable_status(self, status_code: int) -> bool:
-        return status_code in RETRYABLE_STATUS_CODES
-
     def can_retry(self, attempt: int) -> bool:
-        """Whether another try is allowed after ``attempt`` (1-based) failed."""
+        """Whether another try is allowed after ``attempt`` failed.
+
+        :param attempt: the 1-based number of the attempt that failed.
+        """
         return attempt <= self.max_retries
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to sleep before retry number ``attempt`` (1-based).
+        """Seconds to sleep before retry number ``attempt``.
 
         A server's ``Retry-After`` wins (capped); otherwise exponential back-off with "full jitter",
         so that many clients failing together do not retry together.
+
+        :param attempt: the 1-based number of the attempt that failed.
+        :param retry_after: the failed answer's ``Retry-After`` header, if any.
         """
         server_wait = parse_retry_after(retry_after)
         if server_wait is not None:
             return min(server_wait, self.retry_after_cap)
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
+
+
+class Clock:
+    """Time as the synchronous paths see it. Tests hand the hook a fake one instead of patching ``time``."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float, wake: threading.Event | None = None) -> None:
+        """Sleep ``seconds``, or less when ``wake`` is set meanwhile (a kill must not wait a poll out).
+
+        :param seconds: how long to sleep.
+        :param wake: an event that ends the sleep early.
+        """
+        if wake is None:
+            time.sleep(max(0.0, seconds))
+        else:
+            wake.wait(max(0.0, seconds))

@@ -1,24 +1,26 @@
-"""HTTP transports: requests (sync, for tasks) and httpx (async, for triggers), one retry policy.
+"""Wire: one HTTP exchange, from request to decoded answer or clear error, for both transports.
 
-Both send a request and describe what came back as an :class:`Answer`; :func:`settle` alone decides
-what that answer means (a result, a final error, an unknown outcome, or a retry after a delay).
-The two transports only differ in how they send and how they sleep.
+requests (sync, for tasks) and httpx (async, for triggers) each send a request and describe what
+came back as an :class:`Answer`; :func:`settle` alone decides what that answer means (a result, a
+final error, an unknown outcome, or a retry after a delay). The two transports only differ in how
+they send and how they sleep. A request that is not idempotent is never retried here: its caller
+owns that decision (see ``CmlHook.start_job_run``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_cml import __version__
-from airflow_provider_cml._http import decode_json, error_for_response
-from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
+from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobAlreadyActiveError
+from airflow_provider_cml.retry import Clock, is_retryable_status
 
 if TYPE_CHECKING:
     import httpx
@@ -27,6 +29,100 @@ if TYPE_CHECKING:
     from airflow_provider_cml.config import CmlClientConfig
 
 log = logging.getLogger(__name__)
+
+_REQUEST_ID_HEADERS = ("x-request-id", "x-cml-request-id", "x-correlation-id")
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The answer's request-id header, for Cloudera support.
+
+    :param headers: the answer's headers.
+    """
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def server_message(text: str) -> str:
+    """grpc-gateway's ``message``, else the older ``error``, else the raw text (shortened)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str) and body[key]:
+                return body[key]
+    text = " ".join(text.split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def error_for_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    text: str,
+    *,
+    method: str,
+    path: str,
+    not_found: str | None = None,
+) -> CmlApiError:
+    """The error to raise for an HTTP error answer, with a message that says what to do."""
+    message = server_message(text)
+    details = {
+        "http_status": status_code,
+        "method": method,
+        "path": path,
+        "server_message": message,
+        "request_id": request_id(headers),
+    }
+    if status_code == 401:
+        text_out = (
+            "Cloudera AI rejected the API key (HTTP 401). Put a current key from the workbench's "
+            "User Settings > API Keys (audience: API) in the connection's password."
+        )
+    elif status_code == 403:
+        text_out = (
+            f"The API key is valid but may not do this (HTTP 403: {message}). Ask the project's owner "
+            "for access, or use a key of a user who has it."
+        )
+    elif status_code == 404:
+        text_out = f"Not found: {not_found or 'the requested resource'} (server said: {message})."
+    elif status_code == 400 and "already active" in message.lower():
+        return CmlJobAlreadyActiveError(
+            "The job already has an active run, and Cloudera AI allows one active run per job. Wait "
+            "for that run to end (e.g. with CmlJobRunSensor) or stop it, then start again. "
+            f"Server said: {message}",
+            **details,  # type: ignore[arg-type]
+        )
+    elif is_retryable_status(status_code):
+        text_out = f"Cloudera AI is unavailable or busy (HTTP {status_code}: {message})."
+    else:
+        text_out = f"Cloudera AI refused the request (HTTP {status_code}): {message}"
+    return CmlApiError(text_out, **details)  # type: ignore[arg-type]
+
+
+def decode_json(status_code: int, headers: Mapping[str, str], text: str, *, method: str, path: str) -> Any:
+    """The JSON body of a successful answer; a clear error when it is HTML or cut short."""
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        content_type = headers.get("content-type", "unknown")
+        hint = (
+            "an HTML page: is the host the workbench URL (not the Cloudera console or a login proxy)?"
+            if "html" in content_type.lower() or text.lstrip().startswith("<")
+            else "not valid JSON (cut short or garbled in transit)."
+        )
+        raise CmlApiError(
+            f"Cloudera AI answered HTTP {status_code} with {hint}",
+            http_status=status_code,
+            method=method,
+            path=path,
+            request_id=request_id(headers),
+        ) from None
 
 
 @dataclass
@@ -49,16 +145,28 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-class OutcomeUnknown(Exception):
-    """A non-idempotent request was sent but its answer was lost (timeout, reset, 5xx)."""
+class NotDone(Exception):
+    """A non-idempotent request got no usable answer; whether to send it again is the caller's call.
 
-    def __init__(self, error: CmlApiError, retry_after: str | None = None) -> None:
+    :param error: the error to raise if the caller gives up.
+    :param retry_after: the answer's ``Retry-After`` header, if any.
+    :param maybe_acted: ``False`` when the server cannot have acted on the request (the connection
+        never opened, or 429): sending it again is safe. ``True``: the outcome is unknown.
+    """
+
+    def __init__(self, error: CmlApiError, *, retry_after: str | None = None, maybe_acted: bool) -> None:
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        self.maybe_acted = maybe_acted
 
 
 def tls_error(base_url: str, exc: BaseException) -> CmlConfigError:
+    """The error for a failed certificate check, saying how to trust a private CA.
+
+    :param base_url: the workbench URL.
+    :param exc: the TLS error.
+    """
     return CmlConfigError(
         f"TLS certificate verification failed for {base_url} ({type(exc).__name__}). If the workbench uses "
         "a private CA, set the connection's 'CA bundle path' (extra 'ca_bundle') to a PEM file with that "
@@ -88,10 +196,16 @@ def settle(
     not_found: str | None,
     idempotent: bool,
 ) -> Any:
-    """Decode a good answer, or raise: the final error, :class:`OutcomeUnknown` or :class:`RetryLater`.
+    """Decode a good answer, or raise: the final error, :class:`NotDone` or :class:`RetryLater`.
 
-    A request that is not ``idempotent`` is retried only when the server cannot have acted on it
-    (connection never opened, 429); otherwise the caller is told the outcome is unknown.
+    :param answer: what the attempt produced.
+    :param config: the client settings (retry policy, base URL for messages).
+    :param attempt: the 1-based number of this attempt.
+    :param method: HTTP method, for messages.
+    :param path: request path, for messages.
+    :param not_found: what a 404 means, e.g. ``"run 'x' of job 'y'"``.
+    :param idempotent: ``False`` for a request that must not be repeated blindly (a start): it is
+        never retried here, but handed back as :class:`NotDone`.
     """
     policy = config.retry_policy
     retry_after: str | None = None
@@ -99,19 +213,19 @@ def settle(
         error = CmlApiError(
             f"No answer from Cloudera AI at {config.base_url} ({answer.failure}).", method=method, path=path
         )
-        if not idempotent and answer.maybe_acted:
-            raise OutcomeUnknown(error)
+        maybe_acted = answer.maybe_acted
     elif answer.status_code < 400:
         return decode_json(answer.status_code, answer.headers, answer.text, method=method, path=path)
     else:
         error = error_for_response(
             answer.status_code, answer.headers, answer.text, method=method, path=path, not_found=not_found
         )
-        if not policy.is_retryable_status(answer.status_code):
+        if not is_retryable_status(answer.status_code):
             raise error
         retry_after = answer.headers.get("Retry-After")
-        if not idempotent and answer.status_code != 429:
-            raise OutcomeUnknown(error, retry_after)
+        maybe_acted = answer.status_code != 429  # rate limiting refuses before acting
+    if not idempotent:
+        raise NotDone(error, retry_after=retry_after, maybe_acted=maybe_acted)
     if not policy.can_retry(attempt):
         raise error
     delay = policy.delay(attempt, retry_after)
@@ -138,12 +252,17 @@ def _warn_if_unverified(config: CmlClientConfig) -> None:
 
 
 class SyncTransport:
-    """requests-based transport: one session (connection pool) for the hook's lifetime."""
+    """requests-based transport: one session (connection pool) for the hook's lifetime.
 
-    def __init__(self, config: CmlClientConfig) -> None:
+    :param config: the client settings.
+    :param clock: what it sleeps by between retries (tests pass a fake one).
+    """
+
+    def __init__(self, config: CmlClientConfig, clock: Clock | None = None) -> None:
         import requests
 
         self.config = config
+        self.clock = clock or Clock()
         self.session: requests.Session = requests.Session()
         self.session.headers.update(auth_headers(config))
         _warn_if_unverified(config)
@@ -177,6 +296,15 @@ class SyncTransport:
         not_found: str | None = None,
         idempotent: bool = True,
     ) -> Any:
+        """Send a request, retrying what the policy allows; return the decoded JSON answer.
+
+        :param method: HTTP method.
+        :param path: path below the API root, e.g. ``/projects``.
+        :param params: query parameters.
+        :param body: JSON body.
+        :param not_found: what a 404 means, for its message.
+        :param idempotent: ``False``: never retried here (see :class:`NotDone`).
+        """
         attempt = 0
         while True:
             attempt += 1
@@ -192,7 +320,7 @@ class SyncTransport:
                     idempotent=idempotent,
                 )
             except RetryLater as later:
-                time.sleep(later.delay)
+                self.clock.sleep(later.delay)
 
 
 def _requests_maybe_acted(exc: Exception) -> bool:
@@ -266,6 +394,7 @@ class AsyncTransport:
         not_found: str | None = None,
         idempotent: bool = True,
     ) -> Any:
+        """Async :meth:`SyncTransport.request`, with the same policy and errors."""
         attempt = 0
         while True:
             attempt += 1

@@ -1,4 +1,4 @@
-"""Checks of what a DAG author passes in, before anything is sent to Cloudera AI."""
+"""Rules: checks of what a DAG author passes in, before anything is sent to Cloudera AI."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from typing import Any
 
 from airflow_provider_cml.exceptions import CmlConfigError
 
+#: Environment-variable overrides as a DAG passes them: names to strings (numbers and booleans allowed).
+Overrides = Mapping[str, Any]
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Project and job IDs look like "lv1g-4hu5-a359-wagc".
 _RESOURCE_ID = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
 
 
 def looks_like_id(value: str) -> bool:
-    """Whether ``value`` has the shape of a Cloudera AI project or job ID."""
+    """Whether ``value`` has the shape of a Cloudera AI project or job ID.
+
+    :param value: a project or job given by a DAG.
+    """
     return bool(_RESOURCE_ID.match(value))
 
 
@@ -23,6 +29,8 @@ def normalize_environment(environment: Mapping[str, Any] | None) -> dict[str, st
 
     str passes; int, float and bool become ``str(value)``; anything else is refused, naming the key
     (never the value, which may be a secret).
+
+    :param environment: the overrides as the DAG gave them.
     """
     if environment is None:
         return {}
@@ -50,7 +58,10 @@ def normalize_environment(environment: Mapping[str, Any] | None) -> dict[str, st
 
 
 def validate_arguments(arguments: Any) -> str | None:
-    """``arguments`` reaches the job as one string (``JOB_ARGUMENTS``)."""
+    """``arguments`` reaches the job as one string (``JOB_ARGUMENTS``).
+
+    :param arguments: what the DAG gave.
+    """
     if arguments is None or isinstance(arguments, str):
         return arguments
     raise CmlConfigError(
@@ -60,7 +71,12 @@ def validate_arguments(arguments: Any) -> str | None:
 
 
 def validate_positive(name: str, value: float | None, *, allow_none: bool = True) -> None:
-    """Refuse zero or negative intervals and timeouts early, with the parameter's name."""
+    """Refuse zero or negative intervals and timeouts early, with the parameter's name.
+
+    :param name: the parameter's name, for the message.
+    :param value: its value.
+    :param allow_none: whether ``None`` (no limit) is allowed.
+    """
     if value is None and allow_none:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:

@@ -1,14 +1,15 @@
 """Example: prepare data, then train a model in Cloudera AI, from one Airflow DAG.
 
 What it shows:
-* ``CmlRunJobOperator`` starting a job with environment overrides rendered by Jinja (``{{ ds }}``
-  is the run's logical date), then waiting for the run to end.
-* Starting a long job *without* waiting (``wait_for_completion=False``) and waiting for it with
-  ``CmlJobRunSensor`` instead, using the run id the operator pushed to XCom. In ``reschedule`` mode
-  the sensor frees its worker slot between checks.
+* ``CmlRunJobOperator`` starting a job with environment overrides rendered by Jinja, then waiting
+  for the run to end. ``RUN_DATE`` comes from the run's logical date, or from when it was triggered
+  for manual runs, which have no logical date on Airflow 3 (so ``{{ ds }}`` would be undefined).
+* Starting a long job *without* waiting (``wait_for_completion=False``) and waiting for it with a
+  deferrable ``CmlJobRunSensor``: the wait happens in the triggerer, not in a worker slot. The sensor
+  takes the project, job and run ids from the operator's XComs, so each check is one request.
 
 Set up a connection ``cml_default`` of type "Cloudera AI": host = workbench URL, password = API key.
-``make demo`` runs this DAG against the local workbench simulator.
+``make demo`` runs this DAG against the local workbench simulator (with shorter intervals).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 
 PROJECT = "Demo Analytics"  # a project name (looked up once per task) or its ID
+# Defined for every run: the logical date, or (manual runs on Airflow 3) when it was triggered.
+RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
     dag_id="cml_example_pipeline",
@@ -33,33 +36,36 @@ with DAG(
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["cloudera-ai", "example"],
 ) as dag:
-    # Overrides are strings in Cloudera AI; numbers are turned into strings for you.
+    # [START howto_cml_run_job]
     prepare = CmlRunJobOperator(
         task_id="prepare_data",
-        project=PROJECT,
-        job="prepare-data",
-        environment={"RUN_DATE": "{{ ds }}", "SAMPLE_ROWS": 1000},
-        poll_interval=2,
-        timeout=30 * 60,  # stop the CML run and fail the task if it takes longer
+        project=PROJECT,  # name (exact, looked up over all pages) or project ID
+        job="prepare-data",  # name or job ID
+        environment={"RUN_DATE": RUN_DATE, "SAMPLE_ROWS": 1000},  # templated; numbers -> strings
+        arguments="--full",  # reaches the script as JOB_ARGUMENTS
+        poll_interval=30,  # seconds between status checks
+        timeout=30 * 60,  # then the run is stopped and the task fails
     )
+    # [END howto_cml_run_job]
 
-    # Training can take hours: start it and hand the waiting to a sensor.
+    # [START howto_cml_start_then_sense]
+    # Training can take hours: start it, then wait in the triggerer instead of a worker slot.
     start_training = CmlRunJobOperator(
         task_id="start_training",
         project=PROJECT,
         job="train-model",
-        environment={"RUN_DATE": "{{ ds }}", "LEARNING_RATE": "0.05"},
+        environment={"RUN_DATE": RUN_DATE, "LEARNING_RATE": "0.05"},
         wait_for_completion=False,
     )
-
     wait_for_training = CmlJobRunSensor(
         task_id="wait_for_training",
-        project=PROJECT,
-        job="train-model",
-        run_id="{{ ti.xcom_pull(task_ids='start_training', key='run_id') }}",
-        poke_interval=2,
+        project=start_training.output["project_id"],  # IDs from XCom: one request per check
+        job=start_training.output["job_id"],
+        run_id=start_training.output,
+        poke_interval=5 * 60,
         timeout=6 * 60 * 60,
-        mode="poke",  # use "reschedule" for long runs to free the worker slot between pokes
+        deferrable=True,
     )
+    # [END howto_cml_start_then_sense]
 
     prepare >> start_training >> wait_for_training

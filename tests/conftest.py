@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_") or n.starts
 
 import pytest  # noqa: E402
 
+from airflow_provider_cml.retry import Clock  # noqa: E402
 from airflow_provider_cml.testing import WorkbenchServer, local_workbench  # noqa: E402
 
 API_KEY = "test-key-7f3a9c1e5b"
@@ -113,12 +115,31 @@ def mock_conn(monkeypatch: pytest.MonkeyPatch):
     return set_conn
 
 
+class FakeClock(Clock):
+    """A clock for one hook: sleeping records the seconds and moves its time on, at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float, wake: threading.Event | None = None) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the hook's sleeps instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.sleep", recorded.append)
-    return recorded
+def clock() -> FakeClock:
+    """A fake clock to hand to ``CmlHook(clock=...)``: no test waits out a back-off or a poll."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sleeps(clock: FakeClock) -> list[float]:
+    """The seconds the hook built with ``clock`` slept."""
+    return clock.sleeps
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,8 @@ def test_retry_after_parsing_and_backoff():
         ("ENGINE_SUCCEEDED", True, True),
         ("ENGINE_FAILED", True, False),
         ("ENGINE_TIMEDOUT", True, False),
-        ("ENGINE_TIMEOUT", True, False),
+        ("engine_succeeded", True, True),
+        ("Engine_Failed", True, False),
         ("ENGINE_STOPPED", True, False),
         ("ENGINE_SKIPPED", True, False),
         ("ENGINE_STOPPING", False, False),
@@ -169,7 +170,7 @@ def test_retry_after_parsing_and_backoff():
     ],
 )
 def test_one_definition_of_statuses(status, terminal, success):
-    from airflow_provider_cml import statuses
+    from airflow_provider_cml import runs
 
-    assert statuses.is_terminal(status) is terminal
-    assert statuses.is_success(status) is success
+    assert runs.is_terminal(status) is terminal
+    assert runs.is_success(status) is success

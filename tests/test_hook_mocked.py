@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 import requests
@@ -26,8 +27,13 @@ PROJECT = {"id": PID, "name": "Risk Analysis", "owner": {"username": "alice"}}
 
 
 @pytest.fixture
-def hook(mock_conn, sleeps) -> CmlHook:
-    return CmlHook(mock_conn())
+def hook(mock_conn, clock) -> CmlHook:
+    return CmlHook(mock_conn(), clock=clock)
+
+
+def _project_route(requests_mock) -> None:
+    """The project as the API answers it (the run link needs its owner)."""
+    requests_mock.get(f"{API}/projects/{PID}", json=PROJECT)
 
 
 def _run(status: str = "ENGINE_SCHEDULING", **fields) -> dict:
@@ -84,8 +90,8 @@ class TestRetries:
         assert hook.get_project(PID)["id"] == PID
         assert len(sleeps) == 2
 
-    def test_gives_up_after_max_retries(self, mock_conn, sleeps, requests_mock):
-        hook = CmlHook(mock_conn(max_retries=2))
+    def test_gives_up_after_max_retries(self, mock_conn, clock, requests_mock):
+        hook = CmlHook(mock_conn(max_retries=2), clock=clock)
         requests_mock.get(f"{API}/projects/{PID}", status_code=500, json={"code": 13, "message": "boom"})
         with pytest.raises(CmlApiError, match="HTTP 500: boom") as info:
             hook.get_project(PID)
@@ -109,9 +115,6 @@ class TestRetries:
 
 
 class TestNoDoubleStart:
-    def _resolved(self, hook):
-        hook._projects[PID] = PROJECT
-
     def test_lost_answer_finds_the_run_instead_of_starting_again(self, hook, requests_mock, sleeps):
         posted = []
 
@@ -267,7 +270,7 @@ class TestErrors:
         assert MOCK_KEY not in text and MOCK_KEY not in repr(hook)
 
     def test_404_names_what_was_missing(self, hook, requests_mock):
-        hook._projects[PID] = PROJECT
+        _project_route(requests_mock)
         requests_mock.get(f"{RUNS}/{RID}", status_code=404, json={"code": 5, "message": "not found"})
         with pytest.raises(CmlApiError, match=f"Not found: run '{RID}' of job '{JID}'"):
             hook.get_job_run(PID, JID, RID)
@@ -315,7 +318,7 @@ class TestRequests:
         assert requests_mock.last_request.headers["Authorization"] == f"Bearer {MOCK_KEY}"
 
     def test_start_sends_environment_as_strings_and_arguments(self, hook, requests_mock):
-        hook._projects[PID] = PROJECT
+        _project_route(requests_mock)
         requests_mock.post(RUNS, json=_run())
         hook.start_job_run(PID, JID, {"A": "x", "N": 3, "F": 1.5, "B": True}, arguments="--fast")
         body = requests_mock.last_request.json()
@@ -323,8 +326,8 @@ class TestRequests:
         assert {k: env[k] for k in "ANFB"} == {"A": "x", "N": "3", "F": "1.5", "B": "True"}
         assert body["arguments"] == "--fast" and body["project_id"] == PID and body["job_id"] == JID
 
-    def test_v1_start_uses_basic_auth_and_json_content_type(self, mock_conn, requests_mock, sleeps):
-        hook = CmlHook(mock_conn(api_version="v1"))
+    def test_v1_start_uses_basic_auth_and_json_content_type(self, mock_conn, requests_mock, clock):
+        hook = CmlHook(mock_conn(api_version="v1"), clock=clock)
         url = f"{MOCK_URL}/api/v1/projects/alice/risk-analysis/jobs/208/start"
         requests_mock.post(url, json={"engine_id": "cwg6wclmg0x482u0"})
         answer = hook.start_job_run("alice/risk-analysis", "208", {"START_DATE": "2017-01-01"})
@@ -336,8 +339,8 @@ class TestRequests:
         assert request.headers["Content-Type"] == "application/json"
         assert request.json() == {"environment": {"START_DATE": "2017-01-01"}}
 
-    def test_v1_lost_answer_is_not_resent(self, mock_conn, requests_mock, sleeps):
-        hook = CmlHook(mock_conn(api_version="v1"))
+    def test_v1_lost_answer_is_not_resent(self, mock_conn, requests_mock, clock):
+        hook = CmlHook(mock_conn(api_version="v1"), clock=clock)
         url = f"{MOCK_URL}/api/v1/projects/alice/risk-analysis/jobs/208/start"
         requests_mock.post(url, exc=requests.exceptions.ReadTimeout)
         with pytest.raises(CmlApiError, match="cannot tell whether the job started"):
@@ -347,7 +350,7 @@ class TestRequests:
 
 class TestWaiting:
     def test_keeps_polling_through_stopping_unknown_and_transient_errors(self, hook, requests_mock, sleeps):
-        hook._projects[PID] = PROJECT
+        _project_route(requests_mock)
         requests_mock.get(
             f"{RUNS}/{RID}",
             [
@@ -359,31 +362,32 @@ class TestWaiting:
                 {"json": _run("ENGINE_SUCCEEDED")},
             ],
         )
-        hook = CmlHook(hook.cml_conn_id, max_retries=0)
-        hook._projects[PID] = PROJECT
+        hook = CmlHook(hook.cml_conn_id, max_retries=0, clock=hook.clock)
         assert hook.wait_for_job_run(PID, JID, RID, poll_interval=5)["status"] == "ENGINE_SUCCEEDED"
         assert requests_mock.call_count == 6
 
     @pytest.mark.parametrize(
-        "status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_TIMEOUT", "ENGINE_STOPPED", "ENGINE_SKIPPED"]
+        "status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_STOPPED", "ENGINE_SKIPPED"]
     )
-    def test_terminal_failures_raise_with_status_and_reason(self, hook, requests_mock, status):
-        hook._projects[PID] = PROJECT
-        requests_mock.get(f"{RUNS}/{RID}", json=_run(status, failure_reason="disk full"))
-        with pytest.raises(CmlJobRunError, match=f"{status}.*disk full") as info:
+    def test_terminal_failures_raise_with_status_and_hint(self, hook, requests_mock, status):
+        from airflow_provider_cml.runs import failure_hint
+
+        _project_route(requests_mock)
+        requests_mock.get(f"{RUNS}/{RID}", json=_run(status))
+        with pytest.raises(
+            CmlJobRunError, match=re.escape(f"{status} did not succeed: {failure_hint(status)}")
+        ) as info:
             hook.wait_for_job_run(PID, JID, RID, poll_interval=1)
         assert info.value.status == status
         assert f"See {MOCK_URL}/alice/risk-analysis/jobs/{JID}/runs/{RID}" in str(info.value)
 
-    def test_run_url_template_can_be_overridden(self, mock_conn, requests_mock, sleeps):
+    def test_run_url_template_can_be_overridden(self, mock_conn, requests_mock, clock):
         hook = CmlHook(mock_conn(run_url_template="{base_url}/p/{project_id}/r/{run_id}?owner={owner}"))
-        hook._projects[PID] = PROJECT
+        _project_route(requests_mock)
         assert hook.job_run_url(PID, JID, RID) == f"{MOCK_URL}/p/{PID}/r/{RID}?owner=alice"
 
-    def test_timeout_stops_the_run(self, hook, requests_mock, monkeypatch):
-        hook._projects[PID] = PROJECT
-        clock = iter(range(0, 1000, 10))
-        monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.monotonic", lambda: next(clock))
+    def test_timeout_stops_the_run(self, hook, requests_mock, sleeps):
+        _project_route(requests_mock)
         requests_mock.get(f"{RUNS}/{RID}", json=_run("ENGINE_RUNNING"))
         stop = requests_mock.post(f"{RUNS}/{RID}:stop", json=_run("ENGINE_STOPPING"))
         with pytest.raises(
@@ -391,6 +395,7 @@ class TestWaiting:
         ):
             hook.wait_for_job_run(PID, JID, RID, poll_interval=5, timeout=25)
         assert stop.call_count == 1
+        assert sleeps == [5, 5, 5, 5, 5]  # polls at 0, 5, ..., 25 s on the hook's clock
 
 
 def test_test_connection_reports_success_and_failure(hook, requests_mock):

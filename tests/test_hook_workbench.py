@@ -13,6 +13,7 @@ from airflow_provider_cml.exceptions import (
     CmlLookupError,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
+from airflow_provider_cml.runs import RunRef
 from airflow_provider_cml.testing import Faults
 from tests.conftest import API_KEY, READONLY_KEY, seen_by
 
@@ -109,8 +110,8 @@ def test_unknown_run_id(wb, hook):
         hook.get_job_run("Analytics", "report-env", "zzzzzzzzzzzzzzzz")
 
 
-def test_lost_start_answer_makes_one_run(wb, hook, monkeypatch):
-    monkeypatch.setattr("airflow_provider_cml.hooks.cml.time.sleep", lambda s: None)
+def test_lost_start_answer_makes_one_run(wb, clock):
+    hook = CmlHook(clock=clock)
     job = wb.workbench.job_by_name("Analytics", "report-env")
     before = len(wb.workbench.runs_of(job))
     hook.resolve_job("Analytics", "report-env")
@@ -120,7 +121,7 @@ def test_lost_start_answer_makes_one_run(wb, hook, monkeypatch):
     assert len(wb.workbench.runs_of(job)) == before + 1
     assert run["id"] == wb.workbench.runs_of(job)[-1].id
     assert len(wb.requests("POST", RUNS)) == 1
-    hook.wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
+    CmlHook().wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
 
 
 def test_v1_start_with_basic_auth(wb):
@@ -165,7 +166,7 @@ def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
     marker = tmp_path / "stopped"
     operator = CmlRunJobOperator(task_id="killed", project="Analytics", job="sleeper")
     run = operator.hook.start_job_run("Analytics", "sleeper", {"STOP_MARKER": str(marker)})
-    operator._started = (run["project_id"], run["job_id"], run["id"])  # as execute() records it
+    operator._started = RunRef(run["project_id"], run["job_id"], run["id"])  # as execute() records it
     import time
 
     deadline = time.monotonic() + 5

@@ -25,7 +25,10 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def https_workbench(pki):
     context = server_ssl_context(pki)
-    spec = {"api_keys": [KEY], "projects": [{"name": "secure", "owner": "sec", "jobs": []}]}
+    spec = {
+        "api_keys": [KEY],
+        "projects": [{"name": "secure", "owner": "sec", "jobs": [{"name": "quick", "duration": 0.05}]}],
+    }
     with local_workbench(spec, ssl_context=context) as server:
         yield server
 
@@ -61,16 +64,16 @@ def test_default_verification_rejects_it_in_the_async_path_too(https_workbench, 
 def test_ca_bundle_is_accepted_sync_and_async(https_workbench, monkeypatch, pki):
     hook = _hook(monkeypatch, https_workbench, ca_bundle=pki["ca"])
     assert [p["name"] for p in hook.list_projects()] == ["secure"]
-    project_id = hook.resolve_project("secure")["id"]
+    run = hook.start_job_run("secure", "quick")
     hook = _hook(monkeypatch, https_workbench, ca_bundle=pki["ca"])
 
     async def read():
         try:
-            return await hook._arequest("GET", f"/projects/{project_id}")
+            return await hook.aget_job_run(run["project_id"], run["job_id"], run["id"])
         finally:
             await hook.aclose()
 
-    assert asyncio.run(read())["name"] == "secure"
+    assert asyncio.run(read())["id"] == run["id"]
 
 
 def test_verify_off_works_and_warns_once(https_workbench, monkeypatch, caplog):

@@ -1,36 +1,52 @@
-"""CmlHook: the one place that speaks HTTP to a Cloudera AI workbench."""
+"""Hook: CmlHook, the one place that speaks to a Cloudera AI workbench (names, runs, waiting)."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import os
-import time
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_cml import statuses
+from airflow_provider_cml import runs
 from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, amask_secret, mask_secret
-from airflow_provider_cml._http import is_transient
 from airflow_provider_cml.config import CmlClientConfig, build_client_config
-from airflow_provider_cml.connection_fields import CONN_TYPE, UI_FIELD_BEHAVIOUR, wtforms_widgets
+from airflow_provider_cml.connection_fields import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    UI_FIELD_BEHAVIOUR,
+    wtforms_widgets,
+)
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
     CmlException,
     CmlJobAlreadyActiveError,
+    CmlJobRunError,
     CmlJobRunTimeout,
     CmlLookupError,
 )
-from airflow_provider_cml.runs import check_run_outcome, describe_run, run_environment
-from airflow_provider_cml.transport import AsyncTransport, OutcomeUnknown, SyncTransport
+from airflow_provider_cml.retry import Clock, is_transient
+from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
+from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
 from airflow_provider_cml.validation import (
+    Overrides,
     looks_like_id,
     normalize_environment,
     validate_arguments,
     validate_positive,
+)
+from airflow_provider_cml.waiting import (
+    DEFAULT_UNKNOWN_GRACE,
+    Decision,
+    Next,
+    Observation,
+    WaitRule,
+    WaitState,
+    log_decision,
 )
 
 #: Added to every v2 run's environment so that a start whose answer was lost can be found again
@@ -65,24 +81,29 @@ class CmlHook(BaseHook):
     :param cml_conn_id: Airflow connection id of type ``cml``.
     :param timeout: request timeout in seconds; overrides the connection's ``timeout``.
     :param max_retries: retries per request; overrides the connection's ``max_retries``.
+    :param clock: what the synchronous paths read the time from and sleep by (tests pass a fake).
     """
 
     conn_name_attr = "cml_conn_id"
-    default_conn_name = "cml_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "Cloudera AI"
 
     def __init__(
         self,
-        cml_conn_id: str = default_conn_name,
+        cml_conn_id: str = DEFAULT_CONN_ID,
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         self.cml_conn_id = cml_conn_id
         self._timeout = timeout
         self._max_retries = max_retries
+        self.clock = clock or Clock()
+        #: Set by :meth:`interrupt` (from ``on_kill``): a sync wait stops sleeping at once.
+        self.interrupted = threading.Event()
         self._projects: dict[str, dict[str, Any]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self._async_transport: AsyncTransport | None = None
@@ -94,10 +115,12 @@ class CmlHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields (wtforms), for Airflow versions that ask the hook."""
         return wtforms_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Which standard form fields are hidden or relabelled, for Airflow versions that ask the hook."""
         return dict(UI_FIELD_BEHAVIOUR)
 
     # -- configuration and transport ------------------------------------------------------------
@@ -134,10 +157,15 @@ class CmlHook(BaseHook):
             )
         return config
 
+    @property
+    def is_legacy_v1(self) -> bool:
+        """Whether the connection uses the legacy CDSW v1 Jobs API (start only, no status)."""
+        return self.config.api_version == "v1"
+
     @cached_property
     def transport(self) -> SyncTransport:
         """The synchronous transport: one ``requests.Session`` per hook, reused across polls."""
-        return SyncTransport(self.config)
+        return SyncTransport(self.config, self.clock)
 
     # -- async (triggers): same policy, same errors, httpx instead of requests -------------------
 
@@ -150,26 +178,53 @@ class CmlHook(BaseHook):
             self.__dict__["config"] = config
         return self.config
 
-    async def _arequest(self, method: str, path: str, *, not_found: str | None = None) -> Any:
+    async def _arun_request(self, method: str, ref: RunRef, action: str = "") -> Any:
         if self._async_transport is None:
             self._async_transport = AsyncTransport(await self.aconfig())
-        return await self._async_transport.request(method, path, not_found=not_found)
+        return await self._async_transport.request(
+            method, self._run_path(ref) + action, not_found=self._what_run(ref.run_id, ref.job_id)
+        )
 
     async def aget_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
-        """Async :meth:`get_job_run` (IDs only: triggers get them resolved)."""
-        return await self._arequest(
-            "GET",
-            f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}",
-            not_found=f"run {run_id!r} of job {job_id!r}",
-        )
+        """Async :meth:`get_job_run` (IDs only: triggers get them resolved).
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        :param run_id: run ID.
+        """
+        return await self._arun_request("GET", RunRef(project_id, job_id, run_id))
 
     async def astop_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
-        """Async :meth:`stop_job_run`."""
-        return await self._arequest(
-            "POST",
-            f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}:stop",
-            not_found=f"run {run_id!r} of job {job_id!r}",
-        )
+        """Async :meth:`stop_job_run` (IDs only).
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        :param run_id: run ID.
+        """
+        return await self._arun_request("POST", RunRef(project_id, job_id, run_id), ":stop")
+
+    async def apoll(self, ref: RunRef) -> Observation:
+        """Async :meth:`poll`.
+
+        :param ref: the run.
+        """
+        try:
+            return await self.aget_job_run(*ref)
+        except CmlException as exc:
+            return exc
+
+    async def astop_if_active(self, ref: RunRef) -> StopResult:
+        """Async :meth:`stop_if_active`.
+
+        :param ref: the run.
+        """
+        try:
+            if not runs.should_stop(await self.aget_job_run(*ref)):
+                return StopResult.ALREADY_ENDED
+            await self.astop_job_run(*ref)
+        except CmlException as exc:
+            return self._stop_failed(ref, exc)
+        return self._stopped(ref)
 
     async def aclose(self) -> None:
         """Close the async client (its connection pool)."""
@@ -183,6 +238,11 @@ class CmlHook(BaseHook):
         """Yield every item of a listing, following ``next_page_token`` through all pages.
 
         The same filter and sort are sent with every page, as the API requires.
+
+        :param path: the listing's path, e.g. ``/projects``.
+        :param key: the answer's list field, e.g. ``"projects"``.
+        :param params: filter and sort parameters.
+        :param not_found: what a 404 means, for its message.
         """
         query: dict[str, Any] = {"page_size": DEFAULT_PAGE_SIZE, **(params or {})}
         while True:
@@ -211,7 +271,7 @@ class CmlHook(BaseHook):
         return params
 
     def _require_v2(self, what: str) -> None:
-        if self.config.api_version != "v2":
+        if self.is_legacy_v1:
             raise CmlConfigError(
                 f"{what} needs Cloudera AI API v2, but connection {self.cml_conn_id!r} uses the legacy v1 "
                 "Jobs API, which can only start jobs. Set the connection's api_version to v2."
@@ -231,14 +291,22 @@ class CmlHook(BaseHook):
         return list(self.paginate("/projects", "projects", params=self._listing_params(search_filter, sort)))
 
     def get_project(self, project_id: str) -> dict[str, Any]:
-        """One project by ID."""
+        """One project by ID.
+
+        :param project_id: project ID.
+        """
         self._require_v2("Reading a project")
         return self.transport.request("GET", f"/projects/{project_id}", not_found=f"project {project_id!r}")
 
     def list_jobs(
         self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
     ) -> list[dict[str, Any]]:
-        """All jobs of a project (by ID or name), every page."""
+        """All jobs of a project, every page.
+
+        :param project: project name or ID.
+        :param search_filter: e.g. ``{"name": "train"}``; the server matches by substring.
+        :param sort: e.g. ``"name"``.
+        """
         project_id = self.resolve_project(project)["id"]
         return list(
             self.paginate(
@@ -250,7 +318,11 @@ class CmlHook(BaseHook):
         )
 
     def get_job(self, project: str, job_id: str) -> dict[str, Any]:
-        """One job by ID, in a project given by ID or name."""
+        """One job by ID.
+
+        :param project: project name or ID.
+        :param job_id: job ID.
+        """
         project_id = self.resolve_project(project)["id"]
         return self.transport.request(
             "GET", f"/projects/{project_id}/jobs/{job_id}", not_found=f"job {job_id!r} in project {project!r}"
@@ -284,6 +356,8 @@ class CmlHook(BaseHook):
         """The project for an ID or an exact name (looked up over all pages, cached per hook).
 
         An ID-shaped value is trusted without a request: a wrong one fails with 404 where it is used.
+
+        :param project: project name or ID.
         """
         self._require_v2("Looking up a project")
         if not isinstance(project, str) or not project.strip():
@@ -302,7 +376,11 @@ class CmlHook(BaseHook):
         return found
 
     def resolve_job(self, project: str, job: str) -> dict[str, Any]:
-        """The job for an ID or an exact name within a project (cached per hook)."""
+        """The job for an ID or an exact name within a project (cached per hook).
+
+        :param project: project name or ID.
+        :param job: job name or ID.
+        """
         project_id = self.resolve_project(project)["id"]
         if not isinstance(job, str) or not job.strip():
             raise CmlConfigError(f"job must be a job name or ID, not {job!r}.")
@@ -319,89 +397,122 @@ class CmlHook(BaseHook):
         self._jobs[key] = found
         return found
 
-    def _run_path(self, project: str, job: str) -> tuple[str, str, str]:
-        project_id = self.resolve_project(project)["id"]
-        job_id = self.resolve_job(project, job)["id"]
-        return project_id, job_id, f"/projects/{project_id}/jobs/{job_id}/runs"
+    def resolve_run(self, project: str, job: str, run_id: str) -> RunRef:
+        """The IDs naming a run, with the project and job given by ID or name.
+
+        :param project: project name or ID.
+        :param job: job name or ID.
+        :param run_id: run ID.
+        """
+        project_id = str(self.resolve_project(project)["id"])
+        return RunRef(project_id, str(self.resolve_job(project, job)["id"]), str(run_id))
+
+    @staticmethod
+    def _runs_path(project_id: str, job_id: str) -> str:
+        return f"/projects/{project_id}/jobs/{job_id}/runs"
+
+    @classmethod
+    def _run_path(cls, ref: RunRef) -> str:
+        return f"{cls._runs_path(ref.project_id, ref.job_id)}/{ref.run_id}"
+
+    @staticmethod
+    def _what(project: str, job: str) -> str:
+        return f"job {job!r} in project {project!r}"
+
+    @staticmethod
+    def _what_run(run_id: str, job: str, project: str | None = None) -> str:
+        return f"run {run_id!r} of job {job!r}" + (f" in project {project!r}" if project else "")
 
     # -- runs -----------------------------------------------------------------------------------
 
     def start_job_run(
-        self,
-        project: str,
-        job: str,
-        environment: Mapping[str, Any] | None = None,
-        arguments: str | None = None,
+        self, project: str, job: str, environment: Overrides | None = None, arguments: str | None = None
     ) -> dict[str, Any]:
-        """Start one run of a job and return the API's answer.
+        """Start one run of a job and return the API's answer, never starting it twice.
 
-        v2: returns the JobRun (``id``, ``status``, ...). A start whose answer is lost is looked up by
-        a token in the run's environment before it is ever sent again, so it never creates two runs.
+        v2 returns the JobRun (``id``, ``status``, ...). The start carries a fresh token in the run's
+        environment, and one retry budget (the connection's ``max_retries``) covers the whole start.
+        Each attempt ends in one of three ways:
+
+        1. **Answered**: the JobRun (or a final error) is returned (or raised).
+        2. **Answer lost** (no answer, a reset, a 5xx after sending): the run may exist, so the job's
+           newest runs are searched for the token first; the start is sent again only if no run
+           carries it. A start that was never sent (connection refused, 429) is sent again directly.
+        3. **"Already active" after a lost answer**: the active run may be this start's own, so it is
+           looked up by the token before the error is raised.
+
         v1: ``project`` is ``"<user-or-team>/<project-slug>"``, ``job`` the numeric job ID from the
-        job's web address; returns ``{"engine_id": ...}``.
+        job's web address; returns ``{"engine_id": ...}``; a lost answer is an error (v1 runs cannot
+        be searched by token).
 
+        :param project: project name or ID (v1: ``owner/slug``).
+        :param job: job name or ID (v1: numeric job ID).
         :param environment: overrides of the job's environment variables (values become strings).
         :param arguments: one string, seen by the script as ``JOB_ARGUMENTS`` (v2 only).
         """
         env = normalize_environment(environment)
         args = validate_arguments(arguments)
-        if self.config.api_version == "v1":
+        if self.is_legacy_v1:
             return self._start_v1(project, job, env, args)
-        project_id, job_id, path = self._run_path(project, job)
+        ref = self.resolve_run(project, job, "")
+        path = self._runs_path(ref.project_id, ref.job_id)
         token = uuid.uuid4().hex
         body: dict[str, Any] = {
-            "project_id": project_id,
-            "job_id": job_id,
+            "project_id": ref.project_id,
+            "job_id": ref.job_id,
             "environment": {**env, START_TOKEN_ENV: token},
         }
         if args is not None:
             body["arguments"] = args
         policy = self.config.retry_policy
-        attempt = 0
-        while True:
-            attempt += 1
+        answer_lost = False
+        for attempt in range(1, policy.max_retries + 2):
             try:
                 run = self.transport.request(
                     "POST", path, body=body, idempotent=False, not_found=self._what(project, job)
                 )
-                self.log.info("Started Cloudera AI %s.", describe_run(run))
-                return run
-            except OutcomeUnknown as unknown:
-                found = self._find_started_run(path, token)
+            except NotDone as not_done:
+                answer_lost = answer_lost or not_done.maybe_acted
+                found = self._find_started_run(path, token) if not_done.maybe_acted else None
                 if found is not None:
                     self.log.warning(
                         "The start's answer was lost, but the run exists: %s.", describe_run(found)
                     )
                     return found
                 if not policy.can_retry(attempt):
-                    raise unknown.error from None
-                delay = policy.delay(attempt, unknown.retry_after)
+                    raise not_done.error from None
+                delay = policy.delay(attempt, not_done.retry_after)
                 self.log.warning(
                     "Start of job %s not confirmed and no run found; retrying in %.1fs.", job, delay
                 )
-                time.sleep(delay)
+                self.clock.sleep(delay)
             except CmlJobAlreadyActiveError:
-                # After a lost answer, "already active" may be our own first start.
-                found = self._find_started_run(path, token) if attempt > 1 else None
-                if found is not None:
-                    return found
-                raise
-
-    @staticmethod
-    def _what(project: str, job: str) -> str:
-        return f"job {job!r} in project {project!r}"
+                found = self._find_started_run(path, token) if answer_lost else None
+                if found is None:
+                    raise
+                return found
+            else:
+                self.log.info("Started Cloudera AI %s.", describe_run(run))
+                return run
+        raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
 
     def _find_started_run(self, runs_path: str, token: str) -> dict[str, Any] | None:
+        """The run carrying ``token`` among the job's newest runs; ``None`` if none (or unreadable now).
+
+        A skipped run may carry the token too (a resent start meeting our own active run): a run
+        that was not skipped wins.
+        """
         try:
             page = self.transport.request("GET", runs_path, params={"sort": "-created_at", "page_size": 10})
         except CmlApiError as exc:
             if is_transient(exc):
                 return None
             raise
-        for run in page.get("job_runs") or []:
-            if run_environment(run).get(START_TOKEN_ENV) == token:
-                return run
-        return None
+        ours = [
+            run for run in page.get("job_runs") or [] if run_environment(run).get(START_TOKEN_ENV) == token
+        ]
+        ours.sort(key=lambda run: runs.status_of(run) == runs.SKIPPED)
+        return ours[0] if ours else None
 
     def _start_v1(self, project: str, job: str, env: dict[str, str], args: str | None) -> dict[str, Any]:
         owner, _, slug = str(project).strip("/").partition("/")
@@ -426,52 +537,102 @@ class CmlHook(BaseHook):
                 idempotent=False,
                 not_found=f"v1 job {job!r} of project {project!r}",
             )
-        except OutcomeUnknown as unknown:
+        except NotDone as not_done:
             raise CmlApiError(
-                "The v1 start request was sent but its answer was lost; the v1 API cannot tell whether the "
-                "job started. Check the job's page in the workbench before starting it again.",
+                "The v1 start request got no answer; the v1 API cannot tell whether the job started. "
+                "Check the job's page in the workbench before starting it again.",
                 method="POST",
                 path=path,
-                http_status=unknown.error.http_status,
+                http_status=not_done.error.http_status,
             ) from None
         self.log.info("Started legacy CDSW job %s/%s: engine %s.", project, job, answer.get("engine_id"))
         return answer
 
     def get_job_run(self, project: str, job: str, run_id: str) -> dict[str, Any]:
-        """One run (its ``status``, times, ``failure_reason``)."""
-        self._require_v2("Reading a job run's status")
-        _, _, path = self._run_path(project, job)
+        """One run: its ``status`` and times.
+
+        :param project: project name or ID.
+        :param job: job name or ID.
+        :param run_id: run ID.
+        """
+        return self._run_request("GET", project, job, run_id, doing="Reading a job run's status")
+
+    def _run_request(
+        self, method: str, project: str, job: str, run_id: str, *, doing: str, action: str = ""
+    ) -> Any:
+        self._require_v2(doing)
+        ref = self.resolve_run(project, job, run_id)
         return self.transport.request(
-            "GET", f"{path}/{run_id}", not_found=f"run {run_id!r} of {self._what(project, job)}"
+            method, self._run_path(ref) + action, not_found=self._what_run(run_id, job, project)
         )
 
     def list_job_runs(
         self, project: str, job: str, sort: str | None = "-created_at", limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Runs of a job, newest first by default; ``limit`` stops paging early."""
+        """Runs of a job, newest first by default.
+
+        :param project: project name or ID.
+        :param job: job name or ID.
+        :param sort: sort key, e.g. ``"-created_at"``.
+        :param limit: stop paging once this many runs were read.
+        """
         self._require_v2("Listing job runs")
-        _, _, path = self._run_path(project, job)
-        runs: list[dict[str, Any]] = []
+        ref = self.resolve_run(project, job, "")
+        found: list[dict[str, Any]] = []
         for run in self.paginate(
-            path, "job_runs", params=self._listing_params(None, sort), not_found=self._what(project, job)
+            self._runs_path(ref.project_id, ref.job_id),
+            "job_runs",
+            params=self._listing_params(None, sort),
+            not_found=self._what(project, job),
         ):
-            runs.append(run)
-            if limit is not None and len(runs) >= limit:
+            found.append(run)
+            if limit is not None and len(found) >= limit:
                 break
-        return runs
+        return found
 
     def stop_job_run(self, project: str, job: str, run_id: str) -> dict[str, Any]:
-        """Ask Cloudera AI to stop a run. Stopping a run that already ended is an API error."""
-        self._require_v2("Stopping a job run")
-        _, _, path = self._run_path(project, job)
-        answer = self.transport.request(
-            "POST", f"{path}/{run_id}:stop", not_found=f"run {run_id!r} of {self._what(project, job)}"
-        )
-        self.log.info("Asked Cloudera AI to stop run %s.", run_id)
-        return answer
+        """Ask Cloudera AI to stop a run.
+
+        Stopping a run that already ended is an API error; clean-up paths use :meth:`stop_if_active`.
+
+        :param project: project name or ID.
+        :param job: job name or ID.
+        :param run_id: run ID.
+        """
+        return self._run_request("POST", project, job, run_id, doing="Stopping a job run", action=":stop")
+
+    def stop_if_active(self, ref: RunRef) -> StopResult:
+        """Stop a run unless it has ended; report instead of raising (for clean-up paths).
+
+        :param ref: the run.
+        """
+        try:
+            if not runs.should_stop(self.get_job_run(*ref)):
+                return StopResult.ALREADY_ENDED
+            self.stop_job_run(*ref)
+        except CmlException as exc:
+            return self._stop_failed(ref, exc)
+        return self._stopped(ref)
+
+    def _stopped(self, ref: RunRef) -> StopResult:
+        self.log.info("Asked Cloudera AI to stop run %s.", ref.run_id)
+        return StopResult.STOPPED
+
+    def _stop_failed(self, ref: RunRef, exc: CmlException) -> StopResult:
+        self.log.warning("Could not stop Cloudera AI run %s; it may still be running: %s", ref.run_id, exc)
+        return StopResult.FAILED
+
+    def interrupt(self) -> None:
+        """Wake a synchronous wait at once (called from ``on_kill``); it stops the run and raises."""
+        self.interrupted.set()
 
     def job_run_url(self, project: str, job_id: str, run_id: str) -> str | None:
-        """The run's page in the workbench (see :mod:`airflow_provider_cml.links`); ``None`` if unknown."""
+        """The run's page in the workbench (see :mod:`airflow_provider_cml.links`); ``None`` if unknown.
+
+        :param project: project name or ID.
+        :param job_id: job ID.
+        :param run_id: run ID.
+        """
         from airflow_provider_cml.links import build_run_url
 
         try:
@@ -484,76 +645,96 @@ class CmlHook(BaseHook):
             return None
         return build_run_url(self.config.run_url_template, self.config.base_url, found, job_id, run_id)
 
-    def stop_job_run_quietly(self, project: str, job: str, run_id: str) -> bool:
-        """Stop a run if it is still active; log instead of raising (for clean-up paths)."""
-        try:
-            run = self.get_job_run(project, job, run_id)
-            if statuses.is_terminal(run.get("status")):
-                return False
-            self.stop_job_run(project, job, run_id)
-            return True
-        except CmlException as exc:
-            self.log.warning("Could not stop Cloudera AI run %s: %s", run_id, exc)
-            return False
-
     def wait_for_job_run(
         self,
         project: str,
         job: str,
         run_id: str,
+        *,
         poll_interval: float = 30,
         timeout: float | None = None,
         stop_on_timeout: bool = True,
+        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
     ) -> dict[str, Any]:
         """Poll until the run ends; return it on success, raise on failure or timeout.
 
-        Transient errors (no answer, 429, 5xx) after the request's own retries do not end the wait.
-        ``ENGINE_STOPPING``, ``ENGINE_UNKNOWN`` and unknown statuses keep the wait going.
+        The rule is :class:`~airflow_provider_cml.waiting.WaitRule`: transient errors do not end the
+        wait, ``ENGINE_STOPPING`` keeps it going, a status that stays unclear ends it after
+        ``unknown_grace``. :meth:`interrupt` (from ``on_kill``) wakes it at once.
 
+        :param project: project name or ID.
+        :param job: job name or ID.
+        :param run_id: run ID.
         :param poll_interval: seconds between status checks.
         :param timeout: seconds to wait at most; ``None`` waits until the run ends.
-        :param stop_on_timeout: stop the remote run when the timeout passes.
-        :raises CmlJobRunError: the run ended without success.
+        :param stop_on_timeout: stop the remote run when the wait gives up.
+        :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
+        :raises CmlJobRunError: the run ended without success, or stayed unclear too long.
         :raises CmlJobRunTimeout: the timeout passed first.
         """
         validate_positive("poll_interval", poll_interval, allow_none=False)
         validate_positive("timeout", timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last_status: str | None = None
-        while True:
-            try:
-                run = self.get_job_run(project, job, run_id)
-            except CmlApiError as exc:
-                if not is_transient(exc):
-                    raise
-                self.log.warning("Could not read run %s this time (%s); polling again.", run_id, exc)
-            else:
-                status = run.get("status")
-                if status != last_status:
-                    self.log.info("Cloudera AI run %s is %s.", run_id, status)
-                    last_status = status
-                if statuses.is_terminal(status):
-                    link = None if statuses.is_success(status) else self.job_run_url(project, job, run_id)
-                    return dict(check_run_outcome(run, link=link))
-            if deadline is not None and time.monotonic() >= deadline:
-                if stop_on_timeout:
-                    self.stop_job_run_quietly(project, job, run_id)
-                link = self.job_run_url(project, job, run_id)
-                raise CmlJobRunTimeout(
-                    f"Cloudera AI run {run_id} was still {last_status or 'unreadable'} after {timeout}s"
-                    f"{'; it has been asked to stop' if stop_on_timeout else ''}. Raise the timeout if the "
-                    f"job needs longer.{f' See {link}' if link else ''}",
-                    run_id=run_id,
-                    status=last_status,
-                )
-            sleep_for = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
-            time.sleep(max(0.0, sleep_for))
+        validate_positive("unknown_grace", unknown_grace)
+        ref = self.resolve_run(project, job, run_id)
+        started = self.clock.monotonic()
+        rule = WaitRule(poll_interval, None if timeout is None else started + timeout, unknown_grace)
+        state = WaitState()
+        while not self.interrupted.is_set():
+            decision = rule.judge(self.poll(ref), self.clock.monotonic(), state)
+            state = decision.state
+            log_decision(self.log, ref.run_id, decision)
+            if decision.next is not Next.WAIT:
+                return dict(self._conclude(ref, rule, decision, stop_on_timeout, timeout))
+            self.clock.sleep(decision.sleep, self.interrupted)
+        raise CmlJobRunError(
+            f"The wait for Cloudera AI run {ref.run_id} was interrupted (the task is being killed).",
+            run_id=ref.run_id,
+            status=state.status,
+        )
+
+    def poll(self, ref: RunRef) -> Observation:
+        """One status check for the waiting rule: the run, or the error that came instead.
+
+        :param ref: the run.
+        """
+        try:
+            return self.get_job_run(*ref)
+        except CmlException as exc:
+            return exc
+
+    def _conclude(
+        self, ref: RunRef, rule: WaitRule, decision: Decision, stop_on_timeout: bool, timeout: float | None
+    ) -> Mapping[str, Any]:
+        """Act on a decision that ends the wait: return the run, or raise what ended it."""
+        if decision.next is Next.ERROR:
+            raise decision.error  # type: ignore[misc]
+        if decision.next is Next.FINISHED:
+            assert decision.run is not None
+            if runs.is_success(decision.state.status):
+                return decision.run
+            raise CmlJobRunError(
+                runs.failure_message(decision.run, link=self.job_run_url(*ref)),
+                run_id=ref.run_id,
+                status=decision.state.status,
+            )
+        stop = self.stop_if_active(ref) if stop_on_timeout else StopResult.NOT_ASKED
+        when, advice = rule.why_gave_up(decision, timeout)
+        message = runs.gave_up_message(
+            ref.run_id,
+            status=decision.state.status,
+            when=when,
+            advice=advice,
+            stop=stop,
+            link=self.job_run_url(*ref),
+        )
+        error = CmlJobRunTimeout if decision.next is Next.TIMED_OUT else CmlJobRunError
+        raise error(message, run_id=ref.run_id, status=decision.state.status)
 
     def test_connection(self) -> tuple[bool, str]:
         """A cheap authenticated request; used by the Connections UI's Test button."""
         try:
             config = self.config
-            if config.api_version == "v1":
+            if self.is_legacy_v1:
                 return (
                     False,
                     "The legacy v1 Jobs API has no read-only call, so the key cannot be tested without "

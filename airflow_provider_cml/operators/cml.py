@@ -1,22 +1,28 @@
-"""CmlRunJobOperator: start a Cloudera AI job run, optionally wait for it."""
+"""Face: CmlRunJobOperator starts a Cloudera AI job run and, unless told not to, waits for it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_secret
+from airflow_provider_cml import runs
+from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_if_sensitive
+from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
+from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
+from airflow_provider_cml.runs import RunRef, describe_run
 from airflow_provider_cml.validation import validate_positive
+from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
 
-# The hook module imports requests; importing it only when a task runs keeps DAG parsing light.
-DEFAULT_CONN_ID = "cml_default"
+# The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
+# pulls in the transport and the trigger pulls in Airflow's trigger machinery.
 
 
 class CmlRunJobOperator(BaseOperator):
@@ -44,6 +50,8 @@ class CmlRunJobOperator(BaseOperator):
         ``[operators] default_deferrable``). The timeout still stops the run.
     :param reattach_on_retry: on a retry of the same task instance, reattach to the run an earlier
         try started while it is active (or take its success) instead of starting another run.
+    :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` (a status that says nothing of
+        its progress) before the task gives up on it, stops it and fails; ``None``: no limit.
     """
 
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
@@ -64,11 +72,13 @@ class CmlRunJobOperator(BaseOperator):
         cml_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
         reattach_on_retry: bool = True,
+        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         validate_positive("poll_interval", poll_interval, allow_none=False)
         validate_positive("timeout", timeout)
+        validate_positive("unknown_grace", unknown_grace)
         self.project = project
         self.job = job
         self.environment = environment
@@ -79,61 +89,64 @@ class CmlRunJobOperator(BaseOperator):
         self.cml_conn_id = cml_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.reattach_on_retry = reattach_on_retry
-        self._started: tuple[str, str, str] | None = None
+        self.unknown_grace = unknown_grace
+        self._started: RunRef | None = None
         self._run_url: str | None = None
 
     @cached_property
     def hook(self) -> CmlHook:
+        """The hook for ``cml_conn_id`` (one per task run, so one HTTP session for all its polls)."""
         from airflow_provider_cml.hooks.cml import CmlHook
 
         return CmlHook(self.cml_conn_id)
 
     def _mask_sensitive_overrides(self) -> None:
-        # Values whose names Airflow deems sensitive (PASSWORD, SECRET, TOKEN, ...) are masked in logs.
         for name, value in (self.environment or {}).items():
-            if isinstance(value, str) and value:
-                mask_secret(value, name)
+            if isinstance(name, str) and isinstance(value, str):
+                mask_if_sensitive(name, value)
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
+        """Start (or reattach to) the run, push its ids to XCom, then wait unless told not to.
 
+        :param context: the task's Airflow context.
+        """
         self._mask_sensitive_overrides()
         hook = self.hook
-        if hook.config.api_version == "v1":
+        if hook.is_legacy_v1:
             return self._execute_v1(context)
-        job = hook.resolve_job(self.project, self.job)
-        project_id = hook.resolve_project(self.project)["id"]
+        ref, run = self._start_or_reattach(context)
+        self._started = ref
+        self._run_url = hook.job_run_url(self.project, ref.job_id, ref.run_id)
+        self.log.info("Cloudera AI run %s: %s", ref.run_id, self._run_url or "(no link)")
+        ti = context["ti"]
+        for key, value in ref._asdict().items():
+            ti.xcom_push(key=key, value=value)
+        ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
+        if not self.wait_for_completion:
+            return ref.run_id
+        if self.deferrable:
+            self._defer_unless_ended(context, run)
+            return ref.run_id
+        final = hook.wait_for_job_run(
+            *ref, poll_interval=self.poll_interval, timeout=self.timeout, unknown_grace=self.unknown_grace
+        )
+        self.log.info("Cloudera AI %s.", describe_run(final))
+        return ref.run_id
+
+    def _start_or_reattach(self, context: Context) -> tuple[RunRef, Mapping[str, Any]]:
+        hook = self.hook
+        ids = hook.resolve_run(self.project, self.job, "")
         finder = EarlierRunFinder(hook, context)
-        run = finder.find(project_id, job["id"]) if self.reattach_on_retry else None
+        run = finder.find(ids.project_id, ids.job_id) if self.reattach_on_retry else None
         if run is not None:
             self.log.info(
-                "Reattaching to run %s (%s) started by an earlier try.", run["id"], run.get("status")
+                "Reattaching to run %s (%s) started by an earlier try.", run["id"], runs.status_of(run)
             )
         else:
             environment = {**(self.environment or {}), **task_identity(context)}
-            run = hook.start_job_run(project_id, job["id"], environment, self.arguments)
-            finder.remember(project_id, job["id"], str(run["id"]))
-        run_id = str(run["id"])
-        self._started = (project_id, str(job["id"]), run_id)
-        self._run_url = hook.job_run_url(self.project, str(job["id"]), run_id)
-        self.log.info("Cloudera AI run %s: %s", run_id, self._run_url or "(no link)")
-        ti = context["ti"]
-        ti.xcom_push(key="run_id", value=run_id)
-        ti.xcom_push(key="project_id", value=project_id)
-        ti.xcom_push(key="job_id", value=str(job["id"]))
-        ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
-        if not self.wait_for_completion:
-            return run_id
-        if self.deferrable:
-            self._defer_unless_ended(context, run)
-            return run_id
-        from airflow_provider_cml.runs import describe_run
-
-        final = hook.wait_for_job_run(
-            project_id, str(job["id"]), run_id, poll_interval=self.poll_interval, timeout=self.timeout
-        )
-        self.log.info("Cloudera AI %s.", describe_run(final))
-        return run_id
+            run = hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
+            finder.remember(ids.project_id, ids.job_id, str(run["id"]))
+        return ids._replace(run_id=str(run["id"])), run
 
     def _defer_unless_ended(self, context: Context, run: Mapping[str, Any]) -> None:
         """Hand the waiting to the triggerer unless ``run`` already ended.
@@ -141,23 +154,20 @@ class CmlRunJobOperator(BaseOperator):
         ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
         asking again right away would only cost a request.
         """
-        from airflow_provider_cml import statuses
-        from airflow_provider_cml.runs import check_run_outcome
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
-        project_id, job_id, run_id = self._started  # type: ignore[misc]
-        if statuses.is_terminal(run.get("status")):
-            check_run_outcome(run, link=self._run_url)
+        assert self._started is not None
+        if runs.is_terminal(runs.status_of(run)):
+            runs.check_run_outcome(run, link=self._run_url)
             return
         self.defer(
             trigger=CmlJobRunTrigger(
-                project_id=project_id,
-                job_id=job_id,
-                run_id=run_id,
+                **self._started._asdict(),
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=self._deadline(context),
                 run_url=self._run_url,
+                unknown_grace=self.unknown_grace,
             ),
             method_name="execute_complete",
         )
@@ -168,8 +178,6 @@ class CmlRunJobOperator(BaseOperator):
         The trigger stops the run at that time; without this, Airflow's own deferral timeout would
         fail the task but leave the run going.
         """
-        import time
-
         deadlines = []
         now = time.time()
         if self.timeout is not None:
@@ -182,8 +190,11 @@ class CmlRunJobOperator(BaseOperator):
         return min(deadlines) if deadlines else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        """Resume after the trigger fired: return the run id on success, raise a clear error otherwise."""
-        from airflow_provider_cml.runs import describe_run
+        """Resume after the trigger fired: return the run id on success, raise a clear error otherwise.
+
+        :param context: the task's Airflow context.
+        :param event: the trigger's event.
+        """
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
         run = outcome_of_event(event)
@@ -203,7 +214,7 @@ class CmlRunJobOperator(BaseOperator):
         return engine_id
 
     def on_kill(self) -> None:
-        """Stop the remote run when Airflow kills the task, so nothing keeps running unseen."""
+        """Stop the remote run when Airflow kills the task, and wake the wait at once."""
         if self._started and self.wait_for_completion:
-            project_id, job_id, run_id = self._started
-            self.hook.stop_job_run_quietly(project_id, job_id, run_id)
+            self.hook.interrupt()
+            self.hook.stop_if_active(self._started)

@@ -1,20 +1,24 @@
-"""CmlJobRunSensor: wait for a Cloudera AI v2 job run to end."""
+"""Face: CmlJobRunSensor waits for a Cloudera AI v2 job run to end."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_cml import statuses
+from airflow_provider_cml import runs
 from airflow_provider_cml._compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
     default_deferrable,
 )
-from airflow_provider_cml.exceptions import CmlApiError, CmlJobRunError
-from airflow_provider_cml.operators.cml import DEFAULT_CONN_ID
+from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.runs import RunRef, StopResult, describe_run
+from airflow_provider_cml.validation import validate_positive
+from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next, WaitRule, WaitState, log_decision
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -24,18 +28,21 @@ if TYPE_CHECKING:
 class CmlJobRunSensor(BaseSensorOperator):
     """Succeed when a Cloudera AI job run succeeds; fail when it ends otherwise.
 
-    ``ENGINE_STOPPING``, ``ENGINE_UNKNOWN`` and unknown statuses keep the sensor poking; a transient
-    HTTP error (no answer, 429, 5xx) never fails a poke. With ``soft_fail=True`` a failed run skips
-    the task instead of failing it. Needs a v2 connection: the v1 API cannot report status.
+    ``ENGINE_STOPPING`` keeps the sensor poking; ``ENGINE_UNKNOWN`` too, for up to ``unknown_grace``;
+    a transient HTTP error (no answer, 429, 5xx) never fails a poke. With ``soft_fail=True`` a failed
+    run skips the task instead of failing it. Needs a v2 connection: the v1 API cannot report status.
+    The sensor never stops the run: it does not own it.
 
-    :param project: project name or ID (templated).
-    :param job: job name or ID (templated).
-    :param run_id: the run's id, e.g. ``"{{ ti.xcom_pull(task_ids='train', key='run_id') }}"``
+    :param project: project name or ID (templated). The upstream operator's ``project_id`` XCom
+        saves a look-up per check.
+    :param job: job name or ID (templated); likewise its ``job_id`` XCom.
+    :param run_id: the run's id, e.g. ``start.output`` of an upstream ``CmlRunJobOperator``
         (templated).
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer between checks (default: Airflow's
-        ``[operators] default_deferrable``). The sensor's ``timeout`` still applies; the run is not
-        stopped by the sensor, which does not own it.
+        ``[operators] default_deferrable``). The sensor's ``timeout`` still applies.
+    :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the sensor fails;
+        ``None``: no limit. Counted within one worker process (``mode="poke"``, or deferrable).
     """
 
     template_fields: Sequence[str] = ("project", "job", "run_id")
@@ -49,73 +56,98 @@ class CmlJobRunSensor(BaseSensorOperator):
         run_id: str,
         cml_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
+        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        validate_positive("unknown_grace", unknown_grace)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.project = project
         self.job = job
         self.run_id = run_id
         self.cml_conn_id = cml_conn_id
+        self.unknown_grace = unknown_grace
+        self._wait_state = WaitState()
 
     @cached_property
     def hook(self) -> CmlHook:
+        """The hook for ``cml_conn_id`` (one per task process, so names are looked up once)."""
         from airflow_provider_cml.hooks.cml import CmlHook
 
         return CmlHook(self.cml_conn_id)
 
-    def poke(self, context: Context) -> bool:
-        from airflow_provider_cml._http import is_transient
-        from airflow_provider_cml.runs import check_run_outcome
+    def _ref(self) -> RunRef:
+        if not isinstance(self.run_id, str) or not self.run_id.strip():
+            raise CmlConfigError(
+                f"run_id must be the id of a Cloudera AI run (e.g. the upstream operator's output), not "
+                f"{self.run_id!r}."
+            )
+        return self.hook.resolve_run(self.project, self.job, self.run_id.strip())
 
-        try:
-            run = self.hook.get_job_run(self.project, self.job, self.run_id)
-        except CmlApiError as exc:
-            if is_transient(exc):
-                self.log.warning("Could not read run %s this time (%s); poking again.", self.run_id, exc)
-                return False
-            raise
-        status = run.get("status")
-        self.log.info("Cloudera AI run %s is %s.", self.run_id, status)
-        if not statuses.is_terminal(status):
+    def poke(self, context: Context) -> bool:
+        """One status check, judged by the shared waiting rule.
+
+        :param context: the task's Airflow context.
+        """
+        ref = self._ref()
+        rule = WaitRule(self.poke_interval, None, self.unknown_grace)
+        decision = rule.judge(self.hook.poll(ref), time.monotonic(), self._wait_state)
+        self._wait_state = decision.state
+        log_decision(self.log, ref.run_id, decision)
+        if decision.next is Next.WAIT:
             return False
+        if decision.next is Next.ERROR:
+            raise decision.error  # type: ignore[misc]
+        if decision.next is Next.FINISHED and decision.run is not None:
+            self._fail_unless_succeeded(decision.run)
+            return True
+        when, advice = rule.why_gave_up(decision, None)
+        message = runs.gave_up_message(
+            ref.run_id, status=decision.state.status, when=when, advice=advice, stop=StopResult.NOT_ASKED
+        )
+        self._fail(CmlJobRunError(message, run_id=ref.run_id, status=decision.state.status))
+
+    def _fail_unless_succeeded(self, run: Any) -> None:
         try:
-            check_run_outcome(run)
+            runs.check_run_outcome(run)
         except CmlJobRunError as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from exc
-            raise
-        return True
+            self._fail(exc)
+
+    def _fail(self, exc: CmlException) -> NoReturn:
+        if self.soft_fail:
+            raise AirflowSkipException(str(exc)) from exc
+        raise exc
 
     def execute(self, context: Context) -> Any:
+        """Poke (in a worker), or check once and then defer to the triggerer.
+
+        :param context: the task's Airflow context.
+        """
         if not self.deferrable:
             return super().execute(context)
         if self.poke(context):
             return None
-        import time
-
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
-        project_id = self.hook.resolve_project(self.project)["id"]
-        job_id = self.hook.resolve_job(project_id, self.job)["id"]
         self.defer(
             trigger=CmlJobRunTrigger(
-                project_id=project_id,
-                job_id=job_id,
-                run_id=self.run_id,
+                **self._ref()._asdict(),
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
                 stop_on_timeout=False,
+                unknown_grace=self.unknown_grace,
             ),
             method_name="execute_complete",
         )
         return None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
-        """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message."""
-        from airflow_provider_cml.exceptions import CmlJobRunTimeout
-        from airflow_provider_cml.runs import describe_run
+        """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message.
+
+        :param context: the task's Airflow context.
+        :param event: the trigger's event.
+        """
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
         try:
@@ -124,8 +156,6 @@ class CmlJobRunSensor(BaseSensorOperator):
             if self.soft_fail:
                 raise AirflowSkipException(str(exc)) from exc
             raise AirflowSensorTimeout(str(exc)) from exc
-        except CmlJobRunError as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from exc
-            raise
+        except CmlException as exc:
+            self._fail(exc)
         self.log.info("Cloudera AI %s.", describe_run(run))

@@ -11,6 +11,10 @@ from airflow_provider_cml.testing import load_spec, local_workbench
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve a local workbench from a spec file until interrupted.
+
+    :param argv: command-line arguments (default: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(description="Serve a simulated Cloudera AI workbench on loopback.")
     parser.add_argument("--spec", required=True, help="JSON spec of projects, jobs and API keys")
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")

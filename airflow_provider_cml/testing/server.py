@@ -71,6 +71,8 @@ class Faults:
 
 @dataclass(frozen=True)
 class JournalEntry:
+    """One request the workbench saw: method, path, status answered and any fault injected."""
+
     method: str
     path: str
     status: int | None
@@ -351,14 +353,20 @@ class WorkbenchServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The workbench's base URL, e.g. ``http://127.0.0.1:41234``."""
         host, port = self.server_address[:2]
         return f"{self.scheme}://{host!s}:{port}"
 
     def record(self, entry: JournalEntry) -> None:
+        """Add a request to the journal.
+
+        :param entry: what was seen.
+        """
         with self._journal_lock:
             self.journal.append(entry)
 
     def next_request_number(self) -> int:
+        """A new request number (for request-id headers)."""
         with self._journal_lock:
             self._request_number += 1
             return self._request_number
@@ -378,6 +386,11 @@ class WorkbenchServer(ThreadingHTTPServer):
         return entries
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Count the connection, then serve it.
+
+        :param request: the accepted socket.
+        :param client_address: the peer's address.
+        """
         with self._journal_lock:
             self.connections_opened += 1
         super().process_request(request, client_address)
@@ -387,9 +400,9 @@ class WorkbenchServer(ThreadingHTTPServer):
         method: str,
         path: str,
         status: int,
-        times: int = 1,
         body: str | None = None,
         content_type: str = "application/json",
+        times: int = 1,
     ) -> None:
         """Answer the next ``times`` requests whose path fully matches the regex ``path`` with ``status``.
 
@@ -401,6 +414,11 @@ class WorkbenchServer(ThreadingHTTPServer):
             self._scripted.append([method, re.compile(path), status, times, body, content_type])
 
     def take_scripted_answer(self, method: str, path: str) -> tuple[int, str, str] | None:
+        """The next scripted answer for this request (see :meth:`fail_next`), if any.
+
+        :param method: HTTP method.
+        :param path: request path.
+        """
         with self._journal_lock:
             for rule in self._scripted:
                 if rule[0] == method and rule[1].fullmatch(path) and rule[3] > 0:
@@ -415,11 +433,13 @@ class WorkbenchServer(ThreadingHTTPServer):
             self._scripted.clear()
 
     def start(self) -> WorkbenchServer:
+        """Serve in a background thread; returns ``self``."""
         self._thread = threading.Thread(target=self.serve_forever, name="cml-workbench", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and stop every active run."""
         self.shutdown()
         self.server_close()
         self.workbench.shutdown()

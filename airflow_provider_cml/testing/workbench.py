@@ -52,6 +52,8 @@ def _now() -> str:
 
 @dataclass
 class Project:
+    """A simulated project: its owner, folder of scripts, environment and jobs."""
+
     id: str
     name: str
     owner: str
@@ -61,9 +63,11 @@ class Project:
 
     @property
     def slug(self) -> str:
+        """The project's URL slug, derived from its name."""
         return self.name.lower().replace(" ", "-")
 
     def to_api(self) -> dict[str, Any]:
+        """The project as the API answers it."""
         return {
             "id": self.id,
             "name": self.name,
@@ -81,6 +85,8 @@ class Project:
 
 @dataclass
 class Job:
+    """A simulated job: its script (or a scriptless duration), environment, timeout and parent."""
+
     id: str
     v1_id: int
     project: Project
@@ -99,6 +105,7 @@ class Job:
     created_at: str = field(default_factory=_now)
 
     def to_api(self) -> dict[str, Any]:
+        """The job as the API answers it."""
         return {
             "id": self.id,
             "name": self.name,
@@ -125,6 +132,8 @@ class Job:
 
 @dataclass
 class Run:
+    """A simulated run: status, times, environment and the process running its script."""
+
     id: str
     job: Job
     environment: dict[str, str]
@@ -140,6 +149,7 @@ class Run:
     output_path: Path | None = None
 
     def to_api(self) -> dict[str, Any]:
+        """The run as the API answers it (a JobRun)."""
         data: dict[str, Any] = {
             "id": self.id,
             "job_id": self.job.id,
@@ -216,6 +226,14 @@ class Workbench:
         env: Mapping[str, str] | None = None,
         jobs: list[Mapping[str, Any]] | None = None,
     ) -> Project:
+        """Add a project and its jobs.
+
+        :param name: the project's name.
+        :param owner: the owner's username.
+        :param folder: where its jobs' scripts are.
+        :param env: project-level environment variables.
+        :param jobs: job specs (see the class docstring).
+        """
         with self.lock:
             project = Project(_resource_id(), name, owner, Path(folder).resolve(), dict(env or {}))
             self.projects[project.id] = project
@@ -251,6 +269,20 @@ class Workbench:
         duration: float = 0.0,
         exit_code: int = 0,
     ) -> Job:
+        """Add a job to a project.
+
+        :param project: the project.
+        :param name: the job's name.
+        :param script: its script, relative to the project's folder (``""``: scriptless).
+        :param env: job-level environment variables.
+        :param timeout: the job's own timeout in seconds (0: none).
+        :param parent: the job whose success starts this one.
+        :param arguments: default ``JOB_ARGUMENTS``.
+        :param on_concurrent_start: ``"error"`` (400 "already active") or ``"skip"`` (an
+            ``ENGINE_SKIPPED`` run) when a start meets an active run.
+        :param duration: how long a scriptless run lasts.
+        :param exit_code: how a scriptless run ends (0: success).
+        """
         with self.lock:
             job = Job(
                 _resource_id(),
@@ -272,12 +304,21 @@ class Workbench:
     # -- looking up -------------------------------------------------------------------------------
 
     def project(self, project_id: str) -> Project:
+        """A project by ID (KeyError if unknown).
+
+        :param project_id: project ID.
+        """
         try:
             return self.projects[project_id]
         except KeyError:
             raise ApiError(404, f"project not found: {project_id}") from None
 
     def job(self, project_id: str, job_id: str) -> Job:
+        """A job by IDs (KeyError if unknown).
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        """
         project = self.project(project_id)
         job = self.jobs.get(job_id)
         if job is None or job.project is not project:
@@ -285,6 +326,12 @@ class Workbench:
         return job
 
     def run(self, project_id: str, job_id: str, run_id: str) -> Run:
+        """A run by IDs (KeyError if unknown).
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        :param run_id: run ID.
+        """
         job = self.job(project_id, job_id)
         run = self.runs.get(run_id)
         if run is None or run.job is not job:
@@ -292,6 +339,11 @@ class Workbench:
         return run
 
     def find_project_by_slug(self, owner: str, slug: str) -> Project:
+        """A project by its v1 address ``<owner>/<slug>`` (KeyError if unknown).
+
+        :param owner: the owner's username.
+        :param slug: the project's slug.
+        """
         for project in self.projects.values():
             if project.owner == owner and project.slug == slug:
                 return project
@@ -305,20 +357,35 @@ class Workbench:
         raise KeyError(f"{project_name}/{job_name}")
 
     def active_runs(self) -> list[Run]:
+        """Every run that has not ended."""
         with self.lock:
             return [r for r in self.runs.values() if r.status in ACTIVE]
 
     def runs_of(self, job: Job) -> list[Run]:
+        """A job's runs, oldest first.
+
+        :param job: the job.
+        """
         with self.lock:
             return [r for r in self.runs.values() if r.job is job]
 
     def run_output(self, run_id: str) -> str:
+        """What a run's script printed.
+
+        :param run_id: run ID.
+        """
         run = self.runs[run_id]
         return run.output_path.read_text() if run.output_path and run.output_path.exists() else ""
 
     # -- running ----------------------------------------------------------------------------------
 
     def start_run(self, job: Job, environment: Mapping[str, Any] | None, arguments: str | None) -> Run:
+        """Start a run of ``job`` as the API would (one active run per job).
+
+        :param job: the job.
+        :param environment: overrides of the job's environment.
+        :param arguments: the run's ``JOB_ARGUMENTS``.
+        """
         env = dict(environment or {})
         for name, value in env.items():
             if not isinstance(value, str):
@@ -343,6 +410,10 @@ class Workbench:
         return run
 
     def stop_run(self, run: Run) -> Run:
+        """Stop a run (its script gets SIGTERM) and mark it ``ENGINE_STOPPED``.
+
+        :param run: the run.
+        """
         with self.lock:
             if run.status not in ACTIVE:
                 raise ApiError(400, f"job run {run.id} is not running (status {run.status})", grpc_code=9)

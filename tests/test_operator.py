@@ -1,0 +1,205 @@
+"""CmlRunJobOperator below dag.test(): its own decisions, with a stub hook in place of the API.
+
+The operator's HTTP behaviour is covered through real Airflow and the workbench (test_dags.py,
+test_hook_workbench.py); here each of its branches is checked on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.links import RUN_URL_XCOM_KEY
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.runs import RunRef, StopResult
+
+REF = RunRef("pppp-pppp-pppp-pppp", "jjjj-jjjj-jjjj-jjjj", "run0000000000001")
+
+
+class StubHook:
+    """What the operator asks of CmlHook, answered from memory, with every call recorded."""
+
+    def __init__(self, *, legacy: bool = False, start_status: str = "ENGINE_SCHEDULING") -> None:
+        self.is_legacy_v1 = legacy
+        self.start_status = start_status
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.interrupted = False
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((name, args, kwargs))
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    def resolve_run(self, project: str, job: str, run_id: str) -> RunRef:
+        self._record("resolve_run", project, job, run_id)
+        return REF._replace(run_id=run_id)
+
+    def start_job_run(self, project: str, job: str, environment: Any = None, arguments: Any = None) -> dict:
+        self._record("start_job_run", project, job, environment, arguments)
+        if self.is_legacy_v1:
+            return {"engine_id": "engine42"}
+        return {"id": REF.run_id, "status": self.start_status, "job_id": REF.job_id}
+
+    def job_run_url(self, project: str, job_id: str, run_id: str) -> str:
+        return f"https://wb.example/{project}/jobs/{job_id}/runs/{run_id}"
+
+    def wait_for_job_run(self, *ref: str, **options: Any) -> dict:
+        self._record("wait_for_job_run", *ref, **options)
+        return {"id": ref[2], "status": "ENGINE_SUCCEEDED"}
+
+    def interrupt(self) -> None:
+        self._record("interrupt")
+        self.interrupted = True
+
+    def stop_if_active(self, ref: RunRef) -> StopResult:
+        self._record("stop_if_active", ref)
+        return StopResult.STOPPED
+
+
+class StubTI:
+    def __init__(self, start_date: datetime | None = None) -> None:
+        self.dag_id, self.task_id, self.run_id = "d", "t", "manual__1"
+        self.map_index, self.try_number = -1, 1
+        self.start_date = start_date
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def _operator(hook: StubHook, **kwargs: Any) -> CmlRunJobOperator:
+    operator = CmlRunJobOperator(**{"task_id": "t", "project": "Analytics", "job": "train", **kwargs})
+    operator.__dict__["hook"] = hook  # the cached_property's slot: no connection needed
+    return operator
+
+
+def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
+    hook, ti = StubHook(), StubTI()
+    operator = _operator(hook, environment={"RUN_DATE": "2024-06-01"}, poll_interval=7, timeout=70)
+    assert operator.execute({"ti": ti}) == REF.run_id
+    assert hook.names() == ["resolve_run", "start_job_run", "wait_for_job_run"]
+    _, args, _ = hook.calls[1]
+    assert args[2]["RUN_DATE"] == "2024-06-01" and args[2]["AIRFLOW_CTX_TASK_ID"] == "t"
+    _, args, options = hook.calls[2]
+    assert args == tuple(REF)
+    assert options == {"poll_interval": 7, "timeout": 70, "unknown_grace": 600.0}
+    assert {k: ti.xcom[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
+    assert ti.xcom[RUN_URL_XCOM_KEY].endswith(f"/runs/{REF.run_id}")
+
+
+def test_no_wait_returns_after_the_start():
+    hook = StubHook()
+    assert _operator(hook, wait_for_completion=False).execute({"ti": StubTI()}) == REF.run_id
+    assert "wait_for_job_run" not in hook.names()
+
+
+def test_v1_branch_starts_and_returns_the_engine_id():
+    hook, ti = StubHook(legacy=True), StubTI()
+    operator = _operator(hook, project="alice/analytics", job="208", wait_for_completion=False)
+    assert operator.execute({"ti": ti}) == "engine42"
+    assert hook.names() == ["start_job_run"] and ti.xcom == {"engine_id": "engine42"}
+
+
+def test_v1_branch_refuses_to_wait_before_starting_anything():
+    hook = StubHook(legacy=True)
+    with pytest.raises(CmlConfigError, match="cannot report a run's status.*wait_for_completion=False"):
+        _operator(hook).execute({"ti": StubTI()})
+    assert hook.calls == []
+
+
+def test_deadline_is_the_earlier_of_timeout_and_execution_timeout():
+    started = datetime.now(timezone.utc) - timedelta(seconds=30)
+    context = {"ti": StubTI(start_date=started)}
+    by_timeout = _operator(StubHook(), timeout=100, execution_timeout=timedelta(hours=1))
+    deadline = by_timeout._deadline(context)
+    assert deadline is not None and abs(deadline - (time.time() + 100)) < 5
+    by_execution_timeout = _operator(StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60))
+    assert by_execution_timeout._deadline(context) == pytest.approx(started.timestamp() + 60)
+    assert _operator(StubHook())._deadline(context) is None
+
+
+def test_deadline_counts_from_now_when_airflow_has_no_start_date():
+    operator = _operator(StubHook(), execution_timeout=timedelta(seconds=60))
+    deadline = operator._deadline({"ti": StubTI(start_date=None)})
+    assert deadline is not None and abs(deadline - (time.time() + 60)) < 5
+
+
+def test_deferrable_does_not_defer_a_run_that_already_ended():
+    hook = StubHook(start_status="ENGINE_SUCCEEDED")
+    assert _operator(hook, deferrable=True).execute({"ti": StubTI()}) == REF.run_id
+    hook = StubHook(start_status="ENGINE_FAILED")
+    with pytest.raises(CmlJobRunError, match="ENGINE_FAILED did not succeed"):
+        _operator(hook, deferrable=True).execute({"ti": StubTI()})
+
+
+def test_deferrable_hands_the_run_to_the_trigger():
+    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.exceptions import TaskDeferred
+    else:
+        from airflow.exceptions import TaskDeferred
+    operator = _operator(StubHook(), deferrable=True, poll_interval=15, timeout=60, unknown_grace=120)
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute({"ti": StubTI()})
+    path, kwargs = info.value.trigger.serialize()
+    assert path.endswith("CmlJobRunTrigger") and info.value.method_name == "execute_complete"
+    assert {k: kwargs[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
+    assert kwargs["poll_interval"] == 15 and kwargs["unknown_grace"] == 120 and kwargs["stop_on_timeout"]
+    assert kwargs["run_url"].endswith(REF.run_id)
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "words"),
+    [
+        ({"status": "success", "run": {"id": "r9", "status": "ENGINE_SUCCEEDED"}}, None, None),
+        (
+            {
+                "status": "failed",
+                "run_id": "r9",
+                "run": {"id": "r9", "status": "ENGINE_FAILED"},
+                "run_url": "L",
+            },
+            CmlJobRunError,
+            "ENGINE_FAILED did not succeed.*See L",
+        ),
+        (
+            {"status": "timeout", "run_id": "r9", "message": "still running"},
+            CmlJobRunTimeout,
+            "still running",
+        ),
+        ({"status": "unclear", "run_id": "r9", "message": "lost track"}, CmlJobRunError, "lost track"),
+        ({"status": "error", "message": "HTTP 403"}, CmlException, "HTTP 403"),
+        (None, CmlException, "unexpected event"),
+        ({"nothing": 1}, CmlException, "unexpected event"),
+    ],
+)
+def test_execute_complete(event, error, words):
+    operator = _operator(StubHook())
+    if error is None:
+        assert operator.execute_complete({}, event) == "r9"
+        return
+    with pytest.raises(error, match=words):
+        operator.execute_complete({}, event)
+
+
+def test_on_kill_wakes_the_wait_and_stops_the_run():
+    hook = StubHook()
+    operator = _operator(hook)
+    operator._started = REF
+    operator.on_kill()
+    assert hook.names() == ["interrupt", "stop_if_active"] and hook.calls[1][1] == (REF,)
+
+
+def test_on_kill_before_a_start_or_without_waiting_stops_nothing():
+    hook = StubHook()
+    _operator(hook).on_kill()
+    no_wait = _operator(hook, wait_for_completion=False)
+    no_wait._started = REF
+    no_wait.on_kill()
+    assert hook.calls == []

@@ -1,0 +1,161 @@
+"""The one waiting rule, as a table: every status, error kind and deadline case, no I/O at all.
+
+The sync wait, the trigger and the sensor only fetch, sleep and act on this rule's decisions; their
+own tests check that wiring.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
+from airflow_provider_cml.runs import KNOWN_STATUSES, TERMINAL_STATES
+from airflow_provider_cml.waiting import Next, WaitRule, WaitState
+
+
+def _run(status: str | None) -> dict:
+    run = {"id": "r1", "job_id": "j1"}
+    if status is not None:
+        run["status"] = status
+    return run
+
+
+NO_ANSWER = CmlApiError("no answer", http_status=None)
+RATE_LIMITED = CmlApiError("busy", http_status=429)
+SERVER_ERROR = CmlApiError("down", http_status=503)
+FORBIDDEN = CmlApiError("no", http_status=403)
+NOT_FOUND = CmlApiError("gone", http_status=404)
+REFUSED = CmlApiError("bad", http_status=400)
+BAD_CONFIG = CmlConfigError("bad TLS")
+LOOKUP = CmlLookupError("no such job")
+
+RULE = WaitRule(poll_interval=10, deadline=100, unknown_grace=60)
+ACTIVE = ["ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING"]
+
+
+@pytest.mark.parametrize(
+    ("seen", "now", "expected", "sleep"),
+    [
+        # Every active status keeps the wait going, one poll interval at a time ...
+        *((_run(s), 0, Next.WAIT, 10) for s in ACTIVE),
+        # ... but never past the deadline: the last sleep is what is left.
+        (_run("ENGINE_RUNNING"), 95, Next.WAIT, 5),
+        (_run("ENGINE_RUNNING"), 100, Next.TIMED_OUT, 0),
+        (_run("ENGINE_RUNNING"), 250, Next.TIMED_OUT, 0),
+        # A missing status is the enum's zero value: scheduling.
+        (_run(None), 0, Next.WAIT, 10),
+        (_run(""), 0, Next.WAIT, 10),
+        # Every terminal status ends the wait, in any case, even after the deadline.
+        *((_run(s), 0, Next.FINISHED, 0) for s in sorted(TERMINAL_STATES)),
+        *((_run(s.lower()), 0, Next.FINISHED, 0) for s in sorted(TERMINAL_STATES)),
+        (_run("ENGINE_SUCCEEDED"), 500, Next.FINISHED, 0),
+        (_run("ENGINE_FAILED"), 500, Next.FINISHED, 0),
+        # Unclear statuses wait (within their grace period; the first sleep ends at most at its end).
+        (_run("ENGINE_UNKNOWN"), 0, Next.WAIT, 10),
+        (_run("SOMETHING_NEW"), 0, Next.WAIT, 10),
+        # Transient errors keep the wait going; they still respect the deadline.
+        (NO_ANSWER, 0, Next.WAIT, 10),
+        (RATE_LIMITED, 0, Next.WAIT, 10),
+        (SERVER_ERROR, 0, Next.WAIT, 10),
+        (SERVER_ERROR, 100, Next.TIMED_OUT, 0),
+        # Anything else ends it with that error, deadline or not.
+        (FORBIDDEN, 0, Next.ERROR, 0),
+        (NOT_FOUND, 0, Next.ERROR, 0),
+        (REFUSED, 0, Next.ERROR, 0),
+        (BAD_CONFIG, 0, Next.ERROR, 0),
+        (LOOKUP, 500, Next.ERROR, 0),
+    ],
+)
+def test_one_poll(seen, now, expected, sleep):
+    decision = RULE.judge(seen, now, WaitState())
+    assert decision.next is expected
+    assert decision.sleep == sleep
+    if expected is Next.FINISHED:
+        assert decision.run is seen
+    if expected is Next.ERROR:
+        assert decision.error is seen
+    if expected is Next.WAIT and isinstance(seen, CmlApiError):
+        assert decision.error is seen  # for the "could not read this time" log line
+        assert not decision.changed
+
+
+def test_every_known_status_is_covered_by_the_table():
+    covered = set(ACTIVE) | TERMINAL_STATES | {"ENGINE_UNKNOWN"}
+    assert covered == KNOWN_STATUSES
+
+
+def test_no_deadline_waits_forever_on_active_runs():
+    rule = WaitRule(poll_interval=30)
+    decision = rule.judge(_run("ENGINE_RUNNING"), 10**9, WaitState())
+    assert decision.next is Next.WAIT and decision.sleep == 30
+
+
+def _walk(rule: WaitRule, timeline: list[tuple[float, object]]) -> list[Next]:
+    state, seen = WaitState(), []
+    for now, observation in timeline:
+        decision = rule.judge(observation, now, state)
+        state = decision.state
+        seen.append(decision.next)
+    return seen
+
+
+def test_unknown_ends_the_wait_after_the_grace_period_counted_from_when_it_began():
+    rule = WaitRule(poll_interval=10, unknown_grace=60)
+    timeline = [
+        (0, _run("ENGINE_RUNNING")),
+        (10, _run("ENGINE_UNKNOWN")),  # unclear since 10
+        (40, NO_ANSWER),  # a failed read does not reset the clock
+        (69, _run("ENGINE_UNKNOWN")),
+        (70, _run("ENGINE_UNKNOWN")),  # 60 s since it began
+    ]
+    assert _walk(rule, timeline) == [Next.WAIT, Next.WAIT, Next.WAIT, Next.WAIT, Next.UNCLEAR]
+
+
+def test_a_clear_status_resets_the_grace_period():
+    rule = WaitRule(poll_interval=10, unknown_grace=60)
+    timeline = [
+        (0, _run("ENGINE_UNKNOWN")),
+        (50, _run("ENGINE_RUNNING")),
+        (100, _run("ENGINE_UNKNOWN")),
+        (150, _run("ENGINE_UNKNOWN")),
+        (160, _run("ENGINE_UNKNOWN")),
+    ]
+    assert _walk(rule, timeline) == [Next.WAIT, Next.WAIT, Next.WAIT, Next.WAIT, Next.UNCLEAR]
+
+
+def test_the_sleep_never_passes_the_end_of_the_grace_period():
+    rule = WaitRule(poll_interval=30, unknown_grace=45)
+    state = rule.judge(_run("ENGINE_UNKNOWN"), 0, WaitState()).state
+    assert rule.judge(_run("ENGINE_UNKNOWN"), 30, state).sleep == 15
+
+
+def test_no_grace_period_waits_on_unknown_forever():
+    rule = WaitRule(poll_interval=10, unknown_grace=None)
+    timeline = [(0, _run("ENGINE_UNKNOWN")), (10**6, _run("ENGINE_UNKNOWN"))]
+    assert _walk(rule, timeline) == [Next.WAIT, Next.WAIT]
+
+
+def test_status_changes_are_flagged_once():
+    rule = WaitRule(poll_interval=10)
+    state, changed = WaitState(), []
+    for status in ["ENGINE_SCHEDULING", "ENGINE_SCHEDULING", "engine_running", "ENGINE_RUNNING"]:
+        decision = rule.judge(_run(status), 0, state)
+        state = decision.state
+        changed.append(decision.changed)
+    assert changed == [True, False, True, False]
+    assert state.status == "ENGINE_RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("next_", "waited", "words"),
+    [
+        (Next.TIMED_OUT, 25, ("after 25s", "Raise the timeout")),
+        (Next.TIMED_OUT, None, ("when the task's time ran out", "Raise the timeout")),
+        (Next.UNCLEAR, None, ("for 60s", "unknown_grace")),
+    ],
+)
+def test_why_the_wait_gave_up(next_, waited, words):
+    rule = WaitRule(poll_interval=10, unknown_grace=60)
+    decision = rule.judge(_run("ENGINE_UNKNOWN"), 0, WaitState())
+    when, advice = rule.why_gave_up(type(decision)(next_, decision.state), waited)
+    assert words[0] in when and words[1] in advice
