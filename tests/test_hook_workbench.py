@@ -178,3 +178,31 @@ def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
     with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
         CmlHook().wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.1, timeout=10)
     assert marker.read_text() == "stopped"
+
+
+def test_a_kill_wakes_the_sync_wait_at_once_and_stops_the_run(wb):
+    """Airflow's SIGTERM handler calls on_kill in the waiting thread; the wait must not sleep on."""
+    import signal
+    import time
+
+    from airflow_provider_cml.operators.cml import CmlRunJobOperator
+
+    operator = CmlRunJobOperator(task_id="killed", project="Analytics", job="sleeper", poll_interval=30)
+    run = operator.hook.start_job_run("Analytics", "sleeper")
+    operator._started = operator.hook.resolve_run("Analytics", "sleeper", run["id"])
+    killed_at: list[float] = []
+
+    def on_term(signum, frame):  # what the task runner does on SIGTERM
+        killed_at.append(time.monotonic())
+        operator.on_kill()
+
+    previous = signal.signal(signal.SIGALRM, on_term)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)  # half a second into a 30 s poll interval
+    try:
+        with pytest.raises(CmlJobRunError, match="interrupted"):
+            operator.hook.wait_for_job_run(*operator._started, poll_interval=30)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert killed_at, "the signal never came"
+    assert time.monotonic() - killed_at[0] < 2
+    assert len(wb.requests("POST", RUNS + r"/[^/]+:stop")) == 1
