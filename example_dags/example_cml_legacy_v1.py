@@ -32,6 +32,9 @@ with DAG(
         cml_conn_id="cml_legacy",
         project="alice/demo-analytics",
         job="1",
-        environment={"RUN_DATE": "{{ (dag_run.logical_date or dag_run.run_after) | ds }}", "SAMPLE_ROWS": "10"},
+        environment={
+            "RUN_DATE": "{{ (dag_run.logical_date or dag_run.run_after) | ds }}",
+            "SAMPLE_ROWS": "10",
+        },
         wait_for_completion=False,  # v1 cannot report status: required
     )
