@@ -18,7 +18,9 @@ from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.retry import RetryPolicy
 
 API_VERSIONS = ("v2", "v1")
-DEFAULT_RUN_URL_TEMPLATE = "{base_url}/{owner}/{project_slug}/jobs/{job_id}/runs/{run_id}"
+#: The project's jobs page: a page that exists. A run's own page needs the web UI's numeric job id,
+#: which the v2 API does not give; workbenches where users know a better page set ``run_url_template``.
+DEFAULT_RUN_URL_TEMPLATE = "{base_url}/{owner}/{project_slug}/jobs"
 _DEFAULTS = {f.name: f.default for f in CONN_FIELDS}
 _API_SUFFIX = re.compile(r"/api(/v[12])?/*$")
 HOST_EXAMPLE = "https://ml-1a2b3c4d.example.cloudera.site"
@@ -146,8 +148,8 @@ def build_client_config(
         )
     if not host:
         host = environ.get("CDSW_API_URL") or environ.get("CDSW_DOMAIN")
-    if not password and api_version == "v2":
-        password = environ.get("CDSW_APIV2_KEY")
+    if not password:  # inside a Cloudera AI workload: the platform's own keys
+        password = environ.get("CDSW_APIV2_KEY" if api_version == "v2" else "CDSW_API_KEY")
     if not password:
         raise CmlConfigError(
             "The Cloudera AI connection has no API key. Put the key from the workbench's User Settings > "

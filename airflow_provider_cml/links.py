@@ -1,8 +1,10 @@
 """Face: where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
 
-The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`
-(``{base_url}/{owner}/{project_slug}/jobs/{job_id}/runs/{run_id}``); a workbench whose pages differ
-sets the connection extra ``run_url_template`` with the same placeholders.
+The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`:
+the project's jobs page ``{base_url}/{owner}/{project_slug}/jobs``, which exists on every workbench.
+A run's own page needs the web UI's numeric job id, which API v2 does not give, so a workbench where
+users know a better page sets the connection extra ``run_url_template`` (placeholders
+``{base_url}``, ``{owner}``, ``{project_slug}``, ``{project_id}``, ``{job_id}``, ``{run_id}``).
 """
 
 from __future__ import annotations

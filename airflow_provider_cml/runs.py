@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlJobRunError
@@ -57,6 +57,38 @@ class StopResult(enum.Enum):
     ALREADY_ENDED = "it had already ended"
     NOT_ASKED = ""
     FAILED = "it could not be stopped and may still be running"
+
+
+def current_ref(ref: RunRef, state: Any) -> RunRef:
+    """The run a wait is on now: the started one, or the platform's latest retry of it.
+
+    :param ref: the run the wait started with.
+    :param state: the waiting rule's state (``None`` at first).
+    """
+    run_id = getattr(state, "run_id", None)
+    return ref._replace(run_id=run_id) if run_id else ref
+
+
+def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
+    """The platform's retry of ``failed`` in a newest-first runs listing, else ``NO_RETRY_YET``.
+
+    Inference: a retry is the oldest run of the job created after the failed run ended (the API
+    marks no run as a retry, and a person could start one at the same time).
+
+    :param page: a ListJobRunsResponse, newest first.
+    :param failed: the failed run.
+    """
+    from airflow_provider_cml.waiting import NO_RETRY_YET
+
+    after = str(failed.get("finished_at") or failed.get("created_at") or "")
+    later = [
+        run
+        for run in page.get("job_runs") or []
+        if isinstance(run, Mapping)
+        and run.get("id") != failed.get("id")
+        and str(run.get("created_at", "")) > after
+    ]
+    return later[-1] if later else NO_RETRY_YET
 
 
 def status_of(run: Mapping[str, Any]) -> str:
@@ -120,16 +152,25 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+def _seconds(start: Any, end: Any) -> float | None:
+    begin, finish = _parse_time(start), _parse_time(end)
+    return max(0.0, (finish - begin).total_seconds()) if begin and finish else None
+
+
 def run_duration(run: Mapping[str, Any]) -> float | None:
-    """Seconds from the run's creation (or scheduling) to its end, when both are known.
+    """Seconds the run ran: from ``running_at`` to ``finished_at``, when both are known.
 
     :param run: a JobRun answer.
     """
-    start = _parse_time(run.get("created_at")) or _parse_time(run.get("scheduling_at"))
-    end = _parse_time(run.get("finished_at"))
-    if start and end:
-        return max(0.0, (end - start).total_seconds())
-    return None
+    return _seconds(run.get("running_at"), run.get("finished_at"))
+
+
+def queue_time(run: Mapping[str, Any]) -> float | None:
+    """Seconds from the run's creation to ``running_at`` (scheduling and starting).
+
+    :param run: a JobRun answer.
+    """
+    return _seconds(run.get("created_at"), run.get("running_at"))
 
 
 def run_environment(run: Mapping[str, Any]) -> dict[str, str]:
@@ -147,27 +188,160 @@ def run_environment(run: Mapping[str, Any]) -> dict[str, str]:
 
 
 def describe_run(run: Mapping[str, Any]) -> str:
-    """A one-line, secret-free summary: id, status and duration.
+    """A one-line, secret-free summary: id, status, how long it ran and how long it queued.
 
     :param run: a JobRun answer.
     """
-    duration = run_duration(run)
-    took = f" after {duration:.1f}s" if duration is not None else ""
-    return f"run {run.get('id')} of job {run.get('job_id')}: {status_of(run)}{took}"
+    ran, queued = run_duration(run), queue_time(run)
+    took = f" after running {ran:.1f}s" if ran is not None else ""
+    waited = f" (queued {queued:.1f}s)" if queued is not None else ""
+    return f"run {run.get('id')} of job {run.get('job_id')}: {status_of(run)}{took}{waited}"
 
 
 def _see(link: str | None) -> str:
     return f" See {link}" if link else ""
 
 
-def failure_message(run: Mapping[str, Any], *, link: str | None = None) -> str:
+def failure_message(
+    run: Mapping[str, Any], *, link: str | None = None, details: str | None = None, note: str = ""
+) -> str:
     """Why a finished run did not succeed, in words for the DAG author.
 
     :param run: a terminal JobRun answer.
     :param link: the run's page, if known.
+    :param details: what the platform's listings say (see :func:`describe_failure`); else the
+        status's hint.
+    :param note: words for a result reached on a platform retry.
     """
-    reason = run.get("failure_reason") or failure_hint(status_of(run))
-    return f"Cloudera AI {describe_run(run)} did not succeed: {reason}.{_see(link)}"
+    reason = details or failure_hint(status_of(run))
+    return f"Cloudera AI {describe_run(run)} did not succeed{note}: {reason}.{_see(link)}"
+
+
+# -- why a run failed: the usage and workload-execution listings ---------------------------------
+#
+# A JobRun carries no exit code or reason. ``GET /usage`` (UsageResponse: message, oom_killed,
+# k8s_info.k8s_exit_code) and ``GET /workloads/executions`` (ExecutionDetails.failure_reason) do,
+# keyed by workload name and time, not by run id. Matching them to a run is inference: the entry of
+# the job's name (and project's name) whose time is closest to the run's, within WINDOW_SLACK.
+
+WINDOW_SLACK = timedelta(seconds=120)
+
+
+def time_window(run: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """From a little before the run was created to a little after it finished.
+
+    :param run: a finished JobRun answer.
+    """
+    start = _parse_time(run.get("created_at")) or datetime.now(timezone.utc)
+    end = _parse_time(run.get("finished_at")) or datetime.now(timezone.utc)
+    return start - WINDOW_SLACK, end + WINDOW_SLACK
+
+
+def usage_query(job: Mapping[str, Any], low: datetime, high: datetime) -> dict[str, Any]:
+    """``GET /usage`` parameters for a job's workloads in a time window (the spec's formats).
+
+    :param job: the Job answer.
+    :param low: the window's start.
+    :param high: the window's end.
+    """
+    return {
+        "search_filter": json.dumps({"name": str(job.get("name", "")), "workload_type": "job"}),
+        "time_range_search_filter": json.dumps(
+            {"created_time": {"min": f"{low:%Y-%m-%d %H:%M:%S}", "max": f"{high:%Y-%m-%d %H:%M:%S}"}}
+        ),
+        "sort": "-created_at",
+        "page_size": 20,
+    }
+
+
+def executions_query(low: datetime, high: datetime) -> dict[str, Any]:
+    """``GET /workloads/executions`` parameters for executions that started in a time window.
+
+    :param low: the window's start.
+    :param high: the window's end.
+    """
+    iso = "%Y-%m-%dT%H:%M:%S.000Z"
+    return {
+        "time_range_search_filter": json.dumps(
+            {"start_time": {"min": f"{low:{iso}}", "max": f"{high:{iso}}"}}
+        ),
+        "page_size": 50,
+    }
+
+
+def _closest(
+    candidates: list[Mapping[str, Any]], key: str, when: datetime | None
+) -> Mapping[str, Any] | None:
+    timed = [(c, _parse_time(c.get(key))) for c in candidates]
+    timed = [(c, t) for c, t in timed if t is not None and when is not None and abs(t - when) <= WINDOW_SLACK]
+    return min(timed, key=lambda ct: abs(ct[1] - when))[0] if timed else None  # type: ignore[operator]
+
+
+def _project_name(job: Mapping[str, Any]) -> str | None:
+    project = job.get("project")
+    return project.get("name") if isinstance(project, Mapping) else None
+
+
+def match_usage(usage: Any, job: Mapping[str, Any], run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The UsageResponse of ``run`` in a ListUsageResponse, or ``None``.
+
+    :param usage: the ListUsageResponse.
+    :param job: the run's Job.
+    :param run: the finished JobRun.
+    """
+    entries = usage.get("usage_response") if isinstance(usage, Mapping) else None
+    project_name = _project_name(job)
+    same = [
+        e
+        for e in entries or []
+        if isinstance(e, Mapping)
+        and e.get("name") == job.get("name")
+        and (project_name is None or e.get("project_name") in (None, project_name))
+    ]
+    return _closest(same, "created_at", _parse_time(run.get("created_at")))
+
+
+def match_execution(answer: Any, job: Mapping[str, Any], run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ExecutionDetails of ``run`` in a ListWorkloadExecutionsResponse, or ``None``.
+
+    :param answer: the ListWorkloadExecutionsResponse.
+    :param job: the run's Job.
+    :param run: the finished JobRun.
+    """
+    if not isinstance(answer, Mapping):
+        return None
+    project_name = _project_name(job)
+    crns = {
+        w.get("workload_crn")
+        for w in answer.get("workloads") or []
+        if isinstance(w, Mapping)
+        and w.get("workload_name") == job.get("name")
+        and (project_name is None or (w.get("project") or {}).get("name") in (None, project_name))
+    }
+    mine = [
+        e for e in answer.get("executions") or [] if isinstance(e, Mapping) and e.get("workload_crn") in crns
+    ]
+    started = _parse_time(run.get("running_at")) or _parse_time(run.get("created_at"))
+    return _closest(mine, "start_time", started)
+
+
+def describe_failure(usage: Mapping[str, Any] | None, execution: Mapping[str, Any] | None) -> str | None:
+    """Exit code, OOM kill and the platform's own message, in one line; ``None`` if nothing is known.
+
+    :param usage: the run's UsageResponse, if found.
+    :param execution: the run's ExecutionDetails, if found.
+    """
+    parts: list[str] = []
+    k8s = (usage or {}).get("k8s_info") or {}
+    if (usage or {}).get("oom_killed"):
+        parts.append("killed for using more memory than its limit (OOM)")
+    code = k8s.get("k8s_exit_code") if isinstance(k8s, Mapping) else None
+    if isinstance(code, int) and code != 0:
+        parts.append(f"exit code {code}")
+    messages = [str(m) for m in ((usage or {}).get("message"), (execution or {}).get("failure_reason")) if m]
+    for message in dict.fromkeys(messages):  # the same text from both listings once
+        parts.append(f"Cloudera AI says: {message}")
+    return "; ".join(parts) or None
 
 
 def gave_up_message(

@@ -82,6 +82,12 @@ def error_for_response(
             "Cloudera AI rejected the API key (HTTP 401). Put a current key from the workbench's "
             "User Settings > API Keys (audience: API) in the connection's password."
         )
+    elif status_code == 403 and not_found and method == "GET":
+        # Workbenches answer 403 for IDs that do not exist as well as for ones the key may not use.
+        text_out = (
+            f"Not found or not permitted for this key: {not_found} (HTTP 403: {message}). Check the ID, "
+            "or ask the project's owner for access."
+        )
     elif status_code == 403:
         text_out = (
             f"The API key is valid but may not do this (HTTP 403: {message}). Ask the project's owner "

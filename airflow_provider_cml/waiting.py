@@ -13,15 +13,64 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, Union
 
 from airflow_provider_cml import runs
-from airflow_provider_cml.exceptions import CmlApiError, CmlException
+from airflow_provider_cml.exceptions import CmlApiError, CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.retry import is_transient
+from airflow_provider_cml.runs import RunRef, StopResult
 
 #: How long a run may stay ``ENGINE_UNKNOWN`` (or in a status the API never listed) before the wait
 #: gives up on it. Without a bound, a run the platform lost track of is waited on forever.
 DEFAULT_UNKNOWN_GRACE = 600.0
 
-#: A poll's result: the run's answer, or the error that came instead.
-Observation = Union[Mapping[str, Any], CmlException]
+#: How long after ``retry_delay`` a platform retry may take to appear before the wait stops expecting it.
+RETRY_START_GRACE = 60.0
+
+
+class _NoRetryYet:
+    """A poll for the platform's retry run found none yet."""
+
+    def __repr__(self) -> str:
+        return "NO_RETRY_YET"
+
+
+NO_RETRY_YET = _NoRetryYet()
+#: Final statuses Job Retry can retry (a success needs none; a stopped run is never retried).
+RETRIED_STATUSES = frozenset({runs.FAILED, runs.TIMEDOUT, runs.SKIPPED})
+
+#: A poll's result: the run's answer, the error that came instead, or no retry run yet.
+Observation = Union[Mapping[str, Any], CmlException, _NoRetryYet]
+
+
+@dataclass(frozen=True)
+class JobRetry:
+    """The job's own Job Retry settings: Cloudera AI starts each retry as a new run of the job.
+
+    :param max_retry: retries the platform makes at most.
+    :param delay: seconds it waits before each.
+    :param statuses: final statuses it retries. ``retry_for_script_failure`` and
+        ``retry_for_system_failure`` both cover ``ENGINE_FAILED`` (inference: a JobRun does not say
+        which kind of failure it was, so either flag makes the wait expect a retry; when none comes,
+        the wait ends ``retry_delay`` + :data:`RETRY_START_GRACE` later with the failure).
+    """
+
+    max_retry: int
+    delay: float
+    statuses: frozenset[str]
+
+    @classmethod
+    def of(cls, job: Mapping[str, Any] | None) -> JobRetry | None:
+        """The settings of a Job answer; ``None`` when the job does not retry.
+
+        :param job: a Job answer (``None`` if it could not be read).
+        """
+        if not job or not job.get("retry_enabled") or int(job.get("max_retry") or 0) <= 0:
+            return None
+        flags = {
+            runs.FAILED: job.get("retry_for_script_failure") or job.get("retry_for_system_failure"),
+            runs.TIMEDOUT: job.get("retry_for_timedout_runs"),
+            runs.SKIPPED: job.get("retry_for_skipped_runs"),
+        }
+        statuses = frozenset(status for status, on in flags.items() if on)
+        return cls(int(job["max_retry"]), float(job.get("retry_delay") or 0), statuses) if statuses else None
 
 
 class _Log(Protocol):
@@ -38,6 +87,7 @@ class Next(enum.Enum):
     TIMED_OUT = "timed_out"  # the deadline passed first
     UNCLEAR = "unclear"  # the status stayed unknown longer than the grace period
     ERROR = "error"  # a poll failed in a way that will not pass: ``Decision.error``
+    NEED_JOB = "need_job"  # a failed run may be retried: read the job's retry settings, judge again
 
 
 @dataclass(frozen=True)
@@ -46,10 +96,18 @@ class WaitState:
 
     :param status: the last status read (``None`` until one is read).
     :param unclear_since: when the run entered an unclear status (``None`` while it is clear).
+    :param run_id: the run now waited on: the started one, then each platform retry.
+    :param attempt: 0 for the started run, ``n`` for the platform's retry ``n``.
+    :param failed: the failed run whose retry is expected (``None`` when none is).
+    :param failed_since: when that failure was seen.
     """
 
     status: str | None = None
     unclear_since: float | None = None
+    run_id: str | None = None
+    attempt: int = 0
+    failed: Mapping[str, Any] | None = None
+    failed_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +117,8 @@ class Decision:
     :param next: what to do.
     :param state: the state to pass to the next :meth:`WaitRule.judge`.
     :param changed: the status differs from the previous poll's (worth a log line).
-    :param run: the finished run, with ``Next.FINISHED``.
+    :param run: the finished run with ``Next.FINISHED``; with ``Next.WAIT``, a failed run whose
+        platform retry is awaited.
     :param error: the lasting error with ``Next.ERROR``; the passing one with ``Next.WAIT``.
     :param sleep: seconds until the next poll, with ``Next.WAIT``.
     """
@@ -79,11 +138,25 @@ class WaitRule:
     :param poll_interval: seconds between polls.
     :param deadline: the time (on the caller's clock) when waiting ends; ``None``: no limit.
     :param unknown_grace: seconds a run may stay in an unclear status; ``None``: no limit.
+    :param follow_retries: when a run fails in a way the job's Job Retry covers, wait for the
+        platform's retry runs and report the last one.
+    :param retry: the job's retry settings, once read (see ``Next.NEED_JOB``).
+    :param retry_known: whether ``retry`` has been read.
     """
 
     poll_interval: float
     deadline: float | None = None
     unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE
+    follow_retries: bool = True
+    retry: JobRetry | None = None
+    retry_known: bool = False
+
+    def knowing(self, retry: JobRetry | None) -> WaitRule:
+        """This rule, with the job's retry settings read.
+
+        :param retry: the settings (``None``: the job does not retry).
+        """
+        return replace(self, retry=retry, retry_known=True)
 
     def judge(self, seen: Observation, now: float, state: WaitState) -> Decision:
         """Decide what follows a poll.
@@ -99,17 +172,41 @@ class WaitRule:
             if not (isinstance(seen, CmlApiError) and is_transient(seen)):
                 return Decision(Next.ERROR, state, error=seen)
             return replace(self._keep_waiting(state, now, changed=False), error=seen)
+        if isinstance(seen, _NoRetryYet):
+            return self._no_retry_yet(state, now)
+        if state.failed is not None and seen.get("id") != state.run_id:  # the platform's retry
+            state = replace(state, attempt=state.attempt + 1, failed=None, failed_since=None, status=None)
         status = runs.status_of(seen)
         changed = status != state.status
         unclear_since = None
         if runs.is_unclear(status):
             unclear_since = now if state.unclear_since is None else state.unclear_since
-        state = replace(state, status=status, unclear_since=unclear_since)
+        state = replace(state, status=status, unclear_since=unclear_since, run_id=str(seen.get("id")))
         if runs.is_terminal(status):
-            return Decision(Next.FINISHED, state, changed=changed, run=seen)
+            return self._ended(seen, status, now, state, changed)
         if self._unclear_too_long(state, now):
             return Decision(Next.UNCLEAR, state, changed=changed)
         return self._keep_waiting(state, now, changed=changed)
+
+    def _ended(
+        self, run: Mapping[str, Any], status: str, now: float, state: WaitState, changed: bool
+    ) -> Decision:
+        if status not in RETRIED_STATUSES or not self.follow_retries:
+            return Decision(Next.FINISHED, state, changed=changed, run=run)
+        if not self.retry_known:
+            return Decision(Next.NEED_JOB, state, changed=changed)
+        retry = self.retry
+        if retry is None or status not in retry.statuses or state.attempt >= retry.max_retry:
+            return Decision(Next.FINISHED, state, changed=changed, run=run)
+        waiting = replace(state, failed=run, failed_since=now)
+        return replace(self._keep_waiting(waiting, now, changed=changed), run=run)
+
+    def _no_retry_yet(self, state: WaitState, now: float) -> Decision:
+        retry_due = (self.retry.delay if self.retry else 0.0) + RETRY_START_GRACE
+        since = now if state.failed_since is None else state.failed_since
+        if state.failed is not None and now - since >= retry_due:
+            return Decision(Next.FINISHED, replace(state, failed=None), run=state.failed)
+        return self._keep_waiting(state, now, changed=False)
 
     def _unclear_too_long(self, state: WaitState, now: float) -> bool:
         if state.unclear_since is None or self.unknown_grace is None:
@@ -143,13 +240,78 @@ class WaitRule:
 
 
 def log_decision(log: _Log, run_id: str, decision: Decision) -> None:
-    """Log what is worth a line: a status change, or a poll that failed for now. Not every poll.
+    """Log what is worth a line: a status change, a retry awaited, a failed read. Not every poll.
 
     :param log: the caller's logger.
-    :param run_id: the run's id.
+    :param run_id: the run the wait started with.
     :param decision: the rule's latest decision.
     """
-    if decision.changed:
-        log.info("Cloudera AI run %s is %s.", run_id, decision.state.status)
+    state = decision.state
+    current = state.run_id or run_id
+    if decision.next is Next.WAIT and decision.run is not None and decision.changed:
+        log.info(
+            "Cloudera AI run %s ended %s; the job's Job Retry will start another run: waiting for it.",
+            current,
+            state.status,
+        )
+    elif decision.changed:
+        retry = f" (the platform's retry {state.attempt} of run {run_id})" if state.attempt else ""
+        log.info("Cloudera AI run %s is %s%s.", current, state.status, retry)
     elif decision.next is Next.WAIT and decision.error is not None:
-        log.warning("Could not read run %s this time (%s); polling again.", run_id, decision.error)
+        log.warning("Could not read run %s this time (%s); polling again.", current, decision.error)
+
+
+def attempt_note(state: WaitState, rule: WaitRule) -> str:
+    """Words for a result reached on a platform retry, e.g. ``" on the platform's retry 2 of 3"``.
+
+    :param state: the final state.
+    :param rule: the rule (it knows the job's ``max_retry``).
+    """
+    if not state.attempt:
+        return ""
+    of = f" of {rule.retry.max_retry}" if rule.retry else ""
+    return f" on the platform's retry {state.attempt}{of}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a wait ended, with what its messages need (shared by the sync wait and the trigger).
+
+    :param ref: the run the wait started with.
+    :param rule: the rule (it knows the job's retry settings).
+    :param decision: the decision that ended the wait.
+    :param link: the run's page.
+    :param waited: the wait's timeout in seconds, when the caller knows it.
+    """
+
+    ref: RunRef
+    rule: WaitRule
+    decision: Decision
+    link: str | None = None
+    waited: float | None = None
+
+    @property
+    def note(self) -> str:
+        """Words for a result reached on a platform retry (``""`` otherwise)."""
+        return attempt_note(self.decision.state, self.rule)
+
+    def gave_up_message(self, stop: StopResult) -> str:
+        """Why the wait ended before the run did, and what became of stopping it.
+
+        :param stop: what became of stopping the run.
+        """
+        when, advice = self.rule.why_gave_up(self.decision, self.waited)
+        run_id = self.decision.state.run_id or self.ref.run_id
+        status = self.decision.state.status
+        return runs.gave_up_message(
+            run_id, status=status, when=when, advice=advice, stop=stop, link=self.link
+        )
+
+    def gave_up(self, stop: StopResult) -> CmlJobRunError:
+        """The error for a wait that ended before the run did.
+
+        :param stop: what became of stopping the run.
+        """
+        error = CmlJobRunTimeout if self.decision.next is Next.TIMED_OUT else CmlJobRunError
+        state = self.decision.state
+        return error(self.gave_up_message(stop), run_id=state.run_id or self.ref.run_id, status=state.status)

@@ -51,7 +51,8 @@ def start_workbench(api_key_holder: dict[str, str]) -> subprocess.Popen[bytes]:
     for project in spec["projects"]:
         project["folder"] = str(PROJECT_DIR)
         project["env"]["DATA_DIR"] = str(DEMO / "data")
-    api_key_holder["key"] = spec["api_keys"][0]
+    api_key_holder["key"] = next(iter(spec["api_keys"]))
+    api_key_holder["legacy_key"] = spec["legacy_keys"][0]  # v1 takes the legacy key (CDSW_API_KEY)
     (DEMO / "workbench.json").write_text(json.dumps(spec, indent=2))
     url_file = DEMO / "workbench.url"
     process = subprocess.Popen(
@@ -179,7 +180,8 @@ def main() -> int:
     print(f"    listening on {url}")
     connection = {"conn_type": "cml", "host": url, "password": holder["key"]}
     os.environ["AIRFLOW_CONN_CML_DEFAULT"] = json.dumps(connection)
-    os.environ["AIRFLOW_CONN_CML_LEGACY"] = json.dumps({**connection, "extra": {"api_version": "v1"}})
+    legacy = {**connection, "password": holder["legacy_key"], "extra": {"api_version": "v1"}}
+    os.environ["AIRFLOW_CONN_CML_LEGACY"] = json.dumps(legacy)
     try:
         for dag_id in DAGS:
             step(f"airflow dags test {dag_id} {LOGICAL_DATE}  (Airflow's logs: {log})")

@@ -25,9 +25,11 @@ import pytest  # noqa: E402
 
 from airflow_provider_cml.retry import Clock  # noqa: E402
 from airflow_provider_cml.testing import WorkbenchServer, local_workbench  # noqa: E402
+from tests.contract import check_exchanges  # noqa: E402
 
 API_KEY = "test-key-7f3a9c1e5b"
 READONLY_KEY = "readonly-key-4d2b8e"
+LEGACY_KEY = "legacy-v1-key-2c9d7a"  # CDSW_API_KEY: the only key v1 accepts
 MOCK_KEY = "mock-secret-key-93k2j4h5"
 MOCK_URL = "https://cml.example.com"
 
@@ -36,8 +38,9 @@ def workbench_spec() -> dict[str, Any]:
     """Projects and jobs of the shared test workbench."""
     many_jobs = [{"name": f"job-{i:02d}", "script": "report_env.py"} for i in range(27)]
     return {
-        "api_keys": [API_KEY],
+        "api_keys": {API_KEY: "alice"},
         "readonly_keys": [READONLY_KEY],
+        "legacy_keys": [LEGACY_KEY],
         "projects": [
             {
                 "name": "Analytics",
@@ -60,7 +63,39 @@ def workbench_spec() -> dict[str, Any]:
                         "env": {"SLEEP": "30"},
                         "on_concurrent_start": "skip",
                     },
+                    # Scriptless jobs for what real scripts cannot show on demand.
+                    {"name": "oom", "duration": 0.1, "oom": True},
+                    {"name": "lost", "duration": 0.1, "unknown_for": -1},
+                    {
+                        "name": "flaky",
+                        "duration": 0.1,
+                        "exit_codes": [1, 0],
+                        "retry": {
+                            "retry_enabled": True,
+                            "max_retry": 2,
+                            "retry_delay": 1,
+                            "retry_for_script_failure": True,
+                        },
+                    },
+                    {
+                        "name": "always-fails",
+                        "duration": 0.1,
+                        "exit_code": 4,
+                        "retry": {
+                            "retry_enabled": True,
+                            "max_retry": 2,
+                            "retry_delay": 0,
+                            "retry_for_script_failure": True,
+                        },
+                    },
                 ],
+            },
+            # Someone else's public project: listed only with include_public_projects=true.
+            {
+                "name": "Shared Models",
+                "owner": "erin",
+                "visibility": "public",
+                "jobs": [{"name": "score", "duration": 0.1}],
             },
             {"name": "Analytics Archive", "owner": "alice", "folder": "jobs", "jobs": []},
             {"name": "Duplicate", "owner": "bob", "folder": "jobs", "jobs": []},
@@ -84,9 +119,12 @@ def wb(workbench: WorkbenchServer, monkeypatch: pytest.MonkeyPatch) -> Workbench
     workbench.faults = None
     workbench.clear_journal()
     monkeypatch.setenv("AIRFLOW_CONN_CML_DEFAULT", workbench.airflow_connection(API_KEY))
-    monkeypatch.setenv("AIRFLOW_CONN_CML_LEGACY", workbench.airflow_connection(API_KEY, api_version="v1"))
+    monkeypatch.setenv("AIRFLOW_CONN_CML_LEGACY", workbench.airflow_connection(LEGACY_KEY, api_version="v1"))
     yield workbench
     workbench.faults = None
+    # Every answer the workbench gave and every body the hook sent must match the API's contract.
+    problems = check_exchanges(workbench.journal)
+    assert not problems, "contract broken:\n" + "\n".join(problems[:20])
     # Nothing may be left running by a test.
     for run in workbench.workbench.active_runs():
         workbench.workbench.stop_run(run)

@@ -32,8 +32,11 @@ def hook(mock_conn, clock) -> CmlHook:
 
 
 def _project_route(requests_mock) -> None:
-    """The project as the API answers it (the run link needs its owner)."""
+    """The project (the link needs its owner), the job, and empty usage/execution listings."""
     requests_mock.get(f"{API}/projects/{PID}", json=PROJECT)
+    requests_mock.get(f"{API}/projects/{PID}/jobs/{JID}", json={"id": JID, "name": "train"})
+    requests_mock.get(f"{API}/usage", json={"usage_response": [], "total_count": "0"})
+    requests_mock.get(f"{API}/workloads/executions", json={"workloads": [], "executions": []})
 
 
 def _run(status: str = "ENGINE_SCHEDULING", **fields) -> dict:
@@ -379,7 +382,7 @@ class TestWaiting:
         ) as info:
             hook.wait_for_job_run(PID, JID, RID, poll_interval=1)
         assert info.value.status == status
-        assert f"See {MOCK_URL}/alice/risk-analysis/jobs/{JID}/runs/{RID}" in str(info.value)
+        assert f"See {MOCK_URL}/alice/risk-analysis/jobs" in str(info.value)
 
     def test_run_url_template_can_be_overridden(self, mock_conn, requests_mock, clock):
         hook = CmlHook(mock_conn(run_url_template="{base_url}/p/{project_id}/r/{run_id}?owner={owner}"))
@@ -399,10 +402,15 @@ class TestWaiting:
 
 
 def test_test_connection_reports_success_and_failure(hook, requests_mock):
-    requests_mock.get(f"{API}/projects", json={"projects": []})
+    requests_mock.post(f"{API}/auth/validate_key", json={"valid": True, "username": "alice", "message": ""})
     ok, message = hook.test_connection()
-    assert ok and MOCK_URL in message
-    requests_mock.get(f"{API}/projects", status_code=401, json={"message": "nope"})
+    assert ok and MOCK_URL in message and "as alice" in message
+    assert requests_mock.last_request.json() == {"audience": "API"}
+    requests_mock.post(f"{API}/auth/validate_key", status_code=404, json={"message": "no route"})
+    requests_mock.get(f"{API}/projects", json={"projects": []})
+    ok, message = CmlHook(hook.cml_conn_id).test_connection()
+    assert ok and requests_mock.last_request.path == "/api/v2/projects"  # older workbenches
+    requests_mock.post(f"{API}/auth/validate_key", status_code=401, json={"message": "nope"})
     fresh = CmlHook(hook.cml_conn_id)
     ok, message = fresh.test_connection()
     assert not ok and "rejected the API key" in message and MOCK_KEY not in message

@@ -15,7 +15,7 @@ import pytest
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.runs import RunRef, StopResult
+from airflow_provider_cml.runs import RunRef, StopResult, check_run_outcome
 
 REF = RunRef("pppp-pppp-pppp-pppp", "jjjj-jjjj-jjjj-jjjj", "run0000000000001")
 
@@ -52,6 +52,10 @@ class StubHook:
         self._record("wait_for_job_run", *ref, **options)
         return {"id": ref[2], "status": "ENGINE_SUCCEEDED"}
 
+    def finished(self, ref: RunRef, run: dict, *, note: str = "", link: str | None = None) -> dict:
+        self._record("finished", ref, run, note=note, link=link)
+        return dict(check_run_outcome(run, link=link))
+
     def interrupt(self) -> None:
         self._record("interrupt")
         self.interrupted = True
@@ -87,7 +91,13 @@ def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
     assert args[2]["RUN_DATE"] == "2024-06-01" and args[2]["AIRFLOW_CTX_TASK_ID"] == "t"
     _, args, options = hook.calls[2]
     assert args == tuple(REF)
-    assert options == {"poll_interval": 7, "timeout": 70, "unknown_grace": 600.0}
+    assert options == {
+        "poll_interval": 7,
+        "timeout": 70,
+        "unknown_grace": 600.0,
+        "follow_retries": True,
+        "run_url": ti.xcom[RUN_URL_XCOM_KEY],
+    }
     assert {k: ti.xcom[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
     assert ti.xcom[RUN_URL_XCOM_KEY].endswith(f"/runs/{REF.run_id}")
 

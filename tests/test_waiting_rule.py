@@ -10,7 +10,15 @@ import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.runs import KNOWN_STATUSES, TERMINAL_STATES
-from airflow_provider_cml.waiting import Next, WaitRule, WaitState
+from airflow_provider_cml.waiting import (
+    NO_RETRY_YET,
+    RETRY_START_GRACE,
+    JobRetry,
+    Next,
+    WaitRule,
+    WaitState,
+    attempt_note,
+)
 
 
 def _run(status: str | None) -> dict:
@@ -29,7 +37,7 @@ REFUSED = CmlApiError("bad", http_status=400)
 BAD_CONFIG = CmlConfigError("bad TLS")
 LOOKUP = CmlLookupError("no such job")
 
-RULE = WaitRule(poll_interval=10, deadline=100, unknown_grace=60)
+RULE = WaitRule(poll_interval=10, deadline=100, unknown_grace=60, follow_retries=False)
 ACTIVE = ["ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING"]
 
 
@@ -159,3 +167,96 @@ def test_why_the_wait_gave_up(next_, waited, words):
     decision = rule.judge(_run("ENGINE_UNKNOWN"), 0, WaitState())
     when, advice = rule.why_gave_up(type(decision)(next_, decision.state), waited)
     assert words[0] in when and words[1] in advice
+
+
+# -- Job Retry: the platform starts each retry as a new run of the job -----------------------------
+
+RETRY_JOB = {
+    "retry_enabled": True,
+    "max_retry": 2,
+    "retry_delay": 30,
+    "retry_for_script_failure": True,
+    "retry_for_timedout_runs": False,
+}
+
+
+def _failed(run_id: str = "r1", status: str = "ENGINE_FAILED") -> dict:
+    return {"id": run_id, "status": status, "created_at": "2024-06-01T00:00:00Z"}
+
+
+def test_a_retryable_failure_asks_for_the_jobs_retry_settings_once():
+    rule = WaitRule(poll_interval=10)
+    assert rule.judge(_failed(), 0, WaitState()).next is Next.NEED_JOB
+    # a stopped run is never retried: no need to read the job
+    assert rule.judge(_failed(status="ENGINE_STOPPED"), 0, WaitState()).next is Next.FINISHED
+    assert rule.knowing(None).judge(_failed(), 0, WaitState()).next is Next.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("job", "status", "expected"),
+    [
+        (RETRY_JOB, "ENGINE_FAILED", Next.WAIT),
+        (RETRY_JOB, "ENGINE_TIMEDOUT", Next.FINISHED),  # the job does not retry timeouts
+        ({**RETRY_JOB, "retry_enabled": False}, "ENGINE_FAILED", Next.FINISHED),
+        ({**RETRY_JOB, "max_retry": 0}, "ENGINE_FAILED", Next.FINISHED),
+        (
+            {**RETRY_JOB, "retry_for_script_failure": False, "retry_for_system_failure": True},
+            "ENGINE_FAILED",
+            Next.WAIT,
+        ),
+        ({**RETRY_JOB, "retry_for_skipped_runs": True}, "ENGINE_SKIPPED", Next.WAIT),
+    ],
+)
+def test_which_failures_wait_for_a_retry(job, status, expected):
+    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(job))
+    decision = rule.judge(_failed(status=status), 0, WaitState())
+    assert decision.next is expected
+    if expected is Next.WAIT:
+        assert decision.state.failed["id"] == "r1" and decision.run["id"] == "r1"
+
+
+def test_follows_retries_to_the_final_run_and_counts_them():
+    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(RETRY_JOB))
+    timeline = [
+        (0, _failed("r1")),  # the started run fails: a retry is expected
+        (10, NO_RETRY_YET),
+        (40, {"id": "r2", "status": "ENGINE_RUNNING"}),  # retry 1
+        (50, _failed("r2")),  # fails too: retry 2 expected
+        (90, {"id": "r3", "status": "ENGINE_SUCCEEDED"}),  # retry 2 succeeds
+    ]
+    state, seen = WaitState(), []
+    for now, observation in timeline:
+        decision = rule.judge(observation, now, state)
+        state = decision.state
+        seen.append((decision.next, state.run_id, state.attempt))
+    assert seen == [
+        (Next.WAIT, "r1", 0),
+        (Next.WAIT, "r1", 0),
+        (Next.WAIT, "r2", 1),
+        (Next.WAIT, "r2", 1),
+        (Next.FINISHED, "r3", 2),
+    ]
+    assert attempt_note(state, rule) == " on the platform's retry 2 of 2"
+
+
+def test_the_last_allowed_retry_failing_ends_the_wait():
+    rule = WaitRule(poll_interval=10).knowing(JobRetry.of({**RETRY_JOB, "max_retry": 1}))
+    state = rule.judge(_failed("r1"), 0, WaitState()).state
+    state = rule.judge({"id": "r2", "status": "ENGINE_RUNNING"}, 30, state).state
+    decision = rule.judge(_failed("r2"), 40, state)
+    assert decision.next is Next.FINISHED and decision.run["id"] == "r2" and decision.state.attempt == 1
+
+
+def test_a_retry_that_never_comes_ends_the_wait_with_the_failure():
+    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(RETRY_JOB))
+    state = rule.judge(_failed("r1"), 0, WaitState()).state
+    due = 30 + RETRY_START_GRACE
+    assert rule.judge(NO_RETRY_YET, due - 1, state).next is Next.WAIT
+    decision = rule.judge(NO_RETRY_YET, due, state)
+    assert decision.next is Next.FINISHED and decision.run["id"] == "r1"
+
+
+def test_the_deadline_still_applies_while_waiting_for_a_retry():
+    rule = WaitRule(poll_interval=10, deadline=20).knowing(JobRetry.of(RETRY_JOB))
+    state = rule.judge(_failed("r1"), 0, WaitState()).state
+    assert rule.judge(NO_RETRY_YET, 20, state).next is Next.TIMED_OUT

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from airflow_provider_cml.testing import Faults
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LEGACY_KEY
 
 
 def _get(wb, path, key=API_KEY, **params):
@@ -33,7 +33,7 @@ def _ids(wb, project, job):
 def _wait_done(wb, pid, jid, rid, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{rid}").json()["status"]
+        status = _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{rid}").json().get("status", "ENGINE_SCHEDULING")
         if status not in ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING"):
             return status
         time.sleep(0.05)
@@ -44,7 +44,7 @@ def test_bearer_key_required(wb):
     assert _get(wb, "/projects", key="wrong").status_code == 401
     response = requests.get(f"{wb.url}/api/v2/projects", timeout=5)
     assert response.status_code == 401
-    assert response.json()["code"] == 16 and "message" in response.json()
+    assert response.json()["code"] == 16 and set(response.json()) == {"error", "code", "message", "details"}
 
 
 def test_default_page_size_is_ten_and_tokens_walk_all(wb):
@@ -61,7 +61,7 @@ def test_default_page_size_is_ten_and_tokens_walk_all(wb):
         token = page["next_page_token"]
         if not token:
             break
-    assert len(names) == len(wb.workbench.projects) >= 30
+    assert len(names) == len(wb.workbench.projects) - 1 >= 30  # less the public project of another owner
 
 
 def test_search_filter_is_a_substring_match(wb):
@@ -81,7 +81,7 @@ def test_ids_and_integer_fields_look_like_the_real_api(wb):
 def test_run_lifecycle_already_active_and_environment_as_string(wb):
     pid, jid = _ids(wb, "Analytics", "slow")
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"X": "1"}}).json()
-    assert len(run["id"]) == 16 and run["status"] == "ENGINE_SCHEDULING"
+    assert len(run["id"]) == 16 and "status" not in run  # SCHEDULING is the enum's zero value: left out
     assert isinstance(run["environment"], str)
     second = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {})
     assert (
@@ -105,7 +105,7 @@ def test_stop_ends_the_process_and_stopping_a_finished_run_is_an_error(wb, tmp_p
     marker = tmp_path / "stopped"
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"STOP_MARKER": str(marker)}}).json()
     deadline = time.monotonic() + 5
-    while _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}").json()["status"] != "ENGINE_RUNNING":
+    while _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}").json().get("status") != "ENGINE_RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(0.3)  # let the script install its signal handler
@@ -139,11 +139,10 @@ def test_succeeded_parent_starts_its_dependent_job(wb):
 def test_v1_start_needs_basic_auth_and_json(wb):
     job = wb.workbench.job_by_name("Analytics", "report-env")
     url = f"{wb.url}/api/v1/projects/alice/analytics/jobs/{job.v1_id}/start"
-    basic = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
-    assert (
-        requests.post(url, headers={"Authorization": f"Bearer {API_KEY}"}, json={}, timeout=5).status_code
-        == 401
-    )
+    basic = "Basic " + base64.b64encode(f"{LEGACY_KEY}:".encode()).decode()
+    v2_key_as_basic = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
+    for wrong in (f"Bearer {API_KEY}", v2_key_as_basic):  # v1 takes only the legacy key
+        assert requests.post(url, headers={"Authorization": wrong}, json={}, timeout=5).status_code == 401
     assert requests.post(url, headers={"Authorization": basic}, data="", timeout=5).status_code == 400
     answer = requests.post(
         url, headers={"Authorization": basic, "Content-Type": "application/json"}, timeout=5
@@ -184,3 +183,112 @@ def test_lost_response_still_creates_the_run(wb):
     runs = wb.workbench.runs_of(wb.workbench.jobs[jid])
     assert len(runs) == before + 1
     _wait_done(wb, pid, jid, runs[-1].id)
+
+
+def test_jobs_have_the_spec_shape(wb):
+    pid, jid = _ids(wb, "Analytics", "child")
+    job = _get(wb, f"/projects/{pid}/jobs/{jid}").json()
+    assert "project_id" not in job and job["project"]["public_identifier"] == pid
+    assert job["type"] == "dependent" and job["parent_id"] == _ids(wb, "Analytics", "parent")[1]
+    assert job["timeout"] == "0" and job["retry_enabled"] is False
+
+
+def test_public_projects_of_others_need_include_public_projects(wb):
+    names = {p["name"] for p in _get(wb, "/projects", page_size=100).json()["projects"]}
+    assert "Shared Models" not in names
+    with_public = _get(wb, "/projects", page_size=100, include_public_projects="true").json()["projects"]
+    shared = next(p for p in with_public if p["name"] == "Shared Models")
+    assert shared["visibility"] == "public" and shared["owner"]["username"] == "erin"
+
+
+def test_unknown_ids_can_answer_403(wb):
+    pid, jid = _ids(wb, "Analytics", "report-env")
+    assert _get(wb, f"/projects/{pid}/jobs/{jid}/runs/nosuchrun0000000").status_code == 404
+    wb.workbench.unknown_id_status = 403
+    try:
+        answer = _get(wb, f"/projects/{pid}/jobs/{jid}/runs/nosuchrun0000000")
+    finally:
+        wb.workbench.unknown_id_status = 404
+    assert answer.status_code == 403 and answer.json()["code"] == 7
+
+
+def test_arguments_reach_the_script_only_as_job_arguments(wb):
+    from tests.conftest import seen_by
+
+    pid, jid = _ids(wb, "Analytics", "report-env")
+    body = {"arguments": "--full --date x"}
+    run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", body).json()
+    assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_SUCCEEDED"
+    seen = seen_by(wb, run["id"])
+    assert seen["JOB_ARGUMENTS"] == "--full --date x" and seen["argv"] == []
+
+
+@pytest.mark.parametrize(
+    "body", [{"environment": "A=1"}, {"environment": ["A"]}, {"arguments": ["--x"]}, {"arguments": 3}]
+)
+def test_bad_request_bodies_get_a_400_error_body(wb, body):
+    pid, jid = _ids(wb, "Analytics", "report-env")
+    answer = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", body)
+    assert answer.status_code == 400 and answer.json()["code"] == 3
+    assert not wb.workbench.active_runs()
+
+
+def test_validate_key_names_the_user(wb):
+    answer = _post(wb, "/auth/validate_key", {"audience": "API"}).json()
+    assert answer == {"valid": True, "username": "alice", "message": ""}
+    assert _post(wb, "/auth/validate_key", {"audience": "API"}, key="wrong").status_code == 401
+
+
+def test_unknown_phase_lasts_until_stopped(wb):
+    pid, jid = _ids(wb, "Analytics", "lost")
+    run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs").json()
+    deadline = time.monotonic() + 5
+    while _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}").json().get("status") != "ENGINE_UNKNOWN":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    _post(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}:stop")
+    assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_STOPPED"
+
+
+def test_job_retry_starts_new_runs_of_the_same_job(wb):
+    pid, jid = _ids(wb, "Analytics", "flaky")
+    job = wb.workbench.jobs[jid]
+    before = len(wb.workbench.runs_of(job))
+    run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"X": "1"}}).json()
+    assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_FAILED"
+    deadline = time.monotonic() + 5
+    while len(wb.workbench.runs_of(job)) == before + 1:
+        assert time.monotonic() < deadline, "no retry run"
+        time.sleep(0.05)
+    retry = wb.workbench.runs_of(job)[-1]
+    assert retry.attempt == 1 and retry.environment == {"X": "1"}
+    assert _wait_done(wb, pid, jid, retry.id) == "ENGINE_SUCCEEDED"
+
+
+def test_usage_and_executions_say_why_runs_failed(wb):
+    pid, jid = _ids(wb, "Analytics", "oom")
+    run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs").json()
+    assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_FAILED"
+    usage = _get(wb, "/usage", search_filter=json.dumps({"name": "oom"})).json()
+    entry = usage["usage_response"][0]
+    assert entry["oom_killed"] is True and entry["k8s_info"]["k8s_exit_code"] == 137
+    assert usage["total_count"].isdigit()
+    executions = _get(wb, "/workloads/executions").json()
+    crn = next(w["workload_crn"] for w in executions["workloads"] if w["workload_name"] == "oom")
+    failed = [e for e in executions["executions"] if e["workload_crn"] == crn]
+    assert "OOMKilled" in failed[0]["failure_reason"]
+
+
+def test_v1_reads_a_project_and_its_jobs_with_lower_case_statuses(wb):
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{LEGACY_KEY}:".encode()).decode()}
+    project = requests.get(f"{wb.url}/api/v1/projects/alice/analytics", headers=basic, timeout=5)
+    assert project.status_code == 200 and project.json()["name"] == "Analytics"
+    jobs = requests.get(f"{wb.url}/api/v1/projects/alice/analytics/jobs", headers=basic, timeout=5).json()
+    assert isinstance(jobs, list)
+    report = next(j for j in jobs if j["name"] == "report-env")
+    assert report["public_identifier"] == _ids(wb, "Analytics", "report-env")[1]
+    assert report["html_url"].endswith(f"/alice/analytics/jobs/{report['id']}")
+    finished = [j for j in jobs if j["latest"]]
+    assert finished and all(j["latest"]["status"].islower() for j in finished)
+    missing = requests.get(f"{wb.url}/api/v1/projects/alice/nope", headers=basic, timeout=5)
+    assert missing.status_code == 404 and set(missing.json()) == {"message"}

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -26,7 +26,6 @@ from airflow_provider_cml.exceptions import (
     CmlException,
     CmlJobAlreadyActiveError,
     CmlJobRunError,
-    CmlJobRunTimeout,
     CmlLookupError,
 )
 from airflow_provider_cml.retry import Clock, is_transient
@@ -42,8 +41,10 @@ from airflow_provider_cml.validation import (
 from airflow_provider_cml.waiting import (
     DEFAULT_UNKNOWN_GRACE,
     Decision,
+    JobRetry,
     Next,
     Observation,
+    Outcome,
     WaitRule,
     WaitState,
     log_decision,
@@ -53,6 +54,8 @@ from airflow_provider_cml.waiting import (
 #: instead of being sent twice.
 START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
 DEFAULT_PAGE_SIZE = 100
+#: One page of a job's newest runs: where the platform's retry of a failed run shows up.
+RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
 
 
 async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
@@ -104,6 +107,7 @@ class CmlHook(BaseHook):
         self.clock = clock or Clock()
         #: Set by :meth:`interrupt` (from ``on_kill``): a sync wait stops sleeping at once.
         self.interrupted = threading.Event()
+        self._details_unreadable = False
         self._projects: dict[str, dict[str, Any]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self._async_transport: AsyncTransport | None = None
@@ -178,12 +182,12 @@ class CmlHook(BaseHook):
             self.__dict__["config"] = config
         return self.config
 
-    async def _arun_request(self, method: str, ref: RunRef, action: str = "") -> Any:
+    async def _arequest(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
+    ) -> Any:
         if self._async_transport is None:
             self._async_transport = AsyncTransport(await self.aconfig())
-        return await self._async_transport.request(
-            method, self._run_path(ref) + action, not_found=self._what_run(ref.run_id, ref.job_id)
-        )
+        return await self._async_transport.request(method, path, params=params, not_found=not_found)
 
     async def aget_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
         """Async :meth:`get_job_run` (IDs only: triggers get them resolved).
@@ -192,7 +196,8 @@ class CmlHook(BaseHook):
         :param job_id: job ID.
         :param run_id: run ID.
         """
-        return await self._arun_request("GET", RunRef(project_id, job_id, run_id))
+        ref = RunRef(project_id, job_id, run_id)
+        return await self._arequest("GET", self._run_path(ref), not_found=self._what_run(run_id, job_id))
 
     async def astop_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
         """Async :meth:`stop_job_run` (IDs only).
@@ -201,17 +206,51 @@ class CmlHook(BaseHook):
         :param job_id: job ID.
         :param run_id: run ID.
         """
-        return await self._arun_request("POST", RunRef(project_id, job_id, run_id), ":stop")
+        path = self._run_path(RunRef(project_id, job_id, run_id)) + ":stop"
+        return await self._arequest("POST", path, not_found=self._what_run(run_id, job_id))
 
-    async def apoll(self, ref: RunRef) -> Observation:
+    async def astep(
+        self, ref: RunRef, rule: WaitRule, state: WaitState, now: Callable[[], float]
+    ) -> tuple[WaitRule, Decision]:
+        """Async :meth:`step`, on the caller's clock (a trigger's deadline is UNIX time).
+
+        :param ref: the run the wait started with.
+        :param rule: the rule so far.
+        :param state: the rule's state so far.
+        :param now: the clock.
+        """
+        seen = await self.apoll(ref, state)
+        decision = rule.judge(seen, now(), state)
+        if decision.next is Next.NEED_JOB:
+            rule = rule.knowing(await self.ajob_retry(ref))
+            decision = rule.judge(seen, now(), state)
+        return rule, decision
+
+    async def apoll(self, ref: RunRef, state: WaitState | None = None) -> Observation:
         """Async :meth:`poll`.
 
-        :param ref: the run.
+        :param ref: the run the wait started with.
+        :param state: the waiting rule's state.
         """
         try:
-            return await self.aget_job_run(*ref)
+            if state is not None and state.failed is not None:
+                page = await self._arequest("GET", self._runs_path(*ref[:2]), params=RETRY_LISTING)
+                return runs.retry_run_among(page, state.failed)
+            return await self.aget_job_run(*runs.current_ref(ref, state))
         except CmlException as exc:
             return exc
+
+    async def ajob_retry(self, ref: RunRef) -> JobRetry | None:
+        """Async :meth:`job_retry`.
+
+        :param ref: a run of the job.
+        """
+        try:
+            job = await self._arequest("GET", f"/projects/{ref.project_id}/jobs/{ref.job_id}")
+        except CmlException as exc:
+            self._retry_unknown(exc)
+            return None
+        return JobRetry.of(job)
 
     async def astop_if_active(self, ref: RunRef) -> StopResult:
         """Async :meth:`stop_if_active`.
@@ -280,15 +319,23 @@ class CmlHook(BaseHook):
     # -- projects and jobs ----------------------------------------------------------------------
 
     def list_projects(
-        self, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
+        self,
+        search_filter: Mapping[str, Any] | None = None,
+        sort: str | None = None,
+        include_public_projects: bool = True,
     ) -> list[dict[str, Any]]:
-        """All projects visible to the key (every page).
+        """All projects the key may use (every page), public and organisation ones included.
 
         :param search_filter: e.g. ``{"name": "demo"}``; the server matches by substring.
         :param sort: e.g. ``"-created_at"``.
+        :param include_public_projects: also list others' public and organisation projects (the
+            API's default is not to, so a project the key can run jobs in would be "not found").
         """
         self._require_v2("Listing projects")
-        return list(self.paginate("/projects", "projects", params=self._listing_params(search_filter, sort)))
+        params = self._listing_params(search_filter, sort)
+        if include_public_projects:
+            params["include_public_projects"] = "true"
+        return list(self.paginate("/projects", "projects", params=params))
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         """One project by ID.
@@ -655,6 +702,8 @@ class CmlHook(BaseHook):
         timeout: float | None = None,
         stop_on_timeout: bool = True,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        follow_retries: bool = True,
+        run_url: str | None = None,
     ) -> dict[str, Any]:
         """Poll until the run ends; return it on success, raise on failure or timeout.
 
@@ -669,6 +718,9 @@ class CmlHook(BaseHook):
         :param timeout: seconds to wait at most; ``None`` waits until the run ends.
         :param stop_on_timeout: stop the remote run when the wait gives up.
         :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
+        :param follow_retries: when the job has Job Retry and the failure is one it retries, wait for
+            the platform's retry runs and report the last one.
+        :param run_url: the link for messages, when the caller has it (saves reading the project).
         :raises CmlJobRunError: the run ended without success, or stayed unclear too long.
         :raises CmlJobRunTimeout: the timeout passed first.
         """
@@ -677,14 +729,17 @@ class CmlHook(BaseHook):
         validate_positive("unknown_grace", unknown_grace)
         ref = self.resolve_run(project, job, run_id)
         started = self.clock.monotonic()
-        rule = WaitRule(poll_interval, None if timeout is None else started + timeout, unknown_grace)
+        deadline = None if timeout is None else started + timeout
+        rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=follow_retries)
         state = WaitState()
         while not self.interrupted.is_set():
-            decision = rule.judge(self.poll(ref), self.clock.monotonic(), state)
+            rule, decision = self.step(ref, rule, state)
             state = decision.state
             log_decision(self.log, ref.run_id, decision)
             if decision.next is not Next.WAIT:
-                return dict(self._conclude(ref, rule, decision, stop_on_timeout, timeout))
+                succeeded = decision.next is Next.FINISHED and runs.is_success(state.status)
+                link = run_url or (None if succeeded else self.job_run_url(project, ref.job_id, ref.run_id))
+                return dict(self._conclude(Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
             self.clock.sleep(decision.sleep, self.interrupted)
         raise CmlJobRunError(
             f"The wait for Cloudera AI run {ref.run_id} was interrupted (the task is being killed).",
@@ -692,55 +747,155 @@ class CmlHook(BaseHook):
             status=state.status,
         )
 
-    def poll(self, ref: RunRef) -> Observation:
+    def step(self, ref: RunRef, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
+        """One poll, judged by the waiting rule; reads the job's retry settings when the rule asks.
+
+        :param ref: the run the wait started with.
+        :param rule: the rule so far.
+        :param state: the rule's state so far.
+        """
+        seen = self.poll(ref, state)
+        decision = rule.judge(seen, self.clock.monotonic(), state)
+        if decision.next is Next.NEED_JOB:  # a failure the job's Job Retry may retry
+            rule = rule.knowing(self.job_retry(ref))
+            decision = rule.judge(seen, self.clock.monotonic(), state)
+        return rule, decision
+
+    def poll(self, ref: RunRef, state: WaitState | None = None) -> Observation:
         """One status check for the waiting rule: the run, or the error that came instead.
 
-        :param ref: the run.
+        While the rule awaits the platform's retry of a failed run, the check looks for that retry
+        among the job's newest runs instead (``NO_RETRY_YET`` while there is none).
+
+        :param ref: the run the wait started with.
+        :param state: the waiting rule's state.
         """
         try:
-            return self.get_job_run(*ref)
+            if state is not None and state.failed is not None:
+                page = self.transport.request("GET", self._runs_path(*ref[:2]), params=RETRY_LISTING)
+                return runs.retry_run_among(page, state.failed)
+            return self.get_job_run(*runs.current_ref(ref, state))
         except CmlException as exc:
             return exc
 
-    def _conclude(
-        self, ref: RunRef, rule: WaitRule, decision: Decision, stop_on_timeout: bool, timeout: float | None
-    ) -> Mapping[str, Any]:
+    def job_retry(self, ref: RunRef) -> JobRetry | None:
+        """The job's Job Retry settings (``None`` when it does not retry, or cannot be read).
+
+        :param ref: a run of the job.
+        """
+        try:
+            return JobRetry.of(self.get_job(ref.project_id, ref.job_id))
+        except CmlException as exc:
+            self._retry_unknown(exc)
+            return None
+
+    def _retry_unknown(self, exc: CmlException) -> None:
+        self.log.warning(
+            "Could not read the job's retry settings (%s); not waiting for platform retries.", exc
+        )
+
+    def _conclude(self, outcome: Outcome, stop_on_timeout: bool) -> Mapping[str, Any]:
         """Act on a decision that ends the wait: return the run, or raise what ended it."""
+        decision, ref = outcome.decision, runs.current_ref(outcome.ref, outcome.decision.state)
         if decision.next is Next.ERROR:
             raise decision.error  # type: ignore[misc]
-        if decision.next is Next.FINISHED:
-            assert decision.run is not None
-            if runs.is_success(decision.state.status):
-                return decision.run
-            raise CmlJobRunError(
-                runs.failure_message(decision.run, link=self.job_run_url(*ref)),
-                run_id=ref.run_id,
-                status=decision.state.status,
-            )
+        if decision.next is Next.FINISHED and decision.run is not None:
+            return self.finished(ref, decision.run, note=outcome.note, link=outcome.link)
         stop = self.stop_if_active(ref) if stop_on_timeout else StopResult.NOT_ASKED
-        when, advice = rule.why_gave_up(decision, timeout)
-        message = runs.gave_up_message(
-            ref.run_id,
-            status=decision.state.status,
-            when=when,
-            advice=advice,
-            stop=stop,
-            link=self.job_run_url(*ref),
+        raise outcome.gave_up(stop)
+
+    def finished(
+        self, ref: RunRef, run: Mapping[str, Any], *, note: str = "", link: str | None = None
+    ) -> Mapping[str, Any]:
+        """Return a finished run that succeeded; raise why it did not otherwise.
+
+        A failure's message carries what Cloudera AI's usage and workload listings say (exit code,
+        OOM kill, the platform's message) when the key may read them.
+
+        :param ref: the run.
+        :param run: its final answer.
+        :param note: words for a result reached on a platform retry.
+        :param link: the run's page.
+        """
+        status = runs.status_of(run)
+        if runs.is_success(status):
+            if note:
+                self.log.info("Cloudera AI run %s succeeded%s.", ref.run_id, note)
+            return run
+        details = self.failure_details(ref, run)
+        raise CmlJobRunError(
+            runs.failure_message(run, link=link, details=details, note=note), run_id=ref.run_id, status=status
         )
-        error = CmlJobRunTimeout if decision.next is Next.TIMED_OUT else CmlJobRunError
-        raise error(message, run_id=ref.run_id, status=decision.state.status)
+
+    def failure_details(self, ref: RunRef, run: Mapping[str, Any]) -> str | None:
+        """Why a run failed, from the usage and workload-execution listings; ``None`` if unknown.
+
+        Best effort and bounded: three requests at most (the job, one page of usage, one page of
+        executions), matched by job name, project name and the run's time window (see
+        :func:`runs.match_usage`). A key that may not read the listings (403/404) is noted once per
+        hook. Nothing here can change the task's outcome: every error ends in ``None``.
+
+        :param ref: the run.
+        :param run: its final answer.
+        """
+        if self._details_unreadable:
+            return None
+        try:
+            job = self.get_job(ref.project_id, ref.job_id)
+            low, high = runs.time_window(run)
+            usage = self.transport.request("GET", "/usage", params=runs.usage_query(job, low, high))
+            executions = self.transport.request(
+                "GET", "/workloads/executions", params=runs.executions_query(low, high)
+            )
+            return runs.describe_failure(
+                runs.match_usage(usage, job, run), runs.match_execution(executions, job, run)
+            )
+        except CmlApiError as exc:
+            if exc.http_status in (403, 404):
+                self._details_unreadable = True
+                self.log.warning(
+                    "This API key may not read Cloudera AI's usage or workload listings (HTTP %s), so "
+                    "failures are reported by status only.",
+                    exc.http_status,
+                )
+            else:
+                self.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
+        except Exception as exc:  # never let the explanation change the outcome
+            self.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
+        return None
 
     def test_connection(self) -> tuple[bool, str]:
-        """A cheap authenticated request; used by the Connections UI's Test button."""
+        """A cheap authenticated request; used by the Connections UI's Test button.
+
+        v2: ``POST /auth/validate_key`` names the key's user; a workbench without that endpoint
+        gets one ``GET /projects`` instead. v1: a read of a project that does not exist: the legacy
+        API checks the key first (401), so "not found" means the key was accepted (inference).
+        """
         try:
             config = self.config
             if self.is_legacy_v1:
-                return (
-                    False,
-                    "The legacy v1 Jobs API has no read-only call, so the key cannot be tested without "
-                    "starting a job. Use a v2 connection to test.",
-                )
-            self.transport.request("GET", "/projects", params={"page_size": 1})
+                return self._test_v1(config)
+            try:
+                answer = self.transport.request("POST", "/auth/validate_key", body={"audience": "API"})
+            except CmlApiError as exc:
+                if exc.http_status not in (404, 405, 501):
+                    raise
+                self.transport.request("GET", "/projects", params={"page_size": 1})
+                return True, f"Connected to Cloudera AI at {config.base_url} (API v2)."
         except CmlException as exc:
             return False, str(exc)
-        return True, f"Connected to Cloudera AI at {config.base_url} (API v2)."
+        if isinstance(answer, Mapping) and answer.get("valid") is False:
+            return (
+                False,
+                f"Cloudera AI says the key is not valid: {answer.get('message') or 'no reason given'}.",
+            )
+        user = answer.get("username") if isinstance(answer, Mapping) else None
+        return True, f"Connected to Cloudera AI at {config.base_url} (API v2) as {user or 'an unnamed user'}."
+
+    def _test_v1(self, config: CmlClientConfig) -> tuple[bool, str]:
+        try:
+            self.transport.request("GET", "/projects/airflow-connection-test/no-such-project")
+        except CmlApiError as exc:
+            if exc.http_status != 404:
+                return False, str(exc)
+        return True, f"The legacy v1 API at {config.base_url} accepted the key."

@@ -52,6 +52,9 @@ class CmlRunJobOperator(BaseOperator):
         try started while it is active (or take its success) instead of starting another run.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` (a status that says nothing of
         its progress) before the task gives up on it, stops it and fails; ``None``: no limit.
+    :param follow_retries: when the job has Job Retry and the run fails in a way it retries, wait
+        for the platform's retry runs and end with the last one ("succeeded on the platform's retry
+        1 of 2"); the task then returns that run's id. ``False``: the first failure fails the task.
     """
 
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
@@ -73,6 +76,7 @@ class CmlRunJobOperator(BaseOperator):
         deferrable: bool | None = None,
         reattach_on_retry: bool = True,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        follow_retries: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,6 +94,7 @@ class CmlRunJobOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.reattach_on_retry = reattach_on_retry
         self.unknown_grace = unknown_grace
+        self.follow_retries = follow_retries
         self._started: RunRef | None = None
         self._run_url: str | None = None
 
@@ -128,10 +133,15 @@ class CmlRunJobOperator(BaseOperator):
             self._defer_unless_ended(context, run)
             return ref.run_id
         final = hook.wait_for_job_run(
-            *ref, poll_interval=self.poll_interval, timeout=self.timeout, unknown_grace=self.unknown_grace
+            *ref,
+            poll_interval=self.poll_interval,
+            timeout=self.timeout,
+            unknown_grace=self.unknown_grace,
+            follow_retries=self.follow_retries,
+            run_url=self._run_url,
         )
         self.log.info("Cloudera AI %s.", describe_run(final))
-        return ref.run_id
+        return str(final.get("id") or ref.run_id)
 
     def _start_or_reattach(self, context: Context) -> tuple[RunRef, Mapping[str, Any]]:
         hook = self.hook
@@ -168,6 +178,7 @@ class CmlRunJobOperator(BaseOperator):
                 end_time=self._deadline(context),
                 run_url=self._run_url,
                 unknown_grace=self.unknown_grace,
+                follow_retries=self.follow_retries,
             ),
             method_name="execute_complete",
         )
@@ -197,7 +208,7 @@ class CmlRunJobOperator(BaseOperator):
         """
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
-        run = outcome_of_event(event)
+        run = outcome_of_event(event, self.hook.finished)
         self.log.info("Cloudera AI %s.", describe_run(run))
         return str(run.get("id"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,7 +18,14 @@ from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run
 from airflow_provider_cml.validation import validate_positive
-from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next, WaitRule, WaitState, log_decision
+from airflow_provider_cml.waiting import (
+    DEFAULT_UNKNOWN_GRACE,
+    Next,
+    Outcome,
+    WaitRule,
+    WaitState,
+    log_decision,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -43,6 +50,8 @@ class CmlJobRunSensor(BaseSensorOperator):
         ``[operators] default_deferrable``). The sensor's ``timeout`` still applies.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the sensor fails;
         ``None``: no limit. Counted within one worker process (``mode="poke"``, or deferrable).
+    :param follow_retries: when the job has Job Retry and the run fails in a way it retries, wait
+        for the platform's retry runs and end with the last one.
     """
 
     template_fields: Sequence[str] = ("project", "job", "run_id")
@@ -57,6 +66,7 @@ class CmlJobRunSensor(BaseSensorOperator):
         cml_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        follow_retries: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,7 +77,9 @@ class CmlJobRunSensor(BaseSensorOperator):
         self.run_id = run_id
         self.cml_conn_id = cml_conn_id
         self.unknown_grace = unknown_grace
+        self.follow_retries = follow_retries
         self._wait_state = WaitState()
+        self._rule: WaitRule | None = None
 
     @cached_property
     def hook(self) -> CmlHook:
@@ -90,26 +102,26 @@ class CmlJobRunSensor(BaseSensorOperator):
         :param context: the task's Airflow context.
         """
         ref = self._ref()
-        rule = WaitRule(self.poke_interval, None, self.unknown_grace)
-        decision = rule.judge(self.hook.poll(ref), time.monotonic(), self._wait_state)
+        rule = self._rule or WaitRule(
+            self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries
+        )
+        self._rule, decision = self.hook.step(ref, rule, self._wait_state)
         self._wait_state = decision.state
         log_decision(self.log, ref.run_id, decision)
         if decision.next is Next.WAIT:
             return False
         if decision.next is Next.ERROR:
             raise decision.error  # type: ignore[misc]
+        outcome = Outcome(ref, self._rule, decision)
         if decision.next is Next.FINISHED and decision.run is not None:
-            self._fail_unless_succeeded(decision.run)
+            current = runs.current_ref(ref, decision.state)
+            self._fail_unless_succeeded(lambda: self.hook.finished(current, decision.run, note=outcome.note))  # type: ignore[arg-type]
             return True
-        when, advice = rule.why_gave_up(decision, None)
-        message = runs.gave_up_message(
-            ref.run_id, status=decision.state.status, when=when, advice=advice, stop=StopResult.NOT_ASKED
-        )
-        self._fail(CmlJobRunError(message, run_id=ref.run_id, status=decision.state.status))
+        self._fail(outcome.gave_up(StopResult.NOT_ASKED))
 
-    def _fail_unless_succeeded(self, run: Any) -> None:
+    def _fail_unless_succeeded(self, finish: Callable[[], Any]) -> None:
         try:
-            runs.check_run_outcome(run)
+            finish()
         except CmlJobRunError as exc:
             self._fail(exc)
 
@@ -137,6 +149,7 @@ class CmlJobRunSensor(BaseSensorOperator):
                 end_time=time.time() + self.timeout,
                 stop_on_timeout=False,
                 unknown_grace=self.unknown_grace,
+                follow_retries=self.follow_retries,
             ),
             method_name="execute_complete",
         )
@@ -151,7 +164,7 @@ class CmlJobRunSensor(BaseSensorOperator):
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
         try:
-            run = outcome_of_event(event)
+            run = outcome_of_event(event, self.hook.finished)
         except CmlJobRunTimeout as exc:
             if self.soft_fail:
                 raise AirflowSkipException(str(exc)) from exc

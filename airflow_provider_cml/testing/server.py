@@ -78,6 +78,10 @@ class JournalEntry:
     status: int | None
     time: float
     fault: str | None = None
+    #: What was sent and answered (text), so tests can check both against the API's contract.
+    request_body: str = ""
+    response_body: str = ""
+    client: str = ""  # the request's User-Agent
 
 
 def _match(value: Any, wanted: Any) -> bool:
@@ -114,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         if scripted is not None:
             status, text, content_type = scripted
             self._send_raw(status, text.encode(), content_type)
-            self._record(method, path, status, "scripted")
+            self._record(method, path, status, "scripted", raw, text)
             return
         faults = self.server.faults
         fault = faults.draw(method) if faults else None
@@ -127,29 +131,43 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in ("error", "rate_limit"):
             if fault == "error":
                 status = faults.rng.choice((500, 502, 503))  # type: ignore[union-attr]
-                self._send(status, {"code": 14, "message": "simulated outage", "details": []})
+                body: Any = ApiError(status, "simulated outage", grpc_code=14).body()
+                self._send(status, body)
             else:
-                status = 429
-                self._send(
-                    429,
-                    {"code": 8, "message": "rate limited", "details": []},
-                    {"Retry-After": f"{faults.retry_after:g}"},  # type: ignore[union-attr]
-                )
-            self._record(method, path, status, fault)
+                status, body = 429, ApiError(429, "rate limited").body()
+                self._send(429, body, {"Retry-After": f"{faults.retry_after:g}"})  # type: ignore[union-attr]
+            self._record(method, path, status, fault, raw, json.dumps(body))
             return
         try:
             status, body = self._route(method, path, parse_qs(parts.query), raw)
         except ApiError as exc:
-            status, body = exc.http_status, {"code": exc.grpc_code, "message": exc.message, "details": []}
+            status, body = exc.http_status, self._error_body(path, exc)
         if fault == "lost_response":
-            self._record(method, path, status, fault)
+            self._record(method, path, status, fault, raw, json.dumps(body))
             self._reset()
             return
         self._send(status, body)
-        self._record(method, path, status, fault)
+        self._record(method, path, status, fault, raw, json.dumps(body))
 
-    def _record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
-        self.server.record(JournalEntry(method, path, status, time.time(), fault))
+    @staticmethod
+    def _error_body(path: str, exc: ApiError) -> dict[str, Any]:
+        # v1 (CDSW) errors carry only a message; v2 errors are grpc-gateway's runtimeError.
+        return {"message": exc.message} if path.startswith("/api/v1/") else exc.body()
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        status: int | None,
+        fault: str | None,
+        raw: bytes = b"",
+        answer: str = "",
+    ) -> None:
+        request_body = raw.decode("utf-8", "replace")
+        client = self.headers.get("User-Agent", "")
+        self.server.record(
+            JournalEntry(method, path, status, time.time(), fault, request_body, answer, client)
+        )
 
     def _reset(self) -> None:
         # SO_LINGER 0 makes close() send RST: the client sees "connection reset by peer".
@@ -185,32 +203,41 @@ class _Handler(BaseHTTPRequestHandler):
         return key
 
     def _v1_key(self) -> str:
+        """v1 takes the legacy key (``CDSW_API_KEY``) as the Basic user name; a v2 key is refused."""
         header = self.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, _password = base64.b64decode(encoded).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             user = ""
-        if scheme.lower() != "basic" or user not in self.server.workbench.api_keys:
-            raise ApiError(401, "Unauthorized: invalid API key")
+        if scheme.lower() != "basic" or user not in self.server.workbench.legacy_keys:
+            raise ApiError(401, "Unauthorized: invalid API key (v1 takes the legacy API key, not a v2 key)")
         return user
 
     # -- routes -----------------------------------------------------------------------------------
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> tuple[int, Any]:
         wb = self.server.workbench
-        m = re.fullmatch(r"/api/v1/projects/([^/]+)/([^/]+)/jobs/(\d+)/start", path)
-        if m:
-            return self._v1_start(m.group(1), m.group(2), int(m.group(3)), raw)
+        if path.startswith("/api/v1/"):
+            return self._v1(method, path, raw)
         if not path.startswith("/api/v2/"):
             raise ApiError(404, f"no route for {path}", grpc_code=5)
         key = self._v2_key()
         rest = path[len("/api/v2") :]
+        if method == "POST" and rest == "/auth/validate_key":
+            self._json(raw)
+            return 200, {"valid": True, "username": wb.key_users.get(key, "readonly"), "message": ""}
         if method == "POST" and key in wb.readonly_keys:
             raise ApiError(403, "permission denied: this API key may not start or stop runs")
         with wb.lock:
             if method == "GET" and rest == "/projects":
-                return 200, self._page(query, "projects", [p.to_api() for p in wb.projects.values()])
+                include_public = self._param(query, "include_public_projects") == "true"
+                visible = wb.visible_projects(wb.key_users.get(key, "admin"), include_public)
+                return 200, self._page(query, "projects", [p.to_api() for p in visible])
+            if method == "GET" and rest == "/usage":
+                return 200, self._usage(query)
+            if method == "GET" and rest == "/workloads/executions":
+                return 200, self._executions(query)
             if method == "GET" and rest == "/jobs":
                 return 200, self._page(query, "jobs", [j.to_api() for j in wb.jobs.values()])
             m = re.fullmatch(r"/projects/([^/]+)", rest)
@@ -242,19 +269,85 @@ class _Handler(BaseHTTPRequestHandler):
                     return 200, wb.stop_run(run).to_api()
         raise ApiError(404, f"no route for {method} {path}", grpc_code=5)
 
-    def _v1_start(self, owner: str, slug: str, v1_id: int, raw: bytes) -> tuple[int, Any]:
+    def _v1(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+        """The legacy CDSW API: start a job; read a project and its jobs."""
         wb = self.server.workbench
         self._v1_key()
+        m = re.fullmatch(r"/api/v1/projects/([^/]+)/([^/]+)(/jobs(?:/(\d+)/start)?)?", path)
+        if not m:
+            raise ApiError(404, f"no route for {path}")
+        with wb.lock:
+            project = wb.find_project_by_slug(m.group(1), m.group(2))
+            jobs = [j for j in wb.jobs.values() if j.project is project]
+            if method == "GET" and not m.group(3):
+                return 200, self._v1_project(project)
+            if method == "GET" and m.group(3) == "/jobs":
+                return 200, [self._v1_job(j) for j in jobs]
+        if method != "POST" or not m.group(4):
+            raise ApiError(404, f"no route for {method} {path}")
         if "application/json" not in (self.headers.get("Content-Type") or ""):
             raise ApiError(400, "Content-Type must be application/json")
         with wb.lock:
-            project = wb.find_project_by_slug(owner, slug)
-            job = next((j for j in wb.jobs.values() if j.project is project and j.v1_id == v1_id), None)
+            job = next((j for j in jobs if j.v1_id == int(m.group(4))), None)
             if job is None:
-                raise ApiError(404, f"job {v1_id} not found")
+                raise ApiError(404, f"job {m.group(4)} not found")
             body = self._json(raw)
             run = wb.start_run(job, body.get("environment"), None)
         return 200, {"engine_id": run.id}
+
+    def _v1_project(self, project: Any) -> dict[str, Any]:
+        return {
+            "id": self.server.workbench.project_number(project),
+            "name": project.name,
+            "slug": project.slug,
+            "owner": {"username": project.owner},
+            "html_url": f"{self.server.url}/{project.owner}/{project.slug}",
+        }
+
+    def _v1_job(self, job: Any) -> dict[str, Any]:
+        runs = self.server.workbench.runs_of(job)
+        latest = runs[-1] if runs else None
+        return {
+            "id": job.v1_id,
+            "public_identifier": job.id,
+            "name": job.name,
+            "script": job.script,
+            "html_url": f"{self.server.url}/{job.project.owner}/{job.project.slug}/jobs/{job.v1_id}",
+            "latest": {"id": latest.id, "status": latest.status.removeprefix("ENGINE_").lower()}
+            if latest
+            else None,
+        }
+
+    def _usage(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        items = self.server.workbench.usage()
+        window = self._json_param(query, "time_range_search_filter").get("created_time") or {}
+        if window:  # "YYYY-MM-DD hh:mm:ss" in UTC, as the spec's example
+            stamp = lambda i: i["created_at"][:19].replace("T", " ")  # noqa: E731
+            items = [i for i in items if window.get("min", "") <= stamp(i) <= window.get("max", "~")]
+        page = self._page(query, "usage_response", items)
+        return {**page, "total_count": str(len(items))}
+
+    def _executions(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        workloads, executions = self.server.workbench.executions()
+        window = self._json_param(query, "time_range_search_filter").get("start_time") or {}
+        if window:
+            executions = [
+                e for e in executions if window.get("min", "") <= e["start_time"] <= window.get("max", "~")
+            ]
+        crns = self._json_param(query, "multi_column_search_filter").get("workload_crn")
+        if crns:
+            executions = [e for e in executions if e["workload_crn"] == crns]
+        page = self._page(query, "executions", executions)
+        used = {e["workload_crn"] for e in page["executions"]}
+        return {"workloads": [w for w in workloads if w["workload_crn"] in used], **page}
+
+    def _json_param(self, query: dict[str, list[str]], name: str) -> dict[str, Any]:
+        text = self._param(query, name)
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            raise ApiError(400, f"invalid {name}") from None
+        return value if isinstance(value, dict) else {}
 
     @staticmethod
     def _json(raw: bytes) -> dict[str, Any]:
@@ -409,7 +502,7 @@ class WorkbenchServer(ThreadingHTTPServer):
         ``body`` replaces the default grpc-gateway error body (e.g. HTML, truncated JSON, odd shapes).
         """
         if body is None:
-            body = json.dumps({"code": 9, "message": "scripted failure", "details": []})
+            body = json.dumps(ApiError(status, "scripted failure", grpc_code=9).body())
         with self._journal_lock:
             self._scripted.append([method, re.compile(path), status, times, body, content_type])
 

@@ -23,7 +23,13 @@ from typing import Any
 
 _ALNUM = string.ascii_lowercase + string.digits
 RUNTIME_ID = "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-python3.11:simulated"
-ACTIVE = ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING")
+ACTIVE = ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING", "ENGINE_UNKNOWN")
+#: Which Job Retry flag covers which final status. A script failure and a system failure (e.g. an
+#: OOM kill) both end ENGINE_FAILED; the workbench tells them apart by the run's OOM flag.
+RETRY_FLAGS = {
+    "ENGINE_TIMEDOUT": "retry_for_timedout_runs",
+    "ENGINE_SKIPPED": "retry_for_skipped_runs",
+}
 
 
 class ApiError(Exception):
@@ -36,6 +42,10 @@ class ApiError(Exception):
         self.http_status = http_status
         self.message = message
         self.grpc_code = grpc_code if grpc_code is not None else self.GRPC.get(http_status, 2)
+
+    def body(self) -> dict[str, Any]:
+        """The grpc-gateway error body (``runtimeError``): error, code, message, details."""
+        return {"error": self.message, "code": self.grpc_code, "message": self.message, "details": []}
 
 
 def _resource_id() -> str:
@@ -50,6 +60,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _crn(kind: str, name: str) -> str:
+    return f"crn:cdp:ml:us-west-1:simulated:{kind}:{name}"
+
+
+def _user(username: str) -> dict[str, str]:
+    return {"username": username, "name": username, "email": f"{username}@example.com"}
+
+
 @dataclass
 class Project:
     """A simulated project: its owner, folder of scripts, environment and jobs."""
@@ -59,6 +81,7 @@ class Project:
     owner: str
     folder: Path
     env: dict[str, str]
+    visibility: str = "private"
     created_at: str = field(default_factory=_now)
 
     @property
@@ -71,15 +94,25 @@ class Project:
         return {
             "id": self.id,
             "name": self.name,
-            "owner": {"username": self.owner, "name": self.owner, "email": f"{self.owner}@example.com"},
-            "creator": {"username": self.owner, "name": self.owner, "email": f"{self.owner}@example.com"},
+            "slug": self.slug,
+            "owner": _user(self.owner),
+            "creator": _user(self.owner),
             "description": "",
             "created_at": self.created_at,
             "updated_at": self.created_at,
             "default_engine_type": "ml_runtime",
             "environment": json.dumps(self.env),
             "permissions": {"admin": True, "business_user": False, "inherit": False, "operator": True},
-            "visibility": "private",
+            "visibility": self.visibility,
+        }
+
+    def to_short(self) -> dict[str, Any]:
+        """The ShortProject a Job carries (no ``project_id`` on jobs: this is where the id is)."""
+        return {
+            "public_identifier": self.id,
+            "name": self.name,
+            "slug": self.slug,
+            "default_project_engine": "ml_runtime",
         }
 
 
@@ -102,14 +135,26 @@ class Job:
     # A job without a script "runs" for ``duration`` seconds without a process (for load tests).
     duration: float = 0.0
     exit_code: int = 0
+    # Scriptless jobs only: exit codes of the first runs, in order (then ``exit_code``), e.g. [1, 0]
+    # fails the first run and lets the platform's retry succeed.
+    exit_codes: list[int] = field(default_factory=list)
+    # Scriptless jobs only: the run is OOM-killed (ENGINE_FAILED, exit code 137) after ``duration``.
+    oom: bool = False
+    # Scriptless jobs only: seconds spent in ENGINE_UNKNOWN after RUNNING (negative: until stopped).
+    unknown_for: float = 0.0
+    # Job Retry, as on the real Job: retries are new runs of the same job.
+    retry: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=_now)
 
     def to_api(self) -> dict[str, Any]:
-        """The job as the API answers it."""
+        """The job as the API answers it (a spec Job: no ``project_id``, ``timeout`` a string)."""
+        retry = self.retry
         return {
             "id": self.id,
             "name": self.name,
-            "project_id": self.project.id,
+            "project": self.project.to_short(),
+            "owner": _user(self.project.owner),
+            "creator": _user(self.project.owner),
             "script": self.script,
             "arguments": self.arguments,
             "environment": json.dumps(self.env),
@@ -118,16 +163,36 @@ class Job:
             "memory": 2,
             "nvidia_gpu": 0,
             "runtime_identifier": RUNTIME_ID,
+            "runtime_addon_identifiers": [],
+            "engine_image_id": "0",
             "schedule": "",
-            "parent_job_id": self.parent_job_id,
-            # The real API sends integer fields as strings.
-            "timeout": str(self.timeout),
+            "english_schedule": "",
+            "type": "dependent" if self.parent_job_id else "manual",
+            "parent_id": self.parent_job_id,
+            "timeout": str(self.timeout),  # int64: a JSON string
             "kill_on_timeout": True,
             "paused": False,
-            "creator": {"username": self.project.owner, "name": self.project.owner, "email": ""},
+            "retry_enabled": bool(retry.get("retry_enabled")),
+            "max_retry": int(retry.get("max_retry") or 0),
+            "retry_delay": int(retry.get("retry_delay") or 0),
+            "retry_for_script_failure": bool(retry.get("retry_for_script_failure")),
+            "retry_for_system_failure": bool(retry.get("retry_for_system_failure")),
+            "retry_for_timedout_runs": bool(retry.get("retry_for_timedout_runs")),
+            "retry_for_skipped_runs": bool(retry.get("retry_for_skipped_runs")),
             "created_at": self.created_at,
             "updated_at": self.created_at,
         }
+
+    def retries(self, run: Run) -> bool:
+        """Whether the platform starts a retry after ``run`` ended the way it did."""
+        retry = self.retry
+        if not retry.get("retry_enabled") or run.attempt >= int(retry.get("max_retry") or 0):
+            return False
+        if run.status == "ENGINE_FAILED":
+            flag = "retry_for_system_failure" if run.oom_killed else "retry_for_script_failure"
+        else:
+            flag = RETRY_FLAGS.get(run.status, "")
+        return bool(flag and retry.get(flag))
 
 
 @dataclass
@@ -142,7 +207,10 @@ class Run:
     created_at: str = field(default_factory=_now)
     seq: int = 0
     times: dict[str, str] = field(default_factory=dict)
-    failure_reason: str = ""
+    failure_reason: str = ""  # internal: the real JobRun has none (see usage and executions)
+    exit_code: int | None = None
+    oom_killed: bool = False
+    attempt: int = 0  # 0: started by a client; n: the platform's retry n
     stop_requested: bool = False
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -154,31 +222,35 @@ class Run:
             "id": self.id,
             "job_id": self.job.id,
             "project_id": self.job.project.id,
-            "status": self.status,
             "created_at": self.created_at,
             "arguments": self.arguments,
             # Often a JSON-encoded *string* in real answers.
             "environment": json.dumps(self.environment),
-            "creator": {"username": self.job.project.owner, "name": self.job.project.owner, "email": ""},
+            "creator": _user(self.job.project.owner),
             "kernel": "python3",
             "cpu": 1,
             "memory": 2,
             "nvidia_gpu": 0,
             "runtime_identifier": RUNTIME_ID,
         }
+        # ENGINE_SCHEDULING is the enum's zero value, which protobuf JSON leaves out.
+        if self.status != "ENGINE_SCHEDULING":
+            data["status"] = self.status
         for key in ("scheduling_at", "starting_at", "running_at", "finished_at"):
             if key in self.times:
                 data[key] = self.times[key]
-        if self.failure_reason:
-            data["failure_reason"] = self.failure_reason
         return data
 
 
 class Workbench:
     """Projects, jobs and runs of one simulated workbench; runs execute their script for real.
 
-    :param spec: ``{"projects": [{"name", "owner", "folder", "env", "jobs": [{"name", "script", "env",
-        "timeout", "parent"}]}], "api_keys": [...], "readonly_keys": [...]}``.
+    :param spec: ``{"projects": [{"name", "owner", "folder", "env", "visibility", "jobs": [{"name",
+        "script", "env", "timeout", "parent", "retry": {...Job Retry fields}, "duration", "exit_code",
+        "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "api_keys": [...] or {key: user},
+        "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403}``.
+        A key given in a list belongs to the user ``admin``; projects that are ``public`` or
+        ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
     :param output_dir: where each run's output is kept (``<run id>.log``).
     :param step_delay: seconds spent in each of SCHEDULING and STARTING before the script starts.
@@ -196,8 +268,15 @@ class Workbench:
 
         self.lock = threading.RLock()
         self.step_delay = step_delay
-        self.api_keys: set[str] = set(spec.get("api_keys") or [])
+        keys = spec.get("api_keys") or []
+        self.key_users: dict[str, str] = (
+            dict(keys) if isinstance(keys, Mapping) else dict.fromkeys(keys, "admin")
+        )
+        self.api_keys: set[str] = set(self.key_users)
         self.readonly_keys: set[str] = set(spec.get("readonly_keys") or [])
+        self.legacy_keys: set[str] = set(spec.get("legacy_keys") or [])
+        #: What an unknown or inaccessible ID gets: 404, or 403 as some workbenches answer.
+        self.unknown_id_status: int = int(spec.get("unknown_id_status") or 404)
         self.projects: dict[str, Project] = {}
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, Run] = {}
@@ -213,6 +292,7 @@ class Workbench:
                 folder=base / p.get("folder", "."),
                 env=p.get("env") or {},
                 jobs=p.get("jobs") or [],
+                visibility=p.get("visibility", "private"),
             )
 
     # -- building ---------------------------------------------------------------------------------
@@ -225,6 +305,7 @@ class Workbench:
         folder: str | os.PathLike[str] = ".",
         env: Mapping[str, str] | None = None,
         jobs: list[Mapping[str, Any]] | None = None,
+        visibility: str = "private",
     ) -> Project:
         """Add a project and its jobs.
 
@@ -233,9 +314,12 @@ class Workbench:
         :param folder: where its jobs' scripts are.
         :param env: project-level environment variables.
         :param jobs: job specs (see the class docstring).
+        :param visibility: ``private``, ``organization`` or ``public``.
         """
         with self.lock:
-            project = Project(_resource_id(), name, owner, Path(folder).resolve(), dict(env or {}))
+            project = Project(
+                _resource_id(), name, owner, Path(folder).resolve(), dict(env or {}), visibility=visibility
+            )
             self.projects[project.id] = project
             by_name: dict[str, Job] = {}
             for j in jobs or []:
@@ -252,6 +336,10 @@ class Workbench:
                     duration=float(j.get("duration") or 0),
                     exit_code=int(j.get("exit_code") or 0),
                 )
+                job.exit_codes = [int(c) for c in j.get("exit_codes") or []]
+                job.oom = bool(j.get("oom"))
+                job.unknown_for = float(j.get("unknown_for") or 0)
+                job.retry = dict(j.get("retry") or {})
                 by_name[job.name] = job
             return project
 
@@ -311,7 +399,7 @@ class Workbench:
         try:
             return self.projects[project_id]
         except KeyError:
-            raise ApiError(404, f"project not found: {project_id}") from None
+            raise ApiError(self.unknown_id_status, f"project not found: {project_id}") from None
 
     def job(self, project_id: str, job_id: str) -> Job:
         """A job by IDs (KeyError if unknown).
@@ -322,7 +410,7 @@ class Workbench:
         project = self.project(project_id)
         job = self.jobs.get(job_id)
         if job is None or job.project is not project:
-            raise ApiError(404, f"job not found: {job_id}")
+            raise ApiError(self.unknown_id_status, f"job not found: {job_id}")
         return job
 
     def run(self, project_id: str, job_id: str, run_id: str) -> Run:
@@ -335,7 +423,7 @@ class Workbench:
         job = self.job(project_id, job_id)
         run = self.runs.get(run_id)
         if run is None or run.job is not job:
-            raise ApiError(404, f"job run not found: {run_id}")
+            raise ApiError(self.unknown_id_status, f"job run not found: {run_id}")
         return run
 
     def find_project_by_slug(self, owner: str, slug: str) -> Project:
@@ -348,6 +436,25 @@ class Workbench:
             if project.owner == owner and project.slug == slug:
                 return project
         raise ApiError(404, f"project not found: {owner}/{slug}")
+
+    def project_number(self, project: Project) -> int:
+        """The project's internal numeric id (the web UI's and v1's; not the API v2 id).
+
+        :param project: the project.
+        """
+        return list(self.projects).index(project.id) + 1
+
+    def visible_projects(self, user: str, include_public: bool) -> list[Project]:
+        """The projects a user's key lists: their own and private ones, others' public ones on request.
+
+        :param user: the key's user.
+        :param include_public: the ``include_public_projects`` parameter.
+        """
+        return [
+            p
+            for p in self.projects.values()
+            if include_public or p.visibility == "private" or p.owner == user
+        ]
 
     def job_by_name(self, project_name: str, job_name: str) -> Job:
         """For tests: the job with these names."""
@@ -386,16 +493,23 @@ class Workbench:
         :param environment: overrides of the job's environment.
         :param arguments: the run's ``JOB_ARGUMENTS``.
         """
+        if environment is not None and not isinstance(environment, Mapping):
+            raise ApiError(400, "invalid value for environment: must be a map of string to string")
+        if arguments is not None and not isinstance(arguments, str):
+            raise ApiError(400, "invalid value for arguments: must be a string")
         env = dict(environment or {})
         for name, value in env.items():
             if not isinstance(value, str):
                 raise ApiError(400, f"invalid environment value for {name}: must be a string")
+        return self._start(job, env, arguments, attempt=0)
+
+    def _start(self, job: Job, env: dict[str, str], arguments: str | None, *, attempt: int) -> Run:
         with self.lock:
             busy = any(r.job is job and r.status in ACTIVE for r in self.runs.values())
             if busy and job.on_concurrent_start != "skip":
                 raise ApiError(400, f"job run for job {job.id} already active", grpc_code=9)
             self._seq += 1
-            run = Run(_run_id(), job, env, arguments or job.arguments, seq=self._seq)
+            run = Run(_run_id(), job, env, arguments or job.arguments, seq=self._seq, attempt=attempt)
             run.times["scheduling_at"] = run.created_at
             run.output_path = self.output_dir / f"{run.id}.log"
             self.runs[run.id] = run
@@ -403,6 +517,7 @@ class Workbench:
                 run.status = "ENGINE_SKIPPED"
                 run.failure_reason = "the job already had an active run"
                 run.times["finished_at"] = _now()
+                self._retry_later(run)
                 return run
         thread = threading.Thread(target=self._execute, args=(run,), name=f"cml-run-{run.id}", daemon=True)
         self._threads.append(thread)
@@ -441,16 +556,36 @@ class Workbench:
                 run.times[time_key] = _now()
             return True
 
-    def _finish(self, run: Run, status: str, reason: str = "") -> None:
+    def _finish(self, run: Run, status: str, reason: str = "", exit_code: int | None = None) -> None:
         with self.lock:
             run.status = status
             run.failure_reason = reason
+            run.exit_code = exit_code
             run.times["finished_at"] = _now()
+        self._retry_later(run)
         if status == "ENGINE_SUCCEEDED":
             for child in [j for j in self.jobs.values() if j.parent_job_id == run.job.id]:
                 # A child that is already running is skipped, as the platform does.
                 with contextlib.suppress(ApiError):
                     self.start_run(child, {}, None)
+
+    def _retry_later(self, run: Run) -> None:
+        """Job Retry: a new run of the same job after ``retry_delay``, as the platform does.
+
+        The retry gets the failed run's environment and arguments (inference: the spec only says
+        retries are runs of the same job).
+        """
+        if not run.job.retries(run):
+            return
+
+        def retry() -> None:
+            with contextlib.suppress(ApiError):  # the job may be busy by then: no retry, as on the platform
+                self._start(run.job, dict(run.environment), run.arguments, attempt=run.attempt + 1)
+
+        timer = threading.Timer(float(run.job.retry.get("retry_delay") or 0), retry)
+        timer.daemon = True
+        self._threads.append(timer)
+        timer.start()
 
     def _execute(self, run: Run) -> None:
         job, project = run.job, run.job.project
@@ -484,7 +619,8 @@ class Workbench:
                 return
             with open(run.output_path, "wb") as out:
                 run.process = subprocess.Popen(
-                    [sys.executable, str(script), *run.arguments.split()],
+                    # Arguments reach a real script only as JOB_ARGUMENTS: argv holds the kernel's flags.
+                    [sys.executable, str(script)],
                     cwd=project.folder,
                     env=env,
                     stdout=out,
@@ -503,21 +639,106 @@ class Workbench:
         if run.stop_requested:
             self._finish(run, "ENGINE_STOPPED", "stopped by request")
         elif code == 0:
-            self._finish(run, "ENGINE_SUCCEEDED")
+            self._finish(run, "ENGINE_SUCCEEDED", exit_code=0)
         else:
-            self._finish(run, "ENGINE_FAILED", f"script exited with code {code}")
+            self._finish(run, "ENGINE_FAILED", f"script exited with code {code}", exit_code=code)
 
     def _simulate(self, run: Run) -> None:
-        """A scriptless job: RUNNING for its ``duration``, then the ``exit_code`` decides."""
+        """A scriptless job: RUNNING for its ``duration`` (then UNKNOWN, OOM) and the exit code decides."""
+        job = run.job
         if not self._set(run, "ENGINE_RUNNING", "running_at"):
             self._finish(run, "ENGINE_STOPPED", "stopped before it started")
             return
-        if run.stopped.wait(run.job.duration):
+        if run.stopped.wait(job.duration):
             self._finish(run, "ENGINE_STOPPED", "stopped by request")
-        elif run.job.exit_code == 0:
-            self._finish(run, "ENGINE_SUCCEEDED")
+            return
+        lost = job.unknown_for and self._set(run, "ENGINE_UNKNOWN")
+        if lost and run.stopped.wait(None if job.unknown_for < 0 else job.unknown_for):
+            self._finish(run, "ENGINE_STOPPED", "stopped by request")
+            return
+        if job.oom:
+            run.oom_killed = True
+            self._finish(run, "ENGINE_FAILED", "OOMKilled: the run used more memory than its limit", 137)
+            return
+        code = job.exit_codes[run.attempt] if run.attempt < len(job.exit_codes) else job.exit_code
+        if code == 0:
+            self._finish(run, "ENGINE_SUCCEEDED", exit_code=0)
         else:
-            self._finish(run, "ENGINE_FAILED", f"script exited with code {run.job.exit_code}")
+            self._finish(run, "ENGINE_FAILED", f"script exited with code {code}", exit_code=code)
+
+    # -- usage and workload executions (where the real API says why a run failed) -----------------
+
+    def usage(self) -> list[dict[str, Any]]:
+        """One UsageResponse per finished run, newest first (what ``GET /api/v2/usage`` lists)."""
+        with self.lock:
+            finished = [r for r in self.runs.values() if r.status not in ACTIVE]
+        return [self._usage_of(r) for r in sorted(finished, key=lambda r: -r.seq)]
+
+    @staticmethod
+    def _usage_of(run: Run) -> dict[str, Any]:
+        job, project = run.job, run.job.project
+        started = _parse(run.times.get("running_at") or run.created_at)
+        ended = _parse(run.times.get("finished_at") or run.created_at)
+        k8s_reason = "OOMKilled" if run.oom_killed else ("Completed" if run.exit_code == 0 else "Error")
+        return {
+            "id": f"usage-{run.seq}",
+            "name": job.name,
+            "creator": project.owner,
+            "group": "",
+            "project_name": project.name,
+            "cpu": 1.0,
+            "memory": 2.0,
+            "nvidia_gpu": 0.0,
+            "workload_type": "job",
+            "created_at": run.created_at,
+            "duration": str(max(0, int((ended - started).total_seconds()))),
+            "status": run.status.removeprefix("ENGINE_").lower(),
+            "workload_url": f"/{project.owner}/{project.slug}/jobs",
+            "message": run.failure_reason,
+            "oom_killed": run.oom_killed,
+            "k8s_info": {
+                "k8s_exit_code": run.exit_code if run.exit_code is not None else 0,
+                "k8s_signal": "SIGKILL" if run.oom_killed else "",
+                "k8s_reason": k8s_reason,
+                "k8s_message": run.failure_reason,
+            },
+        }
+
+    def executions(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Workloads (one per job) and executions (one per run), as ``GET /workloads/executions``."""
+        with self.lock:
+            runs = sorted(self.runs.values(), key=lambda r: -r.seq)
+            jobs = {r.job.id: r.job for r in runs}
+        workloads = [
+            {
+                "workload_crn": _crn("workload", job.id),
+                "workload_name": job.name,
+                "workload_type": "job",
+                "create_time": job.created_at,
+                "creator_user_name": job.project.owner,
+                "project": {
+                    "id": self.project_number(job.project),  # numeric, not the public id
+                    "crn": _crn("project", job.project.id),
+                    "name": job.project.name,
+                },
+                "deleted": False,
+            }
+            for job in jobs.values()
+        ]
+        executions = [
+            {
+                "workload_crn": _crn("workload", r.job.id),
+                "workload_execution_crn": _crn("execution", r.id),
+                "pod_name": f"{r.id}-pod",
+                "start_time": r.times.get("running_at") or r.created_at,
+                **({"end_time": r.times["finished_at"]} if "finished_at" in r.times else {}),
+                "status": r.status.removeprefix("ENGINE_").lower(),
+                "failure_reason": r.failure_reason,
+                "run_as_user_name": r.job.project.owner,
+            }
+            for r in runs
+        ]
+        return workloads, executions
 
     def shutdown(self) -> None:
         """Stop every active run's process (the workbench is going away)."""

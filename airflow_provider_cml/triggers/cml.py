@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -15,8 +15,8 @@ from airflow_provider_cml.exceptions import CmlException, CmlJobRunError, CmlJob
 from airflow_provider_cml.runs import RunRef, StopResult
 from airflow_provider_cml.waiting import (
     DEFAULT_UNKNOWN_GRACE,
-    Decision,
     Next,
+    Outcome,
     WaitRule,
     WaitState,
     log_decision,
@@ -35,7 +35,6 @@ _EVENT_RUN_FIELDS = (
     "scheduling_at",
     "running_at",
     "finished_at",
-    "failure_reason",
 )
 #: Event kinds for a wait that ended before the run did, and the error each becomes.
 _GAVE_UP = {Next.TIMED_OUT: "timeout", Next.UNCLEAR: "unclear"}
@@ -58,6 +57,7 @@ class CmlJobRunTrigger(BaseTrigger):
         a sensor does not).
     :param run_url: the run's page, repeated in failure messages.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
+    :param follow_retries: wait for the platform's Job Retry runs of a failed run.
     """
 
     def __init__(
@@ -72,6 +72,7 @@ class CmlJobRunTrigger(BaseTrigger):
         stop_on_timeout: bool = True,
         run_url: str | None = None,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        follow_retries: bool = True,
     ) -> None:
         super().__init__()
         self.ref = RunRef(project_id, job_id, run_id)
@@ -81,6 +82,7 @@ class CmlJobRunTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)  # it may come back from JSON as an int
         self.run_url = run_url
         self.unknown_grace = unknown_grace
+        self.follow_retries = follow_retries
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -94,6 +96,7 @@ class CmlJobRunTrigger(BaseTrigger):
                 "stop_on_timeout": self.stop_on_timeout,
                 "run_url": self.run_url,
                 "unknown_grace": self.unknown_grace,
+                "follow_retries": self.follow_retries,
             },
         )
 
@@ -102,68 +105,88 @@ class CmlJobRunTrigger(BaseTrigger):
 
         return CmlHook(self.conn_id)
 
-    def _event(self, kind: str, message: str, run: Mapping[str, Any] | None = None) -> TriggerEvent:
+    def _event(self, kind: str, message: str, outcome: Outcome | None = None) -> TriggerEvent:
+        run = outcome.decision.run if outcome else None
         safe_run = {key: run[key] for key in _EVENT_RUN_FIELDS if run and key in run}
+        current = runs.current_ref(self.ref, outcome.decision.state if outcome else None)
         return TriggerEvent(
             {
                 "status": kind,
-                **self.ref._asdict(),
+                **current._asdict(),
+                "started_run_id": self.ref.run_id,
                 "message": message,
                 "run": safe_run,
                 "run_url": self.run_url,
+                "note": outcome.note if outcome else "",
             }
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll, sleep and act on the waiting rule's decisions until one ends the wait."""
         hook = self._hook()
-        rule = WaitRule(self.poll_interval, self.end_time, self.unknown_grace)
+        rule = WaitRule(
+            self.poll_interval, self.end_time, self.unknown_grace, follow_retries=self.follow_retries
+        )
         state = WaitState()
         try:
             while True:
-                decision = rule.judge(await hook.apoll(self.ref), time.time(), state)
+                rule, decision = await hook.astep(self.ref, rule, state, time.time)
                 state = decision.state
                 log_decision(self.log, self.ref.run_id, decision)
                 if decision.next is not Next.WAIT:
-                    yield await self._final_event(hook, rule, decision)
+                    yield await self._final_event(hook, Outcome(self.ref, rule, decision, self.run_url))
                     return
                 await asyncio.sleep(decision.sleep)
         finally:
             await hook.aclose()
 
-    async def _final_event(self, hook: CmlHook, rule: WaitRule, decision: Decision) -> TriggerEvent:
+    async def _final_event(self, hook: CmlHook, outcome: Outcome) -> TriggerEvent:
+        decision = outcome.decision
         if decision.next is Next.ERROR:
             return self._event("error", str(decision.error))
         status = decision.state.status
+        current = runs.current_ref(self.ref, decision.state)
         if decision.next is Next.FINISHED:
             kind = "success" if runs.is_success(status) else "failed"
-            return self._event(kind, f"Cloudera AI run {self.ref.run_id} ended {status}.", decision.run)
-        stop = await hook.astop_if_active(self.ref) if self.stop_on_timeout else StopResult.NOT_ASKED
-        when, advice = rule.why_gave_up(decision, None)
-        message = runs.gave_up_message(
-            self.ref.run_id, status=status, when=when, advice=advice, stop=stop, link=self.run_url
-        )
-        return self._event(_GAVE_UP[decision.next], message)
+            return self._event(
+                kind, f"Cloudera AI run {current.run_id} ended {status}{outcome.note}.", outcome
+            )
+        if self.stop_on_timeout:
+            stop = await hook.astop_if_active(current)
+            self.log.info("Cloudera AI run %s: %s.", current.run_id, stop.value or "not stopped")
+        else:
+            stop = StopResult.NOT_ASKED
+        return self._event(_GAVE_UP[decision.next], outcome.gave_up_message(stop), outcome)
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user killed the deferred task (mark failed/success, clear); stop the run."""
         hook = self._hook()
         try:
-            await hook.astop_if_active(self.ref)
+            stop = await hook.astop_if_active(self.ref)
+            self.log.info("The task was killed; Cloudera AI run %s: %s.", self.ref.run_id, stop.value)
         finally:
             await hook.aclose()
 
 
-def outcome_of_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
+#: What turns a finished run into its result or its error: :meth:`CmlHook.finished`, which adds
+#: what the platform's listings say about a failure.
+Finish = Callable[..., Mapping[str, Any]]
+
+
+def outcome_of_event(event: Mapping[str, Any] | None, finish: Finish | None = None) -> Mapping[str, Any]:
     """Turn a trigger event into the finished run, or raise the matching clear error.
 
     Shared by the deferrable operator and sensor so both read events the same way.
 
     :param event: the event's payload.
+    :param finish: ``CmlHook.finished`` of the task's hook; without it a failure says the status's hint.
     """
     if not event or "status" not in event:
         raise CmlException(f"The Cloudera AI trigger sent an unexpected event: {event!r}")
     kind = event["status"]
+    if kind in ("success", "failed") and finish is not None and event.get("run"):
+        ref = RunRef(str(event.get("project_id")), str(event.get("job_id")), str(event.get("run_id")))
+        return finish(ref, event["run"], note=event.get("note", ""), link=event.get("run_url"))
     if kind == "success":
         return event.get("run") or {"id": event.get("run_id")}
     if kind == "failed":
