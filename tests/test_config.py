@@ -103,6 +103,10 @@ def test_inside_a_workbench_the_session_variables_fill_in():
         host=None, password="", environ={"CDSW_APIV2_KEY": "k2", "CDSW_DOMAIN": "ml-8.site"}
     )
     assert config.base_url == "https://ml-8.site"
+    # v1 takes the legacy key, which a workload has as CDSW_API_KEY (never the v2 key)
+    both = {"CDSW_APIV2_KEY": "v2-key", "CDSW_API_KEY": "legacy-key", "CDSW_DOMAIN": "ml-8.site"}
+    legacy = build_client_config(host=None, password=None, environ=both, extra={"api_version": "v1"})
+    assert legacy.api_key == "legacy-key"
 
 
 def test_environment_values():

@@ -124,7 +124,7 @@ def test_deferrable_failure_names_status_and_reason(wb, dagbag, capfd):
     dag_run = dagbag.get_dag("cml_test_deferrable_failure").test()
     assert _states(dag_run) == {"fail": "failed"}
     out = "".join(capfd.readouterr())
-    assert "ENGINE_FAILED" in out and "script exited with code 3" in out
+    assert "ENGINE_FAILED" in out and "exit code 3" in out and "script exited with code 3" in out
     assert f"See {_xcom(dag_run, 'fail', 'run_url')}" in out
 
 
@@ -158,3 +158,30 @@ def test_retry_reattaches_instead_of_starting_a_second_run(wb, dagbag, mode):
     assert runs[-1].status == "ENGINE_SUCCEEDED"
     assert runs[-1].environment["AIRFLOW_CTX_TASK_ID"] == "flaky_wait"
     assert runs[-1].environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_what_the_platform_does(wb, dagbag, capfd, mode):
+    """OOM kill named; ENGINE_UNKNOWN fails after the grace period; Job Retry followed; public project found."""
+    import time
+
+    dag_run = dagbag.get_dag(f"cml_test_platform_{mode}").test()
+    assert _states(dag_run) == {"oom": "failed", "lost": "failed", "flaky": "success", "public": "success"}
+    out = "".join(capfd.readouterr())
+    assert "killed for using more memory than its limit (OOM); exit code 137" in out
+    assert "was still ENGINE_UNKNOWN for 1s" in out and "it has been asked to stop" in out
+    lost = wb.workbench.runs[_xcom(dag_run, "lost", "run_id")]
+    deadline = time.monotonic() + 5
+    while lost.status != "ENGINE_STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lost.status == "ENGINE_STOPPED"
+    # Job Retry: the started run failed, the platform's retry 1 succeeded, the task succeeded with it.
+    first, final = _xcom(dag_run, "flaky", "run_id"), _xcom(dag_run, "flaky", "return_value")
+    assert wb.workbench.runs[first].status == "ENGINE_FAILED"
+    assert wb.workbench.runs[final].status == "ENGINE_SUCCEEDED" and wb.workbench.runs[final].attempt == 1
+    assert (
+        "succeeded on the platform's retry 1 of 2" in out
+        or "ENGINE_SUCCEEDED on the platform's retry 1 of 2" in out
+    )
+    public = wb.workbench.runs[_xcom(dag_run, "public", "run_id")]
+    assert public.job.project.name == "Shared Models" and public.status == "ENGINE_SUCCEEDED"

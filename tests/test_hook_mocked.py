@@ -18,6 +18,7 @@ from airflow_provider_cml.exceptions import (
     CmlLookupError,
 )
 from airflow_provider_cml.hooks.cml import START_TOKEN_ENV, CmlHook
+from airflow_provider_cml.runs import RunRef
 from tests.conftest import MOCK_KEY, MOCK_URL
 
 API = f"{MOCK_URL}/api/v2"
@@ -251,6 +252,11 @@ class TestPagingAndNames:
         hook.resolve_project("train")
         assert requests_mock.call_count == 1
 
+    def test_name_lookups_include_public_projects(self, hook, requests_mock):
+        self._pages(requests_mock, f"{API}/projects", "projects", [{"id": "c", "name": "shared"}])
+        hook.resolve_project("shared")
+        assert requests_mock.last_request.qs["include_public_projects"] == ["true"]
+
     def test_unexpected_shape_is_a_clear_error(self, hook, requests_mock):
         requests_mock.get(f"{API}/projects", json={"items": []})
         with pytest.raises(CmlApiError, match="without the expected 'projects' list"):
@@ -276,6 +282,12 @@ class TestErrors:
         _project_route(requests_mock)
         requests_mock.get(f"{RUNS}/{RID}", status_code=404, json={"code": 5, "message": "not found"})
         with pytest.raises(CmlApiError, match=f"Not found: run '{RID}' of job '{JID}'"):
+            hook.get_job_run(PID, JID, RID)
+
+    def test_403_on_a_read_says_not_found_or_not_permitted_and_names_the_id(self, hook, requests_mock):
+        _project_route(requests_mock)
+        requests_mock.get(f"{RUNS}/{RID}", status_code=403, json={"code": 7, "message": "permission denied"})
+        with pytest.raises(CmlApiError, match=f"Not found or not permitted for this key: run '{RID}'"):
             hook.get_job_run(PID, JID, RID)
 
     @pytest.mark.parametrize(
@@ -399,6 +411,76 @@ class TestWaiting:
             hook.wait_for_job_run(PID, JID, RID, poll_interval=5, timeout=25)
         assert stop.call_count == 1
         assert sleeps == [5, 5, 5, 5, 5]  # polls at 0, 5, ..., 25 s on the hook's clock
+
+
+class TestFailureDetails:
+    FINISHED = _run(
+        "ENGINE_FAILED",
+        created_at="2024-06-01T10:00:00Z",
+        running_at="2024-06-01T10:00:05Z",
+        finished_at="2024-06-01T10:01:00Z",
+    )
+
+    def _usage(self, **entry):
+        base = {"name": "train", "project_name": "Risk Analysis", "created_at": "2024-06-01T10:00:00.5Z"}
+        return {"usage_response": [{**base, **entry}], "total_count": "1"}
+
+    def test_exit_code_and_message_from_the_usage_listing(self, hook, requests_mock):
+        _project_route(requests_mock)
+        requests_mock.get(
+            f"{API}/projects/{PID}/jobs/{JID}",
+            json={"id": JID, "name": "train", "project": {"name": "Risk Analysis"}},
+        )
+        requests_mock.get(f"{API}/usage", json=self._usage(message="boom", k8s_info={"k8s_exit_code": 2}))
+        details = hook.failure_details(RunRef(PID, JID, RID), self.FINISHED)
+        assert details == "exit code 2; Cloudera AI says: boom"
+        query = requests_mock.request_history[1].qs
+        assert json.loads(query["search_filter"][0]) == {"name": "train", "workload_type": "job"}
+        window = json.loads(query["time_range_search_filter"][0])["created_time"]
+        assert window == {"min": "2024-06-01 09:58:00", "max": "2024-06-01 10:03:00"}
+
+    def test_entries_of_other_jobs_projects_or_times_are_not_taken(self, hook, requests_mock):
+        _project_route(requests_mock)
+        requests_mock.get(
+            f"{API}/projects/{PID}/jobs/{JID}",
+            json={"id": JID, "name": "train", "project": {"name": "Risk Analysis"}},
+        )
+        others = [
+            {"name": "train", "project_name": "Other", "created_at": "2024-06-01T10:00:00Z", "message": "x"},
+            {
+                "name": "train",
+                "project_name": "Risk Analysis",
+                "created_at": "2024-06-01T11:00:00Z",
+                "message": "y",
+            },
+            {
+                "name": "other",
+                "project_name": "Risk Analysis",
+                "created_at": "2024-06-01T10:00:00Z",
+                "message": "z",
+            },
+        ]
+        requests_mock.get(f"{API}/usage", json={"usage_response": others, "total_count": "3"})
+        assert hook.failure_details(RunRef(PID, JID, RID), self.FINISHED) is None
+
+    def test_a_key_that_may_not_read_the_listings_is_noted_once_and_changes_nothing(
+        self, hook, requests_mock, capfd, caplog
+    ):
+        _project_route(requests_mock)
+        requests_mock.get(f"{API}/usage", status_code=403, json={"code": 7, "message": "denied"})
+        ref = RunRef(PID, JID, RID)
+        assert hook.failure_details(ref, self.FINISHED) is None
+        calls = requests_mock.call_count
+        assert hook.failure_details(ref, self.FINISHED) is None
+        assert requests_mock.call_count == calls  # not asked again
+        logged = caplog.text + "".join(capfd.readouterr())  # stdlib logging (Airflow 2) or structlog (3)
+        assert logged.count("may not read Cloudera AI's usage") == 1
+
+    def test_garbage_in_the_listings_never_raises(self, hook, requests_mock):
+        _project_route(requests_mock)
+        requests_mock.get(f"{API}/usage", json={"usage_response": [None, 3, {"created_at": "not a time"}]})
+        requests_mock.get(f"{API}/workloads/executions", json={"workloads": "x", "executions": [1]})
+        assert hook.failure_details(RunRef(PID, JID, RID), self.FINISHED) is None
 
 
 def test_test_connection_reports_success_and_failure(hook, requests_mock):

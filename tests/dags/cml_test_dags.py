@@ -164,3 +164,13 @@ with DAG("cml_test_deferrable_execution_timeout", **ARGS):
         deferrable=True,
         execution_timeout=timedelta(seconds=3),
     )
+
+# What the real API does that a guess-built client missed: OOM kills, a run the platform lost track
+# of, Job Retry, someone else's public project.
+for _deferrable in (False, True):
+    with DAG(f"cml_test_platform_{'deferrable' if _deferrable else 'sync'}", **ARGS):
+        _common = {"poll_interval": 0.2, "deferrable": _deferrable}
+        CmlRunJobOperator(task_id="oom", project="Analytics", job="oom", **_common)
+        CmlRunJobOperator(task_id="lost", project="Analytics", job="lost", unknown_grace=1, **_common)
+        CmlRunJobOperator(task_id="flaky", project="Analytics", job="flaky", **_common)
+        CmlRunJobOperator(task_id="public", project="Shared Models", job="score", **_common)
