@@ -91,6 +91,16 @@ def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
     return later[-1] if later else NO_RETRY_YET
 
 
+def created_before(run: Mapping[str, Any], moment: datetime) -> bool:
+    """Whether the run was created before ``moment`` (``False`` when its time is unknown).
+
+    :param run: a JobRun answer.
+    :param moment: an aware datetime.
+    """
+    created = _parse_time(run.get("created_at"))
+    return created is not None and created < moment
+
+
 def status_of(run: Mapping[str, Any]) -> str:
     """The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
 

@@ -5,6 +5,11 @@ came back as an :class:`Answer`; :func:`settle` alone decides what that answer m
 final error, an unknown outcome, or a retry after a delay). The two transports only differ in how
 they send and how they sleep. A request that is not idempotent is never retried here: its caller
 owns that decision (see ``CmlHook.start_job_run``).
+
+What a hostile or broken server can do is bounded here: redirects are never followed (a 3xx is an
+error naming its target), every answer must be a JSON object, JSON nesting is bounded, every
+transport exception becomes a :class:`CmlApiError`, and each attempt has a total time limit (not
+only a per-read one), so a server that trickles bytes cannot hold a request.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import base64
 import json
 import logging
 import ssl
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from airflow_provider_cml import __version__
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobAlreadyActiveError
@@ -31,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "x-cml-request-id", "x-correlation-id")
+#: Deeper JSON than this is refused (the API's objects nest a few levels; a bomb nests thousands).
+MAX_JSON_DEPTH = 64
+#: Override values shorter than this are not masked in server messages (they would garble them).
+MIN_REDACTED_LENGTH = 3
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
@@ -45,18 +57,69 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def server_message(text: str) -> str:
-    """grpc-gateway's ``message``, else the older ``error``, else the raw text (shortened)."""
+def _json_depth_ok(text: str) -> bool:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` with nesting bounded by :data:`MAX_JSON_DEPTH`; ``ValueError`` otherwise.
+
+    :param text: the answer's body.
+    """
+    if not _json_depth_ok(text):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text)
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every secret value replaced by ``***`` (longest first).
+
+    :param text: e.g. a server's error message, which may echo the request body.
+    :param secrets: values sent in the request (environment overrides).
+    """
+    for secret in sorted((s for s in secrets if len(s) >= MIN_REDACTED_LENGTH), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def server_message(text: str, secrets: Collection[str] = ()) -> str:
+    """grpc-gateway's ``message``, else the older ``error``, else the raw text (shortened), redacted.
+
+    :param text: the error answer's body.
+    :param secrets: values to mask (see :func:`redact`).
+    """
     try:
-        body = json.loads(text)
+        body = load_json(text)
     except ValueError:
         body = None
+    message = None
     if isinstance(body, dict):
-        for key in ("message", "error"):
-            if isinstance(body.get(key), str) and body[key]:
-                return body[key]
-    text = " ".join(text.split())
-    return text[:300] + ("..." if len(text) > 300 else "")
+        message = next(
+            (body[k] for k in ("message", "error") if isinstance(body.get(k), str) and body[k]), None
+        )
+    if message is None:
+        flat = " ".join(text.split())
+        message = flat[:300] + ("..." if len(flat) > 300 else "")
+    return redact(message, secrets)
 
 
 def error_for_response(
@@ -67,9 +130,19 @@ def error_for_response(
     method: str,
     path: str,
     not_found: str | None = None,
+    secrets: Collection[str] = (),
 ) -> CmlApiError:
-    """The error to raise for an HTTP error answer, with a message that says what to do."""
-    message = server_message(text)
+    """The error to raise for an HTTP error answer, with a message that says what to do.
+
+    :param status_code: the HTTP status.
+    :param headers: the answer's headers.
+    :param text: the answer's body.
+    :param method: HTTP method.
+    :param path: request path.
+    :param not_found: what a 404 (or a 403 on a read) means.
+    :param secrets: values sent in the request, masked in the server's message.
+    """
+    message = server_message(text, secrets)
     details = {
         "http_status": status_code,
         "method": method,
@@ -109,26 +182,67 @@ def error_for_response(
     return CmlApiError(text_out, **details)  # type: ignore[arg-type]
 
 
-def decode_json(status_code: int, headers: Mapping[str, str], text: str, *, method: str, path: str) -> Any:
-    """The JSON body of a successful answer; a clear error when it is HTML or cut short."""
-    if not text.strip():
-        return {}
+def redirect_error(config: CmlClientConfig, answer: Answer, *, method: str, path: str) -> CmlApiError:
+    """The error for a 3xx: redirects are never followed (they would carry the key and the body away).
+
+    :param config: the client settings.
+    :param answer: the 3xx answer.
+    :param method: HTTP method.
+    :param path: request path.
+    """
+    target = urlsplit(answer.headers.get("location") or answer.headers.get("Location") or "")
+    where = target.hostname or "(no Location header)"
+    hint = "Set the connection's host to the workbench URL the redirect points to."
+    if config.base_url.startswith("http://") and target.scheme == "https":
+        hint = "The workbench redirects to HTTPS: write the host as https://."
+    return CmlApiError(
+        f"Cloudera AI answered with a redirect (HTTP {answer.status_code}) to {where}; the provider does "
+        f"not follow redirects. {hint}",
+        http_status=answer.status_code,
+        method=method,
+        path=path,
+        request_id=request_id(answer.headers),
+    )
+
+
+def decode_object(
+    status_code: int, headers: Mapping[str, str], text: str, *, method: str, path: str
+) -> dict[str, Any]:
+    """The JSON object of a successful answer; a clear error for anything else.
+
+    :param status_code: the HTTP status.
+    :param headers: the answer's headers.
+    :param text: the answer's body.
+    :param method: HTTP method.
+    :param path: request path.
+    """
+    problem = None
     try:
-        return json.loads(text)
-    except ValueError:
+        body = load_json(text) if text.strip() else None
+    except ValueError as exc:
         content_type = headers.get("content-type", "unknown")
-        hint = (
-            "an HTML page: is the host the workbench URL (not the Cloudera console or a login proxy)?"
-            if "html" in content_type.lower() or text.lstrip().startswith("<")
-            else "not valid JSON (cut short or garbled in transit)."
-        )
-        raise CmlApiError(
-            f"Cloudera AI answered HTTP {status_code} with {hint}",
-            http_status=status_code,
-            method=method,
-            path=path,
-            request_id=request_id(headers),
-        ) from None
+        if "html" in content_type.lower() or text.lstrip().startswith("<"):
+            problem = (
+                "an HTML page: is the host the workbench URL (not the Cloudera console or a login proxy)?"
+            )
+        elif "nested deeper" in str(exc):
+            problem = f"JSON nested deeper than {MAX_JSON_DEPTH} levels, which the API never sends."
+        else:
+            problem = "not valid JSON (cut short or garbled in transit)."
+    else:
+        if body is None:
+            problem = "an empty body where a JSON object was expected."
+        elif not isinstance(body, dict):
+            problem = f"a JSON {type(body).__name__} where a JSON object was expected."
+    if problem is None:
+        return body  # type: ignore[return-value]
+    raise CmlApiError(
+        f"Cloudera AI answered HTTP {status_code} with {problem}",
+        http_status=status_code,
+        method=method,
+        path=path,
+        request_id=request_id(headers),
+    )
 
 
 @dataclass
@@ -158,13 +272,22 @@ class NotDone(Exception):
     :param retry_after: the answer's ``Retry-After`` header, if any.
     :param maybe_acted: ``False`` when the server cannot have acted on the request (the connection
         never opened, or 429): sending it again is safe. ``True``: the outcome is unknown.
+    :param resend_useless: sending it again cannot help (a redirect): look, then give up.
     """
 
-    def __init__(self, error: CmlApiError, *, retry_after: str | None = None, maybe_acted: bool) -> None:
+    def __init__(
+        self,
+        error: CmlApiError,
+        *,
+        retry_after: str | None = None,
+        maybe_acted: bool,
+        resend_useless: bool = False,
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
         self.maybe_acted = maybe_acted
+        self.resend_useless = resend_useless
 
 
 def tls_error(base_url: str, exc: BaseException) -> CmlConfigError:
@@ -181,7 +304,10 @@ def tls_error(base_url: str, exc: BaseException) -> CmlConfigError:
 
 
 def auth_headers(config: CmlClientConfig) -> dict[str, str]:
-    """Headers for every request: Bearer for v2; Basic (key as user, empty password) and JSON for v1."""
+    """Headers for every request: Bearer for v2; Basic (key as user, empty password) and JSON for v1.
+
+    :param config: the client settings.
+    """
     headers = {"User-Agent": f"airflow-provider-cml/{__version__}", "Accept": "application/json"}
     if config.api_version == "v1":
         token = base64.b64encode(f"{config.api_key}:".encode()).decode()
@@ -192,49 +318,91 @@ def auth_headers(config: CmlClientConfig) -> dict[str, str]:
     return headers
 
 
-def settle(
-    answer: Answer,
-    *,
-    config: CmlClientConfig,
-    attempt: int,
-    method: str,
-    path: str,
-    not_found: str | None,
-    idempotent: bool,
-) -> Any:
+@dataclass(frozen=True)
+class Exchange:
+    """One request as the caller asked for it.
+
+    :param method: HTTP method.
+    :param path: path below the API root (segments already percent-encoded).
+    :param params: query parameters.
+    :param body: JSON body.
+    :param not_found: what a 404 means, for its message.
+    :param idempotent: ``False``: never retried here (see :class:`NotDone`).
+    :param secrets: values in the body to mask in the server's messages.
+    :param deadline: the time (on the transport's monotonic clock) by which the whole request,
+        retries and sleeps included, ends.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    body: Any = None
+    not_found: str | None = None
+    idempotent: bool = True
+    secrets: Collection[str] = ()
+    deadline: float | None = None
+
+    def time_left(self, limit: float, now: float) -> float:
+        """Seconds this attempt may take: the request timeout, or less as the deadline nears.
+
+        :param limit: the request timeout.
+        :param now: the time now, on the deadline's clock.
+        """
+        if self.deadline is None:
+            return limit
+        return max(0.0, min(limit, self.deadline - now))
+
+
+def settle(answer: Answer, *, config: CmlClientConfig, attempt: int, exchange: Exchange, now: float) -> Any:
     """Decode a good answer, or raise: the final error, :class:`NotDone` or :class:`RetryLater`.
+
+    A retry whose back-off (or ``Retry-After``) would pass the deadline is not made: the error is
+    raised instead, so a deadline bounds the wall time of the whole request.
 
     :param answer: what the attempt produced.
     :param config: the client settings (retry policy, base URL for messages).
     :param attempt: the 1-based number of this attempt.
-    :param method: HTTP method, for messages.
-    :param path: request path, for messages.
-    :param not_found: what a 404 means, e.g. ``"run 'x' of job 'y'"``.
-    :param idempotent: ``False`` for a request that must not be repeated blindly (a start): it is
-        never retried here, but handed back as :class:`NotDone`.
+    :param exchange: the request.
+    :param now: the time now, on the deadline's clock.
     """
-    policy = config.retry_policy
+    method, path, policy = exchange.method, exchange.path, config.retry_policy
     retry_after: str | None = None
     if answer.status_code is None:
         error = CmlApiError(
             f"No answer from Cloudera AI at {config.base_url} ({answer.failure}).", method=method, path=path
         )
         maybe_acted = answer.maybe_acted
-    elif answer.status_code < 400:
-        return decode_json(answer.status_code, answer.headers, answer.text, method=method, path=path)
+    elif 300 <= answer.status_code < 400:
+        error = redirect_error(config, answer, method=method, path=path)
+        if not exchange.idempotent:
+            raise NotDone(error, maybe_acted=True, resend_useless=True)
+        raise error
+    elif answer.status_code < 300:
+        try:
+            return decode_object(answer.status_code, answer.headers, answer.text, method=method, path=path)
+        except CmlApiError as unclear:
+            if not exchange.idempotent:  # the start may have happened: look before resending
+                raise NotDone(unclear, maybe_acted=True) from None
+            raise
     else:
         error = error_for_response(
-            answer.status_code, answer.headers, answer.text, method=method, path=path, not_found=not_found
+            answer.status_code,
+            answer.headers,
+            answer.text,
+            method=method,
+            path=path,
+            not_found=exchange.not_found,
+            secrets=exchange.secrets,
         )
         if not is_retryable_status(answer.status_code):
             raise error
         retry_after = answer.headers.get("Retry-After")
         maybe_acted = answer.status_code != 429  # rate limiting refuses before acting
-    if not idempotent:
+    if not exchange.idempotent:
         raise NotDone(error, retry_after=retry_after, maybe_acted=maybe_acted)
-    if not policy.can_retry(attempt):
-        raise error
     delay = policy.delay(attempt, retry_after)
+    if not policy.can_retry(attempt) or delay >= exchange.time_left(float("inf"), now):
+        raise error
     log.warning(
         "%s %s failed (%s); retry %d of %d in %.1fs.",
         method,
@@ -247,18 +415,32 @@ def settle(
     raise RetryLater(delay)
 
 
-def _warn_if_unverified(config: CmlClientConfig) -> None:
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(kind: str, config: CmlClientConfig, message: str) -> None:
+    if (kind, config.base_url) not in _warned:
+        _warned.add((kind, config.base_url))
+        log.warning(message, config.base_url)
+
+
+def _warn_about_transport_security(config: CmlClientConfig) -> None:
+    if config.base_url.startswith("http://"):
+        _warn_once("plain", config, "The API key goes to %s over plain HTTP, unencrypted; use https://.")
     if config.verify is False:
         import urllib3
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        log.warning(
-            "TLS verification is off for %s: the API key goes to an unverified server.", config.base_url
+        _warn_once(
+            "unverified", config, "TLS verification is off for %s: the API key goes to an unverified server."
         )
 
 
 class SyncTransport:
     """requests-based transport: one session (connection pool) for the hook's lifetime.
+
+    Each attempt runs in a short-lived daemon thread that the caller waits on for at most the
+    request timeout: requests' own timeouts bound each socket read, not the whole answer.
 
     :param config: the client settings.
     :param clock: what it sleeps by between retries (tests pass a fake one).
@@ -271,26 +453,55 @@ class SyncTransport:
         self.clock = clock or Clock()
         self.session: requests.Session = requests.Session()
         self.session.headers.update(auth_headers(config))
-        _warn_if_unverified(config)
+        self.session.max_redirects = 0
+        _warn_about_transport_security(config)
 
-    def _send(self, method: str, path: str, params: Any, body: Any) -> Answer:
+    def _send_now(self, exchange: Exchange, limit: float) -> Answer:
         import requests
 
         try:
             response = self.session.request(
-                method,
-                self.config.api_root + path,
-                params=params,
-                json=body,
-                timeout=(min(10.0, self.config.timeout), self.config.timeout),
+                exchange.method,
+                self.config.api_root + exchange.path,
+                params=exchange.params,
+                json=exchange.body,
+                timeout=(min(10.0, limit), limit),
+                allow_redirects=False,
                 # Per request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
                 verify=self.config.verify,
             )
+            return Answer(response.status_code, response.headers, response.text)
         except requests.exceptions.SSLError as exc:
             raise tls_error(self.config.base_url, exc) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, ValueError) as exc:
+            # Never the exception's text: requests puts header values (the key) into it.
+            raise CmlConfigError(
+                f"The request to {self.config.base_url} could not be built ({type(exc).__name__}): check "
+                "the connection's host and that the API key is one line of plain ASCII."
+            ) from None
+        except requests.exceptions.RequestException as exc:
             return Answer(None, failure=type(exc).__name__, maybe_acted=_requests_maybe_acted(exc))
-        return Answer(response.status_code, response.headers, response.text)
+
+    def _send(self, exchange: Exchange) -> Answer:
+        limit = exchange.time_left(self.config.timeout, self.clock.monotonic())
+        if limit <= 0:
+            return Answer(None, failure="no time left before the deadline", maybe_acted=False)
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                outcome.append(self._send_now(exchange, limit))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            done.set()
+
+        threading.Thread(target=attempt, name="cml-http", daemon=True).start()
+        if not done.wait(limit + 0.5):
+            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def request(
         self,
@@ -301,29 +512,29 @@ class SyncTransport:
         body: Any = None,
         not_found: str | None = None,
         idempotent: bool = True,
+        secrets: Collection[str] = (),
+        deadline: float | None = None,
     ) -> Any:
-        """Send a request, retrying what the policy allows; return the decoded JSON answer.
+        """Send a request, retrying what the policy allows; return the decoded JSON object.
 
         :param method: HTTP method.
-        :param path: path below the API root, e.g. ``/projects``.
+        :param path: path below the API root, e.g. ``/projects`` (segments percent-encoded).
         :param params: query parameters.
         :param body: JSON body.
         :param not_found: what a 404 means, for its message.
         :param idempotent: ``False``: never retried here (see :class:`NotDone`).
+        :param secrets: values in the body to mask in the server's messages.
+        :param deadline: the time on the transport's clock by which the request, retries and sleeps
+            included, ends.
         """
+        exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
         attempt = 0
         while True:
             attempt += 1
-            answer = self._send(method, path, params, body)
+            answer = self._send(exchange)
             try:
                 return settle(
-                    answer,
-                    config=self.config,
-                    attempt=attempt,
-                    method=method,
-                    path=path,
-                    not_found=not_found,
-                    idempotent=idempotent,
+                    answer, config=self.config, attempt=attempt, exchange=exchange, now=self.clock.monotonic()
                 )
             except RetryLater as later:
                 self.clock.sleep(later.delay)
@@ -343,7 +554,8 @@ class AsyncTransport:
 
     All transports with the same settings in the same event loop share one ``httpx.AsyncClient``, so
     a triggerer running many triggers keeps one connection pool instead of a connection per trigger
-    or per poll. The client is closed when its last user closes.
+    or per poll. The client is closed when its last user closes. ``asyncio.wait_for`` bounds each
+    attempt's total time.
     """
 
     _shared: ClassVar[dict[tuple[int, CmlClientConfig], list[Any]]] = {}  # key -> [client, users]
@@ -365,30 +577,47 @@ class AsyncTransport:
         verify: bool | ssl.SSLContext = config.verify if isinstance(config.verify, bool) else True
         if isinstance(config.verify, str):
             verify = ssl.create_default_context(cafile=config.verify)
-        _warn_if_unverified(config)
+        _warn_about_transport_security(config)
         return httpx.AsyncClient(
             headers=auth_headers(config),
             verify=verify,
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            follow_redirects=False,
             # A small pool, every connection kept alive between polls (closing idle ones means
             # reconnecting); a burst of triggers queues for a connection instead of opening one each.
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
 
-    async def _send(self, method: str, path: str, params: Any, body: Any) -> Answer:
+    async def _send(self, exchange: Exchange) -> Answer:
         import httpx
 
+        limit = exchange.time_left(self.config.timeout, time.monotonic())
+        if limit <= 0:
+            return Answer(None, failure="no time left before the deadline", maybe_acted=False)
         try:
-            response = await self.client.request(
-                method, self.config.api_root + path, params=params, json=body
+            response = await asyncio.wait_for(
+                self.client.request(
+                    exchange.method,
+                    self.config.api_root + exchange.path,
+                    params=exchange.params,
+                    json=exchange.body,
+                ),
+                limit,
             )
+            return Answer(response.status_code, response.headers, response.text)
+        except asyncio.TimeoutError:
+            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or "CERTIFICATE" in str(exc):
                 raise tls_error(self.config.base_url, exc) from None
             return Answer(None, failure=type(exc).__name__, maybe_acted=False)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
             return Answer(None, failure=type(exc).__name__, maybe_acted=True)
-        return Answer(response.status_code, response.headers, response.text)
+        except (httpx.InvalidURL, httpx.HTTPError, ValueError, UnicodeError) as exc:
+            raise CmlConfigError(
+                f"The request to {self.config.base_url} could not be built ({type(exc).__name__}): check "
+                "the connection's host and that the API key is one line of plain ASCII."
+            ) from None
 
     async def request(
         self,
@@ -399,21 +628,18 @@ class AsyncTransport:
         body: Any = None,
         not_found: str | None = None,
         idempotent: bool = True,
+        secrets: Collection[str] = (),
+        deadline: float | None = None,
     ) -> Any:
         """Async :meth:`SyncTransport.request`, with the same policy and errors."""
+        exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
         attempt = 0
         while True:
             attempt += 1
-            answer = await self._send(method, path, params, body)
+            answer = await self._send(exchange)
             try:
                 return settle(
-                    answer,
-                    config=self.config,
-                    attempt=attempt,
-                    method=method,
-                    path=path,
-                    not_found=not_found,
-                    idempotent=idempotent,
+                    answer, config=self.config, attempt=attempt, exchange=exchange, now=time.monotonic()
                 )
             except RetryLater as later:
                 await asyncio.sleep(later.delay)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from airflow_provider_cml.exceptions import CmlConfigError
 
@@ -14,6 +16,28 @@ Overrides = Mapping[str, Any]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Project and job IDs look like "lv1g-4hu5-a359-wagc".
 _RESOURCE_ID = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
+# What may never be in one path segment: it would change which resource the request names.
+_UNSAFE_SEGMENT = re.compile(r"[/?#\\\x00-\x1f\x7f]")
+#: Added to every v2 run's environment by the provider; a DAG may not set it.
+START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
+
+
+def path_segment(field: str, value: Any) -> str:
+    """``value`` as one percent-encoded URL path segment, or a clear error naming ``field``.
+
+    IDs and v1 owner/slug values with ``/``, ``..``, ``?``, ``#``, backslashes or control characters
+    are refused before any request: they would make the request name another resource.
+
+    :param field: what the value is, e.g. ``"run_id"``.
+    :param value: the value from a DAG or from a server's answer.
+    """
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if not text or text in (".", "..") or _UNSAFE_SEGMENT.search(text):
+        raise CmlConfigError(
+            f"{field} {value!r} is not a valid Cloudera AI identifier: it must be non-empty and contain no "
+            "'/', '..', '?', '#', backslashes or control characters."
+        )
+    return quote(text, safe="")
 
 
 def looks_like_id(value: str) -> bool:
@@ -45,9 +69,18 @@ def normalize_environment(environment: Mapping[str, Any] | None) -> dict[str, st
                 f"environment key {name!r} is not a valid environment variable name: use letters, digits "
                 "and underscores, not starting with a digit."
             )
+        if name == START_TOKEN_ENV:
+            raise CmlConfigError(
+                f"environment may not set {START_TOKEN_ENV}: the provider sets it to find a start whose "
+                "answer was lost. Use another name."
+            )
         if isinstance(value, str):
+            if "\x00" in value:
+                raise CmlConfigError(
+                    f"environment[{name!r}] contains a NUL character, which no process can receive."
+                )
             result[name] = value
-        elif isinstance(value, (bool, int, float)):
+        elif isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
             result[name] = str(value)
         else:
             raise CmlConfigError(
@@ -62,6 +95,8 @@ def validate_arguments(arguments: Any) -> str | None:
 
     :param arguments: what the DAG gave.
     """
+    if isinstance(arguments, str) and "\x00" in arguments:
+        raise CmlConfigError("arguments contains a NUL character, which no process can receive.")
     if arguments is None or isinstance(arguments, str):
         return arguments
     raise CmlConfigError(
@@ -79,5 +114,10 @@ def validate_positive(name: str, value: float | None, *, allow_none: bool = True
     """
     if value is None and allow_none:
         return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise CmlConfigError(f"{name} must be a positive number of seconds, not {value!r}.")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise CmlConfigError(f"{name} must be a positive, finite number of seconds, not {value!r}.")

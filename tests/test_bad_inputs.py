@@ -211,13 +211,13 @@ CASES = [
         "poll_interval zero",
         lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", poll_interval=0),
         CmlConfigError,
-        "poll_interval must be a positive number",
+        "poll_interval must be a positive, finite number",
     ),
     (
         "negative timeout",
         lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", timeout=-5),
         CmlConfigError,
-        "timeout must be a positive number",
+        "timeout must be a positive, finite number",
     ),
     (
         "unknown run id",

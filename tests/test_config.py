@@ -142,7 +142,7 @@ def test_arguments_and_intervals():
     with pytest.raises(CmlConfigError, match="arguments must be a string"):
         validate_arguments(["a", "b"])
     for bad in (0, -1, True, "5"):
-        with pytest.raises(CmlConfigError, match="positive number of seconds"):
+        with pytest.raises(CmlConfigError, match="positive, finite number of seconds"):
             validate_positive("poll_interval", bad)
 
 

@@ -8,6 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
@@ -32,9 +33,11 @@ from airflow_provider_cml.retry import Clock, is_transient
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
 from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
 from airflow_provider_cml.validation import (
+    START_TOKEN_ENV,
     Overrides,
     looks_like_id,
     normalize_environment,
+    path_segment,
     validate_arguments,
     validate_positive,
 )
@@ -50,10 +53,17 @@ from airflow_provider_cml.waiting import (
     log_decision,
 )
 
-#: Added to every v2 run's environment so that a start whose answer was lost can be found again
-#: instead of being sent twice.
-START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
 DEFAULT_PAGE_SIZE = 100
+#: Bounds on one listing: 1,000 pages of 100 are far beyond any workbench; a loop is a broken server.
+MAX_PAGES = 1000
+MAX_EMPTY_PAGES = 5
+#: A start (every attempt, look-up and back-off) ends within this many request timeouts.
+START_BUDGET = 3
+#: After a lost start answer: how often the runs listing is read, and how many pages each time.
+LOOKUPS = 3
+LOOKUP_PAGES = 5
+#: Server and worker clocks may differ: runs created up to this long before the start still count.
+CLOCK_SKEW = timedelta(minutes=5)
 #: One page of a job's newest runs: where the platform's retry of a failed run shows up.
 RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
 
@@ -246,7 +256,7 @@ class CmlHook(BaseHook):
         :param ref: a run of the job.
         """
         try:
-            job = await self._arequest("GET", f"/projects/{ref.project_id}/jobs/{ref.job_id}")
+            job = await self._arequest("GET", self._job_path(ref.project_id, ref.job_id))
         except CmlException as exc:
             self._retry_unknown(exc)
             return None
@@ -276,7 +286,9 @@ class CmlHook(BaseHook):
     ) -> Iterator[dict[str, Any]]:
         """Yield every item of a listing, following ``next_page_token`` through all pages.
 
-        The same filter and sort are sent with every page, as the API requires.
+        The same filter and sort are sent with every page, as the API requires. A listing that never
+        ends (a token seen before, :data:`MAX_PAGES` pages, or :data:`MAX_EMPTY_PAGES` empty pages in a
+        row that still promise more) stops with a clear error instead of looping.
 
         :param path: the listing's path, e.g. ``/projects``.
         :param key: the answer's list field, e.g. ``"projects"``.
@@ -284,21 +296,35 @@ class CmlHook(BaseHook):
         :param not_found: what a 404 means, for its message.
         """
         query: dict[str, Any] = {"page_size": DEFAULT_PAGE_SIZE, **(params or {})}
-        while True:
+        seen_tokens: set[str] = set()
+        empty_in_a_row = 0
+        for _ in range(MAX_PAGES):
             page = self.transport.request("GET", path, params=query, not_found=not_found)
-            items = page.get(key) if isinstance(page, dict) else None
-            if not isinstance(items, list):
-                raise CmlApiError(
-                    f"Cloudera AI answered GET {path} without the expected {key!r} list; is this a "
-                    "Cloudera AI API v2 endpoint?",
-                    method="GET",
-                    path=path,
-                )
+            items = page.get(key)
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise self._odd_listing(path, f"without the expected {key!r} list of objects")
             yield from items
             token = page.get("next_page_token")
             if not token:
                 return
+            empty_in_a_row = 0 if items else empty_in_a_row + 1
+            if str(token) in seen_tokens or empty_in_a_row >= MAX_EMPTY_PAGES:
+                raise self._odd_listing(
+                    path,
+                    "with a listing that never ends (a page token repeats, or empty "
+                    "pages keep promising more)",
+                )
+            seen_tokens.add(str(token))
             query["page_token"] = token
+        raise self._odd_listing(path, f"with more than {MAX_PAGES} pages")
+
+    @staticmethod
+    def _odd_listing(path: str, what: str) -> CmlApiError:
+        return CmlApiError(
+            f"Cloudera AI answered GET {path} {what}; is the host a Cloudera AI workbench? Stopped reading.",
+            method="GET",
+            path=path,
+        )
 
     @staticmethod
     def _listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) -> dict[str, Any]:
@@ -343,7 +369,9 @@ class CmlHook(BaseHook):
         :param project_id: project ID.
         """
         self._require_v2("Reading a project")
-        return self.transport.request("GET", f"/projects/{project_id}", not_found=f"project {project_id!r}")
+        return self.transport.request(
+            "GET", self._project_path(project_id), not_found=f"project {project_id!r}"
+        )
 
     def list_jobs(
         self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
@@ -357,7 +385,7 @@ class CmlHook(BaseHook):
         project_id = self.resolve_project(project)["id"]
         return list(
             self.paginate(
-                f"/projects/{project_id}/jobs",
+                self._project_path(project_id) + "/jobs",
                 "jobs",
                 params=self._listing_params(search_filter, sort),
                 not_found=f"project {project!r}",
@@ -372,7 +400,7 @@ class CmlHook(BaseHook):
         """
         project_id = self.resolve_project(project)["id"]
         return self.transport.request(
-            "GET", f"/projects/{project_id}/jobs/{job_id}", not_found=f"job {job_id!r} in project {project!r}"
+            "GET", self._job_path(project_id, job_id), not_found=f"job {job_id!r} in project {project!r}"
         )
 
     @staticmethod
@@ -454,13 +482,24 @@ class CmlHook(BaseHook):
         project_id = str(self.resolve_project(project)["id"])
         return RunRef(project_id, str(self.resolve_job(project, job)["id"]), str(run_id))
 
+    # Every ID that goes into a path is checked and percent-encoded here, whether it came from a DAG
+    # or from a server's answer: "../x" must not name another resource.
+
     @staticmethod
-    def _runs_path(project_id: str, job_id: str) -> str:
-        return f"/projects/{project_id}/jobs/{job_id}/runs"
+    def _project_path(project_id: str) -> str:
+        return f"/projects/{path_segment('project_id', project_id)}"
+
+    @classmethod
+    def _job_path(cls, project_id: str, job_id: str) -> str:
+        return f"{cls._project_path(project_id)}/jobs/{path_segment('job_id', job_id)}"
+
+    @classmethod
+    def _runs_path(cls, project_id: str, job_id: str) -> str:
+        return f"{cls._job_path(project_id, job_id)}/runs"
 
     @classmethod
     def _run_path(cls, ref: RunRef) -> str:
-        return f"{cls._runs_path(ref.project_id, ref.job_id)}/{ref.run_id}"
+        return f"{cls._runs_path(ref.project_id, ref.job_id)}/{path_segment('run_id', ref.run_id)}"
 
     @staticmethod
     def _what(project: str, job: str) -> str:
@@ -512,29 +551,38 @@ class CmlHook(BaseHook):
         if args is not None:
             body["arguments"] = args
         policy = self.config.retry_policy
+        deadline = self.clock.monotonic() + START_BUDGET * self.config.timeout
+        since = datetime.now(timezone.utc) - CLOCK_SKEW
+        secrets = list(env.values())
         answer_lost = False
         for attempt in range(1, policy.max_retries + 2):
             try:
                 run = self.transport.request(
-                    "POST", path, body=body, idempotent=False, not_found=self._what(project, job)
+                    "POST",
+                    path,
+                    body=body,
+                    idempotent=False,
+                    not_found=self._what(project, job),
+                    secrets=secrets,
+                    deadline=deadline,
                 )
             except NotDone as not_done:
                 answer_lost = answer_lost or not_done.maybe_acted
-                found = self._find_started_run(path, token) if not_done.maybe_acted else None
+                found = self._find_started_run(path, token, since, deadline) if not_done.maybe_acted else None
                 if found is not None:
                     self.log.warning(
                         "The start's answer was lost, but the run exists: %s.", describe_run(found)
                     )
                     return found
-                if not policy.can_retry(attempt):
-                    raise not_done.error from None
                 delay = policy.delay(attempt, not_done.retry_after)
+                if not_done.resend_useless or not policy.can_retry(attempt) or self._past(deadline, delay):
+                    raise not_done.error from None
                 self.log.warning(
                     "Start of job %s not confirmed and no run found; retrying in %.1fs.", job, delay
                 )
                 self.clock.sleep(delay)
             except CmlJobAlreadyActiveError:
-                found = self._find_started_run(path, token) if answer_lost else None
+                found = self._find_started_run(path, token, since, deadline) if answer_lost else None
                 if found is None:
                     raise
                 return found
@@ -543,21 +591,60 @@ class CmlHook(BaseHook):
                 return run
         raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
 
-    def _find_started_run(self, runs_path: str, token: str) -> dict[str, Any] | None:
-        """The run carrying ``token`` among the job's newest runs; ``None`` if none (or unreadable now).
+    def _past(self, deadline: float, delay: float = 0.0) -> bool:
+        return self.clock.monotonic() + delay >= deadline
 
-        A skipped run may carry the token too (a resent start meeting our own active run): a run
-        that was not skipped wins.
+    def _find_started_run(
+        self, runs_path: str, token: str, since: datetime, deadline: float
+    ) -> dict[str, Any] | None:
+        """The run carrying ``token``, looked for among the runs created since the start.
+
+        A listing lags behind: it is read up to :data:`LOOKUPS` times, a second apart, within the
+        start's deadline. Pages are followed until runs older than the start appear (a server may
+        ignore ``sort``), at most :data:`LOOKUP_PAGES` pages. A skipped run carrying the token (a
+        resent start meeting our own active run) loses to one that was not skipped. A listing that
+        shows no run environments cannot tell: that raises rather than risk a second run.
         """
-        try:
-            page = self.transport.request("GET", runs_path, params={"sort": "-created_at", "page_size": 10})
-        except CmlApiError as exc:
-            if is_transient(exc):
-                return None
-            raise
-        ours = [
-            run for run in page.get("job_runs") or [] if run_environment(run).get(START_TOKEN_ENV) == token
-        ]
+        for look in range(LOOKUPS):
+            if look:
+                if self._past(deadline, 1.0):
+                    return None
+                self.clock.sleep(1.0)
+            try:
+                found = self._scan_runs_for(runs_path, token, since, deadline)
+            except CmlApiError as exc:
+                if not is_transient(exc):
+                    raise
+                continue
+            if found is not None:
+                return found
+        return None
+
+    def _scan_runs_for(
+        self, runs_path: str, token: str, since: datetime, deadline: float
+    ) -> dict[str, Any] | None:
+        query: dict[str, Any] = {"sort": "-created_at", "page_size": DEFAULT_PAGE_SIZE}
+        ours: list[dict[str, Any]] = []
+        listed_any = shows_environment = False
+        for _ in range(LOOKUP_PAGES):
+            page = self.transport.request("GET", runs_path, params=query, deadline=deadline)
+            listed = [run for run in page.get("job_runs") or [] if isinstance(run, dict)]
+            listed_any = listed_any or bool(listed)
+            shows_environment = shows_environment or any("environment" in run for run in listed)
+            ours += [run for run in listed if run_environment(run).get(START_TOKEN_ENV) == token]
+            older = any(runs.created_before(run, since) for run in listed)
+            if not page.get("next_page_token") or older or ours:
+                break
+            query["page_token"] = page["next_page_token"]
+        if not ours and listed_any and not shows_environment:
+            raise CmlApiError(
+                "The start's answer was lost, and this workbench's runs listing does not show run "
+                "environments, so the provider cannot tell whether the run started. It did not send the "
+                "start again (that could make a second run): check the job's runs in the workbench before "
+                "retrying the task.",
+                method="GET",
+                path=runs_path,
+            )
         ours.sort(key=lambda run: runs.status_of(run) == runs.SKIPPED)
         return ours[0] if ours else None
 
@@ -575,7 +662,9 @@ class CmlHook(BaseHook):
             )
         if args is not None:
             raise CmlConfigError("The legacy v1 Jobs API cannot pass arguments; use a v2 connection.")
-        path = f"/projects/{owner}/{slug}/jobs/{job}/start"
+        path = (
+            f"/projects/{path_segment('owner', owner)}/{path_segment('project slug', slug)}/jobs/{job}/start"
+        )
         try:
             answer = self.transport.request(
                 "POST",
