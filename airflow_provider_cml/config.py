@@ -6,8 +6,10 @@ same :class:`CmlClientConfig` from the same inputs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,8 @@ DEFAULT_RUN_URL_TEMPLATE = "{base_url}/{owner}/{project_slug}/jobs"
 _DEFAULTS = {f.name: f.default for f in CONN_FIELDS}
 _API_SUFFIX = re.compile(r"/api(/v[12])?/*$")
 HOST_EXAMPLE = "https://ml-1a2b3c4d.example.cloudera.site"
+#: What a run_url_template may use.
+URL_PLACEHOLDERS = frozenset({"base_url", "owner", "project_slug", "project_id", "job_id", "run_id"})
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,25 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
     if "://" not in host:
         host = f"https://{host}"
     parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if "@" in parts.netloc:
+        # Never echo it: "user:password@" would put a password in the task log.
         raise CmlConfigError(
-            f"The connection's host {host!r} is not a workbench URL: use http(s)://<workbench domain>, "
-            f"e.g. {HOST_EXAMPLE}."
+            "The connection's host has a user name or password in it ('user:password@'); remove it. The "
+            "API key goes in the connection's password field."
+        )
+    try:
+        url_port = parts.port
+    except ValueError:
+        url_port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or url_port == -1
+        or any(ord(c) < 33 or ord(c) > 126 for c in parts.netloc)
+    ):
+        raise CmlConfigError(
+            f"The connection's host {host[:200]!r} is not a workbench URL: use http(s)://<workbench domain>"
+            f"[:port], e.g. {HOST_EXAMPLE}."
         )
     path = _API_SUFFIX.sub("", parts.path).rstrip("/")
     if path:
@@ -80,7 +99,9 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
             f"workbench domain. Set the host to {parts.scheme}://{parts.netloc} only."
         )
     netloc = parts.netloc
-    if port and not parts.port:
+    if port and not url_port:
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise CmlConfigError(f"The connection's port must be 1-65535, not {port!r}.")
         netloc = f"{netloc}:{port}"
     return f"{parts.scheme}://{netloc}"
 
@@ -110,9 +131,45 @@ def _as_number(name: str, value: Any, *, minimum: float) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise CmlConfigError(f"Connection extra {name!r} must be a number, not {value!r}.") from None
+    if not math.isfinite(number):
+        raise CmlConfigError(f"Connection extra {name!r} must be a finite number, not {value!r}.")
     if number < minimum:
         raise CmlConfigError(f"Connection extra {name!r} must be at least {minimum}, not {value!r}.")
     return number
+
+
+def clean_api_key(key: str) -> str:
+    """The key without surrounding whitespace; a clear error (never showing it) if it cannot be a key.
+
+    :param key: the connection's password.
+    """
+    key = key.strip()
+    if any(ord(c) < 33 or ord(c) > 126 for c in key):
+        raise CmlConfigError(
+            "The connection's API key contains spaces, control characters or non-ASCII characters, which "
+            "no API key has: copy it again from the workbench's User Settings > API Keys."
+        )
+    return key
+
+
+def check_url_template(template: str) -> str:
+    """``template`` if its placeholders are known and its braces balanced; a clear error otherwise.
+
+    :param template: the connection's ``run_url_template``.
+    """
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise CmlConfigError(
+            f"Connection extra 'run_url_template' is not a valid template ({exc})."
+        ) from None
+    unknown = sorted(name or "{}" for name in fields - URL_PLACEHOLDERS)
+    if unknown:
+        raise CmlConfigError(
+            f"Connection extra 'run_url_template' uses unknown placeholders {unknown}; use "
+            f"{sorted(URL_PLACEHOLDERS)}."
+        )
+    return template
 
 
 def build_client_config(
@@ -150,7 +207,9 @@ def build_client_config(
         host = environ.get("CDSW_API_URL") or environ.get("CDSW_DOMAIN")
     if not password:  # inside a Cloudera AI workload: the platform's own keys
         password = environ.get("CDSW_APIV2_KEY" if api_version == "v2" else "CDSW_API_KEY")
-    if not password:
+    if password is not None and not isinstance(password, str):
+        password = str(password)
+    if not password or not password.strip():
         raise CmlConfigError(
             "The Cloudera AI connection has no API key. Put the key from the workbench's User Settings > "
             "API Keys in the connection's password ('API key' in the form)."
@@ -167,16 +226,24 @@ def build_client_config(
     request_timeout = (
         timeout if timeout is not None else _as_number("timeout", _extra_value(extra, "timeout"), minimum=1)
     )
+    if (
+        not isinstance(request_timeout, (int, float))
+        or not math.isfinite(request_timeout)
+        or request_timeout <= 0
+    ):
+        raise CmlConfigError(
+            f"The request timeout must be a positive, finite number of seconds, not {timeout!r}."
+        )
     retries = (
         max_retries
         if max_retries is not None
         else int(_as_number("max_retries", _extra_value(extra, "max_retries"), minimum=0))
     )
     backoff = _as_number("retry_backoff", _extra_value(extra, "retry_backoff"), minimum=0)
-    template = _extra_value(extra, "run_url_template") or DEFAULT_RUN_URL_TEMPLATE
+    template = check_url_template(str(_extra_value(extra, "run_url_template") or DEFAULT_RUN_URL_TEMPLATE))
     return CmlClientConfig(
         base_url=normalize_base_url(host, port),
-        api_key=str(password),
+        api_key=clean_api_key(password),
         api_version=api_version,
         verify=verify,
         timeout=float(request_timeout),

@@ -137,12 +137,17 @@ def is_unclear(status: str | None) -> bool:
     return upper == UNKNOWN or upper not in KNOWN_STATUSES
 
 
-def should_stop(run: Mapping[str, Any]) -> bool:
-    """The one "stop if still active" rule: a run that has not ended may be stopped.
+def should_stop(seen: Any) -> bool:
+    """The one "stop if still active" rule: stop a run unless it is known to have ended.
 
-    :param run: a fresh JobRun answer.
+    A status that could not be read (``seen`` is the error that came instead) means the stop is
+    sent anyway: a hanging server must not keep a run going that the task gave up on.
+
+    :param seen: a fresh JobRun answer, or the error reading it.
     """
-    return not is_terminal(status_of(run))
+    if not isinstance(seen, Mapping):
+        return True
+    return not is_terminal(status_of(seen))
 
 
 def failure_hint(status: str | None) -> str:

@@ -6,6 +6,7 @@ import difflib
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -59,6 +60,8 @@ MAX_PAGES = 1000
 MAX_EMPTY_PAGES = 5
 #: A start (every attempt, look-up and back-off) ends within this many request timeouts.
 START_BUDGET = 3
+#: Seconds the status read before a stop may take: past that, the stop is sent unread.
+STATUS_BEFORE_STOP = 10.0
 #: After a lost start answer: how often the runs listing is read, and how many pages each time.
 LOOKUPS = 3
 LOOKUP_PAGES = 5
@@ -193,11 +196,18 @@ class CmlHook(BaseHook):
         return self.config
 
     async def _arequest(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        not_found: str | None = None,
+        deadline: float | None = None,
     ) -> Any:
         if self._async_transport is None:
             self._async_transport = AsyncTransport(await self.aconfig())
-        return await self._async_transport.request(method, path, params=params, not_found=not_found)
+        transport = self._async_transport
+        return await transport.request(method, path, params=params, not_found=not_found, deadline=deadline)
 
     async def aget_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
         """Async :meth:`get_job_run` (IDs only: triggers get them resolved).
@@ -229,24 +239,31 @@ class CmlHook(BaseHook):
         :param state: the rule's state so far.
         :param now: the clock.
         """
-        seen = await self.apoll(ref, state)
+        deadline = None if rule.deadline is None else time.monotonic() + (rule.deadline - now())
+        seen = await self.apoll(ref, state, deadline)
         decision = rule.judge(seen, now(), state)
         if decision.next is Next.NEED_JOB:
             rule = rule.knowing(await self.ajob_retry(ref))
             decision = rule.judge(seen, now(), state)
         return rule, decision
 
-    async def apoll(self, ref: RunRef, state: WaitState | None = None) -> Observation:
-        """Async :meth:`poll`.
+    async def apoll(
+        self, ref: RunRef, state: WaitState | None = None, deadline: float | None = None
+    ) -> Observation:
+        """Async :meth:`poll` (``deadline`` on ``time.monotonic()``).
 
         :param ref: the run the wait started with.
         :param state: the waiting rule's state.
+        :param deadline: the wait's deadline.
         """
         try:
             if state is not None and state.failed is not None:
-                page = await self._arequest("GET", self._runs_path(*ref[:2]), params=RETRY_LISTING)
+                path = self._runs_path(*ref[:2])
+                page = await self._arequest("GET", path, params=RETRY_LISTING, deadline=deadline)
                 return runs.retry_run_among(page, state.failed)
-            return await self.aget_job_run(*runs.current_ref(ref, state))
+            current = runs.current_ref(ref, state)
+            what = self._what_run(current.run_id, current.job_id)
+            return await self._arequest("GET", self._run_path(current), not_found=what, deadline=deadline)
         except CmlException as exc:
             return exc
 
@@ -267,10 +284,12 @@ class CmlHook(BaseHook):
 
         :param ref: the run.
         """
+        now, limit = time.monotonic(), (await self.aconfig()).timeout
         try:
-            if not runs.should_stop(await self.aget_job_run(*ref)):
+            seen = await self.apoll(ref, deadline=now + min(limit, STATUS_BEFORE_STOP))
+            if not runs.should_stop(seen):
                 return StopResult.ALREADY_ENDED
-            await self.astop_job_run(*ref)
+            await self._arequest("POST", self._run_path(ref) + ":stop", deadline=now + 2 * limit)
         except CmlException as exc:
             return self._stop_failed(ref, exc)
         return self._stopped(ref)
@@ -740,12 +759,17 @@ class CmlHook(BaseHook):
     def stop_if_active(self, ref: RunRef) -> StopResult:
         """Stop a run unless it has ended; report instead of raising (for clean-up paths).
 
+        The status read has a short deadline of its own; when it cannot be read (a hanging or
+        failing server), the stop is sent anyway. The whole call ends within two request timeouts.
+
         :param ref: the run.
         """
+        now, limit = self.clock.monotonic(), self.config.timeout
         try:
-            if not runs.should_stop(self.get_job_run(*ref)):
+            seen = self.poll(ref, deadline=now + min(limit, STATUS_BEFORE_STOP))
+            if not runs.should_stop(seen):
                 return StopResult.ALREADY_ENDED
-            self.stop_job_run(*ref)
+            self.transport.request("POST", self._run_path(ref) + ":stop", deadline=now + 2 * limit)
         except CmlException as exc:
             return self._stop_failed(ref, exc)
         return self._stopped(ref)
@@ -843,14 +867,14 @@ class CmlHook(BaseHook):
         :param rule: the rule so far.
         :param state: the rule's state so far.
         """
-        seen = self.poll(ref, state)
+        seen = self.poll(ref, state, deadline=rule.deadline)
         decision = rule.judge(seen, self.clock.monotonic(), state)
         if decision.next is Next.NEED_JOB:  # a failure the job's Job Retry may retry
             rule = rule.knowing(self.job_retry(ref))
             decision = rule.judge(seen, self.clock.monotonic(), state)
         return rule, decision
 
-    def poll(self, ref: RunRef, state: WaitState | None = None) -> Observation:
+    def poll(self, ref: RunRef, state: WaitState | None = None, deadline: float | None = None) -> Observation:
         """One status check for the waiting rule: the run, or the error that came instead.
 
         While the rule awaits the platform's retry of a failed run, the check looks for that retry
@@ -858,12 +882,22 @@ class CmlHook(BaseHook):
 
         :param ref: the run the wait started with.
         :param state: the waiting rule's state.
+        :param deadline: the wait's deadline on the hook's clock: the check (its retries and
+            ``Retry-After`` sleeps included) ends by then.
         """
         try:
             if state is not None and state.failed is not None:
-                page = self.transport.request("GET", self._runs_path(*ref[:2]), params=RETRY_LISTING)
+                page = self.transport.request(
+                    "GET", self._runs_path(*ref[:2]), params=RETRY_LISTING, deadline=deadline
+                )
                 return runs.retry_run_among(page, state.failed)
-            return self.get_job_run(*runs.current_ref(ref, state))
+            current = runs.current_ref(ref, state)
+            return self.transport.request(
+                "GET",
+                self._run_path(current),
+                not_found=self._what_run(current.run_id, current.job_id),
+                deadline=deadline,
+            )
         except CmlException as exc:
             return exc
 

@@ -14,7 +14,7 @@ from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
 from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
 from airflow_provider_cml.runs import RunRef, describe_run
-from airflow_provider_cml.validation import validate_positive
+from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
 from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE
 
 if TYPE_CHECKING:
@@ -105,17 +105,18 @@ class CmlRunJobOperator(BaseOperator):
 
         return CmlHook(self.cml_conn_id)
 
-    def _mask_sensitive_overrides(self) -> None:
-        for name, value in (self.environment or {}).items():
-            if isinstance(name, str) and isinstance(value, str):
-                mask_if_sensitive(name, value)
-
     def execute(self, context: Context) -> str:
         """Start (or reattach to) the run, push its ids to XCom, then wait unless told not to.
 
+        Everything is checked before the start: a rendered ``environment`` that is not a mapping,
+        a NUL byte, a bad URL template or timeout fails here, with nothing started.
+
         :param context: the task's Airflow context.
         """
-        self._mask_sensitive_overrides()
+        overrides = normalize_environment(self.environment)
+        validate_arguments(self.arguments)
+        for name, value in overrides.items():
+            mask_if_sensitive(name, value)
         hook = self.hook
         if hook.is_legacy_v1:
             return self._execute_v1(context)
@@ -153,7 +154,7 @@ class CmlRunJobOperator(BaseOperator):
                 "Reattaching to run %s (%s) started by an earlier try.", run["id"], runs.status_of(run)
             )
         else:
-            environment = {**(self.environment or {}), **task_identity(context)}
+            environment = {**normalize_environment(self.environment), **task_identity(context)}
             run = hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
             finder.remember(ids.project_id, ids.job_id, str(run["id"]))
         return ids._replace(run_id=str(run["id"])), run

@@ -137,6 +137,11 @@ class CmlJobRunTrigger(BaseTrigger):
                     yield await self._final_event(hook, Outcome(self.ref, rule, decision, self.run_url))
                     return
                 await asyncio.sleep(decision.sleep)
+        except CmlException as exc:  # e.g. a bad connection: one error event, not a crashed trigger
+            yield self._event("error", str(exc))
+        except Exception as exc:  # anything else a broken server provokes: the same, without details
+            self.log.exception("Cloudera AI trigger for run %s failed unexpectedly.", self.ref.run_id)
+            yield self._event("error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__}).")
         finally:
             await hook.aclose()
 
