@@ -205,6 +205,9 @@ def redirect_error(config: CmlClientConfig, answer: Answer, *, method: str, path
     )
 
 
+_EMPTY = object()
+
+
 def decode_object(
     status_code: int, headers: Mapping[str, str], text: str, *, method: str, path: str
 ) -> dict[str, Any]:
@@ -218,7 +221,7 @@ def decode_object(
     """
     problem = None
     try:
-        body = load_json(text) if text.strip() else None
+        body = load_json(text) if text.strip() else _EMPTY
     except ValueError as exc:
         content_type = headers.get("content-type", "unknown")
         if "html" in content_type.lower() or text.lstrip().startswith("<"):
@@ -230,7 +233,7 @@ def decode_object(
         else:
             problem = "not valid JSON (cut short or garbled in transit)."
     else:
-        if body is None:
+        if body is _EMPTY:
             problem = "an empty body where a JSON object was expected."
         elif not isinstance(body, dict):
             problem = f"a JSON {type(body).__name__} where a JSON object was expected."
@@ -453,7 +456,6 @@ class SyncTransport:
         self.clock = clock or Clock()
         self.session: requests.Session = requests.Session()
         self.session.headers.update(auth_headers(config))
-        self.session.max_redirects = 0
         _warn_about_transport_security(config)
 
     def _send_now(self, exchange: Exchange, limit: float) -> Answer:

@@ -630,18 +630,28 @@ class CmlHook(BaseHook):
                     return None
                 self.clock.sleep(1.0)
             try:
-                found = self._scan_runs_for(runs_path, token, since, deadline)
+                found, hidden = self._scan_runs_for(runs_path, token, since, deadline)
             except CmlApiError as exc:
                 if not is_transient(exc):
                     raise
                 continue
+            if hidden:
+                raise CmlApiError(
+                    "The start's answer was lost, and this workbench's runs listing does not show run "
+                    "environments, so the provider cannot tell whether the run started. It did not send "
+                    "the start again (that could make a second run): check the job's runs in the "
+                    "workbench before retrying the task.",
+                    method="GET",
+                    path=runs_path,
+                )
             if found is not None:
                 return found
         return None
 
     def _scan_runs_for(
         self, runs_path: str, token: str, since: datetime, deadline: float
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The run with ``token`` (or ``None``), and whether the listing hides run environments."""
         query: dict[str, Any] = {"sort": "-created_at", "page_size": DEFAULT_PAGE_SIZE}
         ours: list[dict[str, Any]] = []
         listed_any = shows_environment = False
@@ -655,17 +665,8 @@ class CmlHook(BaseHook):
             if not page.get("next_page_token") or older or ours:
                 break
             query["page_token"] = page["next_page_token"]
-        if not ours and listed_any and not shows_environment:
-            raise CmlApiError(
-                "The start's answer was lost, and this workbench's runs listing does not show run "
-                "environments, so the provider cannot tell whether the run started. It did not send the "
-                "start again (that could make a second run): check the job's runs in the workbench before "
-                "retrying the task.",
-                method="GET",
-                path=runs_path,
-            )
         ours.sort(key=lambda run: runs.status_of(run) == runs.SKIPPED)
-        return ours[0] if ours else None
+        return (ours[0] if ours else None), (not ours and listed_any and not shows_environment)
 
     def _start_v1(self, project: str, job: str, env: dict[str, str], args: str | None) -> dict[str, Any]:
         owner, _, slug = str(project).strip("/").partition("/")
