@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_cml import runs
+from airflow_provider_cml import runs, waiting
 from airflow_provider_cml._compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -18,14 +18,7 @@ from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run
 from airflow_provider_cml.validation import validate_positive
-from airflow_provider_cml.waiting import (
-    DEFAULT_UNKNOWN_GRACE,
-    Next,
-    Outcome,
-    WaitRule,
-    WaitState,
-    log_decision,
-)
+from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -75,11 +68,12 @@ class CmlJobRunSensor(BaseSensorOperator):
         self.project = project
         self.job = job
         self.run_id = run_id
+        # What the waiting rule learnt so far, kept across pokes of one worker process.
+        self._wait_state = waiting.WaitState()
+        self._rule: waiting.WaitRule | None = None
         self.cml_conn_id = cml_conn_id
         self.unknown_grace = unknown_grace
         self.follow_retries = follow_retries
-        self._wait_state = WaitState()
-        self._rule: WaitRule | None = None
 
     @cached_property
     def hook(self) -> CmlHook:
@@ -102,17 +96,17 @@ class CmlJobRunSensor(BaseSensorOperator):
         :param context: the task's Airflow context.
         """
         ref = self._ref()
-        rule = self._rule or WaitRule(
+        rule = self._rule or waiting.WaitRule(
             self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries
         )
         self._rule, decision = self.hook.step(ref, rule, self._wait_state)
         self._wait_state = decision.state
-        log_decision(self.log, ref.run_id, decision)
+        waiting.log_decision(self.log, ref.run_id, decision)
         if decision.next is Next.WAIT:
             return False
         if decision.next is Next.ERROR:
             raise decision.error  # type: ignore[misc]
-        outcome = Outcome(ref, self._rule, decision)
+        outcome = waiting.Outcome(ref, self._rule, decision)
         if decision.next is Next.FINISHED and decision.run is not None:
             current = runs.current_ref(ref, decision.state)
             self._fail_unless_succeeded(lambda: self.hook.finished(current, decision.run, note=outcome.note))  # type: ignore[arg-type]
