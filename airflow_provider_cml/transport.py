@@ -565,12 +565,21 @@ class AsyncTransport:
     def __init__(self, config: CmlClientConfig) -> None:
         self.config = config
         self._key = (id(asyncio.get_running_loop()), config)
-        entry = self._shared.get(self._key)
-        if entry is None:
-            entry = self._shared[self._key] = [self._new_client(config), 0]
-        entry[1] += 1
-        self.client: httpx.AsyncClient = entry[0]
+        self._client: httpx.AsyncClient | None = None
         self._closed = False
+
+    async def client(self) -> httpx.AsyncClient:
+        """The shared client, created off the event loop (loading CA certificates blocks)."""
+        if self._client is None:
+            entry = self._shared.get(self._key)
+            if entry is None:
+                client = await asyncio.to_thread(self._new_client, self.config)
+                entry = self._shared.setdefault(self._key, [client, 0])
+                if entry[0] is not client:  # another trigger made one meanwhile
+                    await client.aclose()
+            entry[1] += 1
+            self._client = entry[0]
+        return self._client
 
     @staticmethod
     def _new_client(config: CmlClientConfig) -> httpx.AsyncClient:
@@ -597,8 +606,9 @@ class AsyncTransport:
         if limit <= 0:
             return Answer(None, failure="no time left before the deadline", maybe_acted=False)
         try:
+            client = await self.client()
             response = await asyncio.wait_for(
-                self.client.request(
+                client.request(
                     exchange.method,
                     self.config.api_root + exchange.path,
                     params=exchange.params,
@@ -648,7 +658,8 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         """Leave the shared client; the last one to leave closes it."""
-        if self._closed:
+        if self._closed or self._client is None:
+            self._closed = True
             return
         self._closed = True
         entry = self._shared.get(self._key)

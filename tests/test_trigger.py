@@ -156,7 +156,8 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
             hook = Hook()
             await hook.aget_job_run(*started[0])
             hooks.append(hook)
-        same = hooks[0]._async_transport.client is hooks[1]._async_transport.client
+        clients = [await hook._async_transport.client() for hook in hooks]
+        same = clients[0] is clients[1]
         events = await asyncio.gather(*(first(t) for t in triggers))
         for hook in hooks:
             await hook.aclose()

@@ -113,6 +113,9 @@ class CmlRunJobOperator(BaseOperator):
 
         :param context: the task's Airflow context.
         """
+        # The extra link reads this XCom; it exists from the first moment so that Airflow, asking for
+        # the link of a task that failed before starting anything, does not log "XCom not found".
+        context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=None)
         overrides = normalize_environment(self.environment)
         validate_arguments(self.arguments)
         for name, value in overrides.items():
