@@ -42,6 +42,17 @@ _FAILURE_HINTS = {
 }
 
 
+class NoRetryYet:
+    """A look for the platform's retry run found none yet."""
+
+    def __repr__(self) -> str:
+        return "NO_RETRY_YET"
+
+
+#: What a look for the platform's retry of a failed run returns while there is none.
+NO_RETRY_YET = NoRetryYet()
+
+
 class RunRef(NamedTuple):
     """The IDs that name one run: project, job, run."""
 
@@ -78,8 +89,6 @@ def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
     :param page: a ListJobRunsResponse, newest first.
     :param failed: the failed run.
     """
-    from airflow_provider_cml.waiting import NO_RETRY_YET
-
     after = str(failed.get("finished_at") or failed.get("created_at") or "")
     later = [
         run

@@ -600,22 +600,24 @@ class AsyncTransport:
         )
 
     async def _send(self, exchange: Exchange) -> Answer:
-        import httpx
-
         limit = exchange.time_left(self.config.timeout, time.monotonic())
         if limit <= 0:
             return Answer(None, failure="no time left before the deadline", maybe_acted=False)
+        client = await self.client()  # first: it imports httpx off the event loop (Airflow 2 has not)
+        import httpx
+
         try:
-            client = await self.client()
-            response = await asyncio.wait_for(
-                client.request(
-                    exchange.method,
-                    self.config.api_root + exchange.path,
-                    params=exchange.params,
-                    json=exchange.body,
-                ),
-                limit,
+            request = client.request(
+                exchange.method,
+                self.config.api_root + exchange.path,
+                params=exchange.params,
+                json=exchange.body,
             )
+            if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request
+                async with asyncio.timeout(limit):
+                    response = await request
+            else:
+                response = await asyncio.wait_for(request, limit)
             return Answer(response.status_code, response.headers, response.text)
         except asyncio.TimeoutError:
             return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)

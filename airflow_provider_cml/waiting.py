@@ -25,19 +25,12 @@ DEFAULT_UNKNOWN_GRACE = 600.0
 RETRY_START_GRACE = 60.0
 
 
-class _NoRetryYet:
-    """A poll for the platform's retry run found none yet."""
-
-    def __repr__(self) -> str:
-        return "NO_RETRY_YET"
-
-
-NO_RETRY_YET = _NoRetryYet()
+NO_RETRY_YET = runs.NO_RETRY_YET
 #: Final statuses Job Retry can retry (a success needs none; a stopped run is never retried).
 RETRIED_STATUSES = frozenset({runs.FAILED, runs.TIMEDOUT, runs.SKIPPED})
 
 #: A poll's result: the run's answer, the error that came instead, or no retry run yet.
-Observation = Union[Mapping[str, Any], CmlException, _NoRetryYet]
+Observation = Union[Mapping[str, Any], CmlException, runs.NoRetryYet]
 
 
 @dataclass(frozen=True)
@@ -172,7 +165,7 @@ class WaitRule:
             if not (isinstance(seen, CmlApiError) and is_transient(seen)):
                 return Decision(Next.ERROR, state, error=seen)
             return replace(self._keep_waiting(state, now, changed=False), error=seen)
-        if isinstance(seen, _NoRetryYet):
+        if isinstance(seen, runs.NoRetryYet):
             return self._no_retry_yet(state, now)
         if state.failed is not None and seen.get("id") != state.run_id:  # the platform's retry
             state = replace(state, attempt=state.attempt + 1, failed=None, failed_since=None, status=None)

@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_cml.testing import Faults, local_workbench
 from tests.conftest import API_KEY, TESTS
+from tests.contract import check_exchanges
 from tests.dags.cml_storm_dag import STORM_TASKS, storm_job, storm_should_fail
 
 pytestmark = pytest.mark.airflow_dag
@@ -75,3 +76,6 @@ def test_fault_storm(storm_workbench, dagbag):
     assert 0.15 <= faulted / requests <= 0.30
     assert faults["lost_response"] >= 5 and faults["reset"] >= 5 and faults["rate_limit"] >= 5
     assert not server.workbench.active_runs()
+    # Under faults too, every answer and every request body stays within the API's contract.
+    problems = check_exchanges(server.journal)
+    assert not problems, problems[:10]

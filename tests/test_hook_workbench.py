@@ -206,3 +206,23 @@ def test_a_kill_wakes_the_sync_wait_at_once_and_stops_the_run(wb):
     assert killed_at, "the signal never came"
     assert time.monotonic() - killed_at[0] < 2
     assert len(wb.requests("POST", RUNS + r"/[^/]+:stop")) == 1
+
+
+def test_a_rescheduled_sensor_given_names_looks_them_up_once(wb):
+    """Each reschedule check is a fresh sensor; Airflow 3.3's task state store keeps the IDs."""
+    from airflow_provider_cml.sensors.cml import CmlJobRunSensor
+
+    class Store(dict):
+        def set(self, key, value):
+            self[key] = value
+
+    run = CmlHook().start_job_run("Analytics", "report-env")
+    CmlHook().wait_for_job_run("Analytics", "report-env", run["id"], poll_interval=0.1)
+    store = Store()
+    wb.clear_journal()
+    for _ in range(2):  # two checks, two processes
+        sensor = CmlJobRunSensor(task_id="s", project="Analytics", job="report-env", run_id=run["id"])
+        assert sensor.poke({"task_state_store": store}) is True
+    paths = [e.path for e in wb.requests("GET")]
+    assert paths.count("/api/v2/projects") == 1 and sum("/runs/" in p for p in paths) == 2
+    assert len(paths) == 4  # project look-up, job look-up, then one read per check

@@ -167,8 +167,11 @@ def test_keys_no_api_would_issue_are_refused_without_showing_them(monkeypatch, p
         error, _, _ = _timed(
             lambda: _hook(monkeypatch, server.url, password=password).get_job_run(PID, JID, RID)
         )
+        event, _ = _trigger_event(monkeypatch, server.url, password=password)
     assert isinstance(error, CmlConfigError) and "API key" in str(error)
-    assert KEY[:5] not in str(error) and KEY[6:] not in str(error)
+    assert event["status"] == "error" and "API key" in event["message"]
+    for text in (str(error), json.dumps(event)):
+        assert KEY[:5] not in text and KEY[6:] not in text
     assert server.seen == []
 
 
@@ -176,8 +179,10 @@ def test_user_and_password_in_the_host_are_refused_and_never_printed(monkeypatch
     with hostile(lambda r: [answer(200, run_json())]) as server:
         url = server.url.replace("http://", "http://admin:pa55w0rd-in-url@")
         error, _, _ = _timed(lambda: _hook(monkeypatch, url).get_job_run(PID, JID, RID))
+        event, _ = _trigger_event(monkeypatch, url)
     assert isinstance(error, CmlConfigError) and "user name or password" in str(error)
-    assert "pa55w0rd" not in str(error) and server.seen == []
+    assert event["status"] == "error" and "user name or password" in event["message"]
+    assert "pa55w0rd" not in str(error) + json.dumps(event) and server.seen == []
 
 
 def test_plain_http_warns_once(monkeypatch, caplog, capfd):

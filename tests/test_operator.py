@@ -112,7 +112,8 @@ def test_v1_branch_starts_and_returns_the_engine_id():
     hook, ti = StubHook(legacy=True), StubTI()
     operator = _operator(hook, project="alice/analytics", job="208", wait_for_completion=False)
     assert operator.execute({"ti": ti}) == "engine42"
-    assert hook.names() == ["start_job_run"] and ti.xcom == {"engine_id": "engine42"}
+    assert hook.names() == ["start_job_run"]
+    assert ti.xcom == {"run_url": None, "engine_id": "engine42"}  # the link's XCom exists, empty
 
 
 def test_v1_branch_refuses_to_wait_before_starting_anything():

@@ -30,6 +30,7 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunError,
     CmlLookupError,
 )
+from airflow_provider_cml.links import build_run_url
 from airflow_provider_cml.retry import Clock, is_transient
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
 from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
@@ -794,8 +795,6 @@ class CmlHook(BaseHook):
         :param job_id: job ID.
         :param run_id: run ID.
         """
-        from airflow_provider_cml.links import build_run_url
-
         try:
             found = self.resolve_project(project)
             if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once

@@ -20,6 +20,9 @@ from airflow_provider_cml.runs import RunRef, StopResult, describe_run
 from airflow_provider_cml.validation import validate_positive
 from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next
 
+#: Where the sensor keeps the IDs it resolved from names (Airflow 3.3+'s task state store).
+RESOLVED_KEY = "cml_sensor_ids"
+
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
@@ -82,20 +85,30 @@ class CmlJobRunSensor(BaseSensorOperator):
 
         return CmlHook(self.cml_conn_id)
 
-    def _ref(self) -> RunRef:
+    def _ref(self, context: Context | None = None) -> RunRef:
         if not isinstance(self.run_id, str) or not self.run_id.strip():
             raise CmlConfigError(
                 f"run_id must be the id of a Cloudera AI run (e.g. the upstream operator's output), not "
                 f"{self.run_id!r}."
             )
-        return self.hook.resolve_run(self.project, self.job, self.run_id.strip())
+        run_id = self.run_id.strip()
+        # A reschedule sensor given names runs each check in a fresh process: Airflow 3.3's task
+        # state store keeps the IDs it resolved, so later checks cost one request, not three.
+        store = context.get("task_state_store") if context else None  # type: ignore[call-overload]
+        cached: Any = store.get(RESOLVED_KEY) if store is not None else None
+        if isinstance(cached, dict) and cached.get("names") == [self.project, self.job]:
+            return RunRef(str(cached["project_id"]), str(cached["job_id"]), run_id)
+        ref = self.hook.resolve_run(self.project, self.job, run_id)
+        if store is not None:
+            store.set(RESOLVED_KEY, {"names": [self.project, self.job], **ref._asdict()})
+        return ref
 
     def poke(self, context: Context) -> bool:
         """One status check, judged by the shared waiting rule.
 
         :param context: the task's Airflow context.
         """
-        ref = self._ref()
+        ref = self._ref(context)
         rule = self._rule or waiting.WaitRule(
             self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries
         )
@@ -137,7 +150,7 @@ class CmlJobRunSensor(BaseSensorOperator):
 
         self.defer(
             trigger=CmlJobRunTrigger(
-                **self._ref()._asdict(),
+                **self._ref(context)._asdict(),
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
