@@ -149,12 +149,10 @@ def test_deferrable_does_not_defer_a_run_that_already_ended():
 
 
 def test_deferrable_hands_the_run_to_the_trigger():
-    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
-
-    if AIRFLOW_V_3_0_PLUS:
+    try:  # Airflow 3.2+ moved it to the Task SDK
         from airflow.sdk.exceptions import TaskDeferred
-    else:
-        from airflow.exceptions import TaskDeferred
+    except ImportError:
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
     operator = _operator(StubHook(), deferrable=True, poll_interval=15, timeout=60, unknown_grace=120)
     with pytest.raises(TaskDeferred) as info:
         operator.execute({"ti": StubTI()})
