@@ -30,6 +30,7 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunError,
     CmlLookupError,
 )
+from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.links import build_run_url
 from airflow_provider_cml.retry import Clock, is_transient
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
@@ -85,7 +86,7 @@ async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
         return None
 
 
-class CmlHook(BaseHook):
+class CmlHook(JobDefinitions, BaseHook):
     """Talks to a Cloudera AI workbench (API v2, or the legacy CDSW v1 Jobs API for starting jobs).
 
     The connection's host is the workbench URL and its password the API key. Extras (all optional):
@@ -93,7 +94,9 @@ class CmlHook(BaseHook):
     ``run_url_template``. Without a key, inside a Cloudera AI session, ``CDSW_APIV2_KEY`` and
     ``CDSW_API_URL``/``CDSW_DOMAIN`` are used.
 
-    Projects and jobs may be given by ID or by exact name; names are looked up once per hook.
+    Projects and jobs may be given by ID or by exact name; names are looked up once per hook. Jobs
+    can also be defined from code (:meth:`ensure_job`, :meth:`create_job`, :meth:`update_job`,
+    :meth:`delete_job`, :meth:`list_runtimes`: see :mod:`airflow_provider_cml.hooks.jobs`).
 
     :param cml_conn_id: Airflow connection id of type ``cml``.
     :param timeout: request timeout in seconds; overrides the connection's ``timeout``.

@@ -227,8 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and rest == "/auth/validate_key":
             self._json(raw)
             return 200, {"valid": True, "username": wb.key_users.get(key, "readonly"), "message": ""}
-        if method == "POST" and key in wb.readonly_keys:
-            raise ApiError(403, "permission denied: this API key may not start or stop runs")
+        if method in ("POST", "PATCH", "DELETE") and key in wb.readonly_keys:
+            raise ApiError(403, "permission denied: this API key may not change jobs or runs")
         with wb.lock:
             if method == "GET" and rest == "/projects":
                 include_public = self._param(query, "include_public_projects") == "true"
@@ -243,14 +243,23 @@ class _Handler(BaseHTTPRequestHandler):
             m = re.fullmatch(r"/projects/([^/]+)", rest)
             if method == "GET" and m:
                 return 200, wb.project(m.group(1)).to_api()
+            if method == "GET" and rest == "/runtimes":
+                return 200, self._page(query, "runtimes", list(wb.runtimes))
             m = re.fullmatch(r"/projects/([^/]+)/jobs", rest)
             if method == "GET" and m:
                 project = wb.project(m.group(1))
                 jobs = [j.to_api() for j in wb.jobs.values() if j.project is project]
                 return 200, self._page(query, "jobs", jobs)
+            if method == "POST" and m:
+                return 200, wb.create_job(wb.project(m.group(1)), self._json(raw)).to_api()
             m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)", rest)
             if method == "GET" and m:
                 return 200, wb.job(m.group(1), m.group(2)).to_api()
+            if method == "PATCH" and m:
+                return 200, wb.update_job(wb.job(m.group(1), m.group(2)), self._json(raw)).to_api()
+            if method == "DELETE" and m:
+                wb.delete_job(wb.job(m.group(1), m.group(2)))
+                return 200, {}
             m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)/runs", rest)
             if m:
                 job = wb.job(m.group(1), m.group(2))

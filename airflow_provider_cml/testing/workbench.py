@@ -23,9 +23,32 @@ from typing import Any
 
 _ALNUM = string.ascii_lowercase + string.digits
 RUNTIME_ID = "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-python3.11:simulated"
+#: What ``GET /runtimes`` offers when the spec file lists none (a Runtime per entry, spec §3.16).
+DEFAULT_RUNTIMES = (
+    {"image_identifier": RUNTIME_ID, "kernel": "Python 3.11", "editor": "PBJ Workbench"},
+    {
+        "image_identifier": "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-python3.10:simulated",
+        "kernel": "Python 3.10",
+        "editor": "PBJ Workbench",
+    },
+    {
+        "image_identifier": "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-r4.3:simulated",
+        "kernel": "R 4.3",
+        "editor": "PBJ Workbench",
+    },
+)
 ACTIVE = ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING", "ENGINE_UNKNOWN")
 #: Which Job Retry flag covers which final status. A script failure and a system failure (e.g. an
 #: OOM kill) both end ENGINE_FAILED; the workbench tells them apart by the run's OOM flag.
+JOB_RETRY_FIELDS = (
+    "retry_enabled",
+    "max_retry",
+    "retry_delay",
+    "retry_for_script_failure",
+    "retry_for_system_failure",
+    "retry_for_timedout_runs",
+    "retry_for_skipped_runs",
+)
 RETRY_FLAGS = {
     "ENGINE_TIMEDOUT": "retry_for_timedout_runs",
     "ENGINE_SKIPPED": "retry_for_skipped_runs",
@@ -145,6 +168,15 @@ class Job:
     # Job Retry, as on the real Job: retries are new runs of the same job.
     retry: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=_now)
+    # The rest of the definition, as CreateJob/UpdateJob set it (only stored and echoed).
+    kernel: str = "python3"
+    cpu: float = 1.0
+    memory: float = 2.0
+    nvidia_gpu: int = 0
+    runtime_identifier: str = RUNTIME_ID
+    schedule: str = ""
+    kill_on_timeout: bool = True
+    updated_at: str = ""
 
     def to_api(self) -> dict[str, Any]:
         """The job as the API answers it (a spec Job: no ``project_id``, ``timeout`` a string)."""
@@ -158,19 +190,19 @@ class Job:
             "script": self.script,
             "arguments": self.arguments,
             "environment": json.dumps(self.env),
-            "kernel": "python3",
-            "cpu": 1,
-            "memory": 2,
-            "nvidia_gpu": 0,
-            "runtime_identifier": RUNTIME_ID,
+            "kernel": self.kernel,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "nvidia_gpu": self.nvidia_gpu,
+            "runtime_identifier": self.runtime_identifier,
             "runtime_addon_identifiers": [],
             "engine_image_id": "0",
-            "schedule": "",
-            "english_schedule": "",
-            "type": "dependent" if self.parent_job_id else "manual",
+            "schedule": self.schedule,
+            "english_schedule": f"cron {self.schedule}" if self.schedule else "",
+            "type": "dependent" if self.parent_job_id else ("cron" if self.schedule else "manual"),
             "parent_id": self.parent_job_id,
             "timeout": str(self.timeout),  # int64: a JSON string
-            "kill_on_timeout": True,
+            "kill_on_timeout": self.kill_on_timeout,
             "paused": False,
             "retry_enabled": bool(retry.get("retry_enabled")),
             "max_retry": int(retry.get("max_retry") or 0),
@@ -180,7 +212,7 @@ class Job:
             "retry_for_timedout_runs": bool(retry.get("retry_for_timedout_runs")),
             "retry_for_skipped_runs": bool(retry.get("retry_for_skipped_runs")),
             "created_at": self.created_at,
-            "updated_at": self.created_at,
+            "updated_at": self.updated_at or self.created_at,
         }
 
     def retries(self, run: Run) -> bool:
@@ -227,11 +259,11 @@ class Run:
             # Often a JSON-encoded *string* in real answers.
             "environment": json.dumps(self.environment),
             "creator": _user(self.job.project.owner),
-            "kernel": "python3",
-            "cpu": 1,
-            "memory": 2,
-            "nvidia_gpu": 0,
-            "runtime_identifier": RUNTIME_ID,
+            "kernel": self.job.kernel,
+            "cpu": self.job.cpu,
+            "memory": self.job.memory,
+            "nvidia_gpu": self.job.nvidia_gpu,
+            "runtime_identifier": self.job.runtime_identifier,
         }
         # ENGINE_SCHEDULING is the enum's zero value, which protobuf JSON leaves out.
         if self.status != "ENGINE_SCHEDULING":
@@ -247,7 +279,8 @@ class Workbench:
 
     :param spec: ``{"projects": [{"name", "owner", "folder", "env", "visibility", "jobs": [{"name",
         "script", "env", "timeout", "parent", "retry": {...Job Retry fields}, "duration", "exit_code",
-        "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "api_keys": [...] or {key: user},
+        "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "runtimes": [{"image_identifier",
+        "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
@@ -277,6 +310,19 @@ class Workbench:
         self.legacy_keys: set[str] = set(spec.get("legacy_keys") or [])
         #: What an unknown or inaccessible ID gets: 404, or 403 as some workbenches answer.
         self.unknown_id_status: int = int(spec.get("unknown_id_status") or 404)
+        #: The runtimes ``GET /runtimes`` lists and CreateJob/UpdateJob accept.
+        self.runtimes: list[dict[str, Any]] = [
+            {
+                "editor": "",
+                "kernel": "",
+                "edition": "Standard",
+                "description": "",
+                "full_version": "",
+                "status": "ENABLED",
+                **r,
+            }
+            for r in (spec.get("runtimes") or DEFAULT_RUNTIMES)
+        ]
         self.projects: dict[str, Project] = {}
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, Run] = {}
@@ -388,6 +434,107 @@ class Workbench:
             )
             self.jobs[job.id] = job
             return job
+
+    # -- job definitions (CreateJob, UpdateJob, DeleteJob) -----------------------------------------
+
+    def create_job(self, project: Project, body: Mapping[str, Any]) -> Job:
+        """CreateJob: a new job from a CreateJobRequest.
+
+        Spec §3.6: ``environment`` a map, ``timeout`` a number of seconds, ``parent_id`` or its
+        deprecated alias ``parent_job_id``.
+
+        :param project: the project.
+        :param body: the request body.
+        """
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(400, "invalid job name: must not be empty")
+        script = body.get("script")
+        if not isinstance(script, str) or not script.strip():
+            raise ApiError(400, "invalid script: must not be empty")
+        environment = body.get("environment") or {}
+        if not isinstance(environment, Mapping) or not all(isinstance(v, str) for v in environment.values()):
+            raise ApiError(400, "invalid value for environment: must be a map of string to string")
+        with self.lock:
+            job = self.add_job(project, name, script=script, env=environment)
+            self._define(job, {**body, "environment": None}, creating=True)
+            return job
+
+    def update_job(self, job: Job, body: Mapping[str, Any]) -> Job:
+        """UpdateJob: the body is a whole Job (``environment`` a JSON string, ``timeout`` a string).
+
+        There is no update mask: a definition field the body leaves out gets its zero value, as a
+        protobuf message without a mask would (the strict reading; a client that sends the whole
+        job, as the spec asks, is right either way). Read-only fields in the body are ignored.
+
+        :param job: the job.
+        :param body: the request body.
+        """
+        text = body.get("environment")
+        try:
+            environment = json.loads(text) if text else {}
+        except (TypeError, ValueError):
+            raise ApiError(400, "invalid value for environment: must be a JSON object as a string") from None
+        if not isinstance(environment, dict) or not all(isinstance(v, str) for v in environment.values()):
+            raise ApiError(400, "invalid value for environment: must be a JSON object of strings")
+        name, script = body.get("name"), body.get("script")
+        if not isinstance(name, str) or not name.strip() or not isinstance(script, str) or not script.strip():
+            raise ApiError(400, "invalid job: name and script must not be empty")
+        with self.lock:
+            job.name, job.script, job.env = name, script, environment
+            self._define(job, body, creating=False)
+            job.updated_at = _now()
+            return job
+
+    def _define(self, job: Job, body: Mapping[str, Any], *, creating: bool) -> None:
+        """Check and store the definition fields shared by CreateJob and UpdateJob."""
+
+        def number(key: str, kind: type, default: Any) -> Any:
+            value = body.get(key, default)
+            if isinstance(value, bool) or value is None:
+                raise ApiError(400, f"invalid value for {key}: {value!r}")
+            try:
+                result = kind(value)
+            except (TypeError, ValueError):
+                raise ApiError(400, f"invalid value for {key}: {value!r}") from None
+            if result < 0:
+                raise ApiError(400, f"invalid value for {key}: must not be negative")
+            return result
+
+        defaults = {"cpu": 1.0, "memory": 1.0} if creating else {"cpu": 0.0, "memory": 0.0}
+        cpu, memory = number("cpu", float, defaults["cpu"]), number("memory", float, defaults["memory"])
+        if creating and (cpu == 0 or memory == 0):
+            raise ApiError(400, "invalid resources: cpu and memory must be positive")
+        runtime = body.get("runtime_identifier") or ""
+        if runtime and runtime not in {r["image_identifier"] for r in self.runtimes}:
+            raise ApiError(400, f"runtime not found: {runtime}")
+        parent = body.get("parent_id") or body.get("parent_job_id") or ""
+        schedule = body.get("schedule") or ""
+        if parent and schedule:
+            raise ApiError(400, "a dependent job (parent_id) cannot have a schedule")
+        if parent and (parent not in self.jobs or self.jobs[parent].project is not job.project):
+            raise ApiError(400, f"parent job not found: {parent}")
+        if parent == job.id:
+            raise ApiError(400, "a job cannot be its own parent")
+        job.cpu, job.memory = cpu, memory
+        job.nvidia_gpu = number("nvidia_gpu", int, 0)
+        job.timeout = number("timeout", int, 0)
+        job.runtime_identifier = runtime
+        job.kernel = body.get("kernel") or ("" if runtime else "python3")
+        job.arguments = body.get("arguments") or ""
+        job.schedule, job.parent_job_id = schedule, parent
+        job.kill_on_timeout = bool(body.get("kill_on_timeout", False))
+        job.retry = {key: body[key] for key in JOB_RETRY_FIELDS if key in body}
+
+    def delete_job(self, job: Job) -> None:
+        """DeleteJob. A job with an active run is refused (inference: the spec does not say).
+
+        :param job: the job.
+        """
+        with self.lock:
+            if any(r.job is job and r.status in ACTIVE for r in self.runs.values()):
+                raise ApiError(400, f"job {job.id} has an active run; stop it first", grpc_code=9)
+            del self.jobs[job.id]
 
     # -- looking up -------------------------------------------------------------------------------
 

@@ -1,0 +1,206 @@
+"""Hook: jobs as code, the part of CmlHook that creates, updates and deletes job definitions.
+
+CreateJob, UpdateJob, DeleteJob and ListRuntimes of API v2, mixed into
+:class:`~airflow_provider_cml.hooks.cml.CmlHook`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
+from airflow_provider_cml.jobs import CmlJobSpec
+from airflow_provider_cml.transport import NotDone
+from airflow_provider_cml.validation import path_segment
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.retry import Clock
+    from airflow_provider_cml.transport import SyncTransport
+
+#: What :meth:`JobDefinitions.ensure_job` did.
+EnsureAction = Literal["created", "updated", "unchanged"]
+
+
+class JobDefinitions:
+    """Job definitions: mixed into :class:`~airflow_provider_cml.hooks.cml.CmlHook`."""
+
+    if TYPE_CHECKING:  # what the mixin uses of CmlHook
+        _jobs: dict[tuple[str, str], dict[str, Any]]
+        clock: Clock
+
+        @property
+        def log(self) -> Any: ...  # noqa: D102
+        @property
+        def config(self) -> CmlClientConfig: ...  # noqa: D102
+        @property
+        def transport(self) -> SyncTransport: ...  # noqa: D102
+        def _require_v2(self, what: str) -> None: ...
+        def resolve_project(self, project: str) -> dict[str, Any]: ...  # noqa: D102
+        def resolve_job(self, project: str, job: str) -> dict[str, Any]: ...  # noqa: D102
+        def list_jobs(  # noqa: D102
+            self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
+        ) -> list[dict[str, Any]]: ...
+        def paginate(  # noqa: D102
+            self,
+            path: str,
+            key: str,
+            *,
+            params: Mapping[str, Any] | None = None,
+            not_found: str | None = None,
+        ) -> Iterator[dict[str, Any]]: ...
+        @staticmethod
+        def _listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) -> dict[str, Any]: ...
+        @staticmethod
+        def _project_path(project_id: str) -> str: ...
+        @classmethod
+        def _job_path(cls, project_id: str, job_id: str) -> str: ...
+
+    def list_runtimes(self, search_filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The ML Runtimes the workbench offers (every page).
+
+        :param search_filter: e.g. ``{"kernel": "Python 3.11"}``.
+        """
+        self._require_v2("Listing runtimes")
+        params = self._listing_params(search_filter, None)
+        return list(self.paginate("/runtimes", "runtimes", params=params))
+
+    def check_runtime(self, identifier: str) -> None:
+        """Raise a clear error unless ``identifier`` is one of the workbench's runtimes.
+
+        :param identifier: a runtime's ``image_identifier``.
+        """
+        offered = sorted({str(r.get("image_identifier")) for r in self.list_runtimes()})
+        if identifier in offered:
+            return
+        close = difflib.get_close_matches(identifier, offered, n=3, cutoff=0.6)
+        hint = f" Close matches: {', '.join(map(repr, close))}." if close else ""
+        raise CmlLookupError(
+            f"The workbench has no runtime {identifier!r}.{hint} GET /api/v2/runtimes lists the "
+            f"{len(offered)} it offers; use one's image_identifier."
+        )
+
+    def create_job(self, project: str, spec: CmlJobSpec, parent_id: str | None = None) -> dict[str, Any]:
+        """Create a job (CreateJob) and return it.
+
+        Never creates it twice: when the answer is lost, a job of that name is looked for before
+        the request is sent again.
+
+        :param project: project name or ID.
+        :param spec: the job's definition.
+        :param parent_id: the parent job's ID, for a dependent job.
+        """
+        project_id = str(self.resolve_project(project)["id"])
+        path = self._project_path(project_id) + "/jobs"
+        body = spec.create_body(project_id, parent_id)
+        policy = self.config.retry_policy
+        for attempt in range(1, policy.max_retries + 2):
+            try:
+                job = self.transport.request(
+                    "POST", path, body=body, idempotent=False, not_found=f"project {project!r}"
+                )
+            except NotDone as not_done:
+                found = self._named_jobs(project_id, spec.name) if not_done.maybe_acted else []
+                if found:
+                    self.log.warning("The answer to creating job %r was lost, but the job exists.", spec.name)
+                    return found[0]
+                delay = policy.delay(attempt, not_done.retry_after)
+                if not_done.resend_useless or not policy.can_retry(attempt):
+                    raise not_done.error from None
+                self.clock.sleep(delay)
+            else:
+                self._forget_job(project_id, spec.name)
+                return job
+        raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
+
+    def update_job(
+        self, project: str, job: Mapping[str, Any], spec: CmlJobSpec, parent_id: str | None = None
+    ) -> dict[str, Any]:
+        """Make an existing job match ``spec`` (UpdateJob, whose body is the whole Job).
+
+        :param project: project name or ID.
+        :param job: the job as read (every field is sent back: UpdateJob has no update mask).
+        :param spec: the job's definition.
+        :param parent_id: the parent job's ID, for a dependent job.
+        """
+        project_id = str(self.resolve_project(project)["id"])
+        path = f"{self._project_path(project_id)}/jobs/{path_segment('job_id', str(job.get('id')))}"
+        answer = self.transport.request(
+            "PATCH",
+            path,
+            body=spec.update_body(job, parent_id),
+            not_found=f"job {job.get('id')!r} in project {project!r}",
+        )
+        self._forget_job(project_id, spec.name)
+        return answer
+
+    def delete_job(self, project: str, job_id: str) -> bool:
+        """Delete a job (DeleteJob); ``False`` when it was already gone.
+
+        :param project: project name or ID.
+        :param job_id: job ID.
+        """
+        project_id = str(self.resolve_project(project)["id"])
+        try:
+            self.transport.request("DELETE", self._job_path(project_id, job_id), not_found=f"job {job_id!r}")
+        except CmlApiError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        self._jobs = {key: value for key, value in self._jobs.items() if value.get("id") != job_id}
+        return True
+
+    def ensure_job(
+        self, project: str, spec: CmlJobSpec | Mapping[str, Any]
+    ) -> tuple[dict[str, Any], EnsureAction]:
+        """Make the workbench hold the job ``spec`` defines.
+
+        The job is created when no job has its name, updated when a field the spec sets differs,
+        and left alone otherwise.
+
+        Everything is checked before anything changes: the spec, the project, the parent job and
+        (when it is set and would change) the runtime.
+
+        :param project: project name or ID.
+        :param spec: the definition (a :class:`~airflow_provider_cml.jobs.CmlJobSpec` or its fields).
+        :returns: the job as the API answers it, and what was done.
+        """
+        spec = CmlJobSpec.of(spec)
+        self._require_v2("Defining a job")
+        project_id = str(self.resolve_project(project)["id"])
+        parent_id = str(self.resolve_job(project_id, spec.parent)["id"]) if spec.parent else None
+        existing = self._named_jobs(project_id, spec.name)
+        if len(existing) > 1:
+            ids = ", ".join(str(job.get("id")) for job in existing)
+            raise CmlLookupError(
+                f"{len(existing)} jobs in project {project!r} are named {spec.name!r} (IDs: {ids}), so the "
+                "definition cannot tell which to keep up to date. Rename or delete the extra jobs."
+            )
+        changes = spec.differences(existing[0], parent_id) if existing else {}
+        if spec.runtime_identifier and (not existing or "runtime_identifier" in changes):
+            self.check_runtime(spec.runtime_identifier)
+        if not existing:
+            job = self.create_job(project_id, spec, parent_id)
+            self.log.info("Created Cloudera AI job %r (%s).", spec.name, job.get("id"))
+            return job, "created"
+        if not changes:
+            self.log.info(
+                "Cloudera AI job %r (%s) already matches its definition.", spec.name, existing[0].get("id")
+            )
+            return existing[0], "unchanged"
+        # Environment values may be secrets: name the changed fields, not their values.
+        self.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
+        return self.update_job(project_id, existing[0], spec, parent_id), "updated"
+
+    def _named_jobs(self, project_id: str, name: str) -> list[dict[str, Any]]:
+        """The project's jobs named exactly ``name`` (the server's filter matches substrings)."""
+        return [
+            job for job in self.list_jobs(project_id, search_filter={"name": name}) if job.get("name") == name
+        ]
+
+    def _forget_job(self, project_id: str, name: str) -> None:
+        self._jobs.pop((project_id, name), None)
