@@ -30,7 +30,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.hooks.cml"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.operators.cml"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_cml.operators.cml",
+                    "airflow_provider_cml.operators.jobs",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.sensors.cml"]}

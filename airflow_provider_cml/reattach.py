@@ -39,6 +39,17 @@ def task_identity(context: Context) -> dict[str, str]:
     }
 
 
+def carries_identity(run: dict[str, Any], context: Context) -> bool:
+    """Whether ``run`` was started by this task instance (any try): its environment names it.
+
+    :param run: a run as the API answers it.
+    :param context: the task's Airflow context.
+    """
+    env = runs.run_environment(run)
+    wanted = {k: v for k, v in task_identity(context).items() if k != TRY_NUMBER_VAR}
+    return all(env.get(k) == v for k, v in wanted.items())
+
+
 class EarlierRunFinder:
     """Remembers the run a try started and finds it again on a later try."""
 
@@ -86,9 +97,7 @@ class EarlierRunFinder:
             return None
 
     def _from_environment(self, project_id: str, job_id: str) -> dict[str, Any] | None:
-        wanted = {k: v for k, v in self.identity.items() if k != TRY_NUMBER_VAR}
         for run in self.hook.list_job_runs(project_id, job_id, limit=RECENT_RUNS_SEARCHED):
-            env = runs.run_environment(run)
-            if all(env.get(k) == v for k, v in wanted.items()):
+            if carries_identity(run, self.context):
                 return run  # newest first: the latest earlier try
         return None

@@ -171,7 +171,8 @@ def error_for_response(
     elif status_code == 400 and "already active" in message.lower():
         return CmlJobAlreadyActiveError(
             "The job already has an active run, and Cloudera AI allows one active run per job. Wait "
-            "for that run to end (e.g. with CmlJobRunSensor) or stop it, then start again. "
+            "for that run to end or stop it, then start again; CmlRunJobOperator(if_active='wait') "
+            "does that by itself. "
             f"Server said: {message}",
             **details,  # type: ignore[arg-type]
         )

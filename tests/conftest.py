@@ -55,6 +55,8 @@ def workbench_spec() -> dict[str, Any]:
                     {"name": "times-out", "script": "sleeper.py", "env": {"SLEEP": "30"}, "timeout": 1},
                     {"name": "train", "script": "report_env.py"},
                     {"name": "train-extended", "script": "report_env.py"},
+                    # Fan-out: one job that many mapped task instances start (one run at a time).
+                    {"name": "fanout", "script": "sleeper.py", "env": {"SLEEP": "0.3"}},
                     {"name": "parent", "script": "report_env.py"},
                     {"name": "child", "script": "report_env.py", "parent": "parent"},
                     {

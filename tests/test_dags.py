@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import seen_by
@@ -185,3 +187,79 @@ def test_what_the_platform_does(wb, dagbag, capfd, mode):
     )
     public = wb.workbench.runs[_xcom(dag_run, "public", "run_id")]
     assert public.job.project.name == "Shared Models" and public.status == "ENGINE_SUCCEEDED"
+
+
+def _runs_of(wb, project: str, job: str):
+    return wb.workbench.runs_of(wb.workbench.job_by_name(project, job))
+
+
+def test_job_defined_in_the_dag_is_created_then_left_alone_then_updated(wb, dagbag):
+    dag = dagbag.get_dag("cml_test_job_as_code")
+    first = dag.test()
+    assert _states(first) == {"define": "success", "run": "success"}
+    assert _xcom(first, "define", "job_action") == "created"
+    job = wb.workbench.job_by_name("Analytics", "defined-in-dag")
+    assert _xcom(first, "define", "job_id") == job.id
+    assert (job.memory, job.timeout, job.env["STAGE"]) == (2.0, 600, "defined")
+    assert seen_by(wb, _xcom(first, "run", "run_id"))["STAGE"] == "defined"
+
+    second = dag.test()
+    assert _xcom(second, "define", "job_action") == "unchanged"
+    assert not wb.requests("PATCH") and len(wb.requests("POST", r"/api/v2/projects/[^/]+/jobs")) == 1
+
+    third = dag.test(run_conf={"memory": 4})
+    assert _xcom(third, "define", "job_action") == "updated"
+    assert _xcom(third, "define", "job_id") == job.id  # the same job, changed in place
+    assert job.memory == 4.0 and job.timeout == 600 and job.env["STAGE"] == "defined"
+    assert wb.workbench.runs[_xcom(third, "run", "run_id")].to_api()["memory"] == 4.0
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_fanout_over_one_job_waits_its_turn(wb, dagbag, mode):
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    # A run already holds the job, so the first instance must wait for it too.
+    blocker = CmlHook().start_job_run("Analytics", "fanout", {"SLEEP": "1"})
+    dag_run = dagbag.get_dag(f"cml_test_fanout_wait_{mode}").test()
+    tis = [ti for ti in dag_run.get_task_instances() if ti.task_id == "each_date"]
+    assert sorted(str(getattr(ti.state, "value", ti.state)) for ti in tis) == ["success"] * 5
+    ours = [r for r in _runs_of(wb, "Analytics", "fanout") if r.id != blocker["id"]][-5:]
+    assert [r.status for r in ours] == ["ENGINE_SUCCEEDED"] * 5
+    assert sorted(r.environment["RUN_DATE"] for r in ours) == [
+        "2024-01-01",
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+        "2024-01-05",
+    ]
+    # One at a time: each run started after the one before it finished, the blocker first.
+    ordered = [wb.workbench.runs[blocker["id"]], *sorted(ours, key=lambda r: r.seq)]
+    for before, after in zip(ordered, ordered[1:]):
+        assert before.times["finished_at"] <= after.created_at
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_submitted_runs_get_a_job_each_deleted_when_asked(wb, dagbag, mode):
+    before = set(wb.workbench.jobs)
+    dag_run = dagbag.get_dag(f"cml_test_submit_{mode}").test()
+    states = [str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()]
+    assert states == ["success"] * 6
+    created = wb.requests("POST", r"/api/v2/projects/[^/]+/jobs")
+    assert len(created) == 6
+    names = sorted(json.loads(e.request_body)["name"] for e in created)
+    assert names[:5] == [f"airflow cml_test_submit_{mode}.each_date [{i}]" for i in range(5)]
+    # The mapped instances' jobs were deleted after their runs; the unmapped one was kept.
+    assert len(wb.requests("DELETE")) == 5
+    kept = [j for j in wb.workbench.jobs.values() if j.id not in before]
+    assert [j.name for j in kept] == [f"submitted-and-kept-{mode}"]
+    finished = [
+        r for r in wb.workbench.runs.values() if r.job.name.startswith(f"airflow cml_test_submit_{mode}")
+    ]
+    assert sorted(r.status for r in finished) == ["ENGINE_SUCCEEDED"] * 5
+    assert sorted(seen_by(wb, r.id)["RUN_DATE"] for r in finished) == [
+        "2024-01-01",
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+        "2024-01-05",
+    ]

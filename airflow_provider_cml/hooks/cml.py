@@ -71,6 +71,8 @@ LOOKUP_PAGES = 5
 CLOCK_SKEW = timedelta(minutes=5)
 #: One page of a job's newest runs: where the platform's retry of a failed run shows up.
 RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
+#: A job's newest runs searched for the active one (there is at most one, and it is recent).
+ACTIVE_RUN_SEARCH = 10
 
 
 async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
@@ -742,7 +744,10 @@ class CmlHook(JobDefinitions, BaseHook):
         for run in self.paginate(
             self._runs_path(ref.project_id, ref.job_id),
             "job_runs",
-            params=self._listing_params(None, sort),
+            params={
+                **self._listing_params(None, sort),
+                "page_size": min(limit or DEFAULT_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+            },
             not_found=self._what(project, job),
         ):
             found.append(run)
@@ -844,24 +849,56 @@ class CmlHook(JobDefinitions, BaseHook):
         validate_positive("timeout", timeout)
         validate_positive("unknown_grace", unknown_grace)
         ref = self.resolve_run(project, job, run_id)
-        started = self.clock.monotonic()
-        deadline = None if timeout is None else started + timeout
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
         rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=follow_retries)
+        rule, decision = self._wait(ref, rule)
+        succeeded = decision.next is Next.FINISHED and runs.is_success(decision.state.status)
+        link = run_url or (None if succeeded else self.job_run_url(project, ref.job_id, ref.run_id))
+        return dict(self._conclude(Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
+
+    def _wait(self, ref: RunRef, rule: WaitRule) -> tuple[WaitRule, Decision]:
+        """Step, log and sleep until a decision ends the wait; raise when interrupted."""
         state = WaitState()
         while not self.interrupted.is_set():
             rule, decision = self.step(ref, rule, state)
             state = decision.state
             log_decision(self.log, ref.run_id, decision)
             if decision.next is not Next.WAIT:
-                succeeded = decision.next is Next.FINISHED and runs.is_success(state.status)
-                link = run_url or (None if succeeded else self.job_run_url(project, ref.job_id, ref.run_id))
-                return dict(self._conclude(Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
+                return rule, decision
             self.clock.sleep(decision.sleep, self.interrupted)
         raise CmlJobRunError(
             f"The wait for Cloudera AI run {ref.run_id} was interrupted (the task is being killed).",
             run_id=ref.run_id,
             status=state.status,
         )
+
+    def active_run(self, project_id: str, job_id: str) -> dict[str, Any] | None:
+        """The job's active run (the one that makes a start fail "already active"), or ``None``.
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        """
+        for run in self.list_job_runs(project_id, job_id, limit=ACTIVE_RUN_SEARCH):
+            if not runs.is_terminal(runs.status_of(run)):
+                return run
+        return None
+
+    def wait_until_ended(
+        self, ref: RunRef, *, timeout: float | None, poll_interval: float, unknown_grace: float | None
+    ) -> bool:
+        """Wait for a run that is not ours to end, whichever way; never stop it. ``False``: timed out.
+
+        By the same waiting rule as :meth:`wait_for_job_run`, without Job Retry (a platform retry
+        that occupies the job is found by the next start).
+
+        :param ref: the run.
+        :param timeout: seconds to wait at most.
+        :param poll_interval: seconds between status checks.
+        :param unknown_grace: seconds the run may stay ``ENGINE_UNKNOWN``.
+        """
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        _, decision = self._wait(ref, WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False))
+        return decision.next is not Next.TIMED_OUT
 
     def step(self, ref: RunRef, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
         """One poll, judged by the waiting rule; reads the job's retry settings when the rule asks.

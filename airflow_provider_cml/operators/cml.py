@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cml import runs
 from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_if_sensitive
 from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
-from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.exceptions import CmlConfigError, CmlJobAlreadyActiveError, CmlJobRunTimeout
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
-from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
+from airflow_provider_cml.reattach import EarlierRunFinder, carries_identity, task_identity
 from airflow_provider_cml.runs import RunRef, describe_run
 from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
 from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 # The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
 # pulls in the transport and the trigger pulls in Airflow's trigger machinery.
+
+#: What a start does when the job already has an active run (Cloudera AI allows one per job).
+IF_ACTIVE = ("fail", "wait", "reattach")
+#: "Already active", yet no active run is listed (it ended meanwhile, or the listing lags): how
+#: often the start is tried again, a second apart, before the error stands.
+VANISHED_BLOCKER_TRIES = 30
 
 
 class CmlRunJobOperator(BaseOperator):
@@ -55,6 +61,10 @@ class CmlRunJobOperator(BaseOperator):
     :param follow_retries: when the job has Job Retry and the run fails in a way it retries, wait
         for the platform's retry runs and end with the last one ("succeeded on the platform's retry
         1 of 2"); the task then returns that run's id. ``False``: the first failure fails the task.
+    :param if_active: what to do when the job already has an active run: ``"fail"`` (the default),
+        ``"wait"`` (wait for that run to end, then start; within ``timeout``, in the triggerer when
+        deferrable; mapped instances of one job so run one after another), or ``"reattach"`` (adopt
+        the active run when this task instance started it, e.g. before a worker was lost).
     """
 
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
@@ -77,9 +87,14 @@ class CmlRunJobOperator(BaseOperator):
         reattach_on_retry: bool = True,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         follow_retries: bool = True,
+        if_active: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if if_active not in IF_ACTIVE:
+            raise CmlConfigError(
+                f"if_active must be one of {', '.join(map(repr, IF_ACTIVE))}, not {if_active!r}."
+            )
         validate_positive("poll_interval", poll_interval, allow_none=False)
         validate_positive("timeout", timeout)
         validate_positive("unknown_grace", unknown_grace)
@@ -95,6 +110,7 @@ class CmlRunJobOperator(BaseOperator):
         self.reattach_on_retry = reattach_on_retry
         self.unknown_grace = unknown_grace
         self.follow_retries = follow_retries
+        self.if_active = if_active
         self._started: RunRef | None = None
         self._run_url: str | None = None
 
@@ -120,10 +136,14 @@ class CmlRunJobOperator(BaseOperator):
         validate_arguments(self.arguments)
         for name, value in overrides.items():
             mask_if_sensitive(name, value)
-        hook = self.hook
-        if hook.is_legacy_v1:
+        if self.hook.is_legacy_v1:
             return self._execute_v1(context)
-        ref, run = self._start_or_reattach(context)
+        return self._start_and_wait(context, self._deadline(context))
+
+    def _start_and_wait(self, context: Context, deadline: float | None) -> str:
+        """Start (or adopt) the run, publish its ids, then wait by ``deadline`` (UNIX time)."""
+        hook = self.hook
+        ref, run = self._start_or_reattach(context, deadline)
         self._started = ref
         self._run_url = hook.job_run_url(self.project, ref.job_id, ref.run_id)
         self.log.info("Cloudera AI run %s: %s", ref.run_id, self._run_url or "(no link)")
@@ -134,12 +154,12 @@ class CmlRunJobOperator(BaseOperator):
         if not self.wait_for_completion:
             return ref.run_id
         if self.deferrable:
-            self._defer_unless_ended(context, run)
+            self._defer_unless_ended(context, run, deadline)
             return ref.run_id
         final = hook.wait_for_job_run(
             *ref,
             poll_interval=self.poll_interval,
-            timeout=self.timeout,
+            timeout=self._remaining(deadline),
             unknown_grace=self.unknown_grace,
             follow_retries=self.follow_retries,
             run_url=self._run_url,
@@ -147,22 +167,143 @@ class CmlRunJobOperator(BaseOperator):
         self.log.info("Cloudera AI %s.", describe_run(final))
         return str(final.get("id") or ref.run_id)
 
-    def _start_or_reattach(self, context: Context) -> tuple[RunRef, Mapping[str, Any]]:
+    def _start_or_reattach(
+        self, context: Context, deadline: float | None
+    ) -> tuple[RunRef, Mapping[str, Any]]:
         hook = self.hook
         ids = hook.resolve_run(self.project, self.job, "")
         finder = EarlierRunFinder(hook, context)
-        run = finder.find(ids.project_id, ids.job_id) if self.reattach_on_retry else None
+        run: Mapping[str, Any] | None = (
+            finder.find(ids.project_id, ids.job_id) if self.reattach_on_retry else None
+        )
         if run is not None:
             self.log.info(
                 "Reattaching to run %s (%s) started by an earlier try.", run["id"], runs.status_of(run)
             )
         else:
-            environment = {**normalize_environment(self.environment), **task_identity(context)}
-            run = hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
+            run = self._start(context, ids, deadline)
             finder.remember(ids.project_id, ids.job_id, str(run["id"]))
         return ids._replace(run_id=str(run["id"])), run
 
-    def _defer_unless_ended(self, context: Context, run: Mapping[str, Any]) -> None:
+    def _start(self, context: Context, ids: RunRef, deadline: float | None) -> Mapping[str, Any]:
+        """Start a run; when the job is busy, act on ``if_active`` (fail, wait, or reattach)."""
+        hook = self.hook
+        environment = {**normalize_environment(self.environment), **task_identity(context)}
+        vanished = 0
+        while True:
+            try:
+                return hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
+            except CmlJobAlreadyActiveError:
+                if self.if_active == "fail":
+                    raise
+                blocker = hook.active_run(ids.project_id, ids.job_id)
+                if self.if_active == "reattach":
+                    return self._adopt(context, blocker)
+                if blocker is None:  # it ended between the start and the look (or the listing lags)
+                    vanished += 1
+                    if vanished >= VANISHED_BLOCKER_TRIES:
+                        raise
+                    self._check_deadline(deadline, None)
+                    hook.clock.sleep(1.0, hook.interrupted)
+                    continue
+                vanished = 0
+                self._wait_for_blocker(ids._replace(run_id=str(blocker["id"])), blocker, deadline)
+
+    def _adopt(self, context: Context, blocker: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if blocker is not None and carries_identity(dict(blocker), context):
+            self.log.info("Adopting active run %s, which this task instance started.", blocker["id"])
+            return blocker
+        whose = (
+            "no active run is listed"
+            if blocker is None
+            else f"its active run {blocker.get('id')} was not started by this task instance"
+        )
+        raise CmlJobAlreadyActiveError(
+            f"Job {self.job!r} already has an active run and {whose} (or the listing does not show run "
+            "environments), so if_active='reattach' does not adopt it. Use if_active='wait' to run after "
+            "it, or stop it."
+        )
+
+    def _wait_for_blocker(self, blocker: RunRef, run: Mapping[str, Any], deadline: float | None) -> None:
+        """Wait (or defer) until another run of the job ends; then the start is tried again."""
+        self.log.info(
+            "Job %r is busy with run %s (%s); waiting for it to end before starting (if_active='wait').",
+            self.job,
+            blocker.run_id,
+            runs.status_of(run),
+        )
+        if self.deferrable:
+            from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+
+            self.defer(
+                trigger=CmlJobRunTrigger(
+                    **blocker._asdict(),
+                    conn_id=self.cml_conn_id,
+                    poll_interval=self.poll_interval,
+                    end_time=deadline,
+                    stop_on_timeout=False,  # not ours to stop
+                    unknown_grace=self.unknown_grace,
+                    follow_retries=False,
+                    carry={"deadline": deadline, **self._carried()},
+                ),
+                method_name="execute_after_busy",
+            )
+        ended = self.hook.wait_until_ended(
+            blocker,
+            timeout=self._check_deadline(deadline, blocker.run_id),
+            poll_interval=self.poll_interval,
+            unknown_grace=self.unknown_grace,
+        )
+        if not ended:
+            self._check_deadline(time.time() - 1, blocker.run_id)
+
+    def _check_deadline(self, deadline: float | None, blocker: str | None) -> float | None:
+        """Seconds left until ``deadline``; raise the "nothing started" timeout when none are."""
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left <= 0:
+            raise CmlJobRunTimeout(
+                f"Job {self.job!r} was still busy"
+                + (f" with run {blocker}" if blocker else "")
+                + " when this task's timeout passed; nothing was started. Raise timeout, or run the "
+                "tasks of this job one after another.",
+                run_id=blocker or "",
+                status=None,
+            )
+        return left
+
+    def execute_after_busy(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        **carried: Any,
+    ) -> str:
+        """Resume after the run that kept the job busy ended: start this task's run now.
+
+        :param context: the task's Airflow context.
+        :param event: the trigger's event about the other run.
+        :param deadline: UNIX time by which everything must end.
+        :param carried: what a subclass carries across deferrals.
+        """
+        self._restore(carried)
+        if event and event.get("status") == "timeout":
+            self._check_deadline(time.time() - 1, str(event.get("run_id")))
+        return self._start_and_wait(context, deadline)
+
+    def _carried(self) -> dict[str, Any]:
+        """Operator state a resumed task needs (subclasses add theirs); JSON-serialisable."""
+        return {}
+
+    def _restore(self, event: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What :meth:`_carried` gave the trigger, back from its event (subclasses take theirs)."""
+        carried = (event or {}).get("carry")
+        return dict(carried) if isinstance(carried, Mapping) else {}
+
+    @staticmethod
+    def _remaining(deadline: float | None) -> float | None:
+        return None if deadline is None else max(deadline - time.time(), 0.001)
+
+    def _defer_unless_ended(self, context: Context, run: Mapping[str, Any], deadline: float | None) -> None:
         """Hand the waiting to the triggerer unless ``run`` already ended.
 
         ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
@@ -179,10 +320,11 @@ class CmlRunJobOperator(BaseOperator):
                 **self._started._asdict(),
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poll_interval,
-                end_time=self._deadline(context),
+                end_time=deadline,
                 run_url=self._run_url,
                 unknown_grace=self.unknown_grace,
                 follow_retries=self.follow_retries,
+                carry=self._carried(),
             ),
             method_name="execute_complete",
         )
@@ -190,14 +332,16 @@ class CmlRunJobOperator(BaseOperator):
     def _deadline(self, context: Context) -> float | None:
         """UNIX time when waiting must end: ``timeout`` from now, or the end of ``execution_timeout``.
 
-        The trigger stops the run at that time; without this, Airflow's own deferral timeout would
-        fail the task but leave the run going.
+        The end of ``execution_timeout`` counts when deferrable only: the trigger stops the run at
+        that time; without this, Airflow's own deferral timeout would fail the task but leave the run
+        going. A synchronous wait leaves ``execution_timeout`` to Airflow, whose kill stops the run
+        (``on_kill``).
         """
         deadlines = []
         now = time.time()
         if self.timeout is not None:
             deadlines.append(now + self.timeout)
-        if self.execution_timeout is not None:
+        if self.deferrable and self.execution_timeout is not None:
             # The task's start; now when Airflow has not recorded it (Airflow 2's dag.test()).
             start_date = getattr(context["ti"], "start_date", None)
             started = start_date.timestamp() if start_date is not None else now
@@ -212,6 +356,7 @@ class CmlRunJobOperator(BaseOperator):
         """
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
+        self._restore(event)
         run = outcome_of_event(event, self.hook.finished)
         self.log.info("Cloudera AI %s.", describe_run(run))
         return str(run.get("id"))
@@ -230,6 +375,7 @@ class CmlRunJobOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Stop the remote run when Airflow kills the task, and wake the wait at once."""
-        if self._started and self.wait_for_completion:
+        if "hook" in self.__dict__:  # a wait (for our run, or for the job to be free) may be sleeping
             self.hook.interrupt()
+        if self._started and self.wait_for_completion:
             self.hook.stop_if_active(self._started)

@@ -58,6 +58,9 @@ class CmlJobRunTrigger(BaseTrigger):
     :param run_url: the run's page, repeated in failure messages.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
     :param follow_retries: wait for the platform's Job Retry runs of a failed run.
+    :param carry: what the deferring task needs back when it resumes (JSON-serialisable), echoed in
+        every event as ``carry``: ``defer(kwargs=...)`` does not survive every runner (``dag.test()``
+        replaces them with the event).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class CmlJobRunTrigger(BaseTrigger):
         run_url: str | None = None,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         follow_retries: bool = True,
+        carry: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.ref = RunRef(project_id, job_id, run_id)
@@ -83,6 +87,7 @@ class CmlJobRunTrigger(BaseTrigger):
         self.run_url = run_url
         self.unknown_grace = unknown_grace
         self.follow_retries = follow_retries
+        self.carry = dict(carry or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -97,6 +102,7 @@ class CmlJobRunTrigger(BaseTrigger):
                 "run_url": self.run_url,
                 "unknown_grace": self.unknown_grace,
                 "follow_retries": self.follow_retries,
+                "carry": self.carry,
             },
         )
 
@@ -118,6 +124,7 @@ class CmlJobRunTrigger(BaseTrigger):
                 "run": safe_run,
                 "run_url": self.run_url,
                 "note": outcome.note if outcome else "",
+                "carry": self.carry,
             }
         )
 

@@ -1,0 +1,72 @@
+"""DAGs for jobs as code and fan-out: a job defined in the DAG, one job over five dates, submitted runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+
+from airflow_provider_cml.jobs import CmlJobSpec
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
+
+ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
+DATES = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+
+with DAG("cml_test_job_as_code", **ARGS):
+    # The memory comes from the run's conf, so a test can "change the DAG" between runs.
+    define = CmlCreateOrUpdateJobOperator(
+        task_id="define",
+        project="Analytics",
+        job_spec={
+            "name": "defined-in-dag",
+            "script": "report_env.py",
+            "memory": "{{ dag_run.conf.get('memory', 2) }}",
+            "cpu": 1,
+            "timeout": 600,
+            "environment": {"REPORT_VARS": "STAGE", "STAGE": "defined"},
+        },
+    )
+    run = CmlRunJobOperator(
+        task_id="run",
+        project="Analytics",
+        job="{{ ti.xcom_pull(task_ids='define', key='job_id') }}",
+        poll_interval=0.2,
+    )
+    define >> run
+
+for _deferrable in (False, True):
+    _mode = "deferrable" if _deferrable else "sync"
+    with DAG(f"cml_test_fanout_wait_{_mode}", **ARGS):
+        # One job, five mapped instances: each waits for the job to be free, none fails "already active".
+        CmlRunJobOperator.partial(
+            task_id="each_date",
+            project="Analytics",
+            job="fanout",
+            if_active="wait",
+            poll_interval=0.2,
+            timeout=120,
+            deferrable=_deferrable,
+        ).expand(environment=[{"RUN_DATE": d, "REPORT_VARS": "RUN_DATE"} for d in DATES])
+
+    with DAG(f"cml_test_submit_{_mode}", **ARGS):
+        # No hand-made job: each mapped instance gets (and here deletes) a job of its own.
+        CmlSubmitRunOperator.partial(
+            task_id="each_date",
+            project="Analytics",
+            job_spec={"script": "report_env.py", "memory": 1},
+            delete_job_after=True,
+            poll_interval=0.2,
+            deferrable=_deferrable,
+        ).expand(environment=[{"RUN_DATE": d, "REPORT_VARS": "RUN_DATE"} for d in DATES])
+        CmlSubmitRunOperator(
+            task_id="kept",
+            project="Analytics",
+            job_spec=CmlJobSpec(name="submitted-and-kept", script="report_env.py", cpu=1),
+            job_name=f"submitted-and-kept-{_mode}",
+            poll_interval=0.2,
+            deferrable=_deferrable,
+        )
