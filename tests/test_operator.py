@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.exceptions import (
+    CmlConfigError,
+    CmlException,
+    CmlJobAlreadyActiveError,
+    CmlJobRunError,
+    CmlJobRunTimeout,
+)
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.runs import RunRef, StopResult, check_run_outcome
@@ -91,9 +97,9 @@ def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
     assert args[2]["RUN_DATE"] == "2024-06-01" and args[2]["AIRFLOW_CTX_TASK_ID"] == "t"
     _, args, options = hook.calls[2]
     assert args == tuple(REF)
+    assert 69 < options.pop("timeout") <= 70  # the timeout, less the time the start took
     assert options == {
         "poll_interval": 7,
-        "timeout": 70,
         "unknown_grace": 600.0,
         "follow_retries": True,
         "run_url": ti.xcom[RUN_URL_XCOM_KEY],
@@ -126,16 +132,21 @@ def test_v1_branch_refuses_to_wait_before_starting_anything():
 def test_deadline_is_the_earlier_of_timeout_and_execution_timeout():
     started = datetime.now(timezone.utc) - timedelta(seconds=30)
     context = {"ti": StubTI(start_date=started)}
-    by_timeout = _operator(StubHook(), timeout=100, execution_timeout=timedelta(hours=1))
+    by_timeout = _operator(StubHook(), timeout=100, execution_timeout=timedelta(hours=1), deferrable=True)
     deadline = by_timeout._deadline(context)
     assert deadline is not None and abs(deadline - (time.time() + 100)) < 5
-    by_execution_timeout = _operator(StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60))
+    by_execution_timeout = _operator(
+        StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60), deferrable=True
+    )
     assert by_execution_timeout._deadline(context) == pytest.approx(started.timestamp() + 60)
-    assert _operator(StubHook())._deadline(context) is None
+    assert _operator(StubHook(), deferrable=True)._deadline(context) is None
+    # A synchronous wait leaves execution_timeout to Airflow (its kill stops the run via on_kill).
+    sync = _operator(StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60))
+    assert sync._deadline(context) == pytest.approx(time.time() + 3600, abs=5)
 
 
 def test_deadline_counts_from_now_when_airflow_has_no_start_date():
-    operator = _operator(StubHook(), execution_timeout=timedelta(seconds=60))
+    operator = _operator(StubHook(), execution_timeout=timedelta(seconds=60), deferrable=True)
     deadline = operator._deadline({"ti": StubTI(start_date=None)})
     assert deadline is not None and abs(deadline - (time.time() + 60)) < 5
 
@@ -211,4 +222,131 @@ def test_on_kill_before_a_start_or_without_waiting_stops_nothing():
     no_wait = _operator(hook, wait_for_completion=False)
     no_wait._started = REF
     no_wait.on_kill()
-    assert hook.calls == []
+    # A wait for the job to be free may be sleeping before any start: it is woken, nothing stopped.
+    assert hook.names() == ["interrupt", "interrupt"]
+
+
+# -- if_active: the job already has an active run ---------------------------------------------------
+
+BLOCKER = {"id": "blocker000000001", "status": "ENGINE_RUNNING"}
+
+
+class BusyHook(StubHook):
+    """A job that is busy for the first ``busy_for`` starts; its active run is ``blocker``."""
+
+    def __init__(self, busy_for: int, blocker: dict | None = BLOCKER, ended: bool = True) -> None:
+        super().__init__()
+        self.busy_for, self.blocker, self.ended = busy_for, blocker, ended
+        self.clock = self  # sleeps are recorded, not slept
+        self.interrupted_event = None
+
+    def sleep(self, seconds: float, event: Any = None) -> None:
+        self._record("sleep", seconds)
+
+    def start_job_run(self, project: str, job: str, environment: Any = None, arguments: Any = None) -> dict:
+        if self.busy_for:
+            self.busy_for -= 1
+            self._record("start_job_run(busy)")
+            raise CmlJobAlreadyActiveError("job run for job jjjj already active")
+        return super().start_job_run(project, job, environment, arguments)
+
+    def active_run(self, project_id: str, job_id: str) -> dict | None:
+        self._record("active_run", project_id, job_id)
+        return self.blocker
+
+    def wait_until_ended(self, ref: RunRef, **options: Any) -> bool:
+        self._record("wait_until_ended", ref, **options)
+        return self.ended
+
+
+def test_if_active_must_be_known():
+    with pytest.raises(CmlConfigError, match="if_active must be one of 'fail', 'wait', 'reattach'"):
+        _operator(StubHook(), if_active="queue")
+
+
+def test_if_active_fail_raises_the_busy_error_without_looking():
+    hook = BusyHook(busy_for=1)
+    with pytest.raises(CmlJobAlreadyActiveError, match="already active"):
+        _operator(hook).execute({"ti": StubTI()})
+    assert "active_run" not in hook.names()
+
+
+def test_if_active_wait_waits_for_the_other_run_then_starts():
+    hook = BusyHook(busy_for=1)
+    assert (
+        _operator(hook, if_active="wait", timeout=100, poll_interval=3).execute({"ti": StubTI()})
+        == REF.run_id
+    )
+    assert hook.names() == [
+        "resolve_run",
+        "start_job_run(busy)",
+        "active_run",
+        "wait_until_ended",
+        "start_job_run",
+        "wait_for_job_run",
+    ]
+    _, (blocker,), options = hook.calls[3]
+    assert blocker == REF._replace(run_id=BLOCKER["id"])
+    assert options["poll_interval"] == 3 and 99 < options["timeout"] <= 100
+
+
+def test_if_active_wait_gives_up_at_the_timeout_with_nothing_started():
+    hook = BusyHook(busy_for=5, ended=False)
+    with pytest.raises(CmlJobRunTimeout, match="still busy with run blocker000000001.*nothing was started"):
+        _operator(hook, if_active="wait", timeout=100).execute({"ti": StubTI()})
+    assert "start_job_run" not in hook.names() and "stop_if_active" not in hook.names()
+
+
+def test_if_active_wait_tries_again_when_the_active_run_is_already_gone():
+    hook = BusyHook(busy_for=2, blocker=None)
+    assert _operator(hook, if_active="wait").execute({"ti": StubTI()}) == REF.run_id
+    assert hook.names().count("sleep") == 2 and "wait_until_ended" not in hook.names()
+
+
+def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
+    try:  # Airflow 3.2+ moved it to the Task SDK
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+    operator = _operator(BusyHook(busy_for=1), if_active="wait", deferrable=True, timeout=60)
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute({"ti": StubTI()})
+    _, kwargs = info.value.trigger.serialize()
+    assert info.value.method_name == "execute_after_busy"
+    assert (
+        kwargs["run_id"] == BLOCKER["id"] and not kwargs["stop_on_timeout"] and not kwargs["follow_retries"]
+    )
+    assert kwargs["carry"]["deadline"] == pytest.approx(time.time() + 60, abs=5)
+    # The other run ended: the start happens now (and defers on this task's own run).
+    resumed = _operator(StubHook(), if_active="wait", deferrable=True)
+    with pytest.raises(TaskDeferred) as info:
+        resumed.execute_after_busy(
+            {"ti": StubTI()}, {"status": "failed", "run_id": BLOCKER["id"], "carry": {}}
+        )
+    assert info.value.method_name == "execute_complete"
+    assert info.value.trigger.serialize()[1]["run_id"] == REF.run_id
+    # The deadline passed first: nothing is started.
+    late = StubHook()
+    with pytest.raises(CmlJobRunTimeout, match="nothing was started"):
+        _operator(late, if_active="wait").execute_after_busy(
+            {"ti": StubTI()}, {"status": "timeout", "run_id": "b"}
+        )
+    assert late.calls == []
+
+
+def test_if_active_reattach_adopts_only_this_task_instances_run():
+    ti = StubTI()
+    identity = {
+        "AIRFLOW_CTX_DAG_ID": ti.dag_id,
+        "AIRFLOW_CTX_TASK_ID": ti.task_id,
+        "AIRFLOW_CTX_DAG_RUN_ID": ti.run_id,
+        "AIRFLOW_CTX_MAP_INDEX": "-1",
+        "AIRFLOW_CTX_TRY_NUMBER": "1",
+    }
+    ours = {**BLOCKER, "environment": identity}
+    hook = BusyHook(busy_for=1, blocker=ours)
+    assert _operator(hook, if_active="reattach").execute({"ti": ti}) == BLOCKER["id"]
+    assert [n for n in hook.names() if n.startswith("start")] == ["start_job_run(busy)"]
+    theirs = {**BLOCKER, "environment": {**identity, "AIRFLOW_CTX_MAP_INDEX": "3"}}
+    with pytest.raises(CmlJobAlreadyActiveError, match="was not started by this task instance"):
+        _operator(BusyHook(busy_for=1, blocker=theirs), if_active="reattach").execute({"ti": ti})

@@ -172,7 +172,7 @@ class JobDefinitions:
         spec = CmlJobSpec.of(spec)
         self._require_v2("Defining a job")
         project_id = str(self.resolve_project(project)["id"])
-        parent_id = str(self.resolve_job(project_id, spec.parent)["id"]) if spec.parent else None
+        parent_id = str(self.resolve_job(project, spec.parent)["id"]) if spec.parent else None
         existing = self._named_jobs(project_id, spec.name)
         if len(existing) > 1:
             ids = ", ".join(str(job.get("id")) for job in existing)
