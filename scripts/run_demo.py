@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 PROJECT_DIR = ROOT / "example_dags" / "cml_demo_project"
 LOGICAL_DATE = "2024-06-01"
-DAGS = ("cml_example_pipeline", "cml_example_legacy_v1")
+DAGS = ("cml_example_pipeline", "cml_example_legacy_v1", "cml_example_jobs_as_code")
 
 
 def step(text: str) -> None:
@@ -39,8 +39,13 @@ def airflow(*args: str, log: Path) -> int:
 # the intervals here without touching the DAGs users copy.
 DEMO_POLICY = """
 def task_policy(task):
-    if task.task_type == "CmlRunJobOperator":
-        task.poll_interval = 1
+    # A mapped task (.expand()) keeps its operator's arguments in partial_kwargs.
+    settings = getattr(task, "partial_kwargs", None)
+    if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator"):
+        if settings is not None:
+            settings["poll_interval"] = 1
+        else:
+            task.poll_interval = 1
     if task.task_type == "CmlJobRunSensor":
         task.poke_interval = 1
 """
@@ -93,7 +98,7 @@ def summarize() -> bool:
     hook = CmlHook()
     all_ok = True
     print()
-    print(f"{'task':<40} {'CML run':<18} {'final status':<18} the script saw")
+    print(f"{'task':<48} {'CML run':<18} {'final status':<18} the script saw")
     with create_session() as session:
         for dag_id in DAGS:
             dag_run = session.query(DagRun).filter_by(dag_id=dag_id).order_by(DagRun.id.desc()).first()
@@ -107,7 +112,7 @@ def summarize() -> bool:
                 xcoms = {
                     x.key: x.value
                     for x in session.query(XCom).filter_by(
-                        dag_id=dag_id, run_id=dag_run.run_id, task_id=ti.task_id
+                        dag_id=dag_id, run_id=dag_run.run_id, task_id=ti.task_id, map_index=ti.map_index
                     )
                 }
                 run_id = _plain(xcoms.get("run_id") or xcoms.get("engine_id"))
@@ -116,11 +121,12 @@ def summarize() -> bool:
                 if run_id:
                     status = _run_status(hook, run_id)
                     saw = _override_seen(run_id)
-                print(f"{dag_id + '.' + ti.task_id:<40} {run_id or '-':<18} {status:<18} {saw}")
+                name = f"{dag_id}.{ti.task_id}" + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
+                print(f"{name:<48} {run_id or '-':<18} {status:<18} {saw}")
     # Cloudera AI starts publish-report by itself when train-model succeeds (a dependent job).
     for run in hook.list_job_runs("Demo Analytics", "publish-report"):
         label = "(dependent job) publish-report"
-        print(f"{label:<40} {run['id']:<18} {run['status']:<18} {_override_seen(run['id'])}")
+        print(f"{label:<48} {run['id']:<18} {run['status']:<18} {_override_seen(run['id'])}")
     print(f"\nRuns executed by the workbench: {len(list((DEMO / 'runs').glob('*.log')))}")
     return all_ok
 
@@ -143,7 +149,7 @@ def _run_status(hook: object, run_id: str) -> str:
         for run in hook.list_job_runs("Demo Analytics", job["id"]):
             if run["id"] == run_id:
                 return str(run["status"])
-    return "unknown"
+    return "(job deleted)"  # CmlSubmitRunOperator(delete_job_after=True) removed the run's job
 
 
 def _override_seen(run_id: str) -> str:

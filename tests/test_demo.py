@@ -34,3 +34,21 @@ def test_demo_runs_the_example_dags():
     assert "(task success)" in lines["cml_example_pipeline.wait_for_training"]
     assert "ENGINE_SUCCEEDED" in lines["cml_example_legacy_v1.start_legacy_job"]
     assert "ENGINE_SUCCEEDED" in lines["(dependent"]
+    # Jobs as code: the job defined in the DAG ran five times, one date each; two one-off jobs.
+    fanned = sorted(
+        line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.score_each_day")
+    )
+    assert len(fanned) == 5 and all(
+        "ENGINE_SUCCEEDED" in line and "MODEL=churn-v3" in line for line in fanned
+    )
+    assert {line.split("PARTITION_DATE=")[1].split()[0] for line in fanned} == {
+        "2024-05-27",
+        "2024-05-28",
+        "2024-05-29",
+        "2024-05-30",
+        "2024-05-31",
+    }
+    submitted = [
+        line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.backfill_day")
+    ]
+    assert len(submitted) == 2 and all("(job deleted)" in line for line in submitted)
