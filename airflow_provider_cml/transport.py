@@ -24,10 +24,11 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_cml import __version__
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobAlreadyActiveError
+from airflow_provider_cml.http11 import HttpFailure, LeanClient, proxy_applies, text_of
 from airflow_provider_cml.retry import Clock, is_retryable_status
 
 if TYPE_CHECKING:
@@ -552,13 +553,37 @@ def _requests_maybe_acted(exc: Exception) -> bool:
     return type(reason).__name__ != "NewConnectionError"
 
 
-class AsyncTransport:
-    """httpx-based transport for triggers.
+#: Connections the triggers of one event loop keep open to a workbench; a burst waits for one.
+POOL_SIZE = 20
 
-    All transports with the same settings in the same event loop share one ``httpx.AsyncClient``, so
-    a triggerer running many triggers keeps one connection pool instead of a connection per trigger
-    or per poll. The client is closed when its last user closes. ``asyncio.wait_for`` bounds each
-    attempt's total time.
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """TLS settings from the connection: verify (system CAs), a CA bundle file, or no checks."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    context = ssl.create_default_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _query_value(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+async def _close(client: Any) -> None:
+    await client.aclose()
+
+
+class AsyncTransport:
+    """Transport for triggers: the lean HTTP/1.1 client, or httpx when a proxy applies.
+
+    The lean client is :mod:`airflow_provider_cml.http11`; httpx is used when an ``HTTP(S)_PROXY``
+    or ``ALL_PROXY`` variable applies to the workbench. All transports with the same settings in the
+    same event loop share one client, so a triggerer running many triggers keeps one connection pool
+    instead of a connection per trigger or per poll. The client is closed when its last user closes.
+    ``asyncio.timeout`` bounds each attempt's time.
     """
 
     _shared: ClassVar[dict[tuple[int, CmlClientConfig], list[Any]]] = {}  # key -> [client, users]
@@ -569,59 +594,92 @@ class AsyncTransport:
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
-    async def client(self) -> httpx.AsyncClient:
-        """The shared client, created off the event loop (loading CA certificates blocks)."""
+    async def client(self) -> LeanClient | httpx.AsyncClient:
+        """The shared client; its TLS context (and httpx, when used) is built off the event loop."""
         if self._client is None:
             entry = self._shared.get(self._key)
             if entry is None:
-                client = await asyncio.to_thread(self._new_client, self.config)
+                client = await self._new_client(self.config)
                 entry = self._shared.setdefault(self._key, [client, 0])
                 if entry[0] is not client:  # another trigger made one meanwhile
-                    await client.aclose()
+                    await _close(client)
             entry[1] += 1
             self._client = entry[0]
         return self._client
 
     @staticmethod
-    def _new_client(config: CmlClientConfig) -> httpx.AsyncClient:
+    async def _new_client(config: CmlClientConfig) -> LeanClient | httpx.AsyncClient:
+        _warn_about_transport_security(config)
+        if proxy_applies(config.base_url):  # proxies are httpx's job
+            return await asyncio.to_thread(AsyncTransport._httpx_client, config)
+        https = config.base_url.startswith("https:")
+        context = await asyncio.to_thread(_ssl_context, config.verify) if https else None
+        return LeanClient(
+            config.base_url,
+            headers=auth_headers(config),
+            ssl_context=context,
+            connect_timeout=min(10.0, config.timeout),
+            max_connections=POOL_SIZE,
+        )
+
+    @staticmethod
+    def _httpx_client(config: CmlClientConfig) -> httpx.AsyncClient:
         import httpx
 
-        verify: bool | ssl.SSLContext = config.verify if isinstance(config.verify, bool) else True
-        if isinstance(config.verify, str):
-            verify = ssl.create_default_context(cafile=config.verify)
-        _warn_about_transport_security(config)
         return httpx.AsyncClient(
             headers=auth_headers(config),
-            verify=verify,
+            verify=_ssl_context(config.verify),
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
             follow_redirects=False,
-            # A small pool, every connection kept alive between polls (closing idle ones means
-            # reconnecting); a burst of triggers queues for a connection instead of opening one each.
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
         )
 
     async def _send(self, exchange: Exchange) -> Answer:
         limit = exchange.time_left(self.config.timeout, time.monotonic())
         if limit <= 0:
             return Answer(None, failure="no time left before the deadline", maybe_acted=False)
-        client = await self.client()  # first: it imports httpx off the event loop (Airflow 2 has not)
+        client = await self.client()
+        try:
+            if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request
+                async with asyncio.timeout(limit):
+                    return await self._exchange(client, exchange)
+            return await asyncio.wait_for(self._exchange(client, exchange), limit)
+        except asyncio.TimeoutError:
+            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
+
+    async def _exchange(self, client: LeanClient | httpx.AsyncClient, exchange: Exchange) -> Answer:
+        if not isinstance(client, LeanClient):
+            return await self._exchange_httpx(client, exchange)
+        target = urlsplit(self.config.api_root).path + exchange.path
+        if exchange.params:
+            target += "?" + urlencode(
+                {k: _query_value(v) for k, v in exchange.params.items()}, quote_via=quote
+            )
+        body = None if exchange.body is None else json.dumps(exchange.body).encode()
+        try:
+            status, headers, payload = await client.request(exchange.method, target, body)
+        except ssl.SSLError as exc:  # only raised while connecting: the certificate or TLS setup
+            raise tls_error(self.config.base_url, exc) from None
+        except HttpFailure as failure:
+            return Answer(None, failure=str(failure), maybe_acted=failure.maybe_acted)
+        except UnicodeError:
+            raise CmlConfigError(
+                f"The request to {self.config.base_url} could not be built: check the connection's host "
+                "and that the API key is one line of plain ASCII."
+            ) from None
+        return Answer(status, headers, text_of(payload, headers))
+
+    async def _exchange_httpx(self, client: httpx.AsyncClient, exchange: Exchange) -> Answer:
         import httpx
 
         try:
-            request = client.request(
+            response = await client.request(
                 exchange.method,
                 self.config.api_root + exchange.path,
                 params=exchange.params,
                 json=exchange.body,
             )
-            if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request
-                async with asyncio.timeout(limit):
-                    response = await request
-            else:
-                response = await asyncio.wait_for(request, limit)
             return Answer(response.status_code, response.headers, response.text)
-        except asyncio.TimeoutError:
-            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or "CERTIFICATE" in str(exc):
                 raise tls_error(self.config.base_url, exc) from None
@@ -671,4 +729,4 @@ class AsyncTransport:
         entry[1] -= 1
         if entry[1] <= 0:
             del self._shared[self._key]
-            await entry[0].aclose()
+            await _close(entry[0])
