@@ -1,11 +1,19 @@
-"""Triggerer scale: N CmlJobRunTriggers in one event loop beside N DbtCloudRunJobTriggers.
+"""Triggerer scale: N CmlJobRunTriggers in one event loop beside the dbt Cloud and Databricks triggers.
 
-The parent process serves the local Cloudera AI workbench (runs ending over about a minute) and a
-small fake dbt Cloud endpoint (HTTPS, as the dbt hook insists on ``https://``), each counting the
-TCP connections it accepts and the requests it answers. Each side's triggers then run in a fresh
-child process, one event loop, so peak memory and CPU seconds belong to that side alone.
+Each side's N triggers run in a fresh child process, one event loop, so CPU seconds and peak memory
+belong to that side alone. The parent serves what they poll from one lean asyncio server (see
+:class:`FakeApiServer`): Cloudera AI JobRuns and the Databricks Jobs API over plain HTTP, dbt Cloud
+over HTTPS (its hook insists on ``https://``); runs end over ``--spread`` seconds. It counts the TCP
+connections each side opens and the time of every poll.
 
-    python benchmarks/trigger_scale.py [--triggers 1000] [--poll 1.0] [--spread 60]
+Sides: ``cml`` (the provider as shipped: the lean HTTP/1.1 client), ``cml-httpx`` (the same
+triggers forced onto httpx, the client a proxy setting selects), ``dbt``
+(``DbtCloudRunJobTrigger``) and ``databricks`` (``DatabricksExecutionTrigger``). INFO logging is
+off in every child: the Databricks trigger logs every poll, ours only status changes.
+
+    python benchmarks/trigger_scale.py --triggers 1000 --poll 1      # CPU per poll, polls short
+    python benchmarks/trigger_scale.py --triggers 10000 --poll 30    # memory, connections
+    python benchmarks/trigger_scale.py --profile                     # where a poll's CPU goes
 """
 
 from __future__ import annotations
@@ -23,105 +31,197 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 KEY = "bench-key-0123456789"
 BASE_DURATION = 5.0
+SIDES = ("cml", "cml-httpx", "dbt", "databricks")
 
 
-# -- the fake dbt Cloud endpoint -------------------------------------------------------------------
+# -- one fake endpoint for all three APIs -----------------------------------------------------------
 
 
-class FakeDbtServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a burst of connections must not overflow the listen backlog
+class FakeApiServer:
+    """Answers run-status reads of one API ("cml", "dbt" or "databricks") on an asyncio server.
 
-    def __init__(self, ends: dict[int, float], ssl_context: Any) -> None:
-        super().__init__(("127.0.0.1", 0), _DbtHandler)
+    The same lean server for every side, in its own thread and event loop, so that answering costs
+    each side the same and stays far below what the triggers cost (Python's http.server could not
+    answer 1,000 polls a second on this machine, and the triggers then fell behind through no fault
+    of their own). Counts TCP connections, and the time of every poll per run.
+    """
+
+    def __init__(self, api: str, ends: dict[Any, float], ssl_context: Any = None) -> None:
+        self.api = api
         self.ends = ends
+        self.ssl_context = ssl_context
         self.connections = 0
         self.requests = 0
-        self.poll_times: dict[int, list[float]] = {}
-        self.lock = threading.Lock()
-        self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+        self.poll_times: dict[Any, list[float]] = {}
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.lock:
-            self.connections += 1
-        super().process_request(request, client_address)
+    def start(self) -> FakeApiServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
 
+    def shutdown(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
 
-class _DbtHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FakeDbtServer
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.ssl_context, backlog=4096)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                target = lines[0].split(" ")[1]
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
+                }
+                length = int(headers.get("content-length") or 0)
+                sent = json.loads(await reader.readexactly(length)) if length else {}
+                body = json.dumps(self._answer(target, sent)).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
 
-    def do_GET(self) -> None:
-        match = re.search(r"/runs/(\d+)/", self.path)
-        run_id = int(match.group(1)) if match else -1
-        with self.server.lock:
-            self.server.requests += 1
-            self.server.poll_times.setdefault(run_id, []).append(time.time())
-        # dbt Cloud statuses: 3 running, 10 success.
-        status = 10 if time.time() >= self.server.ends.get(run_id, 0) else 3
-        body = json.dumps({"data": {"id": run_id, "status": status}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def _answer(self, target: str, sent: dict[str, Any]) -> dict[str, Any]:
+        path, _, query = target.partition("?")
+        if self.api == "cml":
+            run_id: Any = path.rsplit("/", 1)[-1]
+        elif self.api == "dbt":
+            match = re.search(r"/runs/(\d+)/", path)
+            run_id = int(match.group(1)) if match else -1
+        else:  # Databricks sends run_id as a query parameter, or as a JSON body even on GET
+            found = parse_qs(query).get("run_id")
+            run_id = int(found[0]) if found else int(sent.get("run_id", -1))
+        now = time.time()
+        self.requests += 1
+        self.poll_times.setdefault(run_id, []).append(now)
+        ended = now >= self.ends.get(run_id, 0)
+        if self.api == "cml":  # a spec JobRun
+            parts = path.split("/")
+            return {
+                "id": run_id,
+                "project_id": parts[-5],
+                "job_id": parts[-3],
+                "status": "ENGINE_SUCCEEDED" if ended else "ENGINE_RUNNING",
+                "created_at": "2026-12-01T00:00:00Z",
+                "running_at": "2026-12-01T00:00:01Z",
+                **({"finished_at": "2026-12-01T00:01:00Z"} if ended else {}),
+            }
+        if self.api == "dbt":  # dbt Cloud statuses: 3 running, 10 success
+            return {"data": {"id": run_id, "status": 10 if ended else 3}}
+        state = {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"} if ended else {}
+        return {
+            "run_id": run_id,
+            "state": {"life_cycle_state": "RUNNING", "state_message": "", **state},
+            "run_page_url": f"http://databricks.local/run/{run_id}",
+            "tasks": [],
+        }
 
 
 # -- children: one event loop full of triggers -----------------------------------------------------
 
 
-def child(side: str, plan_path: str) -> None:
-    import logging
+def _raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    logging.disable(logging.INFO)  # neither side's per-poll INFO lines are part of the measurement
-    plan = json.loads(Path(plan_path).read_text())
-    if side == "cml":
+
+def _triggers(side: str, plan: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    poll = plan["poll"]
+    if side in ("cml", "cml-httpx"):
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
+        if side == "cml-httpx":  # what the transport does when a proxy variable applies
+            import airflow_provider_cml.transport as transport
+
+            transport.proxy_applies = lambda url: True  # type: ignore[assignment]
         triggers = [
-            CmlJobRunTrigger(project_id=p, job_id=j, run_id=r, poll_interval=plan["poll"])
-            for p, j, r in plan["runs"]
+            CmlJobRunTrigger(project_id=p, job_id=j, run_id=r, poll_interval=poll) for p, j, r in plan["runs"]
         ]
-        ids = [r for _, _, r in plan["runs"]]
-    else:
+        return triggers, [r for _, _, r in plan["runs"]]
+    if side == "dbt":
         from airflow.providers.dbt.cloud.triggers.dbt import DbtCloudRunJobTrigger
 
         triggers = [
             DbtCloudRunJobTrigger(
-                conn_id="dbt_fake",
-                run_id=i,
-                end_time=time.time() + 3600,
-                poll_interval=plan["poll"],
-                account_id=1,
+                conn_id="dbt_fake", run_id=i, end_time=time.time() + 3600, poll_interval=poll, account_id=1
             )
             for i in plan["runs"]
         ]
-        ids = plan["runs"]
+        return triggers, plan["runs"]
+    from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
+
+    triggers = [
+        DatabricksExecutionTrigger(
+            run_id=i, databricks_conn_id="databricks_fake", polling_period_seconds=poll
+        )
+        for i in plan["runs"]
+    ]
+    return triggers, plan["runs"]
+
+
+def child(side: str, plan_path: str, profile_path: str | None = None) -> None:
+    import logging
+
+    logging.disable(logging.INFO)  # see the module docstring
+    _raise_fd_limit()
+    plan = json.loads(Path(plan_path).read_text())
+    triggers, ids = _triggers(side, plan)
     fired: dict[str, float] = {}
     statuses: dict[str, str] = {}
     before = resource.getrusage(resource.RUSAGE_SELF)
-    rss_before = before.ru_maxrss
 
     async def wait(trigger: Any, run_id: Any) -> None:
         async for event in trigger.run():
             fired[str(run_id)] = time.time()
-            statuses[str(run_id)] = event.payload["status"]
+            payload = event.payload
+            status = payload.get("status")
+            if side == "databricks":
+                status = (
+                    "success" if json.loads(payload["run_state"])["result_state"] == "SUCCESS" else "failed"
+                )
+            statuses[str(run_id)] = status if status in ("success", "failed") else str(status)
             return
 
     async def main() -> None:
         await asyncio.gather(*(wait(t, i) for t, i in zip(triggers, ids)))
 
+    profiler = None
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     asyncio.run(main())
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     after = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
@@ -130,38 +230,33 @@ def child(side: str, plan_path: str) -> None:
                 "statuses": statuses,
                 "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
                 "peak_rss_mb": after.ru_maxrss / 1024,
-                "rss_growth_mb": (after.ru_maxrss - rss_before) / 1024,
             }
         )
     )
 
 
-def run_child(side: str, plan: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def run_child(
+    side: str, plan: dict[str, Any], env: dict[str, str], profile: str | None = None
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(plan, handle)
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", side, handle.name],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    command = [sys.executable, __file__, "--child", side, handle.name] + ([profile] if profile else [])
+    out = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{side} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- the parent: servers, plans, the table ---------------------------------------------------------
 
 
-def _iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _extra_polls(poll_times: dict[Any, list[float]], ends: dict[Any, float], poll: float) -> list[int]:
-    """Per run: polls made minus polls needed (one per interval from the first poll until the run
-    ended, plus the one that saw it end). Negative: a poll cycle took longer than the interval."""
+def _polls_short(poll_times: dict[Any, list[float]], ends: dict[Any, float], poll: float) -> list[int]:
+    """Per run: polls needed minus polls made (one per interval from the first poll until the run
+    ended, plus the one that saw it end). Above 0: a poll cycle took longer than the interval."""
     return [
-        len(times) - (max(0, math.ceil((ends[run] - min(times)) / poll)) + 1)
+        (max(0, math.ceil((ends[run] - min(times)) / poll)) + 1) - len(times)
         for run, times in poll_times.items()
+        if run in ends
     ]
 
 
@@ -170,129 +265,189 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--triggers", type=int, default=1000)
-    parser.add_argument("--poll", type=float, default=1.0)
-    parser.add_argument("--spread", type=float, default=60.0, help="seconds over which runs end")
-    parser.add_argument("--child", nargs=2, metavar=("SIDE", "PLAN"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
+def _summary(
+    report: dict[str, Any], polls: dict[Any, list[float]], ends: dict[Any, float], **extra: Any
+) -> dict[str, Any]:
+    requests = sum(len(times) for times in polls.values())
+    return {
+        **report,
+        **extra,
+        "requests": requests,
+        "cpu_ms_per_poll": 1000 * report["cpu_s"] / max(1, requests),
+        # Runs that ended before their trigger's first poll count from that first poll.
+        "delays": [
+            report["fired"][str(run)] - max(ends[run], min(times))
+            for run, times in polls.items()
+            if str(run) in report["fired"] and run in ends
+        ],
+        "short": _polls_short(polls, ends, extra["poll"]),
+    }
 
-    from airflow_provider_cml.testing import local_workbench
+
+def measure(
+    side: str, n: int, durations: list[float], poll: float, profile: str | None = None
+) -> dict[str, Any]:
     from airflow_provider_cml.testing.tls import make_test_pki, server_ssl_context
 
-    n = args.triggers
-    durations = [BASE_DURATION + args.spread * i / max(1, n - 1) for i in range(n)]
-    results: dict[str, dict[str, Any]] = {}
-
-    # Cloudera AI side
-    jobs = [{"name": f"job-{i:04d}", "duration": d} for i, d in enumerate(durations)]
-    spec = {"api_keys": [KEY], "projects": [{"name": "Scale", "owner": "perf", "jobs": jobs}]}
-    with local_workbench(spec, step_delay=0.0) as server:
-        os.environ["AIRFLOW_CONN_CML_DEFAULT"] = server.airflow_connection(KEY)
-        from airflow_provider_cml.hooks.cml import CmlHook
-
-        hook = CmlHook()
-        project_id = hook.resolve_project("Scale")["id"]
-        runs = []
-        for job in server.workbench.jobs.values():
-            run = hook.start_job_run(project_id, job.id)
-            runs.append((project_id, job.id, run["id"]))
-        server.clear_journal()
-        connections_before = server.connections_opened
-        report = run_child("cml", {"runs": runs, "poll": args.poll}, {})
-        finished = {r.id: _iso(r.times["finished_at"]) for r in server.workbench.runs.values()}
-        polls: dict[str, list[float]] = {}
-        for entry in server.journal:
-            polls.setdefault(entry.path.rsplit("/", 1)[-1], []).append(entry.time)
-        extra = _extra_polls(polls, finished, args.poll)
-        results["airflow-provider-cml"] = {
-            **report,
-            "connections": server.connections_opened - connections_before,
-            "requests": len(server.journal),
-            # Runs that ended before their trigger's first poll count from that first poll.
-            "delays": [report["fired"][rid] - max(finished[rid], min(polls[rid])) for rid in report["fired"]],
-            "extra_polls": extra,
-        }
-
-    # dbt Cloud side
+    api = "cml" if side.startswith("cml") else side
     with tempfile.TemporaryDirectory() as folder:
-        pki = make_test_pki(folder)
         start = time.time() + 5  # children take a few seconds to import; runs end over the same spread
-        ends = {i: start + d for i, d in enumerate(durations)}
-        dbt = FakeDbtServer(ends, server_ssl_context(pki))
-        threading.Thread(target=dbt.serve_forever, daemon=True).start()
-        conn = json.dumps(
-            {
+        if api == "cml":
+            runs = [(f"proj-{i:05d}", f"job-{i:05d}", f"run{i:013d}") for i in range(n)]
+            ends: dict[Any, float] = {run: start + d for (_, _, run), d in zip(runs, durations)}
+            plan: dict[str, Any] = {"runs": runs, "poll": poll}
+        else:
+            ends = {i: start + d for i, d in enumerate(durations)}
+            plan = {"runs": list(range(n)), "poll": poll}
+        if api == "dbt":
+            pki = make_test_pki(folder)
+            server = FakeApiServer(api, ends, server_ssl_context(pki)).start()
+            conn = {
                 "conn_type": "dbt_cloud",
-                "host": f"127.0.0.1:{dbt.server_address[1]}",
+                "host": f"127.0.0.1:{server.port}",
                 "login": "1",
                 "password": "t",
             }
-        )
-        report = run_child(
-            "dbt",
-            {"runs": list(range(n)), "poll": args.poll},
-            {"AIRFLOW_CONN_DBT_FAKE": conn, "SSL_CERT_FILE": pki["ca"]},
-        )
-        dbt.shutdown()
-        results["dbt Cloud provider"] = {
-            **report,
-            "connections": dbt.connections,
-            "requests": dbt.requests,
-            "delays": [
-                report["fired"][str(i)] - max(ends[i], min(dbt.poll_times[i]))
-                for i in range(n)
-                if str(i) in report["fired"]
-            ],
-            "extra_polls": _extra_polls(dbt.poll_times, ends, args.poll),
-        }
+            env = {"AIRFLOW_CONN_DBT_FAKE": json.dumps(conn), "SSL_CERT_FILE": pki["ca"]}
+        elif api == "databricks":
+            server = FakeApiServer(api, ends).start()
+            conn = {
+                "conn_type": "databricks",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "schema": "http",
+                "password": "dapi-bench-token",
+            }
+            env = {"AIRFLOW_CONN_DATABRICKS_FAKE": json.dumps(conn)}
+        else:
+            server = FakeApiServer(api, ends).start()
+            conn = {"conn_type": "cml", "host": f"http://127.0.0.1:{server.port}", "password": KEY}
+            env = {"AIRFLOW_CONN_CML_DEFAULT": json.dumps(conn)}
+        try:
+            report = run_child(side, plan, env, profile)
+        finally:
+            server.shutdown()
+        return _summary(report, server.poll_times, ends, connections=server.connections, poll=poll)
 
-    print(f"{n} triggers in one event loop, poll interval {args.poll:g}s, runs ending over {args.spread:g}s")
+
+def print_table(n: int, poll: float, spread: float, results: dict[str, dict[str, Any]]) -> None:
+    print(
+        f"\n{n} triggers in one event loop, poll interval {poll:g}s, runs ending over {spread:g}s (2 cores)"
+    )
     header = (
-        "provider",
+        "side",
         "events",
         "peak RSS MB",
         "CPU s",
+        "polls",
+        "CPU ms/poll",
         "TCP conns",
-        "HTTP reqs",
+        "polls short max",
         "delay p50 s",
         "delay p99 s",
     )
     print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
     for name, r in results.items():
         delays = r["delays"] or [float("nan")]
+        short = r["short"] or [0]
         row = (
             name,
             f"{sum(1 for s in r['statuses'].values() if s == 'success')}/{n}",
             f"{r['peak_rss_mb']:.0f}",
             f"{r['cpu_s']:.1f}",
-            r["connections"],
             r["requests"],
+            f"{r['cpu_ms_per_poll']:.2f}",
+            r["connections"],
+            max(short),
             f"{statistics.median(delays):.2f}",
             f"{_percentile(delays, 0.99):.2f}",
         )
         print(" | ".join(str(v) for v in row))
-    cml, dbt_r = results["airflow-provider-cml"], results["dbt Cloud provider"]
-    print(
-        f"ratios dbt/cml: CPU {dbt_r['cpu_s'] / cml['cpu_s']:.1f}x, TCP connections "
-        f"{dbt_r['connections'] / max(1, cml['connections']):.0f}x, peak RSS "
-        f"{dbt_r['peak_rss_mb'] / cml['peak_rss_mb']:.1f}x"
+    if "cml" in results:
+        cml = results["cml"]
+        for name, r in results.items():
+            if name == "cml":
+                continue
+            print(
+                f"ratios {name}/cml: CPU per poll {r['cpu_ms_per_poll'] / cml['cpu_ms_per_poll']:.1f}x, "
+                f"peak RSS {r['peak_rss_mb'] / cml['peak_rss_mb']:.1f}x, "
+                f"TCP connections {r['connections'] / max(1, cml['connections']):.1f}x"
+            )
+
+
+def profile(n: int, poll: float, spread: float) -> None:
+    """One profiled run per client; CPU by category (tottime of the functions in each)."""
+    import pstats
+
+    durations = [BASE_DURATION + spread * i / max(1, n - 1) for i in range(n)]
+    categories = {
+        "HTTP client (httpx/httpcore/anyio or http11)": (
+            "httpx",
+            "httpcore",
+            "anyio",
+            "h11",
+            "http11.py",
+            "ssl.py",
+        ),
+        "sockets and the event loop's selector": ("selectors.py", "epoll", "socket", "'send'", "'recv'"),
+        "asyncio machinery (tasks, timers, streams)": ("asyncio",),
+        "JSON decoding and checks": ("json", "transport.py:61"),
+        "provider: transport, hook, rule, trigger": ("airflow_provider_cml",),
+        "logging": ("logging",),
+        "Airflow (connections, masking, triggers)": ("airflow/", "airflow\\"),
+    }
+    for side in ("cml-httpx", "cml"):
+        path = tempfile.mktemp(suffix=".prof")
+        result = measure(side, n, durations, poll, profile=path)
+        stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
+        totals = dict.fromkeys(categories, 0.0)
+        totals["other"] = 0.0
+        for (file, line, name), (_cc, _nc, tottime, _ct, _callers) in stats.items():
+            where = f"{file}:{line}({name})"
+            for category, marks in categories.items():
+                if any(mark in where for mark in marks):
+                    totals[category] += tottime
+                    break
+            else:
+                totals["other"] += tottime
+        busy = sum(v for k, v in totals.items() if not k.startswith("sockets"))
+        per_poll = result["cpu_ms_per_poll"]
+        print(f"\n{side}: {result['requests']} polls, {result['cpu_s']:.2f} CPU s, {per_poll:.2f} ms/poll")
+        print("  (profiled: cProfile adds its own overhead; the shares are what matters)")
+        for category, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+            share = 100 * seconds / busy if busy and not category.startswith("sockets") else float("nan")
+            print(
+                f"  {category:<48} {1e6 * seconds / max(1, result['requests']):8.1f} us/poll  {share:5.1f}%"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for name, r in results.items():
-        kinds: dict[str, int] = {}
-        for status in r["statuses"].values():
-            kinds[status] = kinds.get(status, 0) + 1
-        print(f"{name} events by status: {kinds}")
-    for name, r in results.items():
-        extra = r["extra_polls"]
-        print(
-            f"{name}: polls made minus polls needed per run: max {max(extra)}, median "
-            f"{statistics.median(extra):g}, min {min(extra)} (below 0: a cycle took longer than the interval)"
-        )
+    parser.add_argument("--triggers", type=int, default=1000)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--spread", type=float, default=60.0, help="seconds over which runs end")
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
+    parser.add_argument("--profile", action="store_true", help="profile cml and cml-httpx polls instead")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    _raise_fd_limit()
+    if args.profile:
+        profile(min(args.triggers, 300), args.poll, min(args.spread, 20.0))
+        return
+    n = args.triggers
+    durations = [BASE_DURATION + args.spread * i / max(1, n - 1) for i in range(n)]
+    results: dict[str, dict[str, Any]] = {}
+    for side in args.sides.split(","):
+        started = time.monotonic()
+        results[side] = measure(side, n, durations, args.poll)
+        print(f"{side}: measured in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print_table(n, args.poll, args.spread, results)
 
 
 if __name__ == "__main__":

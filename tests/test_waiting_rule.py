@@ -260,3 +260,14 @@ def test_the_deadline_still_applies_while_waiting_for_a_retry():
     rule = WaitRule(poll_interval=10, deadline=20).knowing(JobRetry.of(RETRY_JOB))
     state = rule.judge(_failed("r1"), 0, WaitState()).state
     assert rule.judge(NO_RETRY_YET, 20, state).next is Next.TIMED_OUT
+
+
+def test_polls_keep_their_cadence_whatever_the_answers_latency():
+    from airflow_provider_cml.waiting import Decision, Next, WaitState, on_cadence
+
+    waiting = Decision(Next.WAIT, WaitState(), sleep=30.0)
+    assert on_cadence(waiting, 0.4).sleep == pytest.approx(29.6)
+    assert on_cadence(waiting, 45.0).sleep == 0.0  # a poll slower than the interval: poll at once
+    assert on_cadence(waiting, 0.0) is waiting
+    done = Decision(Next.FINISHED, WaitState())
+    assert on_cadence(done, 0.4) is done

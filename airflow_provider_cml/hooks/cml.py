@@ -54,6 +54,7 @@ from airflow_provider_cml.waiting import (
     WaitRule,
     WaitState,
     log_decision,
+    on_cadence,
 )
 
 DEFAULT_PAGE_SIZE = 100
@@ -246,12 +247,13 @@ class CmlHook(JobDefinitions, BaseHook):
         :param now: the clock.
         """
         deadline = None if rule.deadline is None else time.monotonic() + (rule.deadline - now())
+        polled_at = now()
         seen = await self.apoll(ref, state, deadline)
         decision = rule.judge(seen, now(), state)
         if decision.next is Next.NEED_JOB:
             rule = rule.knowing(await self.ajob_retry(ref))
             decision = rule.judge(seen, now(), state)
-        return rule, decision
+        return rule, on_cadence(decision, now() - polled_at)
 
     async def apoll(
         self, ref: RunRef, state: WaitState | None = None, deadline: float | None = None
@@ -907,12 +909,13 @@ class CmlHook(JobDefinitions, BaseHook):
         :param rule: the rule so far.
         :param state: the rule's state so far.
         """
+        polled_at = self.clock.monotonic()
         seen = self.poll(ref, state, deadline=rule.deadline)
         decision = rule.judge(seen, self.clock.monotonic(), state)
         if decision.next is Next.NEED_JOB:  # a failure the job's Job Retry may retry
             rule = rule.knowing(self.job_retry(ref))
             decision = rule.judge(seen, self.clock.monotonic(), state)
-        return rule, decision
+        return rule, on_cadence(decision, self.clock.monotonic() - polled_at)
 
     def poll(self, ref: RunRef, state: WaitState | None = None, deadline: float | None = None) -> Observation:
         """One status check for the waiting rule: the run, or the error that came instead.
