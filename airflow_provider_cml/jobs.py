@@ -12,7 +12,7 @@ import json
 import math
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_cml.exceptions import CmlConfigError
@@ -72,7 +72,7 @@ class CmlJobSpec:
     cpu: float | None = None
     memory: float | None = None
     nvidia_gpu: int | None = None
-    environment: Mapping[str, Any] | None = None
+    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
     arguments: str | None = None
     timeout: int | None = None
     kill_on_timeout: bool | None = None
@@ -154,6 +154,10 @@ class CmlJobSpec:
         :param name: the new name.
         """
         return CmlJobSpec.of({**self.managed(), "name": name, "parent": self.parent})
+
+    def secrets(self) -> list[str]:
+        """The environment's values: masked wherever a server's message might echo them."""
+        return [str(value) for value in (self.environment or {}).values()]
 
     def managed(self) -> dict[str, Any]:
         """The fields this spec sets (``parent`` excepted: it is resolved to ``parent_id``)."""

@@ -220,3 +220,14 @@ def test_operators_refuse_a_bad_spec_before_any_request(wb):
         )
     with pytest.raises(CmlConfigError, match="give job_spec"):
         CmlSubmitRunOperator(task_id="s", project="A", job="train", job_spec={"script": "a.py"})
+
+
+def test_job_environment_values_never_show(wb):
+    secret = "s3cr3t-job-value-XYZ"
+    spec = CmlJobSpec(name="secretive", script="report_env.py", environment={"DB_PASSWORD": secret})
+    assert secret not in repr(spec) and secret not in str(spec)
+    echo = {"error": f"bad env {secret}", "code": 3, "message": f"bad env {secret}", "details": []}
+    wb.fail_next("POST", JOBS, 400, body=json.dumps(echo))
+    with pytest.raises(CmlApiError) as info:
+        CmlHook().ensure_job("Analytics", spec)
+    assert "bad env" in str(info.value) and secret not in str(info.value)

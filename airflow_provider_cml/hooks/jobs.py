@@ -101,7 +101,12 @@ class JobDefinitions:
         for attempt in range(1, policy.max_retries + 2):
             try:
                 job = self.transport.request(
-                    "POST", path, body=body, idempotent=False, not_found=f"project {project!r}"
+                    "POST",
+                    path,
+                    body=body,
+                    idempotent=False,
+                    not_found=f"project {project!r}",
+                    secrets=spec.secrets(),
                 )
             except NotDone as not_done:
                 found = self._named_jobs(project_id, spec.name) if not_done.maybe_acted else []
@@ -133,6 +138,7 @@ class JobDefinitions:
             "PATCH",
             path,
             body=spec.update_body(job, parent_id),
+            secrets=spec.secrets(),
             not_found=f"job {job.get('id')!r} in project {project!r}",
         )
         self._forget_job(project_id, spec.name)
