@@ -255,21 +255,24 @@ class CmlRunJobOperator(BaseOperator):
             unknown_grace=self.unknown_grace,
         )
         if not ended:
-            self._check_deadline(time.time() - 1, blocker.run_id)
+            raise self._busy_timeout(blocker.run_id)
 
     def _check_deadline(self, deadline: float | None, blocker: str | None) -> float | None:
         """Seconds left until ``deadline``; raise the "nothing started" timeout when none are."""
         left = None if deadline is None else deadline - time.time()
         if left is not None and left <= 0:
-            raise CmlJobRunTimeout(
-                f"Job {self.job!r} was still busy"
-                + (f" with run {blocker}" if blocker else "")
-                + " when this task's timeout passed; nothing was started. Raise timeout, or run the "
-                "tasks of this job one after another.",
-                run_id=blocker or "",
-                status=None,
-            )
+            raise self._busy_timeout(blocker)
         return left
+
+    def _busy_timeout(self, blocker: str | None) -> CmlJobRunTimeout:
+        return CmlJobRunTimeout(
+            f"Job {self.job!r} was still busy"
+            + (f" with run {blocker}" if blocker else "")
+            + " when this task's timeout passed; nothing was started. Raise timeout, or run the "
+            "tasks of this job one after another.",
+            run_id=blocker or "",
+            status=None,
+        )
 
     def execute_after_busy(
         self,
@@ -287,7 +290,7 @@ class CmlRunJobOperator(BaseOperator):
         """
         self._restore(carried)
         if event and event.get("status") == "timeout":
-            self._check_deadline(time.time() - 1, str(event.get("run_id")))
+            raise self._busy_timeout(str(event.get("run_id")))
         return self._start_and_wait(context, deadline)
 
     def _carried(self) -> dict[str, Any]:
