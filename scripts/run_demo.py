@@ -43,11 +43,11 @@ def task_policy(task):
     settings = getattr(task, "partial_kwargs", None)
     if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator"):
         if settings is not None:
-            settings["poll_interval"] = 1
+            settings["poll_interval"] = 0.2
         else:
-            task.poll_interval = 1
+            task.poll_interval = 0.2
     if task.task_type == "CmlJobRunSensor":
-        task.poke_interval = 1
+        task.poke_interval = 0.2
 """
 
 
