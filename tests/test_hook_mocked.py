@@ -502,3 +502,47 @@ def test_test_connection_reports_success_and_failure(hook, requests_mock):
     fresh = CmlHook(hook.cml_conn_id)
     ok, message = fresh.test_connection()
     assert not ok and "rejected the API key" in message and MOCK_KEY not in message
+
+
+class TestJobDefinitions:
+    JOBS = f"{API}/projects/{PID}/jobs"
+
+    def test_a_lost_create_answer_is_looked_up_through_a_lagging_listing(self, hook, requests_mock, sleeps):
+        made = {"id": JID, "name": "nightly", "script": "a.py", "environment": "{}", "timeout": "0"}
+        requests_mock.post(self.JOBS, exc=requests.exceptions.ReadTimeout)
+        # The ensure_job look-up finds nothing; after the lost answer the listing lags once more.
+        requests_mock.get(
+            self.JOBS, [{"json": {"jobs": []}}, {"json": {"jobs": []}}, {"json": {"jobs": [made]}}]
+        )
+        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py"})
+        assert (job["id"], action) == (JID, "created")
+        methods = [r.method for r in requests_mock.request_history]
+        assert methods == ["GET", "POST", "GET", "GET"] and sleeps[:1] == [1.0]
+
+    def test_a_create_answer_lost_for_good_is_resent_after_the_look_ups(self, hook, requests_mock, sleeps):
+        made = {"id": JID, "name": "nightly", "script": "a.py"}
+        requests_mock.post(self.JOBS, [{"exc": requests.exceptions.ReadTimeout}, {"json": made}])
+        requests_mock.get(self.JOBS, json={"jobs": []})
+        assert hook.create_job(PID, {"name": "nightly", "script": "a.py"})["id"] == JID
+        methods = [r.method for r in requests_mock.request_history]
+        assert methods == ["POST", *["GET"] * LOOKUPS, "POST"]
+
+    def test_update_sends_the_whole_job_in_its_own_spelling(self, hook, requests_mock):
+        current = {
+            "id": JID,
+            "name": "nightly",
+            "script": "a.py",
+            "memory": 1,
+            "timeout": "60",
+            "environment": '{"A": "1"}',
+            "retry_enabled": True,
+            "created_at": "2026-01-01T00:00:00Z",
+            "paused": False,
+        }
+        requests_mock.get(self.JOBS, json={"jobs": [current]})
+        requests_mock.patch(f"{self.JOBS}/{JID}", json={**current, "memory": 4})
+        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py", "memory": 4, "timeout": 60})
+        assert action == "updated" and job["memory"] == 4
+        body = requests_mock.request_history[-1].json()
+        assert body["memory"] == 4 and body["timeout"] == "60" and body["environment"] == '{"A": "1"}'
+        assert body["retry_enabled"] is True and "created_at" not in body and "paused" not in body

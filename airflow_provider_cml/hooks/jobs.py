@@ -84,16 +84,21 @@ class JobDefinitions:
             f"{len(offered)} it offers; use one's image_identifier."
         )
 
-    def create_job(self, project: str, spec: CmlJobSpec, parent_id: str | None = None) -> dict[str, Any]:
-        """Create a job (CreateJob) and return it.
+    def create_job(
+        self, project: str, spec: CmlJobSpec | Mapping[str, Any], parent_id: str | None = None
+    ) -> dict[str, Any]:
+        """Create a job (CreateJob) and return it; :meth:`ensure_job` is the usual way in.
 
-        Never creates it twice: when the answer is lost, a job of that name is looked for before
-        the request is sent again.
+        Never creates it twice: when the answer is lost, a job of that name is looked for (up to
+        :data:`~airflow_provider_cml.hooks.cml.LOOKUPS` times, a second apart, as a listing may lag)
+        before the request is sent again. A job of that name that existed before is taken for it,
+        so call this only for a name no job has.
 
         :param project: project name or ID.
         :param spec: the job's definition.
         :param parent_id: the parent job's ID, for a dependent job.
         """
+        spec = CmlJobSpec.of(spec)
         project_id = str(self.resolve_project(project)["id"])
         path = self._project_path(project_id) + "/jobs"
         body = spec.create_body(project_id, parent_id)
@@ -109,7 +114,7 @@ class JobDefinitions:
                     secrets=spec.secrets(),
                 )
             except NotDone as not_done:
-                found = self._named_jobs(project_id, spec.name) if not_done.maybe_acted else []
+                found = self._look_for_job(project_id, spec.name) if not_done.maybe_acted else []
                 if found:
                     self.log.warning("The answer to creating job %r was lost, but the job exists.", spec.name)
                     return found[0]
@@ -201,6 +206,17 @@ class JobDefinitions:
         # Environment values may be secrets: name the changed fields, not their values.
         self.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
         return self.update_job(project_id, existing[0], spec, parent_id), "updated"
+
+    def _look_for_job(self, project_id: str, name: str) -> list[dict[str, Any]]:
+        from airflow_provider_cml.hooks.cml import LOOKUPS
+
+        for look in range(LOOKUPS):
+            if look:
+                self.clock.sleep(1.0)
+            found = self._named_jobs(project_id, name)
+            if found:
+                return found
+        return []
 
     def _named_jobs(self, project_id: str, name: str) -> list[dict[str, Any]]:
         """The project's jobs named exactly ``name`` (the server's filter matches substrings)."""
