@@ -84,3 +84,16 @@ def test_verify_off_works_and_warns_once(https_workbench, monkeypatch, caplog):
     warnings = [r for r in caplog.records if "TLS verification is off" in r.getMessage()]
     assert len(warnings) == 1
     assert KEY not in caplog.text
+
+
+def test_verify_off_in_the_async_path_too(https_workbench, monkeypatch):
+    run = _hook(monkeypatch, https_workbench, verify_ssl=False).start_job_run("secure", "quick")
+    hook = _hook(monkeypatch, https_workbench, verify_ssl=False)
+
+    async def read():
+        try:
+            return await hook.aget_job_run(run["project_id"], run["job_id"], run["id"])
+        finally:
+            await hook.aclose()
+
+    assert asyncio.run(read())["id"] == run["id"]
