@@ -514,7 +514,7 @@ class TestJobDefinitions:
         requests_mock.get(
             self.JOBS, [{"json": {"jobs": []}}, {"json": {"jobs": []}}, {"json": {"jobs": [made]}}]
         )
-        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py"})
+        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py", "kernel": "python3"})
         assert (job["id"], action) == (JID, "created")
         methods = [r.method for r in requests_mock.request_history]
         assert methods == ["GET", "POST", "GET", "GET"] and sleeps[:1] == [1.0]

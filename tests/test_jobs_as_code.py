@@ -18,6 +18,7 @@ from airflow_provider_cml.testing.workbench import RUNTIME_ID
 from tests.conftest import READONLY_KEY
 
 JOBS = r"/api/v2/projects/[^/]+/jobs"
+R = {"runtime_identifier": RUNTIME_ID}  # every simulated project uses ML Runtimes
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,13 @@ def test_spec_takes_templated_numbers_and_compares_in_the_apis_string_forms():
 
 def test_ensure_job_creates_then_leaves_alone_then_updates_in_place(wb):
     hook = CmlHook()
-    spec = CmlJobSpec(name="ensured", script="report_env.py", memory=2, environment={"STAGE": "one"})
+    spec = CmlJobSpec(
+        name="ensured",
+        script="report_env.py",
+        runtime_identifier=RUNTIME_ID,
+        memory=2,
+        environment={"STAGE": "one"},
+    )
     job, action = hook.ensure_job("Analytics", spec)
     assert action == "created" and wb.workbench.jobs[job["id"]].env == {"STAGE": "one"}
     assert hook.ensure_job("Analytics", spec) == (job, "unchanged")
@@ -83,9 +90,19 @@ def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
     # The workbench resets what an UpdateJob body leaves out (no update mask): Job Retry set in the
     # workbench must survive a definition that does not mention it.
     hook = CmlHook()
-    spec = CmlJobSpec(name="keeps-retry", script="report_env.py", retry_enabled=True, max_retry=2, timeout=30)
+    spec = CmlJobSpec(
+        name="keeps-retry",
+        script="report_env.py",
+        runtime_identifier=RUNTIME_ID,
+        retry_enabled=True,
+        max_retry=2,
+        timeout=30,
+    )
     hook.ensure_job("Analytics", spec)
-    hook.ensure_job("Analytics", CmlJobSpec(name="keeps-retry", script="report_env.py", memory=3))
+    hook.ensure_job(
+        "Analytics",
+        CmlJobSpec(name="keeps-retry", script="report_env.py", runtime_identifier=RUNTIME_ID, memory=3),
+    )
     job = wb.workbench.job_by_name("Analytics", "keeps-retry")
     assert job.memory == 3.0 and job.retry["retry_enabled"] is True and job.retry["max_retry"] == 2
     assert job.timeout == 30
@@ -96,7 +113,7 @@ def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
 def test_dependent_job_by_parent_name(wb):
     hook = CmlHook()
     job, _ = hook.ensure_job(
-        "Analytics", {"name": "after-parent", "script": "report_env.py", "parent": "parent"}
+        "Analytics", {"name": "after-parent", "script": "report_env.py", "parent": "parent", **R}
     )
     assert job["parent_id"] == wb.workbench.job_by_name("Analytics", "parent").id
     assert job["type"] == "dependent"
@@ -115,7 +132,7 @@ def test_dependent_job_by_parent_name(wb):
 )
 def test_bad_runtime_or_parent_fails_before_anything_is_created(wb, fields, error, words):
     with pytest.raises(error, match=words):
-        CmlHook().ensure_job("Analytics", {"name": "never-made", "script": "report_env.py", **fields})
+        CmlHook().ensure_job("Analytics", {"name": "never-made", "script": "report_env.py", **R, **fields})
     assert not wb.requests("POST") and not wb.requests("PATCH")
 
 
@@ -124,12 +141,12 @@ def test_two_jobs_of_one_name_are_ambiguous(wb):
     for _ in range(2):
         wb.workbench.add_job(project, "twin", script="report_env.py")
     with pytest.raises(CmlLookupError, match="2 jobs in project 'Analytics' are named 'twin'"):
-        CmlHook().ensure_job("Analytics", {"name": "twin", "script": "report_env.py"})
+        CmlHook().ensure_job("Analytics", {"name": "twin", "script": "report_env.py", **R})
 
 
 def test_a_lost_create_answer_creates_one_job(wb):
     wb.faults = Faults(lost_response_rate=1.0)  # every POST acts, then its answer is lost
-    job, action = CmlHook().ensure_job("Analytics", {"name": "created-once", "script": "report_env.py"})
+    job, action = CmlHook().ensure_job("Analytics", {"name": "created-once", "script": "report_env.py", **R})
     wb.faults = None
     assert action == "created"
     assert [j.id for j in wb.workbench.jobs.values() if j.name == "created-once"] == [job["id"]]
@@ -137,13 +154,15 @@ def test_a_lost_create_answer_creates_one_job(wb):
 
 def test_delete_job_and_a_read_only_key(wb, monkeypatch):
     hook = CmlHook()
-    job, _ = hook.ensure_job("Analytics", {"name": "to-delete", "script": "report_env.py"})
+    job, _ = hook.ensure_job("Analytics", {"name": "to-delete", "script": "report_env.py", **R})
     assert hook.delete_job("Analytics", job["id"]) is True
     assert hook.delete_job("Analytics", job["id"]) is False  # already gone
     assert job["id"] not in wb.workbench.jobs
     monkeypatch.setenv("AIRFLOW_CONN_CML_READONLY", wb.airflow_connection(READONLY_KEY))
     with pytest.raises(CmlApiError, match="HTTP 403"):
-        CmlHook("cml_readonly").ensure_job("Analytics", {"name": "not-allowed", "script": "report_env.py"})
+        CmlHook("cml_readonly").ensure_job(
+            "Analytics", {"name": "not-allowed", "script": "report_env.py", **R}
+        )
 
 
 def test_list_runtimes_pages_and_filters(wb):
@@ -224,10 +243,23 @@ def test_operators_refuse_a_bad_spec_before_any_request(wb):
 
 def test_job_environment_values_never_show(wb):
     secret = "s3cr3t-job-value-XYZ"
-    spec = CmlJobSpec(name="secretive", script="report_env.py", environment={"DB_PASSWORD": secret})
+    spec = CmlJobSpec(
+        name="secretive",
+        script="report_env.py",
+        runtime_identifier=RUNTIME_ID,
+        environment={"DB_PASSWORD": secret},
+    )
     assert secret not in repr(spec) and secret not in str(spec)
     echo = {"error": f"bad env {secret}", "code": 3, "message": f"bad env {secret}", "details": []}
     wb.fail_next("POST", JOBS, 400, body=json.dumps(echo))
     with pytest.raises(CmlApiError) as info:
         CmlHook().ensure_job("Analytics", spec)
     assert "bad env" in str(info.value) and secret not in str(info.value)
+
+
+def test_a_new_job_without_a_runtime_in_an_ml_runtimes_project_is_refused_before_creating(wb):
+    with pytest.raises(
+        CmlConfigError, match="needs a runtime_identifier: project 'Analytics' runs jobs on ML Runtimes"
+    ):
+        CmlHook().ensure_job("Analytics", {"name": "no-runtime", "script": "report_env.py"})
+    assert not wb.requests("POST")

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
+from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.transport import NotDone
 from airflow_provider_cml.validation import path_segment
@@ -41,6 +41,7 @@ class JobDefinitions:
         def transport(self) -> SyncTransport: ...  # noqa: D102
         def _require_v2(self, what: str) -> None: ...
         def resolve_project(self, project: str) -> dict[str, Any]: ...  # noqa: D102
+        def get_project(self, project_id: str) -> dict[str, Any]: ...  # noqa: D102
         def resolve_job(self, project: str, job: str) -> dict[str, Any]: ...  # noqa: D102
         def list_jobs(  # noqa: D102
             self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
@@ -195,6 +196,7 @@ class JobDefinitions:
         if spec.runtime_identifier and (not existing or "runtime_identifier" in changes):
             self.check_runtime(spec.runtime_identifier)
         if not existing:
+            self._check_engine(project, spec)
             job = self.create_job(project_id, spec, parent_id)
             self.log.info("Created Cloudera AI job %r (%s).", spec.name, job.get("id"))
             return job, "created"
@@ -206,6 +208,22 @@ class JobDefinitions:
         # Environment values may be secrets: name the changed fields, not their values.
         self.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
         return self.update_job(project_id, existing[0], spec, parent_id), "updated"
+
+    def _check_engine(self, project: str, spec: CmlJobSpec) -> None:
+        """A new job in an ML Runtimes project needs a runtime (the API: "Must be set")."""
+        if spec.runtime_identifier or spec.kernel:
+            return
+        found = self.resolve_project(project)
+        engine = found.get("default_engine_type")
+        if engine is None:  # resolved from an ID: read it once
+            engine = self.get_project(str(found["id"])).get("default_engine_type")
+        if engine == "ml_runtime":
+            offered = [str(r.get("image_identifier")) for r in self.list_runtimes()][:3]
+            raise CmlConfigError(
+                f"Job {spec.name!r} needs a runtime_identifier: project {project!r} runs jobs on ML "
+                f"Runtimes. The workbench offers e.g. {', '.join(map(repr, offered)) or 'none'} "
+                "(CmlHook.list_runtimes() lists them all)."
+            )
 
     def _look_for_job(self, project_id: str, name: str) -> list[dict[str, Any]]:
         from airflow_provider_cml.hooks.cml import LOOKUPS

@@ -508,6 +508,8 @@ class Workbench:
         runtime = body.get("runtime_identifier") or ""
         if runtime and runtime not in {r["image_identifier"] for r in self.runtimes}:
             raise ApiError(400, f"runtime not found: {runtime}")
+        if not runtime:  # every simulated project uses ML Runtimes: "Must be set if using ML Runtimes"
+            raise ApiError(400, "runtime_identifier must be set: the project uses ML Runtimes")
         parent = body.get("parent_id") or body.get("parent_job_id") or ""
         schedule = body.get("schedule") or ""
         if parent and schedule:
@@ -520,7 +522,7 @@ class Workbench:
         job.nvidia_gpu = number("nvidia_gpu", int, 0)
         job.timeout = number("timeout", int, 0)
         job.runtime_identifier = runtime
-        job.kernel = body.get("kernel") or ("" if runtime else "python3")
+        job.kernel = body.get("kernel") or ""
         job.arguments = body.get("arguments") or ""
         job.schedule, job.parent_job_id = schedule, parent
         job.kill_on_timeout = bool(body.get("kill_on_timeout", False))

@@ -12,6 +12,7 @@ except ImportError:  # Airflow 2
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
+from airflow_provider_cml.testing.workbench import RUNTIME_ID
 
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
 DATES = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
@@ -24,6 +25,7 @@ with DAG("cml_test_job_as_code", **ARGS):
         job_spec={
             "name": "defined-in-dag",
             "script": "report_env.py",
+            "runtime_identifier": RUNTIME_ID,
             "memory": "{{ dag_run.conf.get('memory', 2) }}",
             "cpu": 1,
             "timeout": 600,
@@ -57,7 +59,7 @@ for _deferrable in (False, True):
         CmlSubmitRunOperator.partial(
             task_id="each_date",
             project="Analytics",
-            job_spec={"script": "report_env.py", "memory": 1},
+            job_spec={"script": "report_env.py", "memory": 1, "runtime_identifier": RUNTIME_ID},
             delete_job_after=True,
             poll_interval=0.2,
             deferrable=_deferrable,
@@ -65,7 +67,9 @@ for _deferrable in (False, True):
         CmlSubmitRunOperator(
             task_id="kept",
             project="Analytics",
-            job_spec=CmlJobSpec(name="submitted-and-kept", script="report_env.py", cpu=1),
+            job_spec=CmlJobSpec(
+                name="submitted-and-kept", script="report_env.py", runtime_identifier=RUNTIME_ID, cpu=1
+            ),
             job_name=f"submitted-and-kept-{_mode}",
             poll_interval=0.2,
             deferrable=_deferrable,
