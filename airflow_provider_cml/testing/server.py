@@ -117,8 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
         scripted = self.server.take_scripted_answer(method, path)
         if scripted is not None:
             status, text, content_type = scripted
-            self._send_raw(status, text.encode(), content_type)
             self._record(method, path, status, "scripted", raw, text)
+            self._send_raw(status, text.encode(), content_type)
             return
         faults = self.server.faults
         fault = faults.draw(method) if faults else None
@@ -129,14 +129,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         if fault in ("error", "rate_limit"):
+            # Each answer is journaled before it is sent: a client holding the answer finds it there.
             if fault == "error":
                 status = faults.rng.choice((500, 502, 503))  # type: ignore[union-attr]
                 body: Any = ApiError(status, "simulated outage", grpc_code=14).body()
+                self._record(method, path, status, fault, raw, json.dumps(body))
                 self._send(status, body)
             else:
                 status, body = 429, ApiError(429, "rate limited").body()
+                self._record(method, path, status, fault, raw, json.dumps(body))
                 self._send(429, body, {"Retry-After": f"{faults.retry_after:g}"})  # type: ignore[union-attr]
-            self._record(method, path, status, fault, raw, json.dumps(body))
             return
         try:
             status, body = self._route(method, path, parse_qs(parts.query), raw)
@@ -146,8 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(method, path, status, fault, raw, json.dumps(body))
             self._reset()
             return
-        self._send(status, body)
         self._record(method, path, status, fault, raw, json.dumps(body))
+        self._send(status, body)
 
     @staticmethod
     def _error_body(path: str, exc: ApiError) -> dict[str, Any]:
