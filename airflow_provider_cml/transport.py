@@ -18,6 +18,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -558,10 +559,18 @@ POOL_SIZE = 20
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """TLS settings from the connection: verify (system CAs), a CA bundle file, or no checks."""
+    """TLS settings from the connection: a CA bundle file, no checks, or the default CAs.
+
+    The default is what httpx (the triggers' client before) and requests (the sync path) trust:
+    certifi's bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set.
+    """
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
-    context = ssl.create_default_context()
+    if verify and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+        import certifi  # a dependency of requests
+
+        return ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context()  # reads SSL_CERT_FILE/SSL_CERT_DIR
     if verify is False:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -570,10 +579,6 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
 
 def _query_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-async def _close(client: Any) -> None:
-    await client.aclose()
 
 
 class AsyncTransport:
@@ -602,7 +607,7 @@ class AsyncTransport:
                 client = await self._new_client(self.config)
                 entry = self._shared.setdefault(self._key, [client, 0])
                 if entry[0] is not client:  # another trigger made one meanwhile
-                    await _close(client)
+                    await client.aclose()
             entry[1] += 1
             self._client = entry[0]
         return self._client
@@ -729,4 +734,4 @@ class AsyncTransport:
         entry[1] -= 1
         if entry[1] <= 0:
             del self._shared[self._key]
-            await _close(entry[0])
+            await entry[0].aclose()

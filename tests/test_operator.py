@@ -325,6 +325,12 @@ def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
         )
     assert info.value.method_name == "execute_complete"
     assert info.value.trigger.serialize()[1]["run_id"] == REF.run_id
+    # The deadline set before the first deferral still bounds the wait after it.
+    resumed = _operator(StubHook(), if_active="wait", deferrable=True)
+    later = time.time() + 30
+    with pytest.raises(TaskDeferred) as info:
+        resumed.execute_after_busy({"ti": StubTI()}, {"status": "success", "carry": {"deadline": later}})
+    assert info.value.trigger.serialize()[1]["end_time"] == later
     # The deadline passed first: nothing is started.
     late = StubHook()
     with pytest.raises(CmlJobRunTimeout, match="nothing was started"):

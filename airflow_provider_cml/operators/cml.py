@@ -274,24 +274,16 @@ class CmlRunJobOperator(BaseOperator):
             status=None,
         )
 
-    def execute_after_busy(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        **carried: Any,
-    ) -> str:
+    def execute_after_busy(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the run that kept the job busy ended: start this task's run now.
 
         :param context: the task's Airflow context.
-        :param event: the trigger's event about the other run.
-        :param deadline: UNIX time by which everything must end.
-        :param carried: what a subclass carries across deferrals.
+        :param event: the trigger's event about the other run (its ``carry`` holds the deadline).
         """
-        self._restore(carried)
+        carried = self._restore(event)
         if event and event.get("status") == "timeout":
             raise self._busy_timeout(str(event.get("run_id")))
-        return self._start_and_wait(context, deadline)
+        return self._start_and_wait(context, carried.get("deadline"))
 
     def _carried(self) -> dict[str, Any]:
         """Operator state a resumed task needs (subclasses add theirs); JSON-serialisable."""
