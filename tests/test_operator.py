@@ -356,3 +356,28 @@ def test_if_active_reattach_adopts_only_this_task_instances_run():
     theirs = {**BLOCKER, "environment": {**identity, "AIRFLOW_CTX_MAP_INDEX": "3"}}
     with pytest.raises(CmlJobAlreadyActiveError, match="was not started by this task instance"):
         _operator(BusyHook(busy_for=1, blocker=theirs), if_active="reattach").execute({"ti": ti})
+
+
+class SubmitHook(StubHook):
+    """StubHook plus the job-definition calls CmlSubmitRunOperator makes."""
+
+    def ensure_job(self, project: str, spec: Any) -> tuple[dict, str]:
+        self._record("ensure_job", project, spec.name)
+        return {"id": REF.job_id}, "created"
+
+    def delete_job(self, project: str, job_id: str) -> bool:
+        self._record("delete_job", project, job_id)
+        return True
+
+
+def test_submitted_job_is_deleted_when_a_deferrable_run_ended_before_deferring():
+    from airflow_provider_cml.operators.jobs import CmlSubmitRunOperator
+
+    hook = SubmitHook(start_status="ENGINE_SUCCEEDED")
+    operator = CmlSubmitRunOperator(
+        task_id="t", project="Analytics", job_spec={"script": "a.py"}, deferrable=True, delete_job_after=True
+    )
+    operator.__dict__["hook"] = hook
+    assert operator.execute({"ti": StubTI()}) == REF.run_id
+    assert hook.calls[0][1] == ("Analytics", "airflow d.t")
+    assert hook.names()[-1] == "delete_job" and hook.calls[-1][1] == ("Analytics", REF.job_id)

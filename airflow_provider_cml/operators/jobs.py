@@ -137,10 +137,11 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
 
         :param context: the task's Airflow context.
         """
-        fields = self.job_spec.managed() if isinstance(self.job_spec, CmlJobSpec) else dict(self.job_spec)
+        name = self.job_name_for(context)
         if isinstance(self.job_spec, CmlJobSpec):
-            fields["parent"] = self.job_spec.parent
-        spec = CmlJobSpec.of({**fields, "name": self.job_name_for(context)})
+            spec = self.job_spec.replace_name(name)
+        else:
+            spec = CmlJobSpec.of({**self.job_spec, "name": name})
         _mask_environment(spec)
         job, action = self.hook.ensure_job(self.project, spec)
         self.job = str(job["id"])
@@ -151,7 +152,9 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         except CmlException:
             self._clean_up()
             raise
-        if self.wait_for_completion and not self.deferrable:
+        # Returning (not deferring) means the run has ended, also when deferrable: a run that ended
+        # before the deferral is never handed to the trigger.
+        if self.wait_for_completion:
             self._clean_up()
         return result
 
