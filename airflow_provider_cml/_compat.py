@@ -96,6 +96,21 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
+#: Seconds a trigger keeps its event after the deferral (see :func:`trigger_event_hold`).
+DEFAULT_TRIGGER_EVENT_HOLD = 6.0
+
+
+def trigger_event_hold() -> float:
+    """``[cml] trigger_event_hold``: how long after a deferral a trigger's event may fire at the soonest.
+
+    Airflow can mark a deferred task failed although it succeeded when its trigger fires within
+    about 5 s of the deferral (apache/airflow issues 71580 and 72716: the executor's "success" for
+    the deferring process is read after the resumed try started). Holding the event past that
+    window avoids it; ``0`` turns the hold off.
+    """
+    return max(0.0, conf.getfloat("cml", "trigger_event_hold", fallback=DEFAULT_TRIGGER_EVENT_HOLD))
+
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AirflowException",
@@ -110,6 +125,7 @@ __all__ = [
     "amask_secret",
     "conf",
     "default_deferrable",
+    "trigger_event_hold",
     "mask_if_sensitive",
     "mask_secret",
 ]

@@ -45,6 +45,25 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.triggers.cml"]}
         ],
         "extra-links": ["airflow_provider_cml.links.CmlJobRunLink"],
+        "config": {
+            "cml": {
+                "description": "Settings of the Cloudera AI provider.",
+                "options": {
+                    "trigger_event_hold": {
+                        "description": (
+                            "Seconds after a deferral before a Cloudera AI trigger's event may fire at "
+                            "the soonest. An event sooner than about 5 s can make Airflow mark a "
+                            "succeeded deferred task failed (apache/airflow issues 71580, 72716). "
+                            "Never past the task's timeout; 0 turns the hold off."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "6",
+                        "default": "6",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -18,6 +18,9 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(TESTS / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+# dag.test() has no scheduler, so no deferral race to hold events back for (tests of the hold set
+# it themselves; the real-services test runs with the default).
+os.environ["AIRFLOW__CML__TRIGGER_EVENT_HOLD"] = "0"
 for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_") or n.startswith("CDSW_")]:
     del os.environ[_name]
 

@@ -115,7 +115,7 @@ def test_sensor_style_deadline_does_not_stop_the_run(wb):
         run_id=ids[2],
         poll_interval=0.1,
         end_time=time.time(),
-        stop_on_timeout=False,
+        owns_run=False,
     )
     assert _first_event(trigger)["status"] == "timeout"
     assert not wb.requests("POST", RUN_PATH + ":stop")
@@ -125,6 +125,41 @@ def test_on_kill_stops_the_run(wb):
     ids = _start("sleeper")
     asyncio.run(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2]).on_kill())
     assert len(wb.requests("POST", RUN_PATH + ":stop")) == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"owns_run": False}, {"stop_on_timeout": False}])
+def test_on_kill_leaves_a_run_the_task_does_not_own(wb, kwargs):
+    """A sensor's run, or the run a busy job was waited for: killing the task must not stop it."""
+    ids = _start("sleeper")
+    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], **kwargs)
+    rebuilt = CmlJobRunTrigger(**trigger.serialize()[1])  # as the triggerer builds it
+    asyncio.run(rebuilt.on_kill())
+    assert not wb.requests("POST", RUN_PATH + ":stop")
+    assert not wb.workbench.runs[ids[2]].stop_requested
+
+
+def test_an_event_is_held_until_the_race_window_after_the_deferral_passed(wb, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "1.5")
+    ids = _start("report-env")
+    deferred = time.time()
+    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1)
+    trigger = CmlJobRunTrigger(**trigger.serialize()[1])  # the hold travels with the trigger
+    event = _first_event(trigger)
+    assert event["status"] == "success"
+    assert time.time() - deferred >= 1.5
+    # The run itself ended long before: the event, not the polling, was held.
+    assert len(wb.requests("GET", RUN_PATH)) <= 3
+
+
+def test_the_hold_never_passes_the_deadline(wb, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "30")
+    ids = _start("report-env")
+    trigger = CmlJobRunTrigger(
+        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, end_time=time.time() + 1.0
+    )
+    started = time.monotonic()
+    assert _first_event(trigger)["status"] == "success"
+    assert time.monotonic() - started < 3
 
 
 def test_one_connection_reused_across_polls(wb):

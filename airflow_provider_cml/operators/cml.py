@@ -241,7 +241,7 @@ class CmlRunJobOperator(BaseOperator):
                     conn_id=self.cml_conn_id,
                     poll_interval=self.poll_interval,
                     end_time=deadline,
-                    stop_on_timeout=False,  # not ours to stop
+                    owns_run=False,  # not ours to stop
                     unknown_grace=self.unknown_grace,
                     follow_retries=False,
                     carry={"deadline": deadline, **self._carried()},

@@ -154,7 +154,7 @@ class CmlJobRunSensor(BaseSensorOperator):
                 conn_id=self.cml_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
-                stop_on_timeout=False,
+                owns_run=False,
                 unknown_grace=self.unknown_grace,
                 follow_retries=self.follow_retries,
             ),

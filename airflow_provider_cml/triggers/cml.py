@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_cml import runs
+from airflow_provider_cml._compat import trigger_event_hold
 from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.runs import RunRef, StopResult
@@ -53,11 +54,16 @@ class CmlJobRunTrigger(BaseTrigger):
     :param conn_id: Airflow connection of type ``cml``.
     :param poll_interval: seconds between status checks.
     :param end_time: UNIX time after which the trigger stops waiting (``None``: no limit).
-    :param stop_on_timeout: stop the remote run when the wait gives up (the operator owns its run;
-        a sensor does not).
+    :param owns_run: whether the deferring task started this run. Only then does the trigger stop
+        it, when the wait gives up or the task is killed; a sensor, or a task waiting for someone
+        else's run to free the job, never stops it.
     :param run_url: the run's page, repeated in failure messages.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
     :param follow_retries: wait for the platform's Job Retry runs of a failed run.
+    :param not_before: UNIX time before which no event fires (default: the deferral plus
+        ``[cml] trigger_event_hold`` seconds, never past ``end_time``). An event that comes sooner
+        can make Airflow mark a succeeded task failed (apache/airflow issues 71580, 72716).
+    :param stop_on_timeout: the former name of ``owns_run`` (triggers serialised by earlier builds).
     :param carry: what the deferring task needs back when it resumes (JSON-serialisable), echoed in
         every event as ``carry``: ``defer(kwargs=...)`` does not survive every runner (``dag.test()``
         replaces them with the event).
@@ -72,17 +78,22 @@ class CmlJobRunTrigger(BaseTrigger):
         conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 30.0,
         end_time: float | None = None,
-        stop_on_timeout: bool = True,
+        owns_run: bool = True,
         run_url: str | None = None,
         unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         follow_retries: bool = True,
+        not_before: float | None = None,
         carry: Mapping[str, Any] | None = None,
+        stop_on_timeout: bool | None = None,
     ) -> None:
         super().__init__()
         self.ref = RunRef(project_id, job_id, run_id)
         self.conn_id = conn_id
         self.end_time = end_time
-        self.stop_on_timeout = stop_on_timeout
+        self.owns_run = owns_run if stop_on_timeout is None else stop_on_timeout
+        if not_before is None:  # built by the deferring task: the hold counts from now
+            not_before = time.time() + trigger_event_hold()
+        self.not_before = not_before if end_time is None else min(not_before, end_time)
         self.poll_interval = float(poll_interval)  # it may come back from JSON as an int
         self.run_url = run_url
         self.unknown_grace = unknown_grace
@@ -98,10 +109,11 @@ class CmlJobRunTrigger(BaseTrigger):
                 "conn_id": self.conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
-                "stop_on_timeout": self.stop_on_timeout,
+                "owns_run": self.owns_run,
                 "run_url": self.run_url,
                 "unknown_grace": self.unknown_grace,
                 "follow_retries": self.follow_retries,
+                "not_before": self.not_before,
                 "carry": self.carry,
             },
         )
@@ -141,16 +153,25 @@ class CmlJobRunTrigger(BaseTrigger):
                 state = decision.state
                 log_decision(self.log, self.ref.run_id, decision)
                 if decision.next is not Next.WAIT:
-                    yield await self._final_event(hook, Outcome(self.ref, rule, decision, self.run_url))
-                    return
+                    event = await self._final_event(hook, Outcome(self.ref, rule, decision, self.run_url))
+                    break
                 await asyncio.sleep(decision.sleep)
         except CmlException as exc:  # e.g. a bad connection: one error event, not a crashed trigger
-            yield self._event("error", str(exc))
+            event = self._event("error", str(exc))
         except Exception as exc:  # anything else a broken server provokes: the same, without details
             self.log.exception("Cloudera AI trigger for run %s failed unexpectedly.", self.ref.run_id)
-            yield self._event("error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__}).")
+            event = self._event("error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__}).")
         finally:
             await hook.aclose()
+        await self._hold()
+        yield event
+
+    async def _hold(self) -> None:
+        """Keep the event until ``not_before``: the scheduler must first see the deferral end."""
+        early = self.not_before - time.time()
+        if early > 0:
+            self.log.debug("Holding the event %.1fs (Airflow's deferral race window).", early)
+            await asyncio.sleep(early)
 
     async def _final_event(self, hook: CmlHook, outcome: Outcome) -> TriggerEvent:
         decision = outcome.decision
@@ -163,7 +184,7 @@ class CmlJobRunTrigger(BaseTrigger):
             return self._event(
                 kind, f"Cloudera AI run {current.run_id} ended {status}{outcome.note}.", outcome
             )
-        if self.stop_on_timeout:
+        if self.owns_run:
             stop = await hook.astop_if_active(current)
             self.log.info("Cloudera AI run %s: %s.", current.run_id, stop.value or "not stopped")
         else:
@@ -171,7 +192,14 @@ class CmlJobRunTrigger(BaseTrigger):
         return self._event(_GAVE_UP[decision.next], outcome.gave_up_message(stop), outcome)
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+: a user killed the deferred task (mark failed/success, clear); stop the run."""
+        """Airflow 3.3+: a user killed the deferred task (mark failed/success, clear).
+
+        The run is stopped only when the task started it (``owns_run``): a sensor's run, or the run
+        a busy job was waited for, belongs to someone else and keeps going.
+        """
+        if not self.owns_run:
+            self.log.info("The task was killed; Cloudera AI run %s is not its own: left running.", self.ref.run_id)
+            return
         hook = self._hook()
         try:
             stop = await hook.astop_if_active(self.ref)
