@@ -278,18 +278,49 @@ def usage_query(job: Mapping[str, Any], low: datetime, high: datetime) -> dict[s
     }
 
 
-def executions_query(low: datetime, high: datetime) -> dict[str, Any]:
-    """``GET /workloads/executions`` parameters for executions that started in a time window.
+def executions_query(low: datetime, high: datetime, workload_crn: str | None = None) -> dict[str, Any]:
+    """``GET /workloads/executions`` parameters: executions that started in a time window, oldest first.
+
+    With ``workload_crn``, only that workload's (the spec's ``multi_column_search_filter``).
 
     :param low: the window's start.
     :param high: the window's end.
+    :param workload_crn: a workload's CRN.
     """
     iso = "%Y-%m-%dT%H:%M:%S.000Z"
-    return {
+    query: dict[str, Any] = {
         "time_range_search_filter": json.dumps(
             {"start_time": {"min": f"{low:{iso}}", "max": f"{high:{iso}}"}}
         ),
-        "page_size": 50,
+        "sort": "start_time",
+        "page_size": 100,
+    }
+    if workload_crn:
+        query["multi_column_search_filter"] = json.dumps({"workload_crn": workload_crn})
+    return query
+
+
+def workload_crn(answer: Any, job: Mapping[str, Any]) -> str | None:
+    """The CRN of ``job``'s workload among a ListWorkloadExecutionsResponse's workloads, or ``None``.
+
+    :param answer: the ListWorkloadExecutionsResponse.
+    :param job: the Job.
+    """
+    crns = _workload_crns(answer, job)
+    return next(iter(sorted(crns))) if len(crns) == 1 else None
+
+
+def _workload_crns(answer: Any, job: Mapping[str, Any]) -> set[str]:
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("workloads"), list):
+        return set()
+    project_name = _project_name(job)
+    return {
+        str(w.get("workload_crn"))
+        for w in answer["workloads"]
+        if isinstance(w, Mapping)
+        and w.get("workload_crn")
+        and w.get("workload_name") == job.get("name")
+        and (project_name is None or (w.get("project") or {}).get("name") in (None, project_name))
     }
 
 
@@ -332,16 +363,9 @@ def match_execution(answer: Any, job: Mapping[str, Any], run: Mapping[str, Any])
     :param job: the run's Job.
     :param run: the finished JobRun.
     """
-    if not isinstance(answer, Mapping):
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("executions"), list):
         return None
-    project_name = _project_name(job)
-    crns = {
-        w.get("workload_crn")
-        for w in answer.get("workloads") or []
-        if isinstance(w, Mapping)
-        and w.get("workload_name") == job.get("name")
-        and (project_name is None or (w.get("project") or {}).get("name") in (None, project_name))
-    }
+    crns = _workload_crns(answer, job)
     mine = [
         e for e in answer.get("executions") or [] if isinstance(e, Mapping) and e.get("workload_crn") in crns
     ]

@@ -459,6 +459,8 @@ class SyncTransport:
         self.clock = clock or Clock()
         self.session: requests.Session = requests.Session()
         self.session.headers.update(auth_headers(config))
+        #: A deadline every request keeps to, besides its own (set by :meth:`CmlHook.within`).
+        self.bound: float | None = None
         _warn_about_transport_security(config)
 
     def _send_now(self, exchange: Exchange, limit: float) -> Answer:
@@ -532,6 +534,8 @@ class SyncTransport:
         :param deadline: the time on the transport's clock by which the request, retries and sleeps
             included, ends.
         """
+        if self.bound is not None:
+            deadline = self.bound if deadline is None else min(deadline, self.bound)
         exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
         attempt = 0
         while True:
@@ -710,6 +714,8 @@ class AsyncTransport:
         deadline: float | None = None,
     ) -> Any:
         """Async :meth:`SyncTransport.request`, with the same policy and errors."""
+        if self.bound is not None:
+            deadline = self.bound if deadline is None else min(deadline, self.bound)
         exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
         attempt = 0
         while True:

@@ -467,20 +467,116 @@ class TestFailureDetails:
         requests_mock.get(f"{API}/usage", json={"usage_response": others, "total_count": "3"})
         assert hook.failure_details(RunRef(PID, JID, RID), self.FINISHED) is None
 
-    def test_a_key_that_may_not_read_the_listings_is_noted_once_and_changes_nothing(
-        self, hook, requests_mock, capfd, caplog
+    JOB = {"id": JID, "name": "train", "project": {"name": "Risk Analysis"}}
+    WORKLOAD = {"workload_crn": "crn:w:train", "workload_name": "train", "project": {"name": "Risk Analysis"}}
+
+    def _execution(self, start: str, reason: str) -> dict:
+        return {"workload_crn": "crn:w:train", "start_time": start, "failure_reason": reason}
+
+    @pytest.mark.parametrize(
+        ("usage_status", "executions_status", "expected", "note"),
+        [
+            (
+                403,
+                200,
+                "Cloudera AI says: Error: exit 2",
+                "usage listing (HTTP 403), so failures are explained from the other",
+            ),
+            (
+                200,
+                404,
+                "exit code 2; Cloudera AI says: boom",
+                "executions listing (HTTP 404), so failures are explained from the other",
+            ),
+            (200, 200, "exit code 2; Cloudera AI says: boom; Cloudera AI says: Error: exit 2", None),
+            (403, 403, None, "status only"),
+        ],
+    )
+    def test_each_listing_counts_on_its_own(
+        self, hook, requests_mock, capfd, caplog, usage_status, executions_status, expected, note
     ):
         _project_route(requests_mock)
-        requests_mock.get(f"{API}/usage", status_code=403, json={"code": 7, "message": "denied"})
+        requests_mock.get(f"{API}/projects/{PID}/jobs/{JID}", json=self.JOB)
+        denied = {"code": 7, "message": "denied"}
+        usage = self._usage(message="boom", k8s_info={"k8s_exit_code": 2})
+        executions = {
+            "workloads": [self.WORKLOAD],
+            "executions": [self._execution("2024-06-01T10:00:05Z", "Error: exit 2")],
+        }
+        requests_mock.get(
+            f"{API}/usage", status_code=usage_status, json=usage if usage_status == 200 else denied
+        )
+        requests_mock.get(
+            f"{API}/workloads/executions",
+            status_code=executions_status,
+            json=executions if executions_status == 200 else denied,
+        )
         ref = RunRef(PID, JID, RID)
-        assert hook.failure_details(ref, self.FINISHED) is None
-        calls = requests_mock.call_count
-        assert hook.failure_details(ref, self.FINISHED) is None
-        assert requests_mock.call_count == calls  # not asked again
-        # stdlib logging (caplog, Airflow 2; it may also echo to stderr) or structlog's stdout (Airflow 3)
+        assert hook.failure_details(ref, self.FINISHED) == expected
+        listings = [
+            r.path for r in requests_mock.request_history if "usage" in r.path or "workloads" in r.path
+        ]
+        assert hook.failure_details(ref, self.FINISHED) == expected
+        again = [r.path for r in requests_mock.request_history if "usage" in r.path or "workloads" in r.path]
+        # A listing the key may not read is not asked again; a readable one is.
+        unreadable = {
+            path
+            for path, status in (
+                ("/api/v2/usage", usage_status),
+                ("/api/v2/workloads/executions", executions_status),
+            )
+            if status != 200
+        }
+        assert sorted(again[len(listings) :]) == sorted(set(listings) - unreadable)
         printed = "".join(capfd.readouterr())
-        note = "may not read Cloudera AI's usage"
-        assert max(caplog.text.count(note), printed.count(note)) == 1
+        if note:
+            assert max(caplog.text.count(note), printed.count(note)) == 1
+
+    def test_the_execution_is_found_past_a_busy_first_page(self, hook, requests_mock):
+        """Page one holds other workloads' executions and one of this job's; the job's own listing follows."""
+        _project_route(requests_mock)
+        requests_mock.get(f"{API}/projects/{PID}/jobs/{JID}", json=self.JOB)
+        other = {
+            "workload_crn": "crn:w:other",
+            "workload_name": "other",
+            "project": {"name": "Risk Analysis"},
+        }
+        busy = {
+            "workloads": [other, self.WORKLOAD],
+            "executions": [
+                {"workload_crn": "crn:w:other", "start_time": "2024-06-01T10:00:04Z", "failure_reason": "no"},
+                self._execution("2024-06-01T09:59:00Z", "an earlier run of train"),
+            ],
+            "next_page_token": "p2",
+        }
+        narrowed = {
+            "workloads": [self.WORKLOAD],
+            "executions": [
+                self._execution("2024-06-01T09:59:00Z", "an earlier run of train"),
+                self._execution("2024-06-01T10:00:05Z", "this run"),
+            ],
+        }
+        listing = requests_mock.get(
+            f"{API}/workloads/executions",
+            [{"json": busy}, {"json": narrowed}],
+        )
+        assert hook.failure_details(RunRef(PID, JID, RID), self.FINISHED) == "Cloudera AI says: this run"
+        first, second = (json.loads(json.dumps(r.qs)) for r in listing.request_history)
+        assert first["sort"] == ["start_time"] and "multi_column_search_filter" not in first
+        window = json.loads(first["time_range_search_filter"][0])["start_time"]
+        # (requests-mock lower-cases query strings)
+        assert window == {"min": "2024-06-01t09:58:00.000z", "max": "2024-06-01t10:03:00.000z"}
+        assert json.loads(second["multi_column_search_filter"][0]) == {"workload_crn": "crn:w:train"}
+
+    def test_the_executions_look_up_is_bounded(self, hook, requests_mock):
+        _project_route(requests_mock)
+        requests_mock.get(f"{API}/projects/{PID}/jobs/{JID}", json=self.JOB)
+        endless = requests_mock.get(
+            f"{API}/workloads/executions",
+            json={"workloads": [], "executions": [], "next_page_token": "again"},
+        )
+        assert hook.failure_details(RunRef(PID, JID, RID), self.FINISHED) is None
+        assert endless.call_count == 3
 
     def test_garbage_in_the_listings_never_raises(self, hook, requests_mock):
         _project_route(requests_mock)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from airflow_provider_cml.exceptions import (
@@ -14,7 +16,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.runs import RunRef
-from airflow_provider_cml.testing import Faults
+from airflow_provider_cml.testing import Faults, local_workbench
 from tests.conftest import API_KEY, READONLY_KEY, seen_by
 
 RUNS = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"
@@ -45,6 +47,59 @@ def test_failed_script_raises_with_status_and_reason(wb, hook):
     with pytest.raises(CmlJobRunError, match="ENGINE_FAILED.*script exited with code 3") as info:
         hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
     assert info.value.status == "ENGINE_FAILED"
+
+
+@pytest.mark.parametrize(
+    ("denied", "exit_code_shown"),
+    [("/api/v2/usage", False), ("/api/v2/workloads/executions", True)],
+)
+def test_failure_details_come_from_whichever_listing_the_key_may_read(wb, hook, denied, exit_code_shown):
+    """Usage alone gives the exit code and message; executions alone the platform's failure reason."""
+    wb.fail_next("GET", denied, 403, times=5)
+    run = hook.start_job_run("Analytics", "fail")
+    with pytest.raises(CmlJobRunError) as info:
+        hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
+    message = str(info.value)
+    assert "Cloudera AI says: script exited with code 3" in message
+    assert ("exit code 3;" in message) is exit_code_shown
+    assert len(wb.requests("GET", denied)) == 1  # asked once, then left alone
+
+
+def test_the_runs_execution_is_found_on_a_busy_workbench(monkeypatch):
+    """Other executions fill the first page: the look-up narrows to the job's own workload."""
+    spec = {
+        "api_keys": [API_KEY],
+        "max_page_size": 2,
+        "projects": [
+            {
+                "name": "Busy",
+                "owner": "alice",
+                "jobs": [
+                    {"name": "fail", "duration": 0.3, "exit_code": 3},
+                    {"name": "other-1", "duration": 0.05},
+                    {"name": "other-2", "duration": 0.05},
+                ],
+            }
+        ],
+    }
+    with local_workbench(spec, step_delay=0.01) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_CML_BUSY", server.airflow_connection(API_KEY))
+        hook = CmlHook("cml_busy")
+        earlier = hook.start_job_run("Busy", "fail")  # an earlier run of the job, stopped: no reason
+        hook.stop_job_run("Busy", "fail", earlier["id"])
+        for job in ("other-1", "other-2"):
+            hook.start_job_run("Busy", job)
+        deadline = time.monotonic() + 10
+        while server.workbench.active_runs():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.fail_next("GET", "/api/v2/usage", 403)  # the execution alone must explain it
+        run = hook.start_job_run("Busy", "fail")
+        with pytest.raises(CmlJobRunError, match="Cloudera AI says: script exited with code 3"):
+            hook.wait_for_job_run("Busy", "fail", run["id"], poll_interval=0.1)
+        listed = server.requests("GET", "/api/v2/workloads/executions")
+        assert len(listed) == 2  # the busy first page, then the job's own executions
+        assert "multi_column_search_filter" in listed[1].query
 
 
 def test_job_timeout_is_timedout(wb, hook):

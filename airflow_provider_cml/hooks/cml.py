@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -74,6 +75,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
 #: A job's newest runs searched for the active one (there is at most one, and it is recent).
 ACTIVE_RUN_SEARCH = 10
+#: Pages of the workload-executions listing read to explain one failure.
+EXECUTION_PAGES = 3
 
 
 async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
@@ -127,7 +130,8 @@ class CmlHook(JobDefinitions, BaseHook):
         self.clock = clock or Clock()
         #: Set by :meth:`interrupt` (from ``on_kill``): a sync wait stops sleeping at once.
         self.interrupted = threading.Event()
-        self._details_unreadable = False
+        #: Listings (``usage``, ``executions``) this key may not read: not asked again.
+        self._unreadable: set[str] = set()
         self._projects: dict[str, dict[str, Any]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self._async_transport: AsyncTransport | None = None
@@ -190,6 +194,31 @@ class CmlHook(JobDefinitions, BaseHook):
     def transport(self) -> SyncTransport:
         """The synchronous transport: one ``requests.Session`` per hook, reused across polls."""
         return SyncTransport(self.config, self.clock)
+
+    @contextlib.contextmanager
+    def within(self, deadline: float | None) -> Iterator[None]:
+        """Every request made inside ends by ``deadline`` (on :attr:`clock`), retries and sleeps included.
+
+        Replaces an outer bound for its duration: a stop sent when a wait's deadline passed gets its
+        own short bound this way. ``None`` lifts the bound.
+
+        :param deadline: the time on the hook's monotonic clock, or ``None``.
+        """
+        transport = self.transport
+        outer, transport.bound = transport.bound, deadline
+        try:
+            yield
+        finally:
+            transport.bound = outer
+
+    def monotonic_deadline(self, unix_deadline: float | None) -> float | None:
+        """A UNIX-time deadline (an operator's or a trigger's) on the hook's monotonic clock.
+
+        :param unix_deadline: seconds since the epoch, or ``None``.
+        """
+        if unix_deadline is None:
+            return None
+        return self.clock.monotonic() + (unix_deadline - time.time())
 
     # -- async (triggers): same policy, same errors, httpx instead of requests -------------------
 
@@ -294,10 +323,10 @@ class CmlHook(JobDefinitions, BaseHook):
         """
         now, limit = time.monotonic(), (await self.aconfig()).timeout
         try:
-            seen = await self.apoll(ref, deadline=now + min(limit, STATUS_BEFORE_STOP))
+            seen = await self.apoll(ref, deadline=now + min(limit / 2, STATUS_BEFORE_STOP))
             if not runs.should_stop(seen):
                 return StopResult.ALREADY_ENDED
-            await self._arequest("POST", self._run_path(ref) + ":stop", deadline=now + 2 * limit)
+            await self._arequest("POST", self._run_path(ref) + ":stop", deadline=now + limit)
         except CmlException as exc:
             return self._stop_failed(ref, exc)
         return self._stopped(ref)
@@ -578,7 +607,7 @@ class CmlHook(JobDefinitions, BaseHook):
         if args is not None:
             body["arguments"] = args
         policy = self.config.retry_policy
-        deadline = self.clock.monotonic() + START_BUDGET * self.config.timeout
+        deadline = self.budget(START_BUDGET * self.config.timeout)
         since = datetime.now(timezone.utc) - CLOCK_SKEW
         secrets = list(env.values())
         answer_lost = False
@@ -617,6 +646,15 @@ class CmlHook(JobDefinitions, BaseHook):
                 self.log.info("Started Cloudera AI %s.", describe_run(run))
                 return run
         raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
+
+    def budget(self, seconds: float) -> float:
+        """The deadline ``seconds`` from now, or the :meth:`within` bound if that comes sooner.
+
+        :param seconds: the time an operation may take.
+        """
+        deadline = self.clock.monotonic() + seconds
+        bound = self.transport.bound
+        return deadline if bound is None else min(deadline, bound)
 
     def _past(self, deadline: float, delay: float = 0.0) -> bool:
         return self.clock.monotonic() + delay >= deadline
@@ -771,17 +809,19 @@ class CmlHook(JobDefinitions, BaseHook):
     def stop_if_active(self, ref: RunRef) -> StopResult:
         """Stop a run unless it has ended; report instead of raising (for clean-up paths).
 
-        The status read has a short deadline of its own; when it cannot be read (a hanging or
-        failing server), the stop is sent anyway. The whole call ends within two request timeouts.
+        The status read may take half a request timeout; when it cannot be read (a hanging or
+        failing server), the stop is sent anyway. The whole call ends within one request timeout,
+        whatever bound the caller is under (a wait's deadline has usually passed when it is called).
 
         :param ref: the run.
         """
         now, limit = self.clock.monotonic(), self.config.timeout
         try:
-            seen = self.poll(ref, deadline=now + min(limit, STATUS_BEFORE_STOP))
-            if not runs.should_stop(seen):
-                return StopResult.ALREADY_ENDED
-            self.transport.request("POST", self._run_path(ref) + ":stop", deadline=now + 2 * limit)
+            with self.within(now + limit):  # its own bound: the wait's deadline may have passed
+                seen = self.poll(ref, deadline=now + min(limit / 2, STATUS_BEFORE_STOP))
+                if not runs.should_stop(seen):
+                    return StopResult.ALREADY_ENDED
+                self.transport.request("POST", self._run_path(ref) + ":stop")
         except CmlException as exc:
             return self._stop_failed(ref, exc)
         return self._stopped(ref)
@@ -853,9 +893,10 @@ class CmlHook(JobDefinitions, BaseHook):
         ref = self.resolve_run(project, job, run_id)
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=follow_retries)
-        rule, decision = self._wait(ref, rule)
-        succeeded = decision.next is Next.FINISHED and runs.is_success(decision.state.status)
-        link = run_url or (None if succeeded else self.job_run_url(project, ref.job_id, ref.run_id))
+        with self.within(deadline):
+            rule, decision = self._wait(ref, rule)
+            succeeded = decision.next is Next.FINISHED and runs.is_success(decision.state.status)
+            link = run_url or (None if succeeded else self.job_run_url(project, ref.job_id, ref.run_id))
         return dict(self._conclude(Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
 
     def _wait(self, ref: RunRef, rule: WaitRule) -> tuple[WaitRule, Decision]:
@@ -899,7 +940,10 @@ class CmlHook(JobDefinitions, BaseHook):
         :param unknown_grace: seconds the run may stay ``ENGINE_UNKNOWN``.
         """
         deadline = None if timeout is None else self.clock.monotonic() + timeout
-        _, decision = self._wait(ref, WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False))
+        with self.within(deadline):
+            _, decision = self._wait(
+                ref, WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False)
+            )
         return decision.next is not Next.TIMED_OUT
 
     def step(self, ref: RunRef, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
@@ -996,39 +1040,84 @@ class CmlHook(JobDefinitions, BaseHook):
     def failure_details(self, ref: RunRef, run: Mapping[str, Any]) -> str | None:
         """Why a run failed, from the usage and workload-execution listings; ``None`` if unknown.
 
-        Best effort and bounded: three requests at most (the job, one page of usage, one page of
-        executions), matched by job name, project name and the run's time window (see
-        :func:`runs.match_usage`). A key that may not read the listings (403/404) is noted once per
-        hook. Nothing here can change the task's outcome: every error ends in ``None``.
+        Each listing counts on its own: a key may read usage but not executions (often readable
+        only by an observability machine user), or the other way round; whatever it may read is
+        used. Best effort and bounded: one request timeout for all of it, the job plus one usage
+        page plus at most :data:`EXECUTION_PAGES` execution pages. A listing the key may not read
+        (403/404) is noted once per hook and not asked again. Nothing here changes the outcome.
 
         :param ref: the run.
         :param run: its final answer.
         """
-        if self._details_unreadable:
+        if {"usage", "executions"} <= self._unreadable:
+            return None
+        with self.within(self.clock.monotonic() + self.config.timeout):  # its own bound
+            try:
+                job = self.get_job(ref.project_id, ref.job_id)
+            except CmlException as exc:
+                self.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
+                return None
+            low, high = runs.time_window(run)
+            usage = self._from_listing(
+                "usage",
+                ref,
+                lambda: runs.match_usage(
+                    self.transport.request("GET", "/usage", params=runs.usage_query(job, low, high)), job, run
+                ),
+            )
+            execution = self._from_listing(
+                "executions", ref, lambda: self._find_execution(job, run, low, high)
+            )
+        return runs.describe_failure(usage, execution)
+
+    def _from_listing(
+        self, listing: str, ref: RunRef, read: Callable[[], Mapping[str, Any] | None]
+    ) -> Mapping[str, Any] | None:
+        """``read()`` unless the key may not read ``listing``; never raises."""
+        if listing in self._unreadable:
             return None
         try:
-            job = self.get_job(ref.project_id, ref.job_id)
-            low, high = runs.time_window(run)
-            usage = self.transport.request("GET", "/usage", params=runs.usage_query(job, low, high))
-            executions = self.transport.request(
-                "GET", "/workloads/executions", params=runs.executions_query(low, high)
-            )
-            return runs.describe_failure(
-                runs.match_usage(usage, job, run), runs.match_execution(executions, job, run)
-            )
+            return read()
         except CmlApiError as exc:
             if exc.http_status in (403, 404):
-                self._details_unreadable = True
+                self._unreadable.add(listing)
+                rest = "status only" if {"usage", "executions"} <= self._unreadable else "the other listing"
                 self.log.warning(
-                    "This API key may not read Cloudera AI's usage or workload listings (HTTP %s), so "
-                    "failures are reported by status only.",
+                    "This API key may not read Cloudera AI's %s listing (HTTP %s), so failures are "
+                    "explained from %s.",
+                    listing,
                     exc.http_status,
+                    rest,
                 )
             else:
-                self.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
+                self.log.warning("Could not read the %s listing for run %s: %s", listing, ref.run_id, exc)
         except Exception as exc:  # never let the explanation change the outcome
-            self.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
+            self.log.warning("Could not read the %s listing for run %s: %s", listing, ref.run_id, exc)
         return None
+
+    def _find_execution(
+        self, job: Mapping[str, Any], run: Mapping[str, Any], low: datetime, high: datetime
+    ) -> Mapping[str, Any] | None:
+        """The run's ExecutionDetails: executions that started in the run's window, oldest first.
+
+        On a busy workbench the run may not be on the first page: once the job's workload (and so
+        its CRN) is seen, the listing is narrowed to that workload (``multi_column_search_filter``).
+        """
+        query = runs.executions_query(low, high)
+        best: Mapping[str, Any] | None = None
+        for _ in range(EXECUTION_PAGES):
+            page = self.transport.request("GET", "/workloads/executions", params=query)
+            token = page.get("next_page_token") if isinstance(page, Mapping) else None
+            crn = runs.workload_crn(page, job)
+            if token and crn and "multi_column_search_filter" not in query:
+                # More pages: a closer execution of this job may be on one. Ask for the job's alone.
+                query = runs.executions_query(low, high, workload_crn=crn)
+                continue
+            best = runs.match_execution(page, job, run) or best
+            if not token:
+                break
+            query = {**query, "page_token": token}
+        return best
 
     def test_connection(self) -> tuple[bool, str]:
         """A cheap authenticated request; used by the Connections UI's Test button.

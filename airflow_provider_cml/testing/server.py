@@ -82,6 +82,7 @@ class JournalEntry:
     request_body: str = ""
     response_body: str = ""
     client: str = ""  # the request's User-Agent
+    query: str = ""  # the query string, as sent
 
 
 def _match(value: Any, wanted: Any) -> bool:
@@ -167,8 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         request_body = raw.decode("utf-8", "replace")
         client = self.headers.get("User-Agent", "")
+        query = urlsplit(self.path).query
         self.server.record(
-            JournalEntry(method, path, status, time.time(), fault, request_body, answer, client)
+            JournalEntry(method, path, status, time.time(), fault, request_body, answer, client, query)
         )
 
     def _reset(self) -> None:
@@ -403,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
             size = int(size_text) if size_text else DEFAULT_PAGE_SIZE
         except ValueError:
             raise ApiError(400, f"invalid page_size: {size_text}") from None
-        size = max(1, size)
+        size = max(1, min(size, self.server.workbench.max_page_size or size))
         token = self._param(query, "page_token", "pageToken")
         offset = 0
         if token:

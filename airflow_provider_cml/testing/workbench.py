@@ -281,7 +281,8 @@ class Workbench:
         "script", "env", "timeout", "parent", "retry": {...Job Retry fields}, "duration", "exit_code",
         "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "runtimes": [{"image_identifier",
         "kernel", ...}], "api_keys": [...] or {key: user},
-        "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403}``.
+        "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
+        "max_page_size": n}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
@@ -310,6 +311,8 @@ class Workbench:
         self.legacy_keys: set[str] = set(spec.get("legacy_keys") or [])
         #: What an unknown or inaccessible ID gets: 404, or 403 as some workbenches answer.
         self.unknown_id_status: int = int(spec.get("unknown_id_status") or 404)
+        #: The most items a listing's page holds, whatever ``page_size`` asks (``None``: no cap).
+        self.max_page_size: int | None = spec.get("max_page_size")
         #: The runtimes ``GET /runtimes`` lists and CreateJob/UpdateJob accept.
         self.runtimes: list[dict[str, Any]] = [
             {

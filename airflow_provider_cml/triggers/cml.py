@@ -160,7 +160,9 @@ class CmlJobRunTrigger(BaseTrigger):
             event = self._event("error", str(exc))
         except Exception as exc:  # anything else a broken server provokes: the same, without details
             self.log.exception("Cloudera AI trigger for run %s failed unexpectedly.", self.ref.run_id)
-            event = self._event("error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__}).")
+            event = self._event(
+                "error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__})."
+            )
         finally:
             await hook.aclose()
         await self._hold()
@@ -198,7 +200,9 @@ class CmlJobRunTrigger(BaseTrigger):
         a busy job was waited for, belongs to someone else and keeps going.
         """
         if not self.owns_run:
-            self.log.info("The task was killed; Cloudera AI run %s is not its own: left running.", self.ref.run_id)
+            self.log.info(
+                "The task was killed; Cloudera AI run %s is not its own: left running.", self.ref.run_id
+            )
             return
         hook = self._hook()
         try:
