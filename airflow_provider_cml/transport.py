@@ -714,8 +714,6 @@ class AsyncTransport:
         deadline: float | None = None,
     ) -> Any:
         """Async :meth:`SyncTransport.request`, with the same policy and errors."""
-        if self.bound is not None:
-            deadline = self.bound if deadline is None else min(deadline, self.bound)
         exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
         attempt = 0
         while True:

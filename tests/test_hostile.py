@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlException,
+    CmlJobRunError,
+    CmlJobRunTimeout,
+)
 from airflow_provider_cml.hooks.cml import LOOKUPS, MAX_EMPTY_PAGES, START_BUDGET, CmlHook
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from airflow_provider_cml.validation import START_TOKEN_ENV
@@ -298,7 +304,7 @@ def test_a_wait_ends_on_time_when_reads_hang_and_still_sends_the_stop(monkeypatc
             lambda: hook.wait_for_job_run(PID, JID, RID, poll_interval=0.5, timeout=2, run_url="L")
         )
     assert isinstance(error, CmlJobRunTimeout) and "after 2s; it has been asked to stop" in str(error)
-    assert 2 <= took < 5.5
+    assert 2 <= took < 2 + 1 + 0.7  # one request timeout past the wait's, for the stop
     assert f"POST {RUN}:stop" in _paths(server)
 
 
@@ -315,10 +321,50 @@ def test_retry_after_cannot_stretch_a_wait_and_a_refused_stop_is_reported_as_suc
     assert "asked to stop" not in str(error)
 
 
+def _operator_run(monkeypatch, url: str, **kwargs: Any) -> tuple[BaseException | None, float]:
+    from airflow_provider_cml.operators.cml import CmlRunJobOperator
+    from tests.test_operator import StubTI
+
+    _hook(monkeypatch, url, timeout=1, max_retries=3)
+    operator = CmlRunJobOperator(
+        task_id="t", project=PID, job=JID, cml_conn_id="cml_hostile", poll_interval=0.5, **kwargs
+    )
+    error, _, took = _timed(lambda: operator.execute({"ti": StubTI()}))
+    return error, took
+
+
+def test_an_operator_wait_overruns_its_timeout_by_one_request_timeout_at_most_when_all_hangs(monkeypatch):
+    """The start is answered; every read after it (link, polls, retry settings) and the stop hang."""
+
+    def main(request: Seen):
+        return [answer(200, run_json())] if request.path.split("?")[0] == RUNS else [("sleep", 30)]
+
+    with hostile(main) as server:
+        error, took = _operator_run(monkeypatch, server.url, timeout=2)
+    assert isinstance(error, CmlJobRunTimeout), repr(error)
+    assert 2 <= took < 2 + 1 + 0.7, took
+    assert f"POST {RUN}:stop" in _paths(server)
+
+
+def test_an_operator_busy_wait_is_not_stretched_by_retry_after(monkeypatch):
+    """The job is busy; every later answer is 429 with Retry-After: 3600."""
+    busy = answer(400, {"code": 9, "message": "job run for job x already active"})
+    slow_down = answer(429, {"code": 8, "message": "slow down"}, headers={"Retry-After": "3600"})
+
+    def main(request: Seen):
+        return [busy] if request.method == "POST" else [slow_down]
+
+    with hostile(main) as server:
+        error, took = _operator_run(monkeypatch, server.url, timeout=2, if_active="wait")
+    assert isinstance(error, CmlException), repr(error)
+    assert took < 2 + 1 + 0.7, took
+    assert not any(p.endswith(":stop") for p in _paths(server))  # not ours: never stopped
+
+
 def test_a_trigger_deadline_holds_when_reads_hang(monkeypatch):
     with hostile(lambda r: [("sleep", 30)]) as server:
         event, took = _trigger_event(monkeypatch, server.url, end_in=1.5, timeout=1)
-    assert event["status"] == "timeout" and took < 5.5
+    assert event["status"] == "timeout" and took < 1.5 + 1 + 0.7
     assert "could not be stopped" in event["message"] or "asked to stop" in event["message"]
 
 

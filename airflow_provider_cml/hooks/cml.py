@@ -280,7 +280,7 @@ class CmlHook(JobDefinitions, BaseHook):
         seen = await self.apoll(ref, state, deadline)
         decision = rule.judge(seen, now(), state)
         if decision.next is Next.NEED_JOB:
-            rule = rule.knowing(await self.ajob_retry(ref))
+            rule = rule.knowing(await self.ajob_retry(ref, deadline))
             decision = rule.judge(seen, now(), state)
         return rule, on_cadence(decision, now() - polled_at)
 
@@ -304,13 +304,14 @@ class CmlHook(JobDefinitions, BaseHook):
         except CmlException as exc:
             return exc
 
-    async def ajob_retry(self, ref: RunRef) -> JobRetry | None:
+    async def ajob_retry(self, ref: RunRef, deadline: float | None = None) -> JobRetry | None:
         """Async :meth:`job_retry`.
 
         :param ref: a run of the job.
+        :param deadline: the wait's deadline (``time.monotonic()``).
         """
         try:
-            job = await self._arequest("GET", self._job_path(ref.project_id, ref.job_id))
+            job = await self._arequest("GET", self._job_path(ref.project_id, ref.job_id), deadline=deadline)
         except CmlException as exc:
             self._retry_unknown(exc)
             return None

@@ -141,7 +141,16 @@ class CmlRunJobOperator(BaseOperator):
         return self._start_and_wait(context, self._deadline(context))
 
     def _start_and_wait(self, context: Context, deadline: float | None) -> str:
-        """Start (or adopt) the run, publish its ids, then wait by ``deadline`` (UNIX time)."""
+        """Start (or adopt) the run, publish its ids, then wait by ``deadline`` (UNIX time).
+
+        Every request on the way (look-ups, the start, the link, a busy job's wait) ends by the
+        deadline, retries and ``Retry-After`` sleeps included; only the stop sent when it passed
+        has a bound of its own (one request timeout).
+        """
+        with self.hook.within(self.hook.monotonic_deadline(deadline)):
+            return self._start_and_wait_within(context, deadline)
+
+    def _start_and_wait_within(self, context: Context, deadline: float | None) -> str:
         hook = self.hook
         ref, run = self._start_or_reattach(context, deadline)
         self._started = ref
