@@ -125,7 +125,7 @@ __all__ = [
     "amask_secret",
     "conf",
     "default_deferrable",
-    "trigger_event_hold",
     "mask_if_sensitive",
     "mask_secret",
+    "trigger_event_hold",
 ]
