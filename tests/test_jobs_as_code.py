@@ -87,9 +87,27 @@ def test_ensure_job_creates_then_leaves_alone_then_updates_in_place(wb):
     assert len(wb.requests("POST", JOBS)) == 1 and len(wb.requests("PATCH")) == 1
 
 
+def test_a_field_the_server_does_not_apply_is_named_once_and_not_called_updated(
+    wb, monkeypatch, caplog, capfd
+):
+    """A server that reads a zero value as "leave unchanged": timeout 30 -> 0 does not take."""
+    hook = CmlHook()
+    fields = {"name": "zero-values", "script": "report_env.py", "runtime_identifier": RUNTIME_ID}
+    hook.ensure_job("Analytics", {**fields, "timeout": 30})
+    monkeypatch.setattr(wb.workbench, "patch_zero_values", "ignore")
+    job, action = hook.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
+    assert action == "updated" and job["memory"] == 3.0 and job["timeout"] == "30"  # memory took
+    job, action = hook.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
+    assert action == "unchanged" and len(wb.requests("PATCH")) == 2  # nothing took: not "updated"
+    printed = "".join(capfd.readouterr())
+    note = "did not apply timeout (still 30, wanted 0)"
+    assert max(caplog.text.count(note), printed.count(note)) == 2  # once per ensure_job, not per field
+    assert "delete the job so that its definition creates it anew" in caplog.text + printed
+
+
 def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
-    # The workbench resets what an UpdateJob body leaves out (no update mask): Job Retry set in the
-    # workbench must survive a definition that does not mention it.
+    # UpdateJob has no update mask: Job Retry set in the workbench must survive a definition that
+    # does not mention it, whether a server keeps or resets what a body leaves out.
     hook = CmlHook()
     spec = CmlJobSpec(
         name="keeps-retry",

@@ -78,10 +78,41 @@ def test_ids_and_integer_fields_look_like_the_real_api(wb):
     assert job["timeout"] == "1"  # integers arrive as strings
 
 
+def test_a_workbench_that_omits_zero_values_leaves_status_out_and_the_hook_copes(wb, monkeypatch):
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    monkeypatch.setattr(wb.workbench, "omit_zero_status", True)
+    pid, jid = _ids(wb, "Analytics", "slow")
+    hook = CmlHook()
+    run = hook.start_job_run(pid, jid)
+    assert "status" not in run
+    assert hook.wait_for_job_run(pid, jid, run["id"], poll_interval=0.1)["status"] == "ENGINE_SUCCEEDED"
+
+
+def test_a_partial_update_applies_the_fields_it_has(wb):
+    """As Cloudera's own MCP server sends it: {"schedule": ...} alone."""
+    pid, jid = _ids(wb, "Analytics", "train")
+    before = _get(wb, f"/projects/{pid}/jobs/{jid}").json()
+    url = f"{wb.url}/api/v2/projects/{pid}/jobs/{jid}"
+    answer = requests.patch(
+        url, json={"schedule": "0 3 * * *"}, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5
+    )
+    try:
+        assert answer.status_code == 200, answer.text
+        after = _get(wb, f"/projects/{pid}/jobs/{jid}").json()
+        assert after["schedule"] == "0 3 * * *" and after["type"] == "cron"
+        for key in ("name", "script", "environment", "cpu", "memory", "runtime_identifier", "timeout"):
+            assert after[key] == before[key], key
+    finally:
+        requests.patch(url, json={"schedule": ""}, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+    assert _get(wb, f"/projects/{pid}/jobs/{jid}").json()["schedule"] == ""
+
+
 def test_run_lifecycle_already_active_and_environment_as_string(wb):
     pid, jid = _ids(wb, "Analytics", "slow")
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"X": "1"}}).json()
-    assert len(run["id"]) == 16 and "status" not in run  # SCHEDULING is the enum's zero value: left out
+    # Always there, the enum's zero value included, like the other zero values (public clients read it).
+    assert len(run["id"]) == 16 and run["status"] == "ENGINE_SCHEDULING" and run["nvidia_gpu"] == 0
     assert isinstance(run["environment"], str)
     second = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {})
     assert (

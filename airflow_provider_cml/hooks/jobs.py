@@ -42,6 +42,7 @@ class JobDefinitions:
         def _require_v2(self, what: str) -> None: ...
         def resolve_project(self, project: str) -> dict[str, Any]: ...  # noqa: D102
         def get_project(self, project_id: str) -> dict[str, Any]: ...  # noqa: D102
+        def get_job(self, project: str, job_id: str) -> dict[str, Any]: ...  # noqa: D102
         def resolve_job(self, project: str, job: str) -> dict[str, Any]: ...  # noqa: D102
         def list_jobs(  # noqa: D102
             self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
@@ -207,7 +208,27 @@ class JobDefinitions:
             return existing[0], "unchanged"
         # Environment values may be secrets: name the changed fields, not their values.
         self.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
-        return self.update_job(project_id, existing[0], spec, parent_id), "updated"
+        self.update_job(project_id, existing[0], spec, parent_id)
+        # Read it back: a server may accept an update yet leave a field as it was (an empty or zero
+        # value read as "leave unchanged"). Saying "updated" then would repeat the PATCH every run.
+        after = self.get_job(project_id, str(existing[0]["id"]))
+        left = spec.differences(after, parent_id)
+        if left:
+            self.log.warning(self._not_applied(spec.name, left))
+        return after, "updated" if set(changes) - set(left) else "unchanged"
+
+    @staticmethod
+    def _not_applied(name: str, left: Mapping[str, tuple[Any, Any]]) -> str:
+        """What did not take in an accepted update, and what to do (never environment values)."""
+        shown = [
+            key if key == "environment" else f"{key} (still {now!r}, wanted {wanted!r})"
+            for key, (now, wanted) in sorted(left.items())
+        ]
+        return (
+            f"Cloudera AI accepted the update of job {name!r} but did not apply {', '.join(shown)}. "
+            "The workbench may read an empty or zero value as 'leave unchanged': change it in the job's "
+            "settings in the workbench, or delete the job so that its definition creates it anew."
+        )
 
     def _check_engine(self, project: str, spec: CmlJobSpec) -> None:
         """A new job in an ML Runtimes project needs a runtime (the API: "Must be set")."""

@@ -269,17 +269,17 @@ class _Handler(BaseHTTPRequestHandler):
                 job = wb.job(m.group(1), m.group(2))
                 if method == "GET":
                     runs = sorted(wb.runs_of(job), key=lambda r: r.seq)
-                    return 200, self._page(query, "job_runs", [r.to_api() for r in runs], seq_sort=True)
+                    return 200, self._page(query, "job_runs", [wb.run_api(r) for r in runs], seq_sort=True)
                 if method == "POST":
                     body = self._json(raw)
-                    return 200, wb.start_run(job, body.get("environment"), body.get("arguments")).to_api()
+                    return 200, wb.run_api(wb.start_run(job, body.get("environment"), body.get("arguments")))
             m = re.fullmatch(r"/projects/([^/]+)/jobs/([^/]+)/runs/([^/:]+)(:stop)?", rest)
             if m:
                 run = wb.run(m.group(1), m.group(2), m.group(3))
                 if method == "GET" and not m.group(4):
-                    return 200, run.to_api()
+                    return 200, wb.run_api(run)
                 if method == "POST" and m.group(4):
-                    return 200, wb.stop_run(run).to_api()
+                    return 200, wb.run_api(wb.stop_run(run))
         raise ApiError(404, f"no route for {method} {path}", grpc_code=5)
 
     def _v1(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:

@@ -265,9 +265,9 @@ class Run:
             "nvidia_gpu": self.job.nvidia_gpu,
             "runtime_identifier": self.job.runtime_identifier,
         }
-        # ENGINE_SCHEDULING is the enum's zero value, which protobuf JSON leaves out.
-        if self.status != "ENGINE_SCHEDULING":
-            data["status"] = self.status
+        # Always sent, ENGINE_SCHEDULING (the enum's zero value) included, like the other zero values
+        # (paused: false, nvidia_gpu: 0): public clients read run["status"] directly.
+        data["status"] = self.status
         for key in ("scheduling_at", "starting_at", "running_at", "finished_at"):
             if key in self.times:
                 data[key] = self.times[key]
@@ -282,7 +282,7 @@ class Workbench:
         "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "runtimes": [{"image_identifier",
         "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
-        "max_page_size": n}``.
+        "max_page_size": n, "omit_zero_status": bool, "patch_zero_values": "apply" or "ignore"}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
@@ -311,6 +311,11 @@ class Workbench:
         self.legacy_keys: set[str] = set(spec.get("legacy_keys") or [])
         #: What an unknown or inaccessible ID gets: 404, or 403 as some workbenches answer.
         self.unknown_id_status: int = int(spec.get("unknown_id_status") or 404)
+        #: Leave ``status`` out while a run is scheduling, as a server that omits protobuf zero values
+        #: would (the spec allows it; clients must cope).
+        self.omit_zero_status: bool = bool(spec.get("omit_zero_status"))
+        #: ``"apply"`` (default): a zero value in an UpdateJob body is set; ``"ignore"``: left alone.
+        self.patch_zero_values: str = str(spec.get("patch_zero_values") or "apply")
         #: The most items a listing's page holds, whatever ``page_size`` asks (``None``: no cap).
         self.max_page_size: int | None = spec.get("max_page_size")
         #: The runtimes ``GET /runtimes`` lists and CreateJob/UpdateJob accept.
@@ -464,15 +469,20 @@ class Workbench:
             return job
 
     def update_job(self, job: Job, body: Mapping[str, Any]) -> Job:
-        """UpdateJob: the body is a whole Job (``environment`` a JSON string, ``timeout`` a string).
+        """UpdateJob: the fields the body has are applied (``environment`` a JSON string, ``timeout``
+        a string, as a Job carries them); the others keep their values. Read-only fields are ignored.
 
-        There is no update mask: a definition field the body leaves out gets its zero value, as a
-        protobuf message without a mask would (the strict reading; a client that sends the whole
-        job, as the spec asks, is right either way). Read-only fields in the body are ignored.
+        Real clients (Cloudera's own MCP server among them) send partial bodies such as
+        ``{"schedule": ...}``. What a real server does with a zero value (``""``, ``0``) is not
+        documented: with ``patch_zero_values: "ignore"`` in the spec this workbench takes it as "leave
+        unchanged", so clients can be tested against that reading too.
 
         :param job: the job.
         :param body: the request body.
         """
+        if self.patch_zero_values == "ignore":
+            body = {key: value for key, value in body.items() if value not in ("", 0, "0", False, None)}
+        body = {**job.to_api(), **body}
         text = body.get("environment")
         try:
             environment = json.loads(text) if text else {}
@@ -607,6 +617,16 @@ class Workbench:
             for p in self.projects.values()
             if include_public or p.visibility == "private" or p.owner == user
         ]
+
+    def run_api(self, run: Run) -> dict[str, Any]:
+        """A run as the API answers it, under this workbench's ``omit_zero_status`` setting.
+
+        :param run: the run.
+        """
+        data = run.to_api()
+        if self.omit_zero_status and data["status"] == "ENGINE_SCHEDULING":
+            del data["status"]
+        return data
 
     def job_by_name(self, project_name: str, job_name: str) -> Job:
         """For tests: the job with these names."""
