@@ -121,6 +121,17 @@ def status_of(run: Mapping[str, Any]) -> str:
     return str(value).strip().upper()
 
 
+def is_refusal(http_status: int | None) -> bool:
+    """Whether an answer refused a request for what it asked (a 4xx that is not about the key,
+    the path, or the rate): e.g. a start while the job is busy, whatever its code or wording.
+
+    :param http_status: the answer's HTTP status.
+    """
+    return (
+        http_status is not None and 400 <= http_status < 500 and http_status not in (401, 403, 404, 408, 429)
+    )
+
+
 def is_terminal(status: str | None) -> bool:
     """Whether a run in ``status`` has ended (successfully or not).
 

@@ -170,14 +170,6 @@ def error_for_response(
         )
     elif status_code == 404:
         text_out = f"Not found: {not_found or 'the requested resource'} (server said: {message})."
-    elif status_code == 400 and "already active" in message.lower():
-        return CmlJobAlreadyActiveError(
-            "The job already has an active run, and Cloudera AI allows one active run per job. Wait "
-            "for that run to end or stop it, then start again; CmlRunJobOperator(if_active='wait') "
-            "does that by itself. "
-            f"Server said: {message}",
-            **details,  # type: ignore[arg-type]
-        )
     elif is_retryable_status(status_code):
         text_out = f"Cloudera AI is unavailable or busy (HTTP {status_code}: {message})."
     else:

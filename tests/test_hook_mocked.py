@@ -193,12 +193,35 @@ class TestNoDoubleStart:
         assert hook.start_job_run(PID, JID)["id"] == RID
         assert tokens[0] == tokens[1]  # the same start, not a new one
 
-    def test_already_active_gets_its_own_message(self, hook, requests_mock):
-        requests_mock.post(
-            RUNS, status_code=400, json={"code": 9, "message": f"job run for job {JID} already active"}
-        )
-        with pytest.raises(CmlJobAlreadyActiveError, match="one active run per job"):
+    @pytest.mark.parametrize(
+        ("status", "words"),
+        [(400, f"job run for job {JID} already active"), (409, "conflict"), (412, "Job is busy"), (422, "")],
+    )
+    def test_a_refused_start_is_busy_when_the_listing_shows_an_active_run(
+        self, hook, requests_mock, status, words
+    ):
+        """Recognised by the runs listing, not by the refusal's code or wording."""
+        requests_mock.post(RUNS, status_code=status, json={"code": 9, "message": words})
+        requests_mock.get(RUNS, json={"job_runs": [_run("ENGINE_RUNNING", id="other-run-0001")]})
+        with pytest.raises(CmlJobAlreadyActiveError, match="already has an active run .run other-run-0001"):
             hook.start_job_run(PID, JID)
+
+    def test_a_refused_start_with_no_active_run_is_the_refusal(self, hook, requests_mock):
+        requests_mock.post(
+            RUNS, status_code=400, json={"code": 3, "message": "job run for job x already active"}
+        )
+        requests_mock.get(RUNS, json={"job_runs": [_run("ENGINE_SUCCEEDED")]})
+        with pytest.raises(CmlApiError) as info:
+            hook.start_job_run(PID, JID)
+        assert type(info.value) is CmlApiError and "refused the request (HTTP 400)" in str(info.value)
+
+    @pytest.mark.parametrize("status", [401, 403, 404])
+    def test_key_and_path_errors_are_not_looked_into(self, hook, requests_mock, status):
+        requests_mock.post(RUNS, status_code=status, json={"code": 7, "message": "no"})
+        listing = requests_mock.get(RUNS, json={"job_runs": []})
+        with pytest.raises(CmlApiError):
+            hook.start_job_run(PID, JID)
+        assert listing.call_count == 0
 
 
 class TestPagingAndNames:
@@ -636,9 +659,10 @@ class TestJobDefinitions:
             "paused": False,
         }
         requests_mock.get(self.JOBS, json={"jobs": [current]})
-        requests_mock.patch(f"{self.JOBS}/{JID}", json={**current, "memory": 4})
+        patch = requests_mock.patch(f"{self.JOBS}/{JID}", json={**current, "memory": 4})
+        requests_mock.get(f"{self.JOBS}/{JID}", json={**current, "memory": 4})  # read back
         job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py", "memory": 4, "timeout": 60})
         assert action == "updated" and job["memory"] == 4
-        body = requests_mock.request_history[-1].json()
+        body = patch.last_request.json()
         assert body["memory"] == 4 and body["timeout"] == "60" and body["environment"] == '{"A": "1"}'
         assert body["retry_enabled"] is True and "created_at" not in body and "paused" not in body

@@ -150,6 +150,20 @@ def test_already_active(wb, hook):
     hook.wait_for_job_run("Analytics", "slow", run["id"], poll_interval=0.1)
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [(409, "Conflict: job {job_id} has a running execution"), (400, "cannot start job {job_id} now")],
+)
+def test_a_busy_job_is_recognised_by_its_active_run_not_by_the_refusals_wording(
+    wb, hook, monkeypatch, refusal
+):
+    monkeypatch.setattr(wb.workbench, "busy_refusal", refusal)
+    first = hook.start_job_run("Analytics", "sleeper")
+    with pytest.raises(CmlJobAlreadyActiveError, match=f"active run .run {first['id']}"):
+        hook.start_job_run("Analytics", "sleeper")
+    hook.stop_job_run("Analytics", "sleeper", first["id"])
+
+
 def test_wrong_and_readonly_keys(wb, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CML_BAD", wb.airflow_connection("wrong-key-123456"))
     with pytest.raises(CmlApiError, match="rejected the API key") as info:

@@ -6,7 +6,10 @@ test_hook_workbench.py); here each of its branches is checked on its own.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -53,6 +56,13 @@ class StubHook:
 
     def job_run_url(self, project: str, job_id: str, run_id: str) -> str:
         return f"https://wb.example/{project}/jobs/{job_id}/runs/{run_id}"
+
+    def monotonic_deadline(self, unix_deadline: float | None) -> float | None:
+        return unix_deadline
+
+    @contextlib.contextmanager
+    def within(self, deadline: float | None) -> Iterator[None]:
+        yield  # the bound itself is tested over real HTTP (test_hostile)
 
     def wait_for_job_run(self, *ref: str, **options: Any) -> dict:
         self._record("wait_for_job_run", *ref, **options)
@@ -170,7 +180,7 @@ def test_deferrable_hands_the_run_to_the_trigger():
     path, kwargs = info.value.trigger.serialize()
     assert path.endswith("CmlJobRunTrigger") and info.value.method_name == "execute_complete"
     assert {k: kwargs[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
-    assert kwargs["poll_interval"] == 15 and kwargs["unknown_grace"] == 120 and kwargs["stop_on_timeout"]
+    assert kwargs["poll_interval"] == 15 and kwargs["unknown_grace"] == 120 and kwargs["owns_run"]
     assert kwargs["run_url"].endswith(REF.run_id)
 
 
@@ -264,11 +274,39 @@ def test_if_active_must_be_known():
         _operator(StubHook(), if_active="queue")
 
 
-def test_if_active_fail_raises_the_busy_error_without_looking():
+def test_if_active_fail_raises_the_busy_error_with_what_the_task_can_do():
     hook = BusyHook(busy_for=1)
-    with pytest.raises(CmlJobAlreadyActiveError, match="already active"):
+    with pytest.raises(CmlJobAlreadyActiveError) as info:
         _operator(hook).execute({"ti": StubTI()})
-    assert "active_run" not in hook.names()
+    assert "already active" in str(info.value) and "if_active='wait' starts this task's run" in str(
+        info.value
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_if_active_fail_says_when_the_active_run_is_this_task_instances_own():
+    ti = StubTI()
+    identity = {
+        "AIRFLOW_CTX_DAG_ID": "d",
+        "AIRFLOW_CTX_TASK_ID": "t",
+        "AIRFLOW_CTX_DAG_RUN_ID": "manual__1",
+        "AIRFLOW_CTX_MAP_INDEX": "-1",
+    }
+    hook = BusyHook(busy_for=1, blocker={**BLOCKER, "environment": json.dumps(identity)})
+    with pytest.raises(CmlJobAlreadyActiveError) as info:
+        _operator(hook).execute({"ti": ti})
+    assert "was started by this task instance" in str(info.value) and "if_active='reattach' adopts it" in str(
+        info.value
+    )
+    assert "if_active='wait'" not in str(info.value)
+
+
+def test_an_error_while_waiting_for_a_busy_job_does_not_chain_the_busy_error():
+    """A kill or timeout during if_active='wait' must not show the busy error's advice with it."""
+    hook = BusyHook(busy_for=1, ended=False)
+    with pytest.raises(CmlJobRunTimeout) as info:
+        _operator(hook, if_active="wait", timeout=5).execute({"ti": StubTI()})
+    assert info.value.__context__ is None and "nothing was started" in str(info.value)
 
 
 def test_if_active_wait_waits_for_the_other_run_then_starts():
@@ -313,9 +351,7 @@ def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
         operator.execute({"ti": StubTI()})
     _, kwargs = info.value.trigger.serialize()
     assert info.value.method_name == "execute_after_busy"
-    assert (
-        kwargs["run_id"] == BLOCKER["id"] and not kwargs["stop_on_timeout"] and not kwargs["follow_retries"]
-    )
+    assert kwargs["run_id"] == BLOCKER["id"] and not kwargs["owns_run"] and not kwargs["follow_retries"]
     assert kwargs["carry"]["deadline"] == pytest.approx(time.time() + 60, abs=5)
     # The other run ended: the start happens now (and defers on this task's own run).
     resumed = _operator(StubHook(), if_active="wait", deferrable=True)

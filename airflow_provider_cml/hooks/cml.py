@@ -638,15 +638,46 @@ class CmlHook(JobDefinitions, BaseHook):
                     "Start of job %s not confirmed and no run found; retrying in %.1fs.", job, delay
                 )
                 self.clock.sleep(delay)
-            except CmlJobAlreadyActiveError:
-                found = self._find_started_run(path, token, since, deadline) if answer_lost else None
-                if found is None:
+            except CmlApiError as exc:
+                if not runs.is_refusal(exc.http_status):
                     raise
-                return found
+                # Refused: is the job busy? The listing says so, whatever the refusal's wording.
+                try:
+                    active = self.active_run(ref.project_id, ref.job_id)
+                except CmlException:  # the look failed: the refusal is the error worth showing
+                    active = None
+                if active is None:
+                    raise exc from None
+                found = self._find_started_run(path, token, since, deadline) if answer_lost else None
+                if found is not None:
+                    return found
+                raise self._busy(job, active, exc, answer_lost) from None
             else:
                 self.log.info("Started Cloudera AI %s.", describe_run(run))
                 return run
         raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
+
+    @staticmethod
+    def _busy(
+        job: str, active: Mapping[str, Any], refusal: CmlApiError, answer_lost: bool
+    ) -> CmlJobAlreadyActiveError:
+        """The start was refused while the job has an active run (one per job is allowed)."""
+        mine = (
+            " It may be this start's own: an earlier attempt's answer was lost, and the runs listing "
+            "does not show it carrying this start's token yet."
+            if answer_lost
+            else ""
+        )
+        return CmlJobAlreadyActiveError(
+            f"Job {job!r} already has an active run ({describe_run(active)}), and Cloudera AI allows one "
+            f"active run per job, so the start was refused.{mine} Wait for that run to end, or stop it, "
+            f"then start again. Server said: {refusal.server_message}",
+            http_status=refusal.http_status,
+            method=refusal.method,
+            path=refusal.path,
+            server_message=refusal.server_message,
+            request_id=refusal.request_id,
+        )
 
     def budget(self, seconds: float) -> float:
         """The deadline ``seconds`` from now, or the :meth:`within` bound if that comes sooner.

@@ -202,21 +202,42 @@ class CmlRunJobOperator(BaseOperator):
         while True:
             try:
                 return hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
-            except CmlJobAlreadyActiveError:
-                if self.if_active == "fail":
-                    raise
-                blocker = hook.active_run(ids.project_id, ids.job_id)
-                if self.if_active == "reattach":
-                    return self._adopt(context, blocker)
-                if blocker is None:  # it ended between the start and the look (or the listing lags)
-                    vanished += 1
-                    if vanished >= VANISHED_BLOCKER_TRIES:
-                        raise
-                    self._check_deadline(deadline, None)
-                    hook.clock.sleep(1.0, hook.interrupted)
-                    continue
-                vanished = 0
-                self._wait_for_blocker(ids._replace(run_id=str(blocker["id"])), blocker, deadline)
+            except CmlJobAlreadyActiveError as exc:
+                busy = exc
+            # Acted on outside the except block: an error raised below (a timeout, a kill) must not
+            # come with the busy error chained to it.
+            if self.if_active == "fail":
+                raise self._busy_hint(context, busy, hook.active_run(ids.project_id, ids.job_id)) from None
+            blocker = hook.active_run(ids.project_id, ids.job_id)
+            if self.if_active == "reattach":
+                return self._adopt(context, blocker)
+            if blocker is None:  # it ended between the start and the look (or the listing lags)
+                vanished += 1
+                if vanished >= VANISHED_BLOCKER_TRIES:
+                    raise busy
+                self._check_deadline(deadline, None)
+                hook.clock.sleep(1.0, hook.interrupted)
+                continue
+            vanished = 0
+            self._wait_for_blocker(ids._replace(run_id=str(blocker["id"])), blocker, deadline)
+
+    def _busy_hint(
+        self, context: Context, busy: CmlJobAlreadyActiveError, blocker: Mapping[str, Any] | None
+    ) -> CmlJobAlreadyActiveError:
+        """The busy error with what this task can do about it (it runs with if_active='fail')."""
+        if blocker is not None and carries_identity(dict(blocker), context):
+            hint = (
+                f"The active run {blocker.get('id')} was started by this task instance (an earlier try, "
+                "or a start whose answer was lost): if_active='reattach' adopts it."
+            )
+        else:
+            hint = "if_active='wait' starts this task's run once that run has ended."
+        return CmlJobAlreadyActiveError(
+            f"{busy} {hint}",
+            http_status=busy.http_status,
+            server_message=busy.server_message,
+            request_id=busy.request_id,
+        )
 
     def _adopt(self, context: Context, blocker: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if blocker is not None and carries_identity(dict(blocker), context):

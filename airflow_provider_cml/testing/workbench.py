@@ -282,7 +282,8 @@ class Workbench:
         "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "runtimes": [{"image_identifier",
         "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
-        "max_page_size": n, "omit_zero_status": bool, "patch_zero_values": "apply" or "ignore"}``.
+        "max_page_size": n, "omit_zero_status": bool, "patch_zero_values": "apply" or "ignore",
+        "busy_refusal": {"status": 400, "message": "..."}}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
@@ -314,6 +315,12 @@ class Workbench:
         #: Leave ``status`` out while a run is scheduling, as a server that omits protobuf zero values
         #: would (the spec allows it; clients must cope).
         self.omit_zero_status: bool = bool(spec.get("omit_zero_status"))
+        #: How a start of a busy job is refused: HTTP status and message (``{job_id}`` filled in).
+        refusal = spec.get("busy_refusal") or {}
+        self.busy_refusal: tuple[int, str] = (
+            int(refusal.get("status", 400)),
+            str(refusal.get("message", "job run for job {job_id} already active")),
+        )
         #: ``"apply"`` (default): a zero value in an UpdateJob body is set; ``"ignore"``: left alone.
         self.patch_zero_values: str = str(spec.get("patch_zero_values") or "apply")
         #: The most items a listing's page holds, whatever ``page_size`` asks (``None``: no cap).
@@ -679,7 +686,8 @@ class Workbench:
         with self.lock:
             busy = any(r.job is job and r.status in ACTIVE for r in self.runs.values())
             if busy and job.on_concurrent_start != "skip":
-                raise ApiError(400, f"job run for job {job.id} already active", grpc_code=9)
+                status, message = self.busy_refusal
+                raise ApiError(status, message.format(job_id=job.id), grpc_code=9)
             self._seq += 1
             run = Run(_run_id(), job, env, arguments or job.arguments, seq=self._seq, attempt=attempt)
             run.times["scheduling_at"] = run.created_at
