@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -263,3 +264,17 @@ def test_submitted_runs_get_a_job_each_deleted_when_asked(wb, dagbag, mode):
         "2024-01-04",
         "2024-01-05",
     ]
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_a_failed_submitted_run_is_stopped_and_ended_before_its_job_is_deleted(wb, dagbag, mode):
+    """A real server might delete a job under its live run: the run must have ended first."""
+    dag_run = dagbag.get_dag(f"cml_test_submit_cleanup_{mode}").test()
+    states = [str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()]
+    assert states == ["failed"]
+    (run,) = [r for r in wb.workbench.runs.values() if r.job.name == f"cleanup-{mode}"]
+    assert run.status == "ENGINE_STOPPED"
+    (delete,) = wb.requests("DELETE")
+    assert delete.status == 200 and run.job.id not in wb.workbench.jobs
+    finished = datetime.fromisoformat(run.times["finished_at"].replace("Z", "+00:00")).timestamp()
+    assert finished <= delete.time

@@ -858,6 +858,23 @@ class CmlHook(JobDefinitions, BaseHook):
             return self._stop_failed(ref, exc)
         return self._stopped(ref)
 
+    def end_run(self, ref: RunRef, *, timeout: float, poll_interval: float = 1.0) -> bool:
+        """Stop a run unless it has ended, then wait until it has; ``True`` once it has ended.
+
+        For clean-up that must not act under a live run (deleting its job): ``False`` when the run
+        is still active (or its status unreadable) after ``timeout`` seconds.
+
+        :param ref: the run (one this task started).
+        :param timeout: seconds to wait for the run to end after the stop.
+        :param poll_interval: seconds between status checks.
+        """
+        if self.stop_if_active(ref) is StopResult.ALREADY_ENDED:
+            return True
+        deadline = self.clock.monotonic() + timeout
+        with self.within(deadline):
+            _, decision = self._wait(ref, WaitRule(poll_interval, deadline, None, follow_retries=False))
+        return decision.next is Next.FINISHED
+
     def _stopped(self, ref: RunRef) -> StopResult:
         self.log.info("Asked Cloudera AI to stop run %s.", ref.run_id)
         return StopResult.STOPPED

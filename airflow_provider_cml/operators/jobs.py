@@ -10,12 +10,15 @@ from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.runs import RunRef
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
 
 JobSpecLike = Union[CmlJobSpec, Mapping[str, Any]]
+#: Seconds a failed task's clean-up waits for its stopped run to end before deleting the job.
+CLEAN_UP_WAIT = 60
 
 
 def _mask_environment(spec: CmlJobSpec) -> None:
@@ -149,13 +152,13 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         context["ti"].xcom_push(key="job_action", value=action)
         try:
             result = super().execute(context)
-        except CmlException:
-            self._clean_up()
+        except Exception:
+            self._clean_up(self._started)  # a failure: the run may still be active
             raise
         # Returning (not deferring) means the run has ended, also when deferrable: a run that ended
         # before the deferral is never handed to the trigger.
         if self.wait_for_completion:
-            self._clean_up()
+            self._clean_up(None)
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -165,9 +168,18 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         :param event: the trigger's event (its ``carry``: the job's ID, whether this task created it).
         """
         try:
-            return super().execute_complete(context, event)
-        finally:
-            self._clean_up()
+            result = super().execute_complete(context, event)
+        except Exception:
+            # A timeout's stop may not have ended the run yet; an error event says nothing of it.
+            self._clean_up(self._run_of(event))
+            raise
+        self._clean_up(None)
+        return result
+
+    @staticmethod
+    def _run_of(event: Mapping[str, Any] | None) -> RunRef | None:
+        ids = [str((event or {}).get(key) or "") for key in ("project_id", "job_id", "run_id")]
+        return RunRef(*ids) if all(ids) else None
 
     def _carried(self) -> dict[str, Any]:
         return {"job_id": self.job, "job_created": self._job_created}
@@ -178,12 +190,27 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         self._job_created = bool(carried.get("job_created"))
         return carried
 
-    def _clean_up(self) -> None:
-        """Delete the job this task created, once its run ended (never fails the task)."""
+    def _clean_up(self, active: RunRef | None) -> None:
+        """Delete the job this task created, once its run ended (never fails the task).
+
+        :param active: this task's run when it may still be active (a failure path): it is stopped
+            and waited for first, so the job is never deleted under a live run.
+        """
         if not (self.delete_job_after and self._job_created and self.job):
             return
         hook: CmlHook = self.hook
         try:
+            if active is not None and not hook.end_run(
+                active, timeout=CLEAN_UP_WAIT, poll_interval=min(self.poll_interval, 5.0)
+            ):
+                self.log.warning(
+                    "Cloudera AI job %s was not deleted: its run %s was asked to stop but had not ended "
+                    "within %ds. Delete the job once the run has ended.",
+                    self.job,
+                    active.run_id,
+                    CLEAN_UP_WAIT,
+                )
+                return
             hook.delete_job(self.project, self.job)
             self.log.info("Deleted Cloudera AI job %s, created for this run.", self.job)
         except CmlException as exc:

@@ -74,3 +74,20 @@ for _deferrable in (False, True):
             poll_interval=0.2,
             deferrable=_deferrable,
         )
+
+    with DAG(f"cml_test_submit_cleanup_{_mode}", **ARGS):
+        # The run outlives the task's timeout: it is stopped, and its job deleted only once it ended.
+        CmlSubmitRunOperator(
+            task_id="times_out",
+            project="Analytics",
+            job_spec={
+                "script": "sleeper.py",
+                "runtime_identifier": RUNTIME_ID,
+                "environment": {"SLEEP": "30"},
+            },
+            job_name=f"cleanup-{_mode}",
+            delete_job_after=True,
+            timeout=1.5,
+            poll_interval=0.2,
+            deferrable=_deferrable,
+        )
