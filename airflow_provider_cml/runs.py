@@ -122,8 +122,9 @@ def status_of(run: Mapping[str, Any]) -> str:
 
 
 def is_refusal(http_status: int | None) -> bool:
-    """Whether an answer refused a request for what it asked (a 4xx that is not about the key,
-    the path, or the rate): e.g. a start while the job is busy, whatever its code or wording.
+    """Whether an answer refused what a request asked (a 4xx not about the key, path or rate).
+
+    A start while the job is busy is one, whatever its code or wording.
 
     :param http_status: the answer's HTTP status.
     """

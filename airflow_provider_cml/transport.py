@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_cml import __version__
-from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobAlreadyActiveError
+from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.http11 import HttpFailure, LeanClient, proxy_applies, text_of
 from airflow_provider_cml.retry import Clock, is_retryable_status
 
@@ -422,8 +423,21 @@ def _warn_once(kind: str, config: CmlClientConfig, message: str) -> None:
         log.warning(message, config.base_url)
 
 
+def _is_loopback(base_url: str) -> bool:
+    """Whether ``base_url`` names this machine: plain HTTP there never leaves it."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _warn_about_transport_security(config: CmlClientConfig) -> None:
-    if config.base_url.startswith("http://"):
+    # Once per process and workbench (each task and each resume is a process of its own); never for
+    # a workbench on this machine, such as the local one of the examples.
+    if config.base_url.startswith("http://") and not _is_loopback(config.base_url):
         _warn_once("plain", config, "The API key goes to %s over plain HTTP, unencrypted; use https://.")
     if config.verify is False:
         import urllib3

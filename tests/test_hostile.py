@@ -191,13 +191,26 @@ def test_user_and_password_in_the_host_are_refused_and_never_printed(monkeypatch
     assert "pa55w0rd" not in str(error) + json.dumps(event) and server.seen == []
 
 
-def test_plain_http_warns_once(monkeypatch, caplog, capfd):
-    with hostile(lambda r: [answer(200, run_json())]) as server:
-        for _ in range(2):
-            _hook(monkeypatch, server.url).get_job_run(PID, JID, RID)
+@pytest.mark.parametrize(
+    ("url", "times"),
+    [
+        ("http://cml.internal.example", 1),
+        ("http://10.1.2.3:8080", 1),
+        ("http://127.0.0.1:8080", 0),
+        ("http://localhost:8080", 0),
+        ("http://[::1]:8080", 0),
+        ("https://cml.internal.example", 0),
+    ],
+)
+def test_plain_http_warns_once_per_process_and_never_for_this_machine(monkeypatch, caplog, capfd, url, times):
+    from airflow_provider_cml import transport
+
+    monkeypatch.setattr(transport, "_warned", set())
+    for _ in range(3):  # three hooks (tasks, resumes) in one process
+        _hook(monkeypatch, url).transport  # noqa: B018 (building the transport is what warns)
     printed = "".join(capfd.readouterr())
     warning = "over plain HTTP, unencrypted"
-    assert max(caplog.text.count(warning), printed.count(warning)) == 1
+    assert max(caplog.text.count(warning), printed.count(warning)) == times
     assert KEY not in caplog.text + printed
 
 

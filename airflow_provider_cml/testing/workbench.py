@@ -476,8 +476,10 @@ class Workbench:
             return job
 
     def update_job(self, job: Job, body: Mapping[str, Any]) -> Job:
-        """UpdateJob: the fields the body has are applied (``environment`` a JSON string, ``timeout``
-        a string, as a Job carries them); the others keep their values. Read-only fields are ignored.
+        """UpdateJob: the fields the body has are applied; the others keep their values.
+
+        ``environment`` comes as a JSON string and ``timeout`` as a string, as a Job carries them.
+        Read-only fields are ignored.
 
         Real clients (Cloudera's own MCP server among them) send partial bodies such as
         ``{"schedule": ...}``. What a real server does with a zero value (``""``, ``0``) is not
