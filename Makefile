@@ -4,6 +4,11 @@ VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
+# A public client of the real API that no one here wrote, in a virtualenv of its own (its
+# dependencies are not Airflow's): tests/test_third_party_clients.py drives the workbench with it.
+MCP_VENV := .venv-mcp
+MCP_VERSION := 0.2.13
+MCP_STAMP := $(MCP_VENV)/.installed-cai-mcp-server-$(MCP_VERSION)
 
 .PHONY: install test demo lint bench clean
 
@@ -18,7 +23,12 @@ $(STAMP): pyproject.toml $(BIN)/uv
 
 install: $(STAMP)
 
-test: install
+$(MCP_STAMP): $(BIN)/uv
+	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(MCP_VENV)
+	$(BIN)/uv pip install --quiet --python $(MCP_VENV)/bin/python "cai-mcp-server==$(MCP_VERSION)"
+	touch $(MCP_STAMP)
+
+test: install $(MCP_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
@@ -39,4 +49,4 @@ bench: install
 	$(BIN)/python benchmarks/trigger_scale.py --profile
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) $(MCP_VENV) .demo .pytest_cache
