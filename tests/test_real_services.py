@@ -7,8 +7,10 @@ the task's states, that its wait went through the triggerer, and that the run wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,14 +40,47 @@ DAG_FILE = """
 from datetime import datetime
 from airflow.sdk import DAG
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 
-with DAG("cml_real_services", schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
+
+with DAG("cml_real_services", **ARGS):
     CmlRunJobOperator(
         task_id="deferred",
         project="Analytics",
         job="sleeper",
         environment={"SLEEP": "8"},  # long enough for many polls after the triggerer picks it up
         poll_interval=0.5,
+        deferrable=True,
+    )
+
+with DAG("cml_fanout", max_active_runs=3, **ARGS):
+    # Five instances over one job, each waiting in the triggerer for the job to be free: the
+    # pattern that defers and resumes most often, so the one most exposed to Airflow's deferral
+    # race (apache/airflow 71580). At the shortest poll the README documents.
+    CmlRunJobOperator.partial(
+        task_id="each",
+        project="Analytics",
+        job="fanout",
+        if_active="wait",
+        poll_interval=1,
+        timeout=600,
+        deferrable=True,
+    ).expand(environment=[{"RUN_DATE": f"2024-01-0{i}"} for i in range(1, 6)])
+
+with DAG("cml_kill_busy_wait", **ARGS):
+    # Waits in the triggerer for someone else's run to free the job; killed there.
+    CmlRunJobOperator(
+        task_id="waits", project="Analytics", job="sleeper", if_active="wait", poll_interval=0.5, deferrable=True
+    )
+
+with DAG("cml_kill_sensor", **ARGS):
+    CmlJobRunSensor(
+        task_id="watches",
+        project="Analytics",
+        job="sleeper",
+        run_id="{{ dag_run.conf['run_id'] }}",
+        poke_interval=0.5,
         deferrable=True,
     )
 """
@@ -106,10 +141,20 @@ def deployment(tmp_path_factory, workbench) -> Iterator[dict]:
     _run(*airflow, "db", "migrate", env=env)
     processes = []
     logs = {}
-    for service in (["api-server", "--port", str(port)], ["scheduler"], ["dag-processor"], ["triggerer"]):
+    services = (
+        ["api-server", "--port", str(port)],
+        ["scheduler", "--skip-serve-logs"],  # else a log server listens on every interface
+        ["dag-processor"],
+        ["triggerer", "--skip-serve-logs"],
+    )
+    for service in services:
         logs[service[0]] = base / f"{service[0]}.log"
         with logs[service[0]].open("w") as out:
-            processes.append(subprocess.Popen([*airflow, *service], env=env, stdout=out, stderr=out))
+            processes.append(
+                subprocess.Popen(
+                    [*airflow, *service], env=env, stdout=out, stderr=out, start_new_session=True
+                )
+            )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -123,10 +168,19 @@ def deployment(tmp_path_factory, workbench) -> Iterator[dict]:
                 pass
             assert time.monotonic() < deadline, "the API server did not start"
             time.sleep(0.5)
-        yield {"url": url, "logs": logs, "home": base / "home"}
+        token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 120
+        for dag_id in ("cml_real_services", "cml_fanout", "cml_kill_busy_wait", "cml_kill_sensor"):
+            while requests.get(f"{url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, f"the dag-processor did not parse {dag_id}"
+                time.sleep(1)
+        yield {"url": url, "logs": logs, "home": base / "home", "headers": headers}
     finally:
         for process in processes:
             process.terminate()
+            with contextlib.suppress(ProcessLookupError):  # the api-server's child outlives a TERM
+                os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             try:
                 process.wait(timeout=30)
@@ -134,25 +188,41 @@ def deployment(tmp_path_factory, workbench) -> Iterator[dict]:
                 process.kill()
 
 
-def test_a_deferrable_task_through_the_real_services(deployment, wb):
-    url = deployment["url"]
-    headers = {
-        "Authorization": f"Bearer {requests.get(f'{url}/auth/token', timeout=10).json()['access_token']}"
-    }
-    deadline = time.monotonic() + 120
-    while (
-        requests.get(f"{url}/api/v2/dags/cml_real_services", headers=headers, timeout=10).status_code != 200
-    ):
-        assert time.monotonic() < deadline, "the dag-processor did not parse the DAG"
-        time.sleep(1)
+def _trigger(deployment: dict, dag_id: str, conf: dict | None = None) -> str:
     created = requests.post(
-        f"{url}/api/v2/dags/cml_real_services/dagRuns",
-        json={"logical_date": None},
-        headers=headers,
+        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns",
+        json={"logical_date": None, "conf": conf or {}},
+        headers=deployment["headers"],
         timeout=30,
     )
     created.raise_for_status()
-    run_id = created.json()["dag_run_id"]
+    return str(created.json()["dag_run_id"])
+
+
+def _task_instances(deployment: dict, dag_id: str, run_id: str) -> list[dict]:
+    answer = requests.get(
+        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+        headers=deployment["headers"],
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return list(answer.json()["task_instances"])
+
+
+def _wait_for(what: str, check, limit: float = 240) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _logs(deployment: dict) -> str:
+    return "".join(path.read_text()[-4000:] for path in deployment["logs"].values())
+
+
+def test_a_deferrable_task_through_the_real_services(deployment, wb):
+    url, headers = deployment["url"], deployment["headers"]
+    run_id = _trigger(deployment, "cml_real_services")
     states: list[str] = []
     deadline = time.monotonic() + 240
     while True:
@@ -183,3 +253,76 @@ def test_a_deferrable_task_through_the_real_services(deployment, wb):
     assert len(starts) == 1
     job = wb.workbench.job_by_name("Analytics", "sleeper")
     assert wb.workbench.runs_of(job)[-1].status == "ENGINE_SUCCEEDED"
+
+
+FINAL = ("success", "failed", "upstream_failed", "skipped")
+
+
+def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race(deployment, wb):
+    """Three runs of five instances over one job, each waiting in the triggerer for the job.
+
+    Each instance defers and resumes several times; on LocalExecutor an event sooner than ~5 s
+    after a deferral left succeeded tasks marked failed (apache/airflow 71580). Events are held.
+    """
+    runs_of_dag = [_trigger(deployment, "cml_fanout") for _ in range(3)]
+
+    def all_final() -> bool:
+        states = [ti["state"] for r in runs_of_dag for ti in _task_instances(deployment, "cml_fanout", r)]
+        return len(states) == 15 and all(state in FINAL for state in states)
+
+    _wait_for("the fan-outs to finish", all_final, limit=420)
+    states = [ti["state"] for r in runs_of_dag for ti in _task_instances(deployment, "cml_fanout", r)]
+    assert states == ["success"] * 15, (states, _logs(deployment))
+    job = wb.workbench.job_by_name("Analytics", "fanout")
+    ours = [r for r in wb.workbench.runs_of(job) if r.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_fanout"]
+    assert len(ours) == 15 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
+    ordered = sorted(ours, key=lambda r: r.seq)
+    for before, after in zip(ordered, ordered[1:]):  # one at a time: none overlapped
+        assert before.times["finished_at"] <= after.created_at
+
+
+def _kill_while_deferred(deployment: dict, wb, dag_id: str, task_id: str, conf: dict | None = None) -> str:
+    """Trigger ``dag_id``, wait until its task is deferred, mark it failed; return the trigger log."""
+    run_id = _trigger(deployment, dag_id, conf)
+
+    def state() -> str | None:
+        (ti,) = _task_instances(deployment, dag_id, run_id)
+        return ti["state"]
+
+    _wait_for(f"{dag_id} to defer", lambda: state() == "deferred", limit=120)
+    marked = requests.patch(
+        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+        json={"new_state": "failed"},
+        headers=deployment["headers"],
+        timeout=30,
+    )
+    marked.raise_for_status()
+    _wait_for(f"{dag_id} to be failed", lambda: state() == "failed", limit=60)
+
+    def everything() -> str:
+        files = [*(deployment["home"] / "logs").rglob("*.log"), *deployment["logs"].values()]
+        return "".join(path.read_text() for path in files)
+
+    # The triggerer acts on the kill shortly after the state changes, and says what it did.
+    with contextlib.suppress(AssertionError):
+        _wait_for("the trigger's kill", lambda: "is not its own: left running" in everything(), limit=20)
+    return everything()
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id"), [("cml_kill_busy_wait", "waits"), ("cml_kill_sensor", "watches")]
+)
+def test_killing_a_deferred_task_never_stops_a_run_it_does_not_own(deployment, wb, dag_id, task_id):
+    """A busy-wait task waits for someone else's run; a sensor watches one. Neither owns it."""
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    other = CmlHook().start_job_run("Analytics", "sleeper", {"SLEEP": "120"})
+    try:
+        log = _kill_while_deferred(deployment, wb, dag_id, task_id, {"run_id": other["id"]})
+        time.sleep(3)  # the stop used to come about 2 s after the kill
+        run = wb.workbench.runs[other["id"]]
+        assert not run.stop_requested and run.status == "ENGINE_RUNNING", log[-3000:]
+        assert not wb.requests("POST", r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/]+:stop")
+        assert f"Cloudera AI run {other['id']} is not its own: left running" in log
+    finally:
+        CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
