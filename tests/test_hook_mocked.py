@@ -206,14 +206,31 @@ class TestNoDoubleStart:
         with pytest.raises(CmlJobAlreadyActiveError, match="already has an active run .run other-run-0001"):
             hook.start_job_run(PID, JID)
 
-    def test_a_refused_start_with_no_active_run_is_the_refusal(self, hook, requests_mock):
-        requests_mock.post(
+    def test_a_refused_start_with_no_active_run_is_tried_once_more_then_the_refusal(
+        self, hook, requests_mock, sleeps
+    ):
+        starts = requests_mock.post(
             RUNS, status_code=400, json={"code": 3, "message": "job run for job x already active"}
         )
         requests_mock.get(RUNS, json={"job_runs": [_run("ENGINE_SUCCEEDED")]})
         with pytest.raises(CmlApiError) as info:
             hook.start_job_run(PID, JID)
         assert type(info.value) is CmlApiError and "refused the request (HTTP 400)" in str(info.value)
+        assert starts.call_count == 2 and sleeps == [1.0]
+
+    def test_a_blocker_that_ended_between_the_refusal_and_the_look_is_no_error(
+        self, hook, requests_mock, sleeps
+    ):
+        """Short runs end fast: the job was busy at the start and free at the look."""
+        requests_mock.post(
+            RUNS,
+            [
+                {"status_code": 400, "json": {"code": 9, "message": "job run for job x already active"}},
+                {"json": _run("ENGINE_SCHEDULING")},
+            ],
+        )
+        requests_mock.get(RUNS, json={"job_runs": [_run("ENGINE_SUCCEEDED", id="ended-00000001")]})
+        assert hook.start_job_run(PID, JID)["id"] == RID
 
     @pytest.mark.parametrize("status", [401, 403, 404])
     def test_key_and_path_errors_are_not_looked_into(self, hook, requests_mock, status):

@@ -611,7 +611,7 @@ class CmlHook(JobDefinitions, BaseHook):
         deadline = self.budget(START_BUDGET * self.config.timeout)
         since = datetime.now(timezone.utc) - CLOCK_SKEW
         secrets = list(env.values())
-        answer_lost = False
+        answer_lost = refused_idle = False
         for attempt in range(1, policy.max_retries + 2):
             try:
                 run = self.transport.request(
@@ -647,7 +647,13 @@ class CmlHook(JobDefinitions, BaseHook):
                 except CmlException:  # the look failed: the refusal is the error worth showing
                     active = None
                 if active is None:
-                    raise exc from None
+                    # Either not about a busy job, or its run ended between the refusal and the
+                    # look (short runs do): one more start tells. A refusal acted on nothing.
+                    if refused_idle or not policy.can_retry(attempt) or self._past(deadline, 1.0):
+                        raise exc from None
+                    refused_idle = True
+                    self.clock.sleep(1.0)
+                    continue
                 found = self._find_started_run(path, token, since, deadline) if answer_lost else None
                 if found is not None:
                     return found
