@@ -290,6 +290,15 @@ def _kill_while_deferred(deployment: dict, wb, dag_id: str, task_id: str, conf: 
         return ti["state"]
 
     _wait_for(f"{dag_id} to defer", lambda: state() == "deferred", limit=120)
+
+    def trigger_log() -> str:
+        files = (deployment["home"] / "logs" / f"dag_id={dag_id}").rglob("*.log")
+        return "".join(p.read_text() for p in files if ".trigger." in p.name)
+
+    # Killed once the triggerer runs the trigger (it has polled the run), not before it got there.
+    _wait_for(
+        f"{dag_id}'s trigger to poll", lambda: str((conf or {}).get("run_id")) in trigger_log(), limit=60
+    )
     marked = requests.patch(
         f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
         json={"new_state": "failed"},
