@@ -278,3 +278,21 @@ def test_a_failed_submitted_run_is_stopped_and_ended_before_its_job_is_deleted(w
     assert delete.status == 200 and run.job.id not in wb.workbench.jobs
     finished = datetime.fromisoformat(run.times["finished_at"].replace("Z", "+00:00")).timestamp()
     assert finished <= delete.time
+
+
+def test_deferrable_waits_on_a_run_not_their_own_never_stop_it(wb, dagbag):
+    """A busy wait and a sensor, deferred on someone else's run, time out and leave it running."""
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    other = CmlHook().start_job_run("Analytics", "sleeper", {"SLEEP": "60"})
+    try:
+        dag_run = dagbag.get_dag("cml_test_deferrable_not_ours").test(run_conf={"run_id": other["id"]})
+        states = {
+            ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()
+        }
+        assert states == {"busy_wait": "failed", "watch": "failed"}
+        assert not wb.requests("POST", r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/]+:stop")
+        assert wb.workbench.runs[other["id"]].status == "ENGINE_RUNNING"
+        assert len(wb.requests("POST", r"/api/v2/projects/[^/]+/jobs/[^/]+/runs")) == 1  # only ours
+    finally:
+        CmlHook().stop_job_run("Analytics", "sleeper", other["id"])

@@ -313,8 +313,9 @@ def _kill_while_deferred(deployment: dict, wb, dag_id: str, task_id: str, conf: 
         return "".join(path.read_text() for path in files)
 
     # The triggerer acts on the kill shortly after the state changes, and says what it did.
+    said = f"Cloudera AI run {(conf or {}).get('run_id')} is not its own: left running"
     with contextlib.suppress(AssertionError):
-        _wait_for("the trigger's kill", lambda: "is not its own: left running" in everything(), limit=20)
+        _wait_for("the trigger's kill", lambda: said in everything(), limit=20)
     return everything()
 
 

@@ -108,6 +108,28 @@ with DAG("cml_test_deferrable_timeout", **ARGS):
         deferrable=True,
     )
 
+with DAG("cml_test_deferrable_not_ours", **ARGS):
+    # Both wait in the triggerer on a run someone else started, and give up at their timeout:
+    # neither may stop it.
+    CmlRunJobOperator(
+        task_id="busy_wait",
+        project="Analytics",
+        job="sleeper",
+        if_active="wait",
+        poll_interval=0.2,
+        timeout=1.5,
+        deferrable=True,
+    )
+    CmlJobRunSensor(
+        task_id="watch",
+        project="Analytics",
+        job="sleeper",
+        run_id="{{ dag_run.conf['run_id'] }}",
+        poke_interval=0.2,
+        timeout=1.5,
+        deferrable=True,
+    )
+
 for _deferrable in (False, True):
     with DAG(f"cml_test_retry_{'deferrable' if _deferrable else 'sync'}", **ARGS):
         CmlRunJobOperator(
