@@ -28,8 +28,13 @@ $(MCP_STAMP): $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(MCP_VENV)/bin/python "cai-mcp-server==$(MCP_VERSION)"
 	touch $(MCP_STAMP)
 
+# Two workers, each taking whole test files; PYTEST_WORKERS=0 runs in one process. The real-services
+# tests (a whole Airflow deployment, timing-sensitive like a real one) run after them, alone.
+PYTEST_WORKERS ?= 2
+
 test: install $(MCP_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not real_services" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:xdist -m real_services $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python scripts/run_demo.py

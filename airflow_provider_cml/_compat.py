@@ -97,7 +97,7 @@ def default_deferrable() -> bool:
 
 
 #: Seconds a trigger keeps its event after the deferral (see :func:`trigger_event_hold`).
-DEFAULT_TRIGGER_EVENT_HOLD = 6.0
+DEFAULT_TRIGGER_EVENT_HOLD = 10.0
 
 
 def trigger_event_hold() -> float:

@@ -58,8 +58,8 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "version_added": "0.1.0",
                         "type": "float",
-                        "example": "6",
-                        "default": "6",
+                        "example": "10",
+                        "default": "10",
                     }
                 },
             }

@@ -171,6 +171,9 @@ def main() -> int:
             "AIRFLOW_HOME": str(DEMO / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # dag.test() runs triggers in-process, with no scheduler: no deferral race to hold
+            # trigger events back for (a real deployment keeps the default, see the README).
+            "AIRFLOW__CML__TRIGGER_EVENT_HOLD": "0",
         }
     )
     (DEMO / "airflow" / "config").mkdir(parents=True)

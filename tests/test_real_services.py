@@ -34,6 +34,7 @@ pytestmark = [
         UV is None, reason="needs uv (make install puts it in the virtualenv) to build the wheel"
     ),
     pytest.mark.airflow_dag,
+    pytest.mark.real_services,
 ]
 
 DAG_FILE = """
