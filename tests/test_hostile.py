@@ -308,6 +308,18 @@ def test_a_silent_server_holds_a_start_for_one_budget_at_most(monkeypatch):
     assert _paths(server).count(f"POST {RUNS}") <= 2  # looked for it in between; never a storm
 
 
+def test_a_silent_server_holds_a_job_create_for_one_budget_at_most(monkeypatch):
+    from airflow_provider_cml.hooks.jobs import CREATE_BUDGET
+
+    with hostile(lambda r: [("sleep", 30)]) as server:
+        hook = _hook(monkeypatch, server.url, timeout=1, max_retries=5)
+        spec = {"name": "nightly", "script": "a.py", "runtime_identifier": "rt"}
+        error, _, took = _timed(lambda: hook.create_job(PID, spec))
+    assert isinstance(error, CmlApiError) and "No answer" in str(error)
+    assert took < CREATE_BUDGET * 1 + 1.5
+    assert _paths(server).count(f"POST /api/v2/projects/{PID}/jobs") <= 2
+
+
 def test_a_wait_ends_on_time_when_reads_hang_and_still_sends_the_stop(monkeypatch):
     def main(request: Seen):
         return [answer(200, run_json())] if request.method == "POST" else [("sleep", 30)]
@@ -461,7 +473,7 @@ def test_a_listing_without_environments_is_not_trusted_and_the_start_not_resent(
     main, _ = _lost_start(lambda tokens, r: {"job_runs": [run_json()]})  # no "environment" field
     with hostile(main) as server:
         error, _, _ = _timed(lambda: _hook(monkeypatch, server.url, max_retries=3).start_job_run(PID, JID))
-    assert type(error) is CmlApiError and "cannot tell whether the run started" in str(error)
+    assert isinstance(error, CmlApiError) and "cannot tell whether the run started" in str(error)
     assert _paths(server).count(f"POST {RUNS}") == 1
 
 

@@ -23,6 +23,7 @@ from airflow_provider_cml.connection_fields import (
     UI_FIELD_BEHAVIOUR,
     wtforms_widgets,
 )
+from airflow_provider_cml.create_once import LOOKUPS, Attempt, Undecidable, look_up_lagging, post_once
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -33,7 +34,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.links import build_run_url
-from airflow_provider_cml.retry import Clock, is_transient
+from airflow_provider_cml.retry import Clock
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
 from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
 from airflow_provider_cml.validation import (
@@ -66,8 +67,7 @@ MAX_EMPTY_PAGES = 5
 START_BUDGET = 3
 #: Seconds the status read before a stop may take: past that, the stop is sent unread.
 STATUS_BEFORE_STOP = 10.0
-#: After a lost start answer: how often the runs listing is read, and how many pages each time.
-LOOKUPS = 3
+#: After a lost start answer: how many pages of the runs listing each look reads.
 LOOKUP_PAGES = 5
 #: Server and worker clocks may differ: runs created up to this long before the start still count.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -607,61 +607,53 @@ class CmlHook(JobDefinitions, BaseHook):
         }
         if args is not None:
             body["arguments"] = args
-        policy = self.config.retry_policy
         deadline = self.budget(START_BUDGET * self.config.timeout)
         since = datetime.now(timezone.utc) - CLOCK_SKEW
-        secrets = list(env.values())
-        answer_lost = refused_idle = False
-        for attempt in range(1, policy.max_retries + 2):
+        refused_idle = False
+
+        def on_refusal(exc: CmlApiError, attempt: Attempt) -> Mapping[str, Any] | None:
+            nonlocal refused_idle
+            if not runs.is_refusal(exc.http_status):
+                raise exc
+            # Refused: is the job busy? The listing says so, whatever the refusal's wording.
             try:
-                run = self.transport.request(
+                active = self.active_run(ref.project_id, ref.job_id)
+            except CmlException:  # the look failed: the refusal is the error worth showing
+                active = None
+            if active is None:
+                # Either not about a busy job, or its run ended between the refusal and the look
+                # (short runs do): one more start tells. A refusal acted on nothing.
+                if refused_idle or not attempt.may_resend(1.0):
+                    raise exc from None
+                refused_idle = True
+                self.clock.sleep(1.0)
+                return None
+            found = self._find_started_run(path, token, since, deadline) if attempt.answer_lost else None
+            if found is not None:
+                return found
+            raise self._busy(job, active, exc, attempt.answer_lost) from None
+
+        with self.within(deadline):  # the look-ups too
+            run = post_once(
+                lambda: self.transport.request(
                     "POST",
                     path,
                     body=body,
                     idempotent=False,
                     not_found=self._what(project, job),
-                    secrets=secrets,
+                    secrets=list(env.values()),
                     deadline=deadline,
-                )
-            except NotDone as not_done:
-                answer_lost = answer_lost or not_done.maybe_acted
-                found = self._find_started_run(path, token, since, deadline) if not_done.maybe_acted else None
-                if found is not None:
-                    self.log.warning(
-                        "The start's answer was lost, but the run exists: %s.", describe_run(found)
-                    )
-                    return found
-                delay = policy.delay(attempt, not_done.retry_after)
-                if not_done.resend_useless or not policy.can_retry(attempt) or self._past(deadline, delay):
-                    raise not_done.error from None
-                self.log.warning(
-                    "Start of job %s not confirmed and no run found; retrying in %.1fs.", job, delay
-                )
-                self.clock.sleep(delay)
-            except CmlApiError as exc:
-                if not runs.is_refusal(exc.http_status):
-                    raise
-                # Refused: is the job busy? The listing says so, whatever the refusal's wording.
-                try:
-                    active = self.active_run(ref.project_id, ref.job_id)
-                except CmlException:  # the look failed: the refusal is the error worth showing
-                    active = None
-                if active is None:
-                    # Either not about a busy job, or its run ended between the refusal and the
-                    # look (short runs do): one more start tells. A refusal acted on nothing.
-                    if refused_idle or not policy.can_retry(attempt) or self._past(deadline, 1.0):
-                        raise exc from None
-                    refused_idle = True
-                    self.clock.sleep(1.0)
-                    continue
-                found = self._find_started_run(path, token, since, deadline) if answer_lost else None
-                if found is not None:
-                    return found
-                raise self._busy(job, active, exc, answer_lost) from None
-            else:
-                self.log.info("Started Cloudera AI %s.", describe_run(run))
-                return run
-        raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
+                ),
+                lambda: self._find_started_run(path, token, since, deadline, lookups=1),
+                policy=self.config.retry_policy,
+                clock=self.clock,
+                deadline=deadline,
+                what=f"start of job {job!r}",
+                log=self.log,
+                on_refusal=on_refusal,
+            )
+        self.log.info("Started Cloudera AI %s.", describe_run(run))
+        return run
 
     @staticmethod
     def _busy(
@@ -694,33 +686,23 @@ class CmlHook(JobDefinitions, BaseHook):
         bound = self.transport.bound
         return deadline if bound is None else min(deadline, bound)
 
-    def _past(self, deadline: float, delay: float = 0.0) -> bool:
-        return self.clock.monotonic() + delay >= deadline
-
     def _find_started_run(
-        self, runs_path: str, token: str, since: datetime, deadline: float
+        self, runs_path: str, token: str, since: datetime, deadline: float, *, lookups: int = LOOKUPS
     ) -> dict[str, Any] | None:
         """The run carrying ``token``, looked for among the runs created since the start.
 
-        A listing lags behind: it is read up to :data:`LOOKUPS` times, a second apart, within the
-        start's deadline. Pages are followed until runs older than the start appear (a server may
-        ignore ``sort``), at most :data:`LOOKUP_PAGES` pages. A skipped run carrying the token (a
-        resent start meeting our own active run) loses to one that was not skipped. A listing that
-        shows no run environments cannot tell: that raises rather than risk a second run.
+        Read ``lookups`` times, a second apart (a listing lags behind; see
+        :func:`~airflow_provider_cml.create_once.look_up_lagging`). Pages are followed until runs
+        older than the start appear (a server may ignore ``sort``), at most :data:`LOOKUP_PAGES`
+        pages. A skipped run carrying the token (a resent start meeting our own active run) loses to
+        one that was not skipped. A listing that shows no run environments cannot tell: that raises
+        rather than risk a second run.
         """
-        for look in range(LOOKUPS):
-            if look:
-                if self._past(deadline, 1.0):
-                    return None
-                self.clock.sleep(1.0)
-            try:
-                found, hidden = self._scan_runs_for(runs_path, token, since, deadline)
-            except CmlApiError as exc:
-                if not is_transient(exc):
-                    raise
-                continue
+
+        def look() -> dict[str, Any] | None:
+            found, hidden = self._scan_runs_for(runs_path, token, since, deadline)
             if hidden:
-                raise CmlApiError(
+                raise Undecidable(
                     "The start's answer was lost, and this workbench's runs listing does not show run "
                     "environments, so the provider cannot tell whether the run started. It did not send "
                     "the start again (that could make a second run): check the job's runs in the "
@@ -728,9 +710,11 @@ class CmlHook(JobDefinitions, BaseHook):
                     method="GET",
                     path=runs_path,
                 )
-            if found is not None:
-                return found
-        return None
+            return found
+
+        if lookups == 1:
+            return look()
+        return look_up_lagging(look, self.clock, deadline)  # type: ignore[return-value]
 
     def _scan_runs_for(
         self, runs_path: str, token: str, since: datetime, deadline: float

@@ -10,18 +10,21 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_cml.create_once import post_once
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.jobs import CmlJobSpec
-from airflow_provider_cml.transport import NotDone
 from airflow_provider_cml.validation import path_segment
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Iterator
 
     from airflow_provider_cml.config import CmlClientConfig
     from airflow_provider_cml.retry import Clock
     from airflow_provider_cml.transport import SyncTransport
 
+#: A create (every attempt, look-up and back-off) ends within this many request timeouts.
+CREATE_BUDGET = 3
 #: What :meth:`JobDefinitions.ensure_job` did.
 EnsureAction = Literal["created", "updated", "unchanged"]
 
@@ -40,6 +43,8 @@ class JobDefinitions:
         @property
         def transport(self) -> SyncTransport: ...  # noqa: D102
         def _require_v2(self, what: str) -> None: ...
+        def within(self, deadline: float | None) -> contextlib.AbstractContextManager[None]: ...  # noqa: D102
+        def budget(self, seconds: float) -> float: ...  # noqa: D102
         def resolve_project(self, project: str) -> dict[str, Any]: ...  # noqa: D102
         def get_project(self, project_id: str) -> dict[str, Any]: ...  # noqa: D102
         def get_job(self, project: str, job_id: str) -> dict[str, Any]: ...  # noqa: D102
@@ -91,10 +96,11 @@ class JobDefinitions:
     ) -> dict[str, Any]:
         """Create a job (CreateJob) and return it; :meth:`ensure_job` is the usual way in.
 
-        Never creates it twice: when the answer is lost, a job of that name is looked for (up to
-        :data:`~airflow_provider_cml.hooks.cml.LOOKUPS` times, a second apart, as a listing may lag)
-        before the request is sent again. A job of that name that existed before is taken for it,
-        so call this only for a name no job has.
+        Never creates it twice: when the answer is lost, a job of that name is looked for through
+        a listing that may lag (:func:`~airflow_provider_cml.create_once.post_once`) before the
+        request is sent again; the whole create ends within :data:`CREATE_BUDGET` request
+        timeouts. A job of that name that existed before is taken for it, so call this only for a
+        name no job has.
 
         :param project: project name or ID.
         :param spec: the job's definition.
@@ -104,30 +110,32 @@ class JobDefinitions:
         project_id = str(self.resolve_project(project)["id"])
         path = self._project_path(project_id) + "/jobs"
         body = spec.create_body(project_id, parent_id)
-        policy = self.config.retry_policy
-        for attempt in range(1, policy.max_retries + 2):
-            try:
-                job = self.transport.request(
+        deadline = self.budget(CREATE_BUDGET * self.config.timeout)
+
+        def look_up() -> dict[str, Any] | None:
+            found = self._named_jobs(project_id, spec.name)
+            return found[0] if found else None
+
+        with self.within(deadline):  # the look-ups too
+            job = post_once(
+                lambda: self.transport.request(
                     "POST",
                     path,
                     body=body,
                     idempotent=False,
                     not_found=f"project {project!r}",
                     secrets=spec.secrets(),
-                )
-            except NotDone as not_done:
-                found = self._look_for_job(project_id, spec.name) if not_done.maybe_acted else []
-                if found:
-                    self.log.warning("The answer to creating job %r was lost, but the job exists.", spec.name)
-                    return found[0]
-                delay = policy.delay(attempt, not_done.retry_after)
-                if not_done.resend_useless or not policy.can_retry(attempt):
-                    raise not_done.error from None
-                self.clock.sleep(delay)
-            else:
-                self._forget_job(project_id, spec.name)
-                return job
-        raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
+                    deadline=deadline,
+                ),
+                look_up,
+                policy=self.config.retry_policy,
+                clock=self.clock,
+                deadline=deadline,
+                what=f"creation of job {spec.name!r}",
+                log=self.log,
+            )
+        self._forget_job(project_id, spec.name)
+        return dict(job)
 
     def update_job(
         self, project: str, job: Mapping[str, Any], spec: CmlJobSpec, parent_id: str | None = None
@@ -245,17 +253,6 @@ class JobDefinitions:
                 f"Runtimes. The workbench offers e.g. {', '.join(map(repr, offered)) or 'none'} "
                 "(CmlHook.list_runtimes() lists them all)."
             )
-
-    def _look_for_job(self, project_id: str, name: str) -> list[dict[str, Any]]:
-        from airflow_provider_cml.hooks.cml import LOOKUPS
-
-        for look in range(LOOKUPS):
-            if look:
-                self.clock.sleep(1.0)
-            found = self._named_jobs(project_id, name)
-            if found:
-                return found
-        return []
 
     def _named_jobs(self, project_id: str, name: str) -> list[dict[str, Any]]:
         """The project's jobs named exactly ``name`` (the server's filter matches substrings)."""
