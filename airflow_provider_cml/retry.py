@@ -85,8 +85,9 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to sleep before retry number ``attempt``.
 
-        A server's ``Retry-After`` wins (capped); otherwise exponential back-off with "full jitter",
-        so that many clients failing together do not retry together.
+        A server's ``Retry-After`` wins (capped); otherwise exponential back-off with "equal
+        jitter" (between half and all of the step), so that many clients failing together do not
+        retry together.
 
         :param attempt: the 1-based number of the attempt that failed.
         :param retry_after: the failed answer's ``Retry-After`` header, if any.

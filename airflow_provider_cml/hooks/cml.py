@@ -220,7 +220,7 @@ class CmlHook(JobDefinitions, BaseHook):
             return None
         return self.clock.monotonic() + (unix_deadline - time.time())
 
-    # -- async (triggers): same policy, same errors, httpx instead of requests -------------------
+    # -- async (triggers): same policy, same errors, the lean asyncio client instead of requests --
 
     async def aconfig(self) -> CmlClientConfig:
         """:attr:`config`, with the connection read without blocking the event loop."""
