@@ -29,6 +29,22 @@ def is_retryable_status(status_code: int) -> bool:
     return status_code in RETRYABLE_STATUS_CODES
 
 
+def is_refusal(status_code: int | None) -> bool:
+    """Whether an error answer refused what the request asked, rather than the key, path or moment.
+
+    A 4xx that is not 401, 403, 404, 408 or a retryable status: a start while the job is busy is
+    one, whatever its code or wording.
+
+    :param status_code: the HTTP status of an error answer (``None``: no answer).
+    """
+    return (
+        status_code is not None
+        and 400 <= status_code < 500
+        and status_code not in (401, 403, 404, 408)
+        and not is_retryable_status(status_code)
+    )
+
+
 def is_transient(error: CmlApiError) -> bool:
     """Whether an API error may pass by itself: no answer at all, or a retryable status.
 

@@ -121,18 +121,6 @@ def status_of(run: Mapping[str, Any]) -> str:
     return str(value).strip().upper()
 
 
-def is_refusal(http_status: int | None) -> bool:
-    """Whether an answer refused what a request asked (a 4xx not about the key, path or rate).
-
-    A start while the job is busy is one, whatever its code or wording.
-
-    :param http_status: the answer's HTTP status.
-    """
-    return (
-        http_status is not None and 400 <= http_status < 500 and http_status not in (401, 403, 404, 408, 429)
-    )
-
-
 def is_terminal(status: str | None) -> bool:
     """Whether a run in ``status`` has ended (successfully or not).
 
@@ -319,7 +307,7 @@ def workload_crn(answer: Any, job: Mapping[str, Any]) -> str | None:
     :param job: the Job.
     """
     crns = _workload_crns(answer, job)
-    return next(iter(sorted(crns))) if len(crns) == 1 else None
+    return crns.pop() if len(crns) == 1 else None
 
 
 def _workload_crns(answer: Any, job: Mapping[str, Any]) -> set[str]:

@@ -9,6 +9,7 @@ import re
 import pytest
 import requests
 
+from airflow_provider_cml.create_once import LOOKUPS
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -17,7 +18,7 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunTimeout,
     CmlLookupError,
 )
-from airflow_provider_cml.hooks.cml import LOOKUPS, START_TOKEN_ENV, CmlHook
+from airflow_provider_cml.hooks.cml import START_TOKEN_ENV, CmlHook
 from airflow_provider_cml.runs import RunRef
 from tests.conftest import MOCK_KEY, MOCK_URL
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_cml.create_once import LOOKUPS
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -21,7 +22,7 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunError,
     CmlJobRunTimeout,
 )
-from airflow_provider_cml.hooks.cml import LOOKUPS, MAX_EMPTY_PAGES, START_BUDGET, CmlHook
+from airflow_provider_cml.hooks.cml import MAX_EMPTY_PAGES, START_BUDGET, CmlHook
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from airflow_provider_cml.validation import START_TOKEN_ENV
 from tests.hostile import Seen, answer, bad_gzip_answer, cut_answer, hostile

@@ -23,7 +23,7 @@ from airflow_provider_cml.connection_fields import (
     UI_FIELD_BEHAVIOUR,
     wtforms_widgets,
 )
-from airflow_provider_cml.create_once import LOOKUPS, Attempt, Undecidable, look_up_lagging, post_once
+from airflow_provider_cml.create_once import Attempt, Undecidable, look_up_lagging, post_once
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -34,7 +34,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.links import build_run_url
-from airflow_provider_cml.retry import Clock
+from airflow_provider_cml.retry import Clock, is_refusal
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
 from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
 from airflow_provider_cml.validation import (
@@ -613,7 +613,7 @@ class CmlHook(JobDefinitions, BaseHook):
 
         def on_refusal(exc: CmlApiError, attempt: Attempt) -> Mapping[str, Any] | None:
             nonlocal refused_idle
-            if not runs.is_refusal(exc.http_status):
+            if not is_refusal(exc.http_status):
                 raise exc
             # Refused: is the job busy? The listing says so, whatever the refusal's wording.
             try:
@@ -628,9 +628,12 @@ class CmlHook(JobDefinitions, BaseHook):
                 refused_idle = True
                 self.clock.sleep(1.0)
                 return None
-            found = self._find_started_run(path, token, since, deadline) if attempt.answer_lost else None
-            if found is not None:
-                return found
+            if attempt.answer_lost:  # the active run may be this start's own
+                found = look_up_lagging(
+                    lambda: self._started_run(path, token, since, deadline), self.clock, deadline
+                )
+                if found is not None:
+                    return found
             raise self._busy(job, active, exc, attempt.answer_lost) from None
 
         with self.within(deadline):  # the look-ups too
@@ -644,7 +647,7 @@ class CmlHook(JobDefinitions, BaseHook):
                     secrets=list(env.values()),
                     deadline=deadline,
                 ),
-                lambda: self._find_started_run(path, token, since, deadline, lookups=1),
+                lambda: self._started_run(path, token, since, deadline),
                 policy=self.config.retry_policy,
                 clock=self.clock,
                 deadline=deadline,
@@ -686,35 +689,28 @@ class CmlHook(JobDefinitions, BaseHook):
         bound = self.transport.bound
         return deadline if bound is None else min(deadline, bound)
 
-    def _find_started_run(
-        self, runs_path: str, token: str, since: datetime, deadline: float, *, lookups: int = LOOKUPS
+    def _started_run(
+        self, runs_path: str, token: str, since: datetime, deadline: float
     ) -> dict[str, Any] | None:
-        """The run carrying ``token``, looked for among the runs created since the start.
+        """One look for the run carrying ``token`` among the runs created since the start.
 
-        Read ``lookups`` times, a second apart (a listing lags behind; see
-        :func:`~airflow_provider_cml.create_once.look_up_lagging`). Pages are followed until runs
-        older than the start appear (a server may ignore ``sort``), at most :data:`LOOKUP_PAGES`
-        pages. A skipped run carrying the token (a resent start meeting our own active run) loses to
-        one that was not skipped. A listing that shows no run environments cannot tell: that raises
-        rather than risk a second run.
+        Callers read it through :func:`~airflow_provider_cml.create_once.look_up_lagging` (a listing
+        lags behind). Pages are followed until runs older than the start appear (a server may
+        ignore ``sort``), at most :data:`LOOKUP_PAGES` pages. A skipped run carrying the token (a
+        resent start meeting our own active run) loses to one that was not skipped. A listing that
+        shows no run environments cannot tell: that raises rather than risk a second run.
         """
-
-        def look() -> dict[str, Any] | None:
-            found, hidden = self._scan_runs_for(runs_path, token, since, deadline)
-            if hidden:
-                raise Undecidable(
-                    "The start's answer was lost, and this workbench's runs listing does not show run "
-                    "environments, so the provider cannot tell whether the run started. It did not send "
-                    "the start again (that could make a second run): check the job's runs in the "
-                    "workbench before retrying the task.",
-                    method="GET",
-                    path=runs_path,
-                )
-            return found
-
-        if lookups == 1:
-            return look()
-        return look_up_lagging(look, self.clock, deadline)  # type: ignore[return-value]
+        found, hidden = self._scan_runs_for(runs_path, token, since, deadline)
+        if hidden:
+            raise Undecidable(
+                "The start's answer was lost, and this workbench's runs listing does not show run "
+                "environments, so the provider cannot tell whether the run started. It did not send "
+                "the start again (that could make a second run): check the job's runs in the "
+                "workbench before retrying the task.",
+                method="GET",
+                path=runs_path,
+            )
+        return found
 
     def _scan_runs_for(
         self, runs_path: str, token: str, since: datetime, deadline: float
