@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlJobRunError
+from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.workloads import WorkloadKind
 
 SCHEDULING = "ENGINE_SCHEDULING"
 UNKNOWN = "ENGINE_UNKNOWN"
@@ -34,7 +36,7 @@ SUCCESS_STATES: frozenset[str] = frozenset({SUCCEEDED})
 FAILURE_STATES: frozenset[str] = frozenset({FAILED, TIMEDOUT, STOPPED, SKIPPED})
 TERMINAL_STATES: frozenset[str] = SUCCESS_STATES | FAILURE_STATES
 
-_FAILURE_HINTS = {
+_FAILURE_HINTS: dict[str, str] = {
     FAILED: "the job's script exited with an error; open the run's page for its output",
     TIMEDOUT: "the job's own timeout (set on the job in Cloudera AI) was reached",
     STOPPED: "the run was stopped by a person or by an API call",
@@ -61,6 +63,77 @@ class RunRef(NamedTuple):
     run_id: str
 
 
+def project_path(project_id: str) -> str:
+    """``/projects/{id}``, the ID checked and percent-encoded.
+
+    :param project_id: project ID.
+    """
+    return f"/projects/{path_segment('project_id', project_id)}"
+
+
+def job_path(ref: RunRef | tuple[str, str]) -> str:
+    """``/projects/{id}/jobs/{id}`` of a run's job (or of a (project ID, job ID) pair).
+
+    :param ref: a run, or the job's IDs.
+    """
+    return f"{project_path(ref[0])}/jobs/{path_segment('job_id', ref[1])}"
+
+
+def runs_path(ref: RunRef | tuple[str, str]) -> str:
+    """The job's runs listing (and where a run is started).
+
+    :param ref: a run, or the job's IDs.
+    """
+    return f"{job_path(ref)}/runs"
+
+
+def run_path(ref: RunRef) -> str:
+    """One run.
+
+    :param ref: the run.
+    """
+    return f"{runs_path(ref)}/{path_segment('run_id', ref.run_id)}"
+
+
+#: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.workloads`).
+JOB_RUN = WorkloadKind(
+    home="airflow_provider_cml.runs:JOB_RUN",
+    name="run",
+    ref_type=RunRef,
+    read_path=run_path,
+    succeeded=SUCCESS_STATES,
+    failed=FAILURE_STATES,
+    active=KNOWN_STATUSES - TERMINAL_STATES - {UNKNOWN},
+    stop_path=lambda ref: run_path(ref) + ":stop",
+    missing_status=SCHEDULING,
+    hints=_FAILURE_HINTS,
+    event_fields=(
+        "id",
+        "job_id",
+        "project_id",
+        "status",
+        "created_at",
+        "scheduling_at",
+        "running_at",
+        "finished_at",
+    ),
+    platform_retries=True,
+)
+
+#: The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
+status_of = JOB_RUN.status_of
+#: Whether a run in a status has ended (successfully or not).
+is_terminal = JOB_RUN.is_terminal
+#: Whether a status is the one success state.
+is_success = JOB_RUN.is_success
+#: Whether a status says nothing about progress: ``ENGINE_UNKNOWN`` or a value the API never listed.
+is_unclear = JOB_RUN.is_unclear
+#: The one "stop if still active" rule (an unreadable status means stop anyway).
+should_stop = JOB_RUN.should_stop
+#: A short human explanation of a terminal failure status.
+failure_hint = JOB_RUN.hint
+
+
 class StopResult(enum.Enum):
     """What became of a request to stop a run; messages say only what really happened."""
 
@@ -70,14 +143,14 @@ class StopResult(enum.Enum):
     FAILED = "it could not be stopped and may still be running"
 
 
-def current_ref(ref: RunRef, state: Any) -> RunRef:
+def current_ref(ref: Any, state: Any) -> Any:
     """The run a wait is on now: the started one, or the platform's latest retry of it.
 
-    :param ref: the run the wait started with.
+    :param ref: the run the wait started with (a :class:`RunRef`, or another kind's ref: kept).
     :param state: the waiting rule's state (``None`` at first).
     """
     run_id = getattr(state, "run_id", None)
-    return ref._replace(run_id=run_id) if run_id else ref
+    return ref._replace(run_id=run_id) if run_id and isinstance(ref, RunRef) else ref
 
 
 def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
@@ -108,63 +181,6 @@ def created_before(run: Mapping[str, Any], moment: datetime) -> bool:
     """
     created = _parse_time(run.get("created_at"))
     return created is not None and created < moment
-
-
-def status_of(run: Mapping[str, Any]) -> str:
-    """The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
-
-    :param run: a JobRun answer.
-    """
-    value = run.get("status")
-    if value is None or value == "":
-        return SCHEDULING
-    return str(value).strip().upper()
-
-
-def is_terminal(status: str | None) -> bool:
-    """Whether a run in ``status`` has ended (successfully or not).
-
-    :param status: a status as the API sends it (any case).
-    """
-    return (status or "").upper() in TERMINAL_STATES
-
-
-def is_success(status: str | None) -> bool:
-    """Whether ``status`` is the one success state.
-
-    :param status: a status as the API sends it (any case).
-    """
-    return (status or "").upper() in SUCCESS_STATES
-
-
-def is_unclear(status: str | None) -> bool:
-    """Whether ``status`` says nothing about progress: ``ENGINE_UNKNOWN`` or a value the API never listed.
-
-    :param status: a status as the API sends it (any case).
-    """
-    upper = (status or SCHEDULING).upper()
-    return upper == UNKNOWN or upper not in KNOWN_STATUSES
-
-
-def should_stop(seen: Any) -> bool:
-    """The one "stop if still active" rule: stop a run unless it is known to have ended.
-
-    A status that could not be read (``seen`` is the error that came instead) means the stop is
-    sent anyway: a hanging server must not keep a run going that the task gave up on.
-
-    :param seen: a fresh JobRun answer, or the error reading it.
-    """
-    if not isinstance(seen, Mapping):
-        return True
-    return not is_terminal(status_of(seen))
-
-
-def failure_hint(status: str | None) -> str:
-    """A short human explanation of a terminal failure status.
-
-    :param status: a terminal status.
-    """
-    return _FAILURE_HINTS.get((status or "").upper(), "the run did not succeed")
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -6,8 +6,7 @@ belong to that side alone. The parent serves what they poll from one lean asynci
 over HTTPS (its hook insists on ``https://``); runs end over ``--spread`` seconds. It counts the TCP
 connections each side opens and the time of every poll.
 
-Sides: ``cml`` (the provider as shipped: the lean HTTP/1.1 client), ``cml-httpx`` (the same
-triggers forced onto httpx, the client a proxy setting selects), ``dbt``
+Sides: ``cml`` (the provider as shipped: aiohttp, one shared session per event loop), ``dbt``
 (``DbtCloudRunJobTrigger``) and ``databricks`` (``DatabricksExecutionTrigger``). INFO logging is
 off in every child: the Databricks trigger logs every poll, ours only status changes.
 
@@ -37,7 +36,7 @@ from urllib.parse import parse_qs
 
 KEY = "bench-key-0123456789"
 BASE_DURATION = 5.0
-SIDES = ("cml", "cml-httpx", "dbt", "databricks")
+SIDES = ("cml", "dbt", "databricks")
 
 
 # -- one fake endpoint for all three APIs -----------------------------------------------------------
@@ -154,13 +153,9 @@ def _raise_fd_limit() -> None:
 
 def _triggers(side: str, plan: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     poll = plan["poll"]
-    if side in ("cml", "cml-httpx"):
+    if side == "cml":
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
-        if side == "cml-httpx":  # what the transport does when a proxy variable applies
-            import airflow_provider_cml.transport as transport
-
-            transport.proxy_applies = lambda url: True  # type: ignore[assignment]
         triggers = [
             CmlJobRunTrigger(project_id=p, job_id=j, run_id=r, poll_interval=poll) for p, j, r in plan["runs"]
         ]
@@ -383,13 +378,7 @@ def profile(n: int, poll: float, spread: float) -> None:
     durations = [BASE_DURATION + spread * i / max(1, n - 1) for i in range(n)]
     categories = {
         "waiting in epoll (idle, not CPU)": ("'poll' of 'select.epoll'",),
-        "HTTP client (httpx/httpcore/anyio/h11, or http11)": (
-            "httpx",
-            "httpcore",
-            "anyio",
-            "h11",
-            "http11.py",
-        ),
+        "HTTP client (aiohttp, yarl, multidict)": ("aiohttp", "yarl", "multidict", "propcache"),
         "sockets and TLS (send, recv, ssl)": ("'send'", "'recv'", "socket", "ssl", "selector_events"),
         "asyncio machinery (tasks, timers, streams)": ("asyncio", "'_contextvars", "heapq", "selectors.py"),
         "JSON": ("json",),
@@ -397,7 +386,7 @@ def profile(n: int, poll: float, spread: float) -> None:
         "logging": ("logging",),
         "Airflow (connections, masking, triggers)": ("airflow/", "airflow\\"),
     }
-    for side in ("cml-httpx", "cml"):
+    for side in ("cml",):
         path = tempfile.mktemp(suffix=".prof")
         result = measure(side, n, durations, poll, profile=path)
         stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
@@ -442,7 +431,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which runs end")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
-    parser.add_argument("--profile", action="store_true", help="profile cml and cml-httpx polls instead")
+    parser.add_argument("--profile", action="store_true", help="profile the cml side's polls instead")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -199,9 +199,9 @@ def test_user_and_password_in_the_host_are_refused_and_never_printed(monkeypatch
 def test_plain_http_warns_once_per_process_and_never_for_this_machine(
     monkeypatch, caplog, capfd, host, times
 ):
-    from airflow_provider_cml import transport
+    from airflow_provider_cml import answers
 
-    monkeypatch.setattr(transport, "_warned", set())
+    monkeypatch.setattr(answers, "_warned", set())
     with hostile(lambda r: [answer(200, run_json())]) as server:
         url = server.url.replace("127.0.0.1", host)
         for _ in range(3):  # three hooks (tasks, resumes) in one process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing import local_workbench
 from airflow_provider_cml.testing.tls import make_test_pki, server_ssl_context
+from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
 KEY = "tls-test-key-1234567"
 
@@ -48,32 +50,49 @@ def test_default_verification_rejects_a_private_ca_and_says_what_to_do(https_wor
         _hook(monkeypatch, https_workbench).list_projects()
 
 
-def test_default_verification_rejects_it_in_the_async_path_too(https_workbench, monkeypatch):
-    hook = _hook(monkeypatch, https_workbench)
+def _trigger_event(monkeypatch, server, run: dict | None = None, **extra) -> dict:
+    """The first event of a trigger on ``run`` (a made-up one when ``None``): the public async path."""
+    _hook(monkeypatch, server, **extra)  # sets the connection
+    run = run or {"project_id": "a", "job_id": "b", "id": "c"}
+    trigger = CmlJobRunTrigger(
+        project_id=run["project_id"],
+        job_id=run["job_id"],
+        run_id=run["id"],
+        conn_id="cml_tls",
+        poll_interval=0.1,
+    )
 
-    async def read():
-        try:
-            await hook.aget_job_run("a", "b", "c")
-        finally:
-            await hook.aclose()
+    async def first() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
 
-    with pytest.raises(CmlConfigError, match="CA bundle path"):
-        asyncio.run(read())
+    return asyncio.run(asyncio.wait_for(first(), 20))
+
+
+def test_default_verification_rejects_it_in_the_trigger_too(https_workbench, monkeypatch):
+    event = _trigger_event(monkeypatch, https_workbench)
+    assert event["status"] == "error" and "CA bundle path" in event["message"]
 
 
 def test_ca_bundle_is_accepted_sync_and_async(https_workbench, monkeypatch, pki):
     hook = _hook(monkeypatch, https_workbench, ca_bundle=pki["ca"])
     assert [p["name"] for p in hook.list_projects()] == ["secure"]
     run = hook.start_job_run("secure", "quick")
-    hook = _hook(monkeypatch, https_workbench, ca_bundle=pki["ca"])
+    event = _trigger_event(monkeypatch, https_workbench, run, ca_bundle=pki["ca"])
+    assert event["status"] == "success" and event["run_id"] == run["id"]
 
-    async def read():
-        try:
-            return await hook.aget_job_run(run["project_id"], run["job_id"], run["id"])
-        finally:
-            await hook.aclose()
 
-    assert asyncio.run(read())["id"] == run["id"]
+def test_a_certificate_naming_the_host_only_in_its_cn_is_refused_sync_and_trigger(monkeypatch, tmp_path):
+    pki = make_test_pki(tmp_path, "localhost", cn_only=True)
+    spec = {"api_keys": [KEY], "projects": [{"name": "p", "jobs": [{"name": "j"}]}]}
+    with local_workbench(spec, ssl_context=server_ssl_context(pki)) as workbench:
+        server = SimpleNamespace(url=workbench.url.replace("127.0.0.1", "localhost"))
+        with pytest.raises(CmlConfigError, match="TLS certificate verification failed"):
+            _hook(monkeypatch, server, ca_bundle=pki["ca"]).list_projects()
+        event = _trigger_event(monkeypatch, server, ca_bundle=pki["ca"])
+        assert event["status"] == "error" and "TLS certificate verification failed" in event["message"]
+        assert workbench.requests() == []  # nothing was sent to it, the key least of all
 
 
 def test_verify_off_works_and_warns_once(https_workbench, monkeypatch, caplog):
@@ -86,14 +105,7 @@ def test_verify_off_works_and_warns_once(https_workbench, monkeypatch, caplog):
     assert KEY not in caplog.text
 
 
-def test_verify_off_in_the_async_path_too(https_workbench, monkeypatch):
+def test_verify_off_in_the_trigger_too(https_workbench, monkeypatch):
     run = _hook(monkeypatch, https_workbench, verify_ssl=False).start_job_run("secure", "quick")
-    hook = _hook(monkeypatch, https_workbench, verify_ssl=False)
-
-    async def read():
-        try:
-            return await hook.aget_job_run(run["project_id"], run["job_id"], run["id"])
-        finally:
-            await hook.aclose()
-
-    assert asyncio.run(read())["id"] == run["id"]
+    event = _trigger_event(monkeypatch, https_workbench, run, verify_ssl=False)
+    assert event["status"] == "success" and event["run_id"] == run["id"]

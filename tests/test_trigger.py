@@ -1,4 +1,4 @@
-"""CmlJobRunTrigger against the local workbench over real HTTP (httpx), run in an asyncio loop."""
+"""CmlJobRunTrigger against the local workbench over real HTTP (aiohttp), run in an asyncio loop."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
+from airflow_provider_cml.runs import RunRef
 from airflow_provider_cml.testing import Faults
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, outcome_of_event
 from tests.conftest import API_KEY
@@ -189,9 +190,9 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
 
         for _ in range(2):
             hook = Hook()
-            await hook.aget_job_run(*started[0])
+            await hook.apoll(RunRef(*started[0]))
             hooks.append(hook)
-        clients = [await hook._async_transport.client() for hook in hooks]
+        clients = [await hook._async_transport.session() for hook in hooks]
         same = clients[0] is clients[1]
         events = await asyncio.gather(*(first(t) for t in triggers))
         for hook in hooks:

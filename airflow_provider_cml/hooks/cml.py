@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml import runs
 from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, amask_secret, mask_secret
@@ -36,7 +36,7 @@ from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.links import build_run_url
 from airflow_provider_cml.retry import Clock, is_refusal
 from airflow_provider_cml.runs import RunRef, StopResult, describe_run, run_environment
-from airflow_provider_cml.transport import AsyncTransport, NotDone, SyncTransport
+from airflow_provider_cml.transport import NotDone, SyncTransport
 from airflow_provider_cml.validation import (
     START_TOKEN_ENV,
     Overrides,
@@ -58,6 +58,9 @@ from airflow_provider_cml.waiting import (
     log_decision,
     on_cadence,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.async_client import AsyncTransport
 
 DEFAULT_PAGE_SIZE = 100
 #: Bounds on one listing: 1,000 pages of 100 are far beyond any workbench; a loop is a broken server.
@@ -241,29 +244,11 @@ class CmlHook(JobDefinitions, BaseHook):
         deadline: float | None = None,
     ) -> Any:
         if self._async_transport is None:
+            from airflow_provider_cml.async_client import AsyncTransport  # aiohttp: triggers only
+
             self._async_transport = AsyncTransport(await self.aconfig())
         transport = self._async_transport
         return await transport.request(method, path, params=params, not_found=not_found, deadline=deadline)
-
-    async def aget_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
-        """Async :meth:`get_job_run` (IDs only: triggers get them resolved).
-
-        :param project_id: project ID.
-        :param job_id: job ID.
-        :param run_id: run ID.
-        """
-        ref = RunRef(project_id, job_id, run_id)
-        return await self._arequest("GET", self._run_path(ref), not_found=self._what_run(run_id, job_id))
-
-    async def astop_job_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
-        """Async :meth:`stop_job_run` (IDs only).
-
-        :param project_id: project ID.
-        :param job_id: job ID.
-        :param run_id: run ID.
-        """
-        path = self._run_path(RunRef(project_id, job_id, run_id)) + ":stop"
-        return await self._arequest("POST", path, not_found=self._what_run(run_id, job_id))
 
     async def astep(
         self, ref: RunRef, rule: WaitRule, state: WaitState, now: Callable[[], float]

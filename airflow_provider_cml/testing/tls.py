@@ -12,8 +12,16 @@ import ssl
 from pathlib import Path
 
 
-def make_test_pki(folder: str | os.PathLike[str], host: str = "127.0.0.1") -> dict[str, str]:
-    """Write ``ca.pem``, ``server.pem`` and ``server.key`` (a CA and a server certificate for ``host``)."""
+def make_test_pki(
+    folder: str | os.PathLike[str], host: str = "127.0.0.1", *, cn_only: bool = False
+) -> dict[str, str]:
+    """Write ``ca.pem``, ``server.pem`` and ``server.key`` (a CA and a server certificate for ``host``).
+
+    :param folder: where to write them.
+    :param host: the name or IP address the certificate is for.
+    :param cn_only: name the host only in the subject's CN, with no subjectAltName: what clients
+        have refused since RFC 6125 (and Python's ``ssl`` since 3.7), and a client must refuse.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,7 +64,7 @@ def make_test_pki(folder: str | os.PathLike[str], host: str = "127.0.0.1") -> di
     except ValueError:
         alt_name = x509.DNSName(host)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name(host))
         .issuer_name(ca_cert.subject)
@@ -64,8 +72,11 @@ def make_test_pki(folder: str | os.PathLike[str], host: str = "127.0.0.1") -> di
         .serial_number(x509.random_serial_number())
         .not_valid_before(valid[0])
         .not_valid_after(valid[1])
-        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )
+    if not cn_only:
+        builder = builder.add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
+    server_cert = (
+        builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )

@@ -1,0 +1,239 @@
+"""The triggers' HTTP client: aiohttp, one shared session per event loop, every attempt bounded.
+
+aiohttp is the asyncio client of the field (Airflow's ``HttpAsyncHook``, the dbt Cloud and
+Databricks providers). What an answer means is decided in :mod:`airflow_provider_cml.answers`, as
+for the tasks' client; this module only sends, reads and sleeps. Imported only when a trigger runs,
+so parsing a DAG never pays for aiohttp.
+
+Why each setting:
+
+- one ``ClientSession`` per event loop and connection settings, shared by every trigger of a
+  triggerer, with at most :data:`POOL_SIZE` connections: a thousand triggers do not open a
+  thousand sockets;
+- the proxy (``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, as ``requests`` reads them) is decided
+  once per session: aiohttp's ``trust_env`` would look it up on every request, which alone more
+  than doubled a poll's CPU;
+- TLS from the connection's ``verify_ssl``/``ca_bundle``, else certifi's bundle (or
+  ``SSL_CERT_FILE``/``SSL_CERT_DIR``), like ``requests``; hostnames are checked against the
+  certificate's subjectAltName only, like ``requests``;
+- no redirects, no cookies; each attempt has one total time limit, the pool wait included;
+- bodies are read up to :data:`~airflow_provider_cml.answers.MAX_BODY_BYTES` after decompression,
+  and a large one is parsed off the event loop, so one answer cannot stall every trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import time
+import urllib.request
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from airflow_provider_cml.answers import (
+    MAX_BODY_BYTES,
+    Answer,
+    Exchange,
+    advance,
+    attempts,
+    auth_headers,
+    query_value,
+    text_of,
+    too_big,
+    warn_about_transport_security,
+)
+from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.http_errors import tls_error
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.config import CmlClientConfig
+
+#: Connections the triggers of one event loop keep open to a workbench; a burst waits for one.
+POOL_SIZE = 20
+#: Answers larger than this are read into Python objects in a thread, not on the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """TLS settings from the connection: a CA bundle file, no checks, or the default CAs.
+
+    The default is what ``requests`` (the tasks' client) trusts: certifi's bundle, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set.
+
+    :param verify: ``True``, ``False`` or the path of a CA bundle.
+    """
+    if isinstance(verify, str):
+        context = ssl.create_default_context(cafile=verify)
+    elif verify and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+        import certifi  # a dependency of requests
+
+        context = ssl.create_default_context(cafile=certifi.where())
+    else:
+        context = ssl.create_default_context()  # reads SSL_CERT_FILE/SSL_CERT_DIR
+    # Python falls back to the subject's CN when a certificate has no subjectAltName; requests
+    # (urllib3) does not, and neither may we: the two paths must trust the same certificates.
+    context.hostname_checks_common_name = False
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def proxy_for(base_url: str) -> str | None:
+    """The proxy the environment routes ``base_url`` through, or ``None`` (as ``requests`` decides).
+
+    :param base_url: the workbench URL.
+    """
+    parts = urlsplit(base_url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):  # type: ignore[attr-defined]
+        return None
+    return proxy
+
+
+class _Session:
+    """One aiohttp session with the settings decided for it, and how many transports use it."""
+
+    def __init__(self, config: CmlClientConfig, context: ssl.SSLContext | None) -> None:
+        self.proxy = proxy_for(config.base_url)
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=context if context else False),
+            headers=auth_headers(config),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),  # each attempt is bounded by _send
+            trust_env=False,  # the proxy is decided above, once
+            raise_for_status=False,
+        )
+        self.users = 0
+
+
+class AsyncTransport:
+    """aiohttp transport for triggers, with the same policy and errors as the sync one.
+
+    All transports with the same settings in the same event loop share one session (and so one
+    connection pool); the session is closed when its last user closes.
+
+    :param config: the client settings.
+    """
+
+    _shared: ClassVar[dict[tuple[int, CmlClientConfig], _Session]] = {}
+
+    def __init__(self, config: CmlClientConfig) -> None:
+        self.config = config
+        self._key = (id(asyncio.get_running_loop()), config)
+        self._session: _Session | None = None
+        self._closed = False
+
+    async def session(self) -> _Session:
+        """The shared session; its TLS context is built off the event loop (reading CA files)."""
+        if self._session is None:
+            shared = self._shared.get(self._key)
+            if shared is None:
+                warn_about_transport_security(self.config)
+                https = self.config.base_url.startswith("https:")
+                context = await asyncio.to_thread(ssl_context, self.config.verify) if https else None
+                shared = self._shared.get(self._key)  # another trigger may have made one meanwhile
+                if shared is None:
+                    shared = self._shared[self._key] = _Session(self.config, context)
+            shared.users += 1
+            self._session = shared
+        return self._session
+
+    async def _send(self, exchange: Exchange) -> Answer:
+        limit = exchange.time_left(self.config.timeout, time.monotonic())
+        if limit <= 0:
+            return Answer(None, failure="no time left before the deadline", maybe_acted=False)
+        session = await self.session()
+        try:
+            async with _time_limit(limit):
+                return await self._exchange(session, exchange, limit)
+        except asyncio.TimeoutError:
+            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
+
+    async def _exchange(self, session: _Session, exchange: Exchange, limit: float) -> Answer:
+        params = {k: query_value(v) for k, v in (exchange.params or {}).items()}
+        body = None if exchange.body is None else json.dumps(exchange.body).encode()
+        try:
+            async with session.http.request(
+                exchange.method,
+                self.config.api_root + exchange.path,
+                params=params or None,
+                data=body,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                allow_redirects=False,
+                proxy=session.proxy,
+                # connect covers the wait for a pooled connection too: a timeout there never sent
+                timeout=aiohttp.ClientTimeout(total=None, connect=limit),
+            ) as response:
+                payload = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    payload += chunk
+                    if len(payload) > MAX_BODY_BYTES:
+                        return too_big()
+                text = text_of(bytes(payload), response.headers.get("Content-Type"))
+                return Answer(response.status, response.headers, text)
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            raise tls_error(self.config.base_url, exc) from None
+        except aiohttp.InvalidURL:
+            raise CmlConfigError(
+                f"The request to {self.config.base_url} could not be built: check the connection's host."
+            ) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return Answer(None, failure=type(exc).__name__, maybe_acted=False)
+        except (aiohttp.ClientError, ValueError) as exc:  # broken framing, encodings, closed sockets
+            return Answer(None, failure=type(exc).__name__, maybe_acted=True)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        not_found: str | None = None,
+        idempotent: bool = True,
+        secrets: Collection[str] = (),
+        deadline: float | None = None,
+    ) -> Any:
+        """Async :meth:`SyncTransport.request <airflow_provider_cml.transport.SyncTransport.request>`.
+
+        ``deadline`` is on ``time.monotonic()``. A large answer is decoded in a thread.
+        """
+        exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
+        plan = attempts(exchange, self.config, time.monotonic)
+        next(plan)
+        while True:
+            answer = await self._send(exchange)
+            if len(answer.text) > PARSE_OFF_LOOP_BYTES:  # parsing it would stall every trigger
+                done, value = await asyncio.to_thread(advance, plan, answer)
+            else:
+                done, value = advance(plan, answer)
+            if done:
+                return value
+            await asyncio.sleep(value)
+
+    async def aclose(self) -> None:
+        """Leave the shared session; the last one to leave closes it."""
+        if self._closed or self._session is None:
+            self._closed = True
+            return
+        self._closed = True
+        self._session.users -= 1
+        if self._session.users <= 0 and self._shared.get(self._key) is self._session:
+            del self._shared[self._key]
+            await self._session.http.close()
+
+
+def _time_limit(seconds: float) -> Any:
+    """``asyncio.timeout`` (Python 3.11+), or an equivalent for older Pythons."""
+    if hasattr(asyncio, "timeout"):
+        return asyncio.timeout(seconds)
+    import async_timeout  # aiohttp's own dependency on Python < 3.11
+
+    return async_timeout.timeout(seconds)

@@ -1,0 +1,141 @@
+"""What a Cloudera AI workload is, for waiting on it: described once, as data, for every kind.
+
+A workload is anything the platform runs and reports a status for: a job run today; a model
+build, a model deployment or an application next. A :class:`WorkloadKind` says how to read its
+state, which statuses are terminal successes and failures, which are still going (any other
+status says nothing about progress and is tolerated for a grace period), how to stop it and what
+a failure means. The waiting rule (:mod:`~airflow_provider_cml.waiting`), the steps that read and
+stop (:mod:`~airflow_provider_cml.steps`), the sync wait, the trigger and the sensors take a kind;
+adding a kind adds no waiting code.
+
+Statuses are compared case-insensitively. Nothing here puts a workload's answer into a message
+beyond its id and status: answers may hold secrets (a run's ``environment``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """How to wait on one kind of workload.
+
+    :param home: where the kind is defined, ``module:NAME``: a trigger carries this to the
+        triggerer, which imports it (see :func:`load_kind`).
+    :param name: a lower-case name for logs and messages, e.g. ``"run"`` or ``"model build"``.
+    :param ref_type: the NamedTuple of IDs that names one workload (its last field is the
+        workload's own id); a trigger carries it as a dict.
+    :param read_path: the API path (below ``/api/v2``) that reads one workload.
+    :param succeeded: statuses that mean it ended well.
+    :param failed: statuses that mean it ended otherwise.
+    :param active: statuses that mean it is still going. Any other status (an "unknown" one, or
+        one the API never listed) says nothing about progress: a wait tolerates it for its
+        ``unknown_grace``, then gives up.
+    :param stop_path: the API path to POST to stop one, or ``None`` when it cannot be stopped.
+    :param missing_status: the status of an answer without one (the enum's zero value, which the
+        API may leave out).
+    :param hints: a few words on what each failure status means.
+    :param event_fields: the answer's fields a trigger event may carry (never secrets).
+    :param platform_retries: whether the platform may start a new workload to retry a failed one
+        (a job's Job Retry); only then does a wait look for one.
+    """
+
+    home: str
+    name: str
+    ref_type: type[Any]
+    read_path: Callable[[Any], str]
+    succeeded: frozenset[str]
+    failed: frozenset[str]
+    active: frozenset[str]
+    stop_path: Callable[[Any], str] | None = None
+    missing_status: str = ""
+    hints: Mapping[str, str] = field(default_factory=dict)
+    event_fields: tuple[str, ...] = ("id", "status")
+    platform_retries: bool = False
+
+    def status_of(self, answer: Mapping[str, Any]) -> str:
+        """The answer's status in upper case (:attr:`missing_status` when it has none).
+
+        :param answer: the workload as the API returned it.
+        """
+        value = answer.get("status")
+        if value is None or value == "":
+            return self.missing_status
+        return str(value).strip().upper()
+
+    def is_terminal(self, status: str | None) -> bool:
+        """Whether a workload in ``status`` has ended, well or not.
+
+        :param status: a status as the API sends it (any case).
+        """
+        upper = (status or "").upper()
+        return upper in self.succeeded or upper in self.failed
+
+    def is_success(self, status: str | None) -> bool:
+        """Whether ``status`` means it ended well.
+
+        :param status: a status as the API sends it (any case).
+        """
+        return (status or "").upper() in self.succeeded
+
+    def is_unclear(self, status: str | None) -> bool:
+        """Whether ``status`` says nothing about progress (neither active nor terminal).
+
+        :param status: a status as the API sends it (any case).
+        """
+        upper = (status or self.missing_status).upper()
+        return upper not in self.active and not self.is_terminal(upper)
+
+    def should_stop(self, seen: Any) -> bool:
+        """The one "stop if still active" rule: stop it unless it is known to have ended.
+
+        A status that could not be read (``seen`` is the error that came instead) means the stop is
+        sent anyway: a hanging server must not keep a workload going that the task gave up on.
+
+        :param seen: a fresh answer, or the error reading it.
+        """
+        return not isinstance(seen, Mapping) or not self.is_terminal(self.status_of(seen))
+
+    def hint(self, status: str | None) -> str:
+        """A few words on what a failure status means.
+
+        :param status: a terminal failure status.
+        """
+        return self.hints.get((status or "").upper(), f"the {self.name} did not succeed")
+
+    def id_of(self, ref: Any) -> str:
+        """The workload's own id (the last field of its ref).
+
+        :param ref: its IDs.
+        """
+        return str(ref[-1])
+
+    def ref_from(self, fields: Mapping[str, Any]) -> Any:
+        """The ref named by a dict of its fields (as a trigger carries it).
+
+        :param fields: the ref's fields.
+        """
+        return self.ref_type(**{name: str(fields[name]) for name in self.ref_type._fields})
+
+    def event_answer(self, answer: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The part of an answer a trigger event may carry.
+
+        :param answer: the workload's last answer.
+        """
+        return {key: answer[key] for key in self.event_fields if answer and key in answer}
+
+
+def load_kind(home: str) -> WorkloadKind:
+    """The kind whose :attr:`WorkloadKind.home` is ``home``, imported (in the triggerer, say).
+
+    :param home: ``module:NAME``.
+    """
+    module, _, name = home.partition(":")
+    kind = getattr(importlib.import_module(module), name, None)
+    if not isinstance(kind, WorkloadKind):
+        raise TypeError(f"{home!r} does not name a WorkloadKind (expected 'module:NAME').")
+    return kind

@@ -1,0 +1,266 @@
+"""Hostile bytes on the wire, through the public hook (sync) and the trigger (aiohttp), real sockets.
+
+One section per kind of fault: compression bombs, malformed framing, an exhausted connection pool,
+answers big enough to stall an event loop, header injection, log noise. Every poll must end within
+its timeout, and every fault a server may recover from must keep the trigger polling (the trigger
+then ends on its deadline with a ``timeout`` event, having polled more than once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import tracemalloc
+import zlib
+from typing import Any
+
+import pytest
+
+from airflow_provider_cml.answers import MAX_BODY_BYTES
+from airflow_provider_cml.async_client import POOL_SIZE
+from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
+from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+from tests.hostile import hostile
+from tests.test_hostile import JID, PID, RID, _hook, _timed, _trigger_event, run_json
+
+
+def raw_answer(head: str, body: bytes) -> bytes:
+    """An answer with exactly the given status line and headers (``\\n``-separated) and body."""
+    return (head.replace("\n", "\r\n") + "\r\n\r\n").encode("utf-8") + body
+
+
+def _deflate_bomb(size: int) -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    return squeeze.compress(b"[" + b" " * size + b"]") + squeeze.flush()
+
+
+def _gzip_bomb(size: int) -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return squeeze.compress(b"{" + b" " * size + b"}") + squeeze.flush()
+
+
+def _assert_keeps_polling(monkeypatch, url: str, server, **extra: Any) -> None:
+    """The trigger ends on its deadline (not on the fault), having polled more than once."""
+    event, took = _trigger_event(monkeypatch, url, end_in=1.5, **extra)
+    assert event["status"] == "timeout", event
+    assert took < 1.5 + 2 + 1  # its deadline, plus one request timeout at most, plus slack
+    assert len(server.seen) >= 2
+
+
+# -- 1. bombs: bounded after decompression ---------------------------------------------------------
+
+
+BOMBS = [
+    ("raw deflate", "deflate", _deflate_bomb(96 * 2**20)),
+    ("gzip", "gzip", _gzip_bomb(96 * 2**20)),
+]
+
+
+@pytest.mark.parametrize(("case", "encoding", "data"), BOMBS, ids=[b[0] for b in BOMBS])
+def test_a_compression_bomb_is_cut_at_the_body_bound_sync_and_trigger(monkeypatch, case, encoding, data):
+    assert len(data) < 200_000  # ~100 KB on the wire that would inflate to 96 MiB
+    bomb = raw_answer(
+        f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Encoding: {encoding}\n"
+        f"Content-Length: {len(data)}\nConnection: close",
+        data,
+    )
+    with hostile(lambda r: [bomb]) as server:
+        tracemalloc.start()
+        try:
+            error, _, _ = _timed(lambda: _hook(monkeypatch, server.url).get_job_run(PID, JID, RID))
+            assert type(error) is CmlApiError and "larger than 8 MiB" in str(error), repr(error)
+            _assert_keeps_polling(monkeypatch, server.url, server)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 * MAX_BODY_BYTES  # never the 96 MiB the bomb inflates to
+
+
+# -- 2. malformed framing: a failed attempt, never a crash ------------------------------------------
+
+
+BODY = json.dumps(run_json("ENGINE_SUCCEEDED")).encode()
+#: (case, bytes, whether the sync client may read it as sent). http.client reads a body whose length
+#: it cannot parse up to the connection's close; it then gets the complete object the server sent.
+MALFORMED = [
+    (
+        "negative chunk size",
+        raw_answer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked", b"-5\r\nabcde\r\n0\r\n\r\n"),
+        False,
+    ),
+    (
+        "non-hex chunk size",
+        raw_answer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked", b"zz\r\nabcde\r\n0\r\n\r\n"),
+        False,
+    ),
+    (
+        "non-ASCII digit in the status",
+        raw_answer("HTTP/1.1 2\u0662\u0660 OK\nContent-Length: 2", b"{}"),
+        False,
+    ),
+    (
+        "non-ASCII digit in the length",
+        raw_answer("HTTP/1.1 200 OK\nContent-Length: \u0661\u0665", BODY),
+        True,
+    ),
+    ("four-digit status", raw_answer(f"HTTP/1.1 2000 OK\nContent-Length: {len(BODY)}", BODY), False),
+    ("negative length", raw_answer("HTTP/1.1 200 OK\nContent-Length: -1", BODY), True),
+    (
+        "two lengths",
+        raw_answer(f"HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: {len(BODY)}", BODY),
+        False,
+    ),
+    ("not HTTP", b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),
+    ("header without colon", raw_answer(f"HTTP/1.1 200 OK\nContent-Length {len(BODY)}", BODY), True),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "sync_reads"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_framing_is_a_failed_attempt_sync_and_trigger(monkeypatch, case, raw, sync_reads):
+    with hostile(lambda r: [raw]) as server:
+        error, run, took = _timed(lambda: _hook(monkeypatch, server.url).get_job_run(PID, JID, RID))
+        if sync_reads:
+            assert error is None and run == json.loads(BODY)
+        else:
+            assert type(error) is CmlApiError and "No answer from Cloudera AI" in str(error), repr(error)
+            assert took < 3 and len(server.seen) == 2  # retried once (max_retries=1), then given up
+        server.seen.clear()
+        # The trigger never reads a malformed answer as the run's status (it says the run succeeded).
+        _assert_keeps_polling(monkeypatch, server.url, server)
+
+
+# -- 3. an exhausted pool: waiting for a connection counts against the attempt's time ----------------
+
+
+def test_polls_keep_their_timeout_and_triggers_their_deadline_when_the_pool_is_exhausted(monkeypatch):
+    count = POOL_SIZE + 10
+    with hostile(lambda r: [("sleep", 20)]) as server:
+        _hook(monkeypatch, server.url, timeout=1, max_retries=0)
+        end_in = 2.0
+        triggers = [
+            CmlJobRunTrigger(
+                project_id=PID,
+                job_id=JID,
+                run_id=RID,
+                conn_id="cml_hostile",
+                poll_interval=0.2,
+                end_time=time.time() + end_in,
+                owns_run=False,
+            )
+            for _ in range(count)
+        ]
+
+        async def first(trigger: CmlJobRunTrigger) -> tuple[dict, float]:
+            async for event in trigger.run():
+                return event.payload, time.monotonic() - started
+            raise AssertionError("no event")
+
+        async def all_of_them() -> list[tuple[dict, float]]:
+            return await asyncio.gather(*(first(t) for t in triggers))
+
+        started = time.monotonic()
+        results = asyncio.run(asyncio.wait_for(all_of_them(), 30))
+        opened = len(server.seen)
+    assert [event["status"] for event, _ in results] == ["timeout"] * count
+    assert max(took for _, took in results) < end_in + 1 + 1  # deadline + one request timeout + slack
+    assert opened <= POOL_SIZE * (end_in + 1) / 1 + POOL_SIZE  # the pool bounds what was sent
+
+
+# -- 4. a big answer never stalls the event loop every trigger shares -------------------------------
+
+
+def _ticker_gap(coro_factory) -> tuple[Any, float]:
+    """Run a coroutine beside a 10 ms ticker; the longest gap between ticks, in seconds."""
+
+    async def scenario() -> tuple[Any, float]:
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        try:
+            result = await coro_factory()
+        finally:
+            stop.set()
+            await ticker
+        return result, max(gaps)
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.mark.parametrize("megabytes", [30, 7])
+def test_a_big_answer_does_not_stall_the_loop(monkeypatch, megabytes):
+    filler = [{"id": f"r{i:015d}", "status": "ENGINE_SUCCEEDED", "note": "x" * 40} for i in range(10_000)]
+    body = json.dumps({**run_json("ENGINE_SUCCEEDED"), "fill": filler * int(megabytes / 0.6)}).encode()
+    page = raw_answer(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body)
+    with hostile(lambda r: [page]) as server:
+        _hook(monkeypatch, server.url, timeout=10, max_retries=0)
+        trigger = CmlJobRunTrigger(
+            project_id=PID,
+            job_id=JID,
+            run_id=RID,
+            conn_id="cml_hostile",
+            poll_interval=0.2,
+            end_time=time.time() + 3,
+            owns_run=False,
+        )
+
+        async def first() -> dict:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        event, gap = _ticker_gap(first)
+    expected = "timeout" if len(body) > MAX_BODY_BYTES else "success"
+    assert event["status"] == expected, event["message"]
+    assert gap < 0.25  # the loop kept turning: an inline parse of it took 0.8 s
+
+
+# -- 5. header injection: a key no API would issue never reaches the wire ---------------------------
+
+
+@pytest.mark.parametrize("password", ["good-key\r\nX-Injected: 1", "good-key\nHost: evil.example"])
+def test_a_key_that_would_inject_headers_is_refused_in_the_trigger_before_any_request(monkeypatch, password):
+    with hostile(lambda r: [raw_answer("HTTP/1.1 200 OK\nContent-Length: 2", b"{}")]) as server:
+        error, _, _ = _timed(
+            lambda: _hook(monkeypatch, server.url, password=password).get_job_run(PID, JID, RID)
+        )
+        assert isinstance(error, CmlConfigError) and "X-Injected" not in str(error)
+        event, _ = _trigger_event(monkeypatch, server.url, password=password)
+    assert event["status"] == "error" and "API key" in event["message"]
+    assert "X-Injected" not in event["message"] and "evil" not in event["message"]
+    assert server.seen == []
+
+
+# -- 6. no log line per request ---------------------------------------------------------------------
+
+
+def test_polling_logs_no_line_per_request(monkeypatch, caplog, capfd):
+    statuses = iter(["ENGINE_SCHEDULING"] + ["ENGINE_RUNNING"] * 6 + ["ENGINE_SUCCEEDED"] * 10)
+    body = lambda: json.dumps(run_json(next(statuses))).encode()  # noqa: E731
+    with (
+        hostile(
+            lambda r: [
+                raw_answer(
+                    f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(b := body())}", b
+                )
+            ]
+        ) as server,
+        caplog.at_level(logging.INFO),
+    ):
+        event, _ = _trigger_event(monkeypatch, server.url)
+    assert event["status"] == "success" and len(server.seen) == 8
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    printed = capfd.readouterr()
+    lines += printed.err.splitlines() + printed.out.splitlines()
+    per_request = [line for line in lines if "HTTP Request" in line or "/api/v2/" in line or "GET " in line]
+    assert per_request == []
