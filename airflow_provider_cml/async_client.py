@@ -205,7 +205,13 @@ class AsyncTransport:
 
         ``deadline`` is on ``time.monotonic()``. A large answer is decoded in a thread.
         """
-        exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
+        return await self.send(Exchange(method, path, params, body, not_found, idempotent, secrets, deadline))
+
+    async def send(self, exchange: Exchange) -> Any:
+        """:meth:`request`, for a request already described (as steps yield them).
+
+        :param exchange: the request.
+        """
         plan = attempts(exchange, self.config, time.monotonic)
         next(plan)
         while True:

@@ -59,19 +59,37 @@ class CmlJobAlreadyActiveError(CmlApiError):
     """Cloudera AI allows one active run per job, and this job already has one."""
 
 
-class CmlJobRunError(CmlException):
-    """A job run ended without success, or did not end in time.
+class CmlWorkloadError(CmlException):
+    """A workload ended without success, or did not end in time.
+
+    A workload is a job run, a model build or deployment, an application.
 
     :param message: what happened, in words for the DAG author.
-    :param run_id: the run's id.
-    :param status: the run's last status.
+    :param status: the workload's last status.
+    :param workload_id: the workload's id.
+    :param run_id: the same, under the name job runs have always used.
     """
 
-    def __init__(self, message: str, *, run_id: str, status: str | None) -> None:
-        self.run_id = run_id
+    def __init__(
+        self, message: str, *, status: str | None, workload_id: str | None = None, run_id: str | None = None
+    ) -> None:
+        self.workload_id = str(workload_id if workload_id is not None else run_id)
         self.status = status
         super().__init__(message)
 
+    @property
+    def run_id(self) -> str:
+        """The workload's id (for a job run, the run's)."""
+        return self.workload_id
 
-class CmlJobRunTimeout(CmlJobRunError):
+
+class CmlWorkloadTimeout(CmlWorkloadError):
+    """A workload was still active when the caller's timeout passed (the message says if it was stopped)."""
+
+
+class CmlJobRunError(CmlWorkloadError):
+    """A job run ended without success, or did not end in time."""
+
+
+class CmlJobRunTimeout(CmlJobRunError, CmlWorkloadTimeout):
     """A run was still active when the caller's timeout passed (the message says if it was stopped)."""

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from airflow_provider_cml.exceptions import CmlJobRunError
+from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.validation import path_segment
-from airflow_provider_cml.workloads import WorkloadKind
+from airflow_provider_cml.workloads import WorkloadKind, see
 
 SCHEDULING = "ENGINE_SCHEDULING"
 UNKNOWN = "ENGINE_UNKNOWN"
@@ -93,45 +93,6 @@ def run_path(ref: RunRef) -> str:
     :param ref: the run.
     """
     return f"{runs_path(ref)}/{path_segment('run_id', ref.run_id)}"
-
-
-#: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.workloads`).
-JOB_RUN = WorkloadKind(
-    home="airflow_provider_cml.runs:JOB_RUN",
-    name="run",
-    ref_type=RunRef,
-    read_path=run_path,
-    succeeded=SUCCESS_STATES,
-    failed=FAILURE_STATES,
-    active=KNOWN_STATUSES - TERMINAL_STATES - {UNKNOWN},
-    stop_path=lambda ref: run_path(ref) + ":stop",
-    missing_status=SCHEDULING,
-    hints=_FAILURE_HINTS,
-    event_fields=(
-        "id",
-        "job_id",
-        "project_id",
-        "status",
-        "created_at",
-        "scheduling_at",
-        "running_at",
-        "finished_at",
-    ),
-    platform_retries=True,
-)
-
-#: The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
-status_of = JOB_RUN.status_of
-#: Whether a run in a status has ended (successfully or not).
-is_terminal = JOB_RUN.is_terminal
-#: Whether a status is the one success state.
-is_success = JOB_RUN.is_success
-#: Whether a status says nothing about progress: ``ENGINE_UNKNOWN`` or a value the API never listed.
-is_unclear = JOB_RUN.is_unclear
-#: The one "stop if still active" rule (an unreadable status means stop anyway).
-should_stop = JOB_RUN.should_stop
-#: A short human explanation of a terminal failure status.
-failure_hint = JOB_RUN.hint
 
 
 class StopResult(enum.Enum):
@@ -236,25 +197,6 @@ def describe_run(run: Mapping[str, Any]) -> str:
     took = f" after running {ran:.1f}s" if ran is not None else ""
     waited = f" (queued {queued:.1f}s)" if queued is not None else ""
     return f"run {run.get('id')} of job {run.get('job_id')}: {status_of(run)}{took}{waited}"
-
-
-def _see(link: str | None) -> str:
-    return f" See {link}" if link else ""
-
-
-def failure_message(
-    run: Mapping[str, Any], *, link: str | None = None, details: str | None = None, note: str = ""
-) -> str:
-    """Why a finished run did not succeed, in words for the DAG author.
-
-    :param run: a terminal JobRun answer.
-    :param link: the run's page, if known.
-    :param details: what the platform's listings say (see :func:`describe_failure`); else the
-        status's hint.
-    :param note: words for a result reached on a platform retry.
-    """
-    reason = details or failure_hint(status_of(run))
-    return f"Cloudera AI {describe_run(run)} did not succeed{note}: {reason}.{_see(link)}"
 
 
 # -- why a run failed: the usage and workload-execution listings ---------------------------------
@@ -411,6 +353,7 @@ def describe_failure(usage: Mapping[str, Any] | None, execution: Mapping[str, An
 def gave_up_message(
     run_id: str,
     *,
+    noun: str = "run",
     status: str | None,
     when: str,
     advice: str,
@@ -419,7 +362,8 @@ def gave_up_message(
 ) -> str:
     """Why a wait ended before the run did (timeout, or a status that stayed unclear too long).
 
-    :param run_id: the run's id.
+    :param run_id: the run's id (or another workload's).
+    :param noun: what is waited on: ``"run"``, or another kind's name.
     :param status: the last status read, ``None`` if none could be read.
     :param when: what ended the wait, e.g. ``"after 25s"``.
     :param advice: what the DAG author can do about it.
@@ -427,20 +371,52 @@ def gave_up_message(
     :param link: the run's page, if known.
     """
     stopped = f"; {stop.value}" if stop.value else ""
-    return (
-        f"Cloudera AI run {run_id} was still {status or 'unreadable'} {when}{stopped}. {advice}.{_see(link)}"
-    )
+    still = f"was still {status or 'unreadable'} {when}{stopped}"
+    return f"Cloudera AI {noun} {run_id} {still}. {advice}.{see(link)}"
 
 
-def check_run_outcome(run: Mapping[str, Any], *, link: str | None = None) -> Mapping[str, Any]:
-    """Return ``run`` if it succeeded; raise :class:`CmlJobRunError` if it ended otherwise.
+#: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.workloads`).
+JOB_RUN = WorkloadKind(
+    home="airflow_provider_cml.runs:JOB_RUN",
+    name="run",
+    ref_type=RunRef,
+    read_path=run_path,
+    succeeded=SUCCESS_STATES,
+    failed=FAILURE_STATES,
+    active=KNOWN_STATUSES - TERMINAL_STATES - {UNKNOWN},
+    stop_path=lambda ref: run_path(ref) + ":stop",
+    missing_status=SCHEDULING,
+    hints=_FAILURE_HINTS,
+    event_fields=(
+        "id",
+        "job_id",
+        "project_id",
+        "status",
+        "created_at",
+        "scheduling_at",
+        "running_at",
+        "finished_at",
+    ),
+    platform_retries=True,
+    describe=describe_run,
+    error=CmlJobRunError,
+    timeout_error=CmlJobRunTimeout,
+    explained=True,
+)
 
-    Call only for terminal runs (see :func:`is_terminal`).
-
-    :param run: a terminal JobRun answer.
-    :param link: the run's page, repeated in the error.
-    """
-    status = status_of(run)
-    if is_success(status):
-        return run
-    raise CmlJobRunError(failure_message(run, link=link), run_id=str(run.get("id")), status=status)
+#: The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
+status_of = JOB_RUN.status_of
+#: Whether a run in a status has ended (successfully or not).
+is_terminal = JOB_RUN.is_terminal
+#: Whether a status is the one success state.
+is_success = JOB_RUN.is_success
+#: Whether a status says nothing about progress: ``ENGINE_UNKNOWN`` or a value the API never listed.
+is_unclear = JOB_RUN.is_unclear
+#: The one "stop if still active" rule (an unreadable status means stop anyway).
+should_stop = JOB_RUN.should_stop
+#: A short human explanation of a terminal failure status.
+failure_hint = JOB_RUN.hint
+#: Why a finished run did not succeed, in words for the DAG author.
+failure_message = JOB_RUN.failure_message
+#: The run if it succeeded; raise :class:`CmlJobRunError` if it ended otherwise.
+check_run_outcome = JOB_RUN.outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.answers import (
@@ -134,9 +135,16 @@ class SyncTransport:
         :param deadline: the time on the transport's clock by which the request, retries and sleeps
             included, ends.
         """
+        return self.send(Exchange(method, path, params, body, not_found, idempotent, secrets, deadline))
+
+    def send(self, exchange: Exchange) -> Any:
+        """:meth:`request`, for a request already described (as steps yield them).
+
+        :param exchange: the request.
+        """
         if self.bound is not None:
-            deadline = self.bound if deadline is None else min(deadline, self.bound)
-        exchange = Exchange(method, path, params, body, not_found, idempotent, secrets, deadline)
+            deadline = self.bound if exchange.deadline is None else min(exchange.deadline, self.bound)
+            exchange = replace(exchange, deadline=deadline)
         plan = attempts(exchange, self.config, self.clock.monotonic)
         next(plan)
         while True:

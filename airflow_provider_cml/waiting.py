@@ -1,8 +1,10 @@
-"""Rules: the one waiting rule shared by the sync wait, the trigger and the sensor.
+"""The one waiting rule, shared by the sync wait, the trigger and the sensors, for any workload kind.
 
-:meth:`WaitRule.judge` is pure: it takes what the last poll saw (a run, or the error that came
-instead), the time now and the state so far, and says what to do next. Callers only fetch, sleep
-(or await) and act on its :class:`Decision`, so a change to how waiting works is made once.
+:meth:`WaitRule.judge` is pure: it takes what the last poll saw (a workload's answer, or the error
+that came instead), the time now and the state so far, and says what to do next. Callers only
+fetch, sleep (or await) and act on its :class:`Decision`, so a change to how waiting works is
+made once. What the statuses mean comes from the rule's
+:class:`~airflow_provider_cml.workloads.WorkloadKind` (a job run by default).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, Union
 
 from airflow_provider_cml import runs
-from airflow_provider_cml.exceptions import CmlApiError, CmlException, CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.exceptions import CmlApiError, CmlException, CmlWorkloadError
 from airflow_provider_cml.retry import is_transient
-from airflow_provider_cml.runs import RunRef, StopResult
+from airflow_provider_cml.runs import JOB_RUN, StopResult
+from airflow_provider_cml.workloads import WorkloadKind
 
 #: How long a run may stay ``ENGINE_UNKNOWN`` (or in a status the API never listed) before the wait
 #: gives up on it. Without a bound, a run the platform lost track of is waited on forever.
@@ -135,6 +138,7 @@ class WaitRule:
         platform's retry runs and report the last one.
     :param retry: the job's retry settings, once read (see ``Next.NEED_JOB``).
     :param retry_known: whether ``retry`` has been read.
+    :param kind: what is waited on: what its statuses mean.
     """
 
     poll_interval: float
@@ -143,6 +147,7 @@ class WaitRule:
     follow_retries: bool = True
     retry: JobRetry | None = None
     retry_known: bool = False
+    kind: WorkloadKind = JOB_RUN
 
     def knowing(self, retry: JobRetry | None) -> WaitRule:
         """This rule, with the job's retry settings read.
@@ -169,13 +174,13 @@ class WaitRule:
             return self._no_retry_yet(state, now)
         if state.failed is not None and seen.get("id") != state.run_id:  # the platform's retry
             state = replace(state, attempt=state.attempt + 1, failed=None, failed_since=None, status=None)
-        status = runs.status_of(seen)
+        status = self.kind.status_of(seen)
         changed = status != state.status
         unclear_since = None
-        if runs.is_unclear(status):
+        if self.kind.is_unclear(status):
             unclear_since = now if state.unclear_since is None else state.unclear_since
         state = replace(state, status=status, unclear_since=unclear_since, run_id=str(seen.get("id")))
-        if runs.is_terminal(status):
+        if self.kind.is_terminal(status):
             return self._ended(seen, status, now, state, changed)
         if self._unclear_too_long(state, now):
             return Decision(Next.UNCLEAR, state, changed=changed)
@@ -184,7 +189,7 @@ class WaitRule:
     def _ended(
         self, run: Mapping[str, Any], status: str, now: float, state: WaitState, changed: bool
     ) -> Decision:
-        if status not in RETRIED_STATUSES or not self.follow_retries:
+        if status not in RETRIED_STATUSES or not (self.follow_retries and self.kind.platform_retries):
             return Decision(Next.FINISHED, state, changed=changed, run=run)
         if not self.retry_known:
             return Decision(Next.NEED_JOB, state, changed=changed)
@@ -232,12 +237,13 @@ class WaitRule:
         return when, "Raise the timeout if the job needs longer"
 
 
-def log_decision(log: _Log, run_id: str, decision: Decision) -> None:
+def log_decision(log: _Log, run_id: str, decision: Decision, noun: str = "run") -> None:
     """Log what is worth a line: a status change, a retry awaited, a failed read. Not every poll.
 
     :param log: the caller's logger.
-    :param run_id: the run the wait started with.
+    :param run_id: the id of what the wait started with.
     :param decision: the rule's latest decision.
+    :param noun: what is waited on (the kind's name).
     """
     state = decision.state
     current = state.run_id or run_id
@@ -249,9 +255,9 @@ def log_decision(log: _Log, run_id: str, decision: Decision) -> None:
         )
     elif decision.changed:
         retry = f" (the platform's retry {state.attempt} of run {run_id})" if state.attempt else ""
-        log.info("Cloudera AI run %s is %s%s.", current, state.status, retry)
+        log.info("Cloudera AI %s %s is %s%s.", noun, current, state.status, retry)
     elif decision.next is Next.WAIT and decision.error is not None:
-        log.warning("Could not read run %s this time (%s); polling again.", current, decision.error)
+        log.warning("Could not read %s %s this time (%s); polling again.", noun, current, decision.error)
 
 
 def attempt_note(state: WaitState, rule: WaitRule) -> str:
@@ -270,14 +276,14 @@ def attempt_note(state: WaitState, rule: WaitRule) -> str:
 class Outcome:
     """How a wait ended, with what its messages need (shared by the sync wait and the trigger).
 
-    :param ref: the run the wait started with.
-    :param rule: the rule (it knows the job's retry settings).
+    :param ref: what the wait started with (its kind's ref).
+    :param rule: the rule (it knows the kind, and a job's retry settings).
     :param decision: the decision that ended the wait.
-    :param link: the run's page.
+    :param link: its page.
     :param waited: the wait's timeout in seconds, when the caller knows it.
     """
 
-    ref: RunRef
+    ref: Any
     rule: WaitRule
     decision: Decision
     link: str | None = None
@@ -294,20 +300,33 @@ class Outcome:
         :param stop: what became of stopping the run.
         """
         when, advice = self.rule.why_gave_up(self.decision, self.waited)
-        run_id = self.decision.state.run_id or self.ref.run_id
         status = self.decision.state.status
         return runs.gave_up_message(
-            run_id, status=status, when=when, advice=advice, stop=stop, link=self.link
+            self.current_id,
+            noun=self.rule.kind.name,
+            status=status,
+            when=when,
+            advice=advice,
+            stop=stop,
+            link=self.link,
         )
 
-    def gave_up(self, stop: StopResult) -> CmlJobRunError:
-        """The error for a wait that ended before the run did.
+    @property
+    def current_id(self) -> str:
+        """The id of what the wait ended on (a job run's platform retry, or what it started with)."""
+        kind = self.rule.kind
+        return (self.decision.state.run_id if kind.platform_retries else None) or kind.id_of(self.ref)
 
-        :param stop: what became of stopping the run.
+    def gave_up(self, stop: StopResult) -> CmlWorkloadError:
+        """The error for a wait that ended before the workload did.
+
+        :param stop: what became of stopping it.
         """
-        error = CmlJobRunTimeout if self.decision.next is Next.TIMED_OUT else CmlJobRunError
-        state = self.decision.state
-        return error(self.gave_up_message(stop), run_id=state.run_id or self.ref.run_id, status=state.status)
+        kind = self.rule.kind
+        error = kind.timeout_error if self.decision.next is Next.TIMED_OUT else kind.error
+        return error(
+            self.gave_up_message(stop), workload_id=self.current_id, status=self.decision.state.status
+        )
 
 
 def on_cadence(decision: Decision, spent: float) -> Decision:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
+
 
 @dataclass(frozen=True)
 class WorkloadKind:
@@ -42,6 +44,11 @@ class WorkloadKind:
     :param event_fields: the answer's fields a trigger event may carry (never secrets).
     :param platform_retries: whether the platform may start a new workload to retry a failed one
         (a job's Job Retry); only then does a wait look for one.
+    :param describe: a one-line, secret-free summary of an answer (default: name, id, status).
+    :param error: the error for a workload that ended badly; :param timeout_error: for a wait
+        that ran out of time first.
+    :param explained: whether the platform's usage and executions listings can say why one failed
+        (job runs: the hook then reads them, when the key may).
     """
 
     home: str
@@ -56,6 +63,10 @@ class WorkloadKind:
     hints: Mapping[str, str] = field(default_factory=dict)
     event_fields: tuple[str, ...] = ("id", "status")
     platform_retries: bool = False
+    describe: Callable[[Mapping[str, Any]], str] | None = None
+    error: type[CmlWorkloadError] = CmlWorkloadError
+    timeout_error: type[CmlWorkloadTimeout] = CmlWorkloadTimeout
+    explained: bool = False
 
     def status_of(self, answer: Mapping[str, Any]) -> str:
         """The answer's status in upper case (:attr:`missing_status` when it has none).
@@ -114,12 +125,57 @@ class WorkloadKind:
         """
         return str(ref[-1])
 
-    def ref_from(self, fields: Mapping[str, Any]) -> Any:
+    def ref_from(self, fields: Mapping[str, Any], *, partial: bool = False) -> Any:
         """The ref named by a dict of its fields (as a trigger carries it).
 
         :param fields: the ref's fields.
+        :param partial: fill missing fields with ``""`` instead of raising ``KeyError`` (an event
+            of an earlier build may lack some; its workload's id is always there).
         """
-        return self.ref_type(**{name: str(fields[name]) for name in self.ref_type._fields})
+        names = self.ref_type._fields
+        if partial:
+            return self.ref_type(**{name: str(fields.get(name) or "") for name in names})
+        return self.ref_type(**{name: str(fields[name]) for name in names})
+
+    def summary(self, answer: Mapping[str, Any]) -> str:
+        """A one-line, secret-free summary of an answer, e.g. ``run r1 of job j1: ENGINE_FAILED ...``.
+
+        :param answer: the workload's answer.
+        """
+        if self.describe is not None:
+            return self.describe(answer)
+        return f"{self.name} {answer.get('id')}: {self.status_of(answer)}"
+
+    def failure_message(
+        self,
+        answer: Mapping[str, Any],
+        *,
+        link: str | None = None,
+        details: str | None = None,
+        note: str = "",
+    ) -> str:
+        """Why a finished workload did not succeed, in words for the DAG author.
+
+        :param answer: its final answer.
+        :param link: its page, if known.
+        :param details: what the platform's listings say; else the status's hint.
+        :param note: words for a result reached on a platform retry.
+        """
+        reason = details or self.hint(self.status_of(answer))
+        return f"Cloudera AI {self.summary(answer)} did not succeed{note}: {reason}.{see(link)}"
+
+    def outcome(self, answer: Mapping[str, Any], *, link: str | None = None) -> Mapping[str, Any]:
+        """``answer`` if it ended well; raise :attr:`error` (with the status's hint) otherwise.
+
+        :param answer: a terminal answer.
+        :param link: its page, repeated in the error.
+        """
+        status = self.status_of(answer)
+        if self.is_success(status):
+            return answer
+        raise self.error(
+            self.failure_message(answer, link=link), workload_id=str(answer.get("id")), status=status
+        )
 
     def event_answer(self, answer: Mapping[str, Any] | None) -> dict[str, Any]:
         """The part of an answer a trigger event may carry.
@@ -127,6 +183,14 @@ class WorkloadKind:
         :param answer: the workload's last answer.
         """
         return {key: answer[key] for key in self.event_fields if answer and key in answer}
+
+
+def see(link: str | None) -> str:
+    """`` See <link>`` when there is a link, else nothing.
+
+    :param link: a page in the workbench.
+    """
+    return f" See {link}" if link else ""
 
 
 def load_kind(home: str) -> WorkloadKind:

@@ -18,8 +18,9 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunTimeout,
     CmlLookupError,
 )
-from airflow_provider_cml.hooks.cml import START_TOKEN_ENV, CmlHook
+from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.runs import RunRef
+from airflow_provider_cml.validation import START_TOKEN_ENV
 from tests.conftest import MOCK_KEY, MOCK_URL
 
 API = f"{MOCK_URL}/api/v2"
@@ -651,7 +652,7 @@ class TestJobDefinitions:
         requests_mock.get(
             self.JOBS, [{"json": {"jobs": []}}, {"json": {"jobs": []}}, {"json": {"jobs": [made]}}]
         )
-        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py", "kernel": "python3"})
+        job, action = hook.jobs.ensure_job(PID, {"name": "nightly", "script": "a.py", "kernel": "python3"})
         assert (job["id"], action) == (JID, "created")
         methods = [r.method for r in requests_mock.request_history]
         assert methods == ["GET", "POST", "GET", "GET"] and sleeps[:1] == [1.0]
@@ -660,7 +661,7 @@ class TestJobDefinitions:
         made = {"id": JID, "name": "nightly", "script": "a.py"}
         requests_mock.post(self.JOBS, [{"exc": requests.exceptions.ReadTimeout}, {"json": made}])
         requests_mock.get(self.JOBS, json={"jobs": []})
-        assert hook.create_job(PID, {"name": "nightly", "script": "a.py"})["id"] == JID
+        assert hook.jobs.create_job(PID, {"name": "nightly", "script": "a.py"})["id"] == JID
         methods = [r.method for r in requests_mock.request_history]
         assert methods == ["POST", *["GET"] * LOOKUPS, "POST"]
 
@@ -679,7 +680,9 @@ class TestJobDefinitions:
         requests_mock.get(self.JOBS, json={"jobs": [current]})
         patch = requests_mock.patch(f"{self.JOBS}/{JID}", json={**current, "memory": 4})
         requests_mock.get(f"{self.JOBS}/{JID}", json={**current, "memory": 4})  # read back
-        job, action = hook.ensure_job(PID, {"name": "nightly", "script": "a.py", "memory": 4, "timeout": 60})
+        job, action = hook.jobs.ensure_job(
+            PID, {"name": "nightly", "script": "a.py", "memory": 4, "timeout": 60}
+        )
         assert action == "updated" and job["memory"] == 4
         body = patch.last_request.json()
         assert body["memory"] == 4 and body["timeout"] == "60" and body["environment"] == '{"A": "1"}'

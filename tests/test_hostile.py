@@ -315,7 +315,7 @@ def test_a_silent_server_holds_a_job_create_for_one_budget_at_most(monkeypatch):
     with hostile(lambda r: [("sleep", 30)]) as server:
         hook = _hook(monkeypatch, server.url, timeout=1, max_retries=5)
         spec = {"name": "nightly", "script": "a.py", "runtime_identifier": "rt"}
-        error, _, took = _timed(lambda: hook.create_job(PID, spec))
+        error, _, took = _timed(lambda: hook.jobs.create_job(PID, spec))
     assert isinstance(error, CmlApiError) and "No answer" in str(error)
     assert took < CREATE_BUDGET * 1 + 1.5
     assert _paths(server).count(f"POST /api/v2/projects/{PID}/jobs") <= 2

@@ -23,7 +23,7 @@ from airflow_provider_cml.async_client import POOL_SIZE
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from tests.hostile import hostile
-from tests.test_hostile import JID, PID, RID, _hook, _timed, _trigger_event, run_json
+from tests.test_hostile import JID, KEY, PID, RID, RUN, _hook, _timed, _trigger_event, run_json
 
 
 def raw_answer(head: str, body: bytes) -> bytes:
@@ -264,3 +264,31 @@ def test_polling_logs_no_line_per_request(monkeypatch, caplog, capfd):
     lines += printed.err.splitlines() + printed.out.splitlines()
     per_request = [line for line in lines if "HTTP Request" in line or "/api/v2/" in line or "GET " in line]
     assert per_request == []
+
+
+# -- 7. proxies: the environment's, decided once per session, honoured by both clients ---------------
+
+
+def test_the_environments_proxy_carries_sync_and_trigger_requests_and_no_proxy_bypasses_it(monkeypatch):
+    nowhere = "http://127.0.0.1:9"  # nothing listens there: only the proxy can answer
+    body = json.dumps(run_json("ENGINE_SUCCEEDED")).encode()
+    with hostile(lambda r: [raw_answer(f"HTTP/1.1 200 OK\nContent-Length: {len(body)}", body)]) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        assert _hook(monkeypatch, nowhere).get_job_run(PID, JID, RID)["status"] == "ENGINE_SUCCEEDED"
+        event, _ = _trigger_event(monkeypatch, nowhere)
+        assert event["status"] == "success"
+        # absolute-form targets, as a proxy is sent them: the workbench's URL, not the proxy's
+        assert [s.path.split("?")[0] for s in proxy.seen] == [f"{nowhere}{RUN}"] * 2
+        assert all(s.headers["authorization"] == f"Bearer {KEY}" for s in proxy.seen)
+
+        proxy.seen.clear()
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        error, _, _ = _timed(lambda: _hook(monkeypatch, nowhere).get_job_run(PID, JID, RID))
+        assert type(error) is CmlApiError and "No answer" in str(error)
+        event, _ = _trigger_event(monkeypatch, nowhere, end_in=1.0)
+        assert event["status"] == "timeout"  # refused connections are transient: it kept polling
+        assert proxy.seen == []

@@ -77,11 +77,11 @@ def test_ensure_job_creates_then_leaves_alone_then_updates_in_place(wb):
         memory=2,
         environment={"STAGE": "one"},
     )
-    job, action = hook.ensure_job("Analytics", spec)
+    job, action = hook.jobs.ensure_job("Analytics", spec)
     assert action == "created" and wb.workbench.jobs[job["id"]].env == {"STAGE": "one"}
-    assert hook.ensure_job("Analytics", spec) == (job, "unchanged")
+    assert hook.jobs.ensure_job("Analytics", spec) == (job, "unchanged")
     changed = CmlJobSpec.of({**spec.managed(), "memory": 8, "environment": {"STAGE": "two"}})
-    updated, action = hook.ensure_job("Analytics", changed)
+    updated, action = hook.jobs.ensure_job("Analytics", changed)
     assert action == "updated" and updated["id"] == job["id"]
     assert (updated["memory"], json.loads(updated["environment"])) == (8.0, {"STAGE": "two"})
     assert len(wb.requests("POST", JOBS)) == 1 and len(wb.requests("PATCH")) == 1
@@ -93,11 +93,11 @@ def test_a_field_the_server_does_not_apply_is_named_once_and_not_called_updated(
     """A server that reads a zero value as "leave unchanged": timeout 30 -> 0 does not take."""
     hook = CmlHook()
     fields = {"name": "zero-values", "script": "report_env.py", "runtime_identifier": RUNTIME_ID}
-    hook.ensure_job("Analytics", {**fields, "timeout": 30})
+    hook.jobs.ensure_job("Analytics", {**fields, "timeout": 30})
     monkeypatch.setattr(wb.workbench, "patch_zero_values", "ignore")
-    job, action = hook.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
+    job, action = hook.jobs.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
     assert action == "updated" and job["memory"] == 3.0 and job["timeout"] == "30"  # memory took
-    job, action = hook.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
+    job, action = hook.jobs.ensure_job("Analytics", {**fields, "timeout": 0, "memory": 3})
     assert action == "unchanged" and len(wb.requests("PATCH")) == 2  # nothing took: not "updated"
     printed = "".join(capfd.readouterr())
     note = "did not apply timeout (still 30, wanted 0)"
@@ -117,8 +117,8 @@ def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
         max_retry=2,
         timeout=30,
     )
-    hook.ensure_job("Analytics", spec)
-    hook.ensure_job(
+    hook.jobs.ensure_job("Analytics", spec)
+    hook.jobs.ensure_job(
         "Analytics",
         CmlJobSpec(name="keeps-retry", script="report_env.py", runtime_identifier=RUNTIME_ID, memory=3),
     )
@@ -131,7 +131,7 @@ def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
 
 def test_dependent_job_by_parent_name(wb):
     hook = CmlHook()
-    job, _ = hook.ensure_job(
+    job, _ = hook.jobs.ensure_job(
         "Analytics", {"name": "after-parent", "script": "report_env.py", "parent": "parent", **R}
     )
     assert job["parent_id"] == wb.workbench.job_by_name("Analytics", "parent").id
@@ -151,7 +151,9 @@ def test_dependent_job_by_parent_name(wb):
 )
 def test_bad_runtime_or_parent_fails_before_anything_is_created(wb, fields, error, words):
     with pytest.raises(error, match=words):
-        CmlHook().ensure_job("Analytics", {"name": "never-made", "script": "report_env.py", **R, **fields})
+        CmlHook().jobs.ensure_job(
+            "Analytics", {"name": "never-made", "script": "report_env.py", **R, **fields}
+        )
     assert not wb.requests("POST") and not wb.requests("PATCH")
 
 
@@ -160,12 +162,14 @@ def test_two_jobs_of_one_name_are_ambiguous(wb):
     for _ in range(2):
         wb.workbench.add_job(project, "twin", script="report_env.py")
     with pytest.raises(CmlLookupError, match="2 jobs in project 'Analytics' are named 'twin'"):
-        CmlHook().ensure_job("Analytics", {"name": "twin", "script": "report_env.py", **R})
+        CmlHook().jobs.ensure_job("Analytics", {"name": "twin", "script": "report_env.py", **R})
 
 
 def test_a_lost_create_answer_creates_one_job(wb):
     wb.faults = Faults(lost_response_rate=1.0)  # every POST acts, then its answer is lost
-    job, action = CmlHook().ensure_job("Analytics", {"name": "created-once", "script": "report_env.py", **R})
+    job, action = CmlHook().jobs.ensure_job(
+        "Analytics", {"name": "created-once", "script": "report_env.py", **R}
+    )
     wb.faults = None
     assert action == "created"
     assert [j.id for j in wb.workbench.jobs.values() if j.name == "created-once"] == [job["id"]]
@@ -173,21 +177,21 @@ def test_a_lost_create_answer_creates_one_job(wb):
 
 def test_delete_job_and_a_read_only_key(wb, monkeypatch):
     hook = CmlHook()
-    job, _ = hook.ensure_job("Analytics", {"name": "to-delete", "script": "report_env.py", **R})
-    assert hook.delete_job("Analytics", job["id"]) is True
-    assert hook.delete_job("Analytics", job["id"]) is False  # already gone
+    job, _ = hook.jobs.ensure_job("Analytics", {"name": "to-delete", "script": "report_env.py", **R})
+    assert hook.jobs.delete_job("Analytics", job["id"]) is True
+    assert hook.jobs.delete_job("Analytics", job["id"]) is False  # already gone
     assert job["id"] not in wb.workbench.jobs
     monkeypatch.setenv("AIRFLOW_CONN_CML_READONLY", wb.airflow_connection(READONLY_KEY))
     with pytest.raises(CmlApiError, match="HTTP 403"):
-        CmlHook("cml_readonly").ensure_job(
+        CmlHook("cml_readonly").jobs.ensure_job(
             "Analytics", {"name": "not-allowed", "script": "report_env.py", **R}
         )
 
 
 def test_list_runtimes_pages_and_filters(wb):
-    runtimes = CmlHook().list_runtimes()
+    runtimes = CmlHook().jobs.list_runtimes()
     assert RUNTIME_ID in {r["image_identifier"] for r in runtimes}
-    assert [r["kernel"] for r in CmlHook().list_runtimes({"kernel": "R 4.3"})] == ["R 4.3"]
+    assert [r["kernel"] for r in CmlHook().jobs.list_runtimes({"kernel": "R 4.3"})] == ["R 4.3"]
 
 
 class _TI:
@@ -274,7 +278,7 @@ def test_job_environment_values_never_show(wb):
     echo = {"error": f"bad env {secret}", "code": 3, "message": f"bad env {secret}", "details": []}
     wb.fail_next("POST", JOBS, 400, body=json.dumps(echo))
     with pytest.raises(CmlApiError) as info:
-        CmlHook().ensure_job("Analytics", spec)
+        CmlHook().jobs.ensure_job("Analytics", spec)
     assert "bad env" in str(info.value) and secret not in str(info.value)
 
 
@@ -282,5 +286,5 @@ def test_a_new_job_without_a_runtime_in_an_ml_runtimes_project_is_refused_before
     with pytest.raises(
         CmlConfigError, match="needs a runtime_identifier: project 'Analytics' runs jobs on ML Runtimes"
     ):
-        CmlHook().ensure_job("Analytics", {"name": "no-runtime", "script": "report_env.py"})
+        CmlHook().jobs.ensure_job("Analytics", {"name": "no-runtime", "script": "report_env.py"})
     assert not wb.requests("POST")

@@ -68,7 +68,9 @@ class StubHook:
         self._record("wait_for_job_run", *ref, **options)
         return {"id": ref[2], "status": "ENGINE_SUCCEEDED"}
 
-    def finished(self, ref: RunRef, run: dict, *, note: str = "", link: str | None = None) -> dict:
+    def finished(
+        self, ref: RunRef, run: dict, *, note: str = "", link: str | None = None, kind: Any = None
+    ) -> dict:
         self._record("finished", ref, run, note=note, link=link)
         return dict(check_run_outcome(run, link=link))
 
@@ -395,7 +397,11 @@ def test_if_active_reattach_adopts_only_this_task_instances_run():
 
 
 class SubmitHook(StubHook):
-    """StubHook plus the job-definition calls CmlSubmitRunOperator makes."""
+    """StubHook plus the job-definition calls CmlSubmitRunOperator makes (``hook.jobs.*``)."""
+
+    @property
+    def jobs(self) -> SubmitHook:
+        return self
 
     def ensure_job(self, project: str, spec: Any) -> tuple[dict, str]:
         self._record("ensure_job", project, spec.name)

@@ -1,7 +1,7 @@
-"""Hook: jobs as code, the part of CmlHook that creates, updates and deletes job definitions.
+"""Jobs as code: creating, updating and deleting job definitions, as ``CmlHook.jobs``.
 
-CreateJob, UpdateJob, DeleteJob and ListRuntimes of API v2, mixed into
-:class:`~airflow_provider_cml.hooks.cml.CmlHook`.
+API v2's CreateJob, UpdateJob, DeleteJob and ListRuntimes, through one
+:class:`~airflow_provider_cml.hooks.cml.CmlHook` (its connection, names cache and bounds).
 """
 
 from __future__ import annotations
@@ -10,18 +10,14 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_cml import runs
 from airflow_provider_cml.create_once import post_once
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
 
 if TYPE_CHECKING:
-    import contextlib
-    from collections.abc import Iterator
-
-    from airflow_provider_cml.config import CmlClientConfig
-    from airflow_provider_cml.retry import Clock
-    from airflow_provider_cml.transport import SyncTransport
+    from airflow_provider_cml.hooks.cml import CmlHook
 
 #: A create (every attempt, look-up and back-off) ends within this many request timeouts.
 CREATE_BUDGET = 3
@@ -30,51 +26,22 @@ EnsureAction = Literal["created", "updated", "unchanged"]
 
 
 class JobDefinitions:
-    """Job definitions: mixed into :class:`~airflow_provider_cml.hooks.cml.CmlHook`."""
+    """Job definitions through one hook (its connection, names cache and bounds).
 
-    if TYPE_CHECKING:  # what the mixin uses of CmlHook
-        _jobs: dict[tuple[str, str], dict[str, Any]]
-        clock: Clock
+    :param hook: the hook.
+    """
 
-        @property
-        def log(self) -> Any: ...  # noqa: D102
-        @property
-        def config(self) -> CmlClientConfig: ...  # noqa: D102
-        @property
-        def transport(self) -> SyncTransport: ...  # noqa: D102
-        def _require_v2(self, what: str) -> None: ...
-        def within(self, deadline: float | None) -> contextlib.AbstractContextManager[None]: ...  # noqa: D102
-        def budget(self, seconds: float) -> float: ...  # noqa: D102
-        def resolve_project(self, project: str) -> dict[str, Any]: ...  # noqa: D102
-        def get_project(self, project_id: str) -> dict[str, Any]: ...  # noqa: D102
-        def get_job(self, project: str, job_id: str) -> dict[str, Any]: ...  # noqa: D102
-        def resolve_job(self, project: str, job: str) -> dict[str, Any]: ...  # noqa: D102
-        def list_jobs(  # noqa: D102
-            self, project: str, search_filter: Mapping[str, Any] | None = None, sort: str | None = None
-        ) -> list[dict[str, Any]]: ...
-        def paginate(  # noqa: D102
-            self,
-            path: str,
-            key: str,
-            *,
-            params: Mapping[str, Any] | None = None,
-            not_found: str | None = None,
-        ) -> Iterator[dict[str, Any]]: ...
-        @staticmethod
-        def _listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) -> dict[str, Any]: ...
-        @staticmethod
-        def _project_path(project_id: str) -> str: ...
-        @classmethod
-        def _job_path(cls, project_id: str, job_id: str) -> str: ...
+    def __init__(self, hook: CmlHook) -> None:
+        self.hook = hook
 
     def list_runtimes(self, search_filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """The ML Runtimes the workbench offers (every page).
 
         :param search_filter: e.g. ``{"kernel": "Python 3.11"}``.
         """
-        self._require_v2("Listing runtimes")
-        params = self._listing_params(search_filter, None)
-        return list(self.paginate("/runtimes", "runtimes", params=params))
+        self.hook.require_v2("Listing runtimes")
+        params = self.hook.listing_params(search_filter, None)
+        return list(self.hook.paginate("/runtimes", "runtimes", params=params))
 
     def check_runtime(self, identifier: str) -> None:
         """Raise a clear error unless ``identifier`` is one of the workbench's runtimes.
@@ -107,18 +74,18 @@ class JobDefinitions:
         :param parent_id: the parent job's ID, for a dependent job.
         """
         spec = CmlJobSpec.of(spec)
-        project_id = str(self.resolve_project(project)["id"])
-        path = self._project_path(project_id) + "/jobs"
+        project_id = str(self.hook.resolve_project(project)["id"])
+        path = runs.project_path(project_id) + "/jobs"
         body = spec.create_body(project_id, parent_id)
-        deadline = self.budget(CREATE_BUDGET * self.config.timeout)
+        deadline = self.hook.budget(CREATE_BUDGET * self.hook.config.timeout)
 
         def look_up() -> dict[str, Any] | None:
             found = self._named_jobs(project_id, spec.name)
             return found[0] if found else None
 
-        with self.within(deadline):  # the look-ups too
+        with self.hook.within(deadline):  # the look-ups too
             job = post_once(
-                lambda: self.transport.request(
+                lambda: self.hook.transport.request(
                     "POST",
                     path,
                     body=body,
@@ -128,11 +95,11 @@ class JobDefinitions:
                     deadline=deadline,
                 ),
                 look_up,
-                policy=self.config.retry_policy,
-                clock=self.clock,
+                policy=self.hook.config.retry_policy,
+                clock=self.hook.clock,
                 deadline=deadline,
                 what=f"creation of job {spec.name!r}",
-                log=self.log,
+                log=self.hook.log,
             )
         self._forget_job(project_id, spec.name)
         return dict(job)
@@ -147,9 +114,9 @@ class JobDefinitions:
         :param spec: the job's definition.
         :param parent_id: the parent job's ID, for a dependent job.
         """
-        project_id = str(self.resolve_project(project)["id"])
-        path = f"{self._project_path(project_id)}/jobs/{path_segment('job_id', str(job.get('id')))}"
-        answer = self.transport.request(
+        project_id = str(self.hook.resolve_project(project)["id"])
+        path = f"{runs.project_path(project_id)}/jobs/{path_segment('job_id', str(job.get('id')))}"
+        answer = self.hook.transport.request(
             "PATCH",
             path,
             body=spec.update_body(job, parent_id),
@@ -165,14 +132,16 @@ class JobDefinitions:
         :param project: project name or ID.
         :param job_id: job ID.
         """
-        project_id = str(self.resolve_project(project)["id"])
+        project_id = str(self.hook.resolve_project(project)["id"])
         try:
-            self.transport.request("DELETE", self._job_path(project_id, job_id), not_found=f"job {job_id!r}")
+            self.hook.transport.request(
+                "DELETE", runs.job_path((project_id, job_id)), not_found=f"job {job_id!r}"
+            )
         except CmlApiError as exc:
             if exc.http_status == 404:
                 return False
             raise
-        self._jobs = {key: value for key, value in self._jobs.items() if value.get("id") != job_id}
+        self.hook.forget_job(project_id, job_id=job_id)
         return True
 
     def ensure_job(
@@ -191,9 +160,9 @@ class JobDefinitions:
         :returns: the job as the API answers it, and what was done.
         """
         spec = CmlJobSpec.of(spec)
-        self._require_v2("Defining a job")
-        project_id = str(self.resolve_project(project)["id"])
-        parent_id = str(self.resolve_job(project, spec.parent)["id"]) if spec.parent else None
+        self.hook.require_v2("Defining a job")
+        project_id = str(self.hook.resolve_project(project)["id"])
+        parent_id = str(self.hook.resolve_job(project, spec.parent)["id"]) if spec.parent else None
         existing = self._named_jobs(project_id, spec.name)
         if len(existing) > 1:
             ids = ", ".join(str(job.get("id")) for job in existing)
@@ -207,22 +176,22 @@ class JobDefinitions:
         if not existing:
             self._check_engine(project, spec)
             job = self.create_job(project_id, spec, parent_id)
-            self.log.info("Created Cloudera AI job %r (%s).", spec.name, job.get("id"))
+            self.hook.log.info("Created Cloudera AI job %r (%s).", spec.name, job.get("id"))
             return job, "created"
         if not changes:
-            self.log.info(
+            self.hook.log.info(
                 "Cloudera AI job %r (%s) already matches its definition.", spec.name, existing[0].get("id")
             )
             return existing[0], "unchanged"
         # Environment values may be secrets: name the changed fields, not their values.
-        self.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
+        self.hook.log.info("Updating Cloudera AI job %r: %s changed.", spec.name, ", ".join(sorted(changes)))
         self.update_job(project_id, existing[0], spec, parent_id)
         # Read it back: a server may accept an update yet leave a field as it was (an empty or zero
         # value read as "leave unchanged"). Saying "updated" then would repeat the PATCH every run.
-        after = self.get_job(project_id, str(existing[0]["id"]))
+        after = self.hook.get_job(project_id, str(existing[0]["id"]))
         left = spec.differences(after, parent_id)
         if left:
-            self.log.warning(self._not_applied(spec.name, left))
+            self.hook.log.warning(self._not_applied(spec.name, left))
         return after, "updated" if set(changes) - set(left) else "unchanged"
 
     @staticmethod
@@ -242,10 +211,10 @@ class JobDefinitions:
         """A new job in an ML Runtimes project needs a runtime (the API: "Must be set")."""
         if spec.runtime_identifier or spec.kernel:
             return
-        found = self.resolve_project(project)
+        found = self.hook.resolve_project(project)
         engine = found.get("default_engine_type")
         if engine is None:  # resolved from an ID: read it once
-            engine = self.get_project(str(found["id"])).get("default_engine_type")
+            engine = self.hook.get_project(str(found["id"])).get("default_engine_type")
         if engine == "ml_runtime":
             offered = [str(r.get("image_identifier")) for r in self.list_runtimes()][:3]
             raise CmlConfigError(
@@ -257,8 +226,10 @@ class JobDefinitions:
     def _named_jobs(self, project_id: str, name: str) -> list[dict[str, Any]]:
         """The project's jobs named exactly ``name`` (the server's filter matches substrings)."""
         return [
-            job for job in self.list_jobs(project_id, search_filter={"name": name}) if job.get("name") == name
+            job
+            for job in self.hook.list_jobs(project_id, search_filter={"name": name})
+            if job.get("name") == name
         ]
 
     def _forget_job(self, project_id: str, name: str) -> None:
-        self._jobs.pop((project_id, name), None)
+        self.hook.forget_job(project_id, name)

@@ -66,7 +66,7 @@ class CmlCreateOrUpdateJobOperator(BaseOperator):
 
         spec = CmlJobSpec.of(self.job_spec)
         _mask_environment(spec)
-        job, action = CmlHook(self.cml_conn_id).ensure_job(self.project, spec)
+        job, action = CmlHook(self.cml_conn_id).jobs.ensure_job(self.project, spec)
         job_id = str(job["id"])
         context["ti"].xcom_push(key="job_id", value=job_id)
         context["ti"].xcom_push(key="job_action", value=action)
@@ -146,7 +146,7 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         else:
             spec = CmlJobSpec.of({**self.job_spec, "name": name})
         _mask_environment(spec)
-        job, action = self.hook.ensure_job(self.project, spec)
+        job, action = self.hook.jobs.ensure_job(self.project, spec)
         self.job = str(job["id"])
         self._job_created = action == "created"
         context["ti"].xcom_push(key="job_action", value=action)
@@ -211,7 +211,7 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
                     CLEAN_UP_WAIT,
                 )
                 return
-            hook.delete_job(self.project, self.job)
+            hook.jobs.delete_job(self.project, self.job)
             self.log.info("Deleted Cloudera AI job %s, created for this run.", self.job)
         except CmlException as exc:
             self.log.warning("Could not delete Cloudera AI job %s; delete it by hand: %s", self.job, exc)

@@ -1,9 +1,13 @@
-"""Face: CmlJobRunSensor waits for a Cloudera AI v2 job run to end."""
+"""Sensors: wait for a Cloudera AI workload to end; CmlJobRunSensor for a v2 job run.
+
+:class:`CmlWorkloadSensor` watches any :class:`~airflow_provider_cml.workloads.WorkloadKind`;
+:class:`CmlJobRunSensor` is it for a job run named by project, job and run.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -15,8 +19,8 @@ from airflow_provider_cml._compat import (
     default_deferrable,
 )
 from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
-from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlJobRunError, CmlJobRunTimeout
-from airflow_provider_cml.runs import RunRef, StopResult, describe_run
+from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlWorkloadError, CmlWorkloadTimeout
+from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
 from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next
 
@@ -26,9 +30,154 @@ RESOLVED_KEY = "cml_sensor_ids"
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+    from airflow_provider_cml.workloads import WorkloadKind
 
 
-class CmlJobRunSensor(BaseSensorOperator):
+class CmlWorkloadSensor(BaseSensorOperator):
+    """Succeed when a Cloudera AI workload of any kind succeeds; fail when it ends otherwise.
+
+    Statuses its kind counts as active keep it poking; a status that says nothing about progress
+    too, for up to ``unknown_grace``; a transient HTTP error (no answer, 429, 5xx) never fails a
+    poke. With ``soft_fail=True`` a failed workload skips the task instead of failing it. The sensor
+    never stops what it watches: it does not own it.
+
+    :param kind: what is watched (see :class:`~airflow_provider_cml.workloads.WorkloadKind`).
+    :param ref: its IDs, as a dict of the kind's ref fields (templated).
+    :param cml_conn_id: Airflow connection of type ``cml``.
+    :param deferrable: wait in the triggerer between checks (default: Airflow's
+        ``[operators] default_deferrable``). The sensor's ``timeout`` still applies.
+    :param unknown_grace: seconds it may stay in an unclear status before the sensor fails;
+        ``None``: no limit. Counted within one worker process (``mode="poke"``, or deferrable).
+    """
+
+    template_fields: Sequence[str] = ("ref",)
+    ui_color = "#f96702"
+    #: Whether the platform's retries of a failed workload are waited for (job runs' Job Retry).
+    follow_retries = False
+
+    def __init__(
+        self,
+        *,
+        kind: WorkloadKind,
+        ref: Mapping[str, Any] | None = None,
+        cml_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        validate_positive("unknown_grace", unknown_grace)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.kind = kind
+        self.ref = dict(ref or {})
+        self.cml_conn_id = cml_conn_id
+        self.unknown_grace = unknown_grace
+        # What the waiting rule learnt so far, kept across pokes of one worker process.
+        self._wait_state = waiting.WaitState()
+        self._rule: waiting.WaitRule | None = None
+
+    @cached_property
+    def hook(self) -> CmlHook:
+        """The hook for ``cml_conn_id`` (one per task process, so names are looked up once)."""
+        from airflow_provider_cml.hooks.cml import CmlHook
+
+        return CmlHook(self.cml_conn_id)
+
+    def _ref(self, context: Context | None = None) -> Any:
+        """The IDs of what is watched."""
+        try:
+            return self.kind.ref_from(self.ref)
+        except (KeyError, TypeError):
+            fields = ", ".join(self.kind.ref_type._fields)
+            raise CmlConfigError(
+                f"ref must name the {self.kind.name}'s {fields}, not {self.ref!r}."
+            ) from None
+
+    def poke(self, context: Context) -> bool:
+        """One status check, judged by the shared waiting rule.
+
+        :param context: the task's Airflow context.
+        """
+        ref, kind = self._ref(context), self.kind
+        rule = self._rule or waiting.WaitRule(
+            self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries, kind=kind
+        )
+        self._rule, decision = self.hook.step(ref, rule, self._wait_state)
+        self._wait_state = decision.state
+        waiting.log_decision(self.log, kind.id_of(ref), decision, kind.name)
+        if decision.next is Next.WAIT:
+            return False
+        if decision.next is Next.ERROR:
+            raise decision.error  # type: ignore[misc]
+        outcome = waiting.Outcome(ref, self._rule, decision)
+        if decision.next is Next.FINISHED and decision.run is not None:
+            current = runs.current_ref(ref, decision.state)
+            answer = decision.run
+            self._fail_unless_succeeded(
+                lambda: self.hook.finished(current, answer, note=outcome.note, kind=kind)
+            )
+            return True
+        self._fail(outcome.gave_up(StopResult.NOT_ASKED))
+
+    def _fail_unless_succeeded(self, finish: Callable[[], Any]) -> None:
+        try:
+            finish()
+        except CmlWorkloadError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: CmlException) -> NoReturn:
+        if self.soft_fail:
+            raise AirflowSkipException(str(exc)) from exc
+        raise exc
+
+    def _trigger(self, context: Context) -> CmlWorkloadTrigger:
+        """The trigger that waits in the triggerer: never the owner of what it watches."""
+        from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+
+        return CmlWorkloadTrigger(
+            kind=self.kind.home,
+            ref=self._ref(context)._asdict(),
+            conn_id=self.cml_conn_id,
+            poll_interval=self.poke_interval,
+            end_time=time.time() + self.timeout,
+            owns=False,
+            unknown_grace=self.unknown_grace,
+            follow_retries=self.follow_retries,
+        )
+
+    def execute(self, context: Context) -> Any:
+        """Poke (in a worker), or check once and then defer to the triggerer.
+
+        :param context: the task's Airflow context.
+        """
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        self.defer(trigger=self._trigger(context), method_name="execute_complete")
+        return None
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
+        """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message.
+
+        :param context: the task's Airflow context.
+        :param event: the trigger's event.
+        """
+        from airflow_provider_cml.triggers.cml import outcome_of_event
+
+        try:
+            answer = outcome_of_event(event, self.hook.finished)
+        except CmlWorkloadTimeout as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            raise AirflowSensorTimeout(str(exc)) from exc
+        except CmlException as exc:
+            self._fail(exc)
+        self.log.info("Cloudera AI %s.", self.kind.summary(answer))
+
+
+class CmlJobRunSensor(CmlWorkloadSensor):
     """Succeed when a Cloudera AI job run succeeds; fail when it ends otherwise.
 
     ``ENGINE_STOPPING`` keeps the sensor poking; ``ENGINE_UNKNOWN`` too, for up to ``unknown_grace``;
@@ -51,7 +200,6 @@ class CmlJobRunSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("project", "job", "run_id")
-    ui_color = "#f96702"
 
     def __init__(
         self,
@@ -65,25 +213,17 @@ class CmlJobRunSensor(BaseSensorOperator):
         follow_retries: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        validate_positive("unknown_grace", unknown_grace)
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        super().__init__(
+            kind=JOB_RUN,
+            cml_conn_id=cml_conn_id,
+            deferrable=deferrable,
+            unknown_grace=unknown_grace,
+            **kwargs,
+        )
         self.project = project
         self.job = job
         self.run_id = run_id
-        # What the waiting rule learnt so far, kept across pokes of one worker process.
-        self._wait_state = waiting.WaitState()
-        self._rule: waiting.WaitRule | None = None
-        self.cml_conn_id = cml_conn_id
-        self.unknown_grace = unknown_grace
-        self.follow_retries = follow_retries
-
-    @cached_property
-    def hook(self) -> CmlHook:
-        """The hook for ``cml_conn_id`` (one per task process, so names are looked up once)."""
-        from airflow_provider_cml.hooks.cml import CmlHook
-
-        return CmlHook(self.cml_conn_id)
+        self.follow_retries = follow_retries  # type: ignore[misc]
 
     def _ref(self, context: Context | None = None) -> RunRef:
         if not isinstance(self.run_id, str) or not self.run_id.strip():
@@ -103,79 +243,15 @@ class CmlJobRunSensor(BaseSensorOperator):
             store.set(RESOLVED_KEY, {"names": [self.project, self.job], **ref._asdict()})
         return ref
 
-    def poke(self, context: Context) -> bool:
-        """One status check, judged by the shared waiting rule.
-
-        :param context: the task's Airflow context.
-        """
-        ref = self._ref(context)
-        rule = self._rule or waiting.WaitRule(
-            self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries
-        )
-        self._rule, decision = self.hook.step(ref, rule, self._wait_state)
-        self._wait_state = decision.state
-        waiting.log_decision(self.log, ref.run_id, decision)
-        if decision.next is Next.WAIT:
-            return False
-        if decision.next is Next.ERROR:
-            raise decision.error  # type: ignore[misc]
-        outcome = waiting.Outcome(ref, self._rule, decision)
-        if decision.next is Next.FINISHED and decision.run is not None:
-            current = runs.current_ref(ref, decision.state)
-            self._fail_unless_succeeded(lambda: self.hook.finished(current, decision.run, note=outcome.note))  # type: ignore[arg-type]
-            return True
-        self._fail(outcome.gave_up(StopResult.NOT_ASKED))
-
-    def _fail_unless_succeeded(self, finish: Callable[[], Any]) -> None:
-        try:
-            finish()
-        except CmlJobRunError as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: CmlException) -> NoReturn:
-        if self.soft_fail:
-            raise AirflowSkipException(str(exc)) from exc
-        raise exc
-
-    def execute(self, context: Context) -> Any:
-        """Poke (in a worker), or check once and then defer to the triggerer.
-
-        :param context: the task's Airflow context.
-        """
-        if not self.deferrable:
-            return super().execute(context)
-        if self.poke(context):
-            return None
+    def _trigger(self, context: Context) -> CmlWorkloadTrigger:
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
-        self.defer(
-            trigger=CmlJobRunTrigger(
-                **self._ref(context)._asdict(),
-                conn_id=self.cml_conn_id,
-                poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
-                owns_run=False,
-                unknown_grace=self.unknown_grace,
-                follow_retries=self.follow_retries,
-            ),
-            method_name="execute_complete",
+        return CmlJobRunTrigger(
+            **self._ref(context)._asdict(),
+            conn_id=self.cml_conn_id,
+            poll_interval=self.poke_interval,
+            end_time=time.time() + self.timeout,
+            owns_run=False,
+            unknown_grace=self.unknown_grace,
+            follow_retries=self.follow_retries,
         )
-        return None
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
-        """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message.
-
-        :param context: the task's Airflow context.
-        :param event: the trigger's event.
-        """
-        from airflow_provider_cml.triggers.cml import outcome_of_event
-
-        try:
-            run = outcome_of_event(event, self.hook.finished)
-        except CmlJobRunTimeout as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from exc
-            raise AirflowSensorTimeout(str(exc)) from exc
-        except CmlException as exc:
-            self._fail(exc)
-        self.log.info("Cloudera AI %s.", describe_run(run))
