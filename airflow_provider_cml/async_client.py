@@ -16,7 +16,8 @@ Why each setting:
 - TLS from the connection's ``verify_ssl``/``ca_bundle``, else certifi's bundle (or
   ``SSL_CERT_FILE``/``SSL_CERT_DIR``), like ``requests``; hostnames are checked against the
   certificate's subjectAltName only, like ``requests``;
-- no redirects, no cookies; each attempt has one total time limit, the pool wait included;
+- no redirects, no cookies; each attempt has one total time limit (one timer), the pool wait
+  included;
 - bodies are read up to :data:`~airflow_provider_cml.answers.MAX_BODY_BYTES` after decompression,
   and a large one is parsed off the event loop, so one answer cannot stall every trigger.
 """
@@ -24,9 +25,11 @@ Why each setting:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import Collection, Mapping
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from airflow_provider_cml.answers import (
     MAX_BODY_BYTES,
@@ -152,39 +156,36 @@ class AsyncTransport:
         session = await self.session()
         try:
             async with _time_limit(limit):
-                return await self._exchange(session, exchange, limit)
+                return await self._exchange(session, exchange)
         except asyncio.TimeoutError:
             return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
 
-    async def _exchange(self, session: _Session, exchange: Exchange, limit: float) -> Answer:
-        params = {k: query_value(v) for k, v in (exchange.params or {}).items()}
+    async def _exchange(self, session: _Session, exchange: Exchange) -> Answer:
+        params = {k: query_value(v) for k, v in exchange.params.items()} if exchange.params else None
         body = None if exchange.body is None else json.dumps(exchange.body).encode()
         try:
             async with session.http.request(
                 exchange.method,
-                self.config.api_root + exchange.path,
-                params=params or None,
+                _url(self.config.api_root + exchange.path),
+                params=params,
                 data=body,
                 headers={"Content-Type": "application/json"} if body is not None else None,
                 allow_redirects=False,
                 proxy=session.proxy,
-                # connect covers the wait for a pooled connection too: a timeout there never sent
-                timeout=aiohttp.ClientTimeout(total=None, connect=limit),
             ) as response:
-                payload = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    payload += chunk
-                    if len(payload) > MAX_BODY_BYTES:
-                        return too_big()
-                text = text_of(bytes(payload), response.headers.get("Content-Type"))
-                return Answer(response.status, response.headers, text)
+                payload = await _bounded_body(response)
+                if payload is None:
+                    return too_big()
+                return Answer(
+                    response.status, response.headers, text_of(payload, response.headers.get("Content-Type"))
+                )
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             raise tls_error(self.config.base_url, exc) from None
         except aiohttp.InvalidURL:
             raise CmlConfigError(
                 f"The request to {self.config.base_url} could not be built: check the connection's host."
             ) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:
             return Answer(None, failure=type(exc).__name__, maybe_acted=False)
         except (aiohttp.ClientError, ValueError) as exc:  # broken framing, encodings, closed sockets
             return Answer(None, failure=type(exc).__name__, maybe_acted=True)
@@ -236,10 +237,29 @@ class AsyncTransport:
             await self._session.http.close()
 
 
-def _time_limit(seconds: float) -> Any:
-    """``asyncio.timeout`` (Python 3.11+), or an equivalent for older Pythons."""
-    if hasattr(asyncio, "timeout"):
-        return asyncio.timeout(seconds)
-    import async_timeout  # aiohttp's own dependency on Python < 3.11
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or ``None`` past :data:`MAX_BODY_BYTES` (counted after decompression)."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY_BYTES and "Content-Encoding" not in response.headers:
+        return await response.read()  # the usual small answer: its size is known and not inflated
+    payload = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        payload += chunk
+        if len(payload) > MAX_BODY_BYTES:
+            return None
+    return bytes(payload)
 
-    return async_timeout.timeout(seconds)
+
+@functools.lru_cache(maxsize=4096)
+def _url(text: str) -> yarl.URL:
+    """The parsed URL of a request target, cached: a trigger asks for the same run every poll.
+
+    Paths are built percent-encoded (see :mod:`airflow_provider_cml.validation`).
+    """
+    return yarl.URL(text, encoded=True)
+
+
+if sys.version_info >= (3, 11):
+    _time_limit = asyncio.timeout
+else:  # aiohttp's own dependency on Python < 3.11
+    from async_timeout import timeout as _time_limit

@@ -10,6 +10,7 @@ scheduling (it is the enum's zero value, which the API may leave out). Nothing h
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -87,8 +88,9 @@ def runs_path(ref: RunRef | tuple[str, str]) -> str:
     return f"{job_path(ref)}/runs"
 
 
+@functools.lru_cache(maxsize=4096)
 def run_path(ref: RunRef) -> str:
-    """One run.
+    """One run (cached: a wait reads the same run every poll).
 
     :param ref: the run.
     """

@@ -83,23 +83,23 @@ def poll(kind: WorkloadKind, ref: Any, state: WaitState | None, deadline: float 
         return exc
 
 
-def job_retry(ref: Any, deadline: float | None, warn: Callable[..., Any]) -> Steps[JobRetry | None]:
+def job_retry(ref: Any, deadline: float | None, log: Any) -> Steps[JobRetry | None]:
     """The job's Job Retry settings (``None`` when it does not retry, or cannot be read).
 
     :param ref: a run of the job.
     :param deadline: when the read must end.
-    :param warn: the caller's ``log.warning``.
+    :param log: the caller's logger.
     """
     try:
         job = yield Exchange("GET", runs.job_path(ref), deadline=deadline)
     except CmlException as exc:
-        warn("Could not read the job's retry settings (%s); not waiting for platform retries.", exc)
+        log.warning("Could not read the job's retry settings (%s); not waiting for platform retries.", exc)
         return None
     return JobRetry.of(job)
 
 
 def step(
-    ref: Any, rule: WaitRule, state: WaitState, now: Callable[[], float], warn: Callable[..., Any]
+    ref: Any, rule: WaitRule, state: WaitState, now: Callable[[], float], log: Any
 ) -> Steps[tuple[WaitRule, Decision]]:
     """One poll judged by the waiting rule; reads the job's Job Retry settings when the rule asks.
 
@@ -107,13 +107,13 @@ def step(
     :param rule: the rule so far.
     :param state: the rule's state so far.
     :param now: the clock of ``rule.deadline``.
-    :param warn: the caller's ``log.warning``.
+    :param log: the caller's logger.
     """
     polled_at = now()
     seen = yield from poll(rule.kind, ref, state, rule.deadline)
     decision = rule.judge(seen, now(), state)
     if decision.next is Next.NEED_JOB:  # a failure the job's Job Retry may retry
-        rule = rule.knowing((yield from job_retry(ref, rule.deadline, warn)))
+        rule = rule.knowing((yield from job_retry(ref, rule.deadline, log)))
         decision = rule.judge(seen, now(), state)
     return rule, on_cadence(decision, now() - polled_at)
 

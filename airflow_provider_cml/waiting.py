@@ -179,7 +179,10 @@ class WaitRule:
         unclear_since = None
         if self.kind.is_unclear(status):
             unclear_since = now if state.unclear_since is None else state.unclear_since
-        state = replace(state, status=status, unclear_since=unclear_since, run_id=str(seen.get("id")))
+        # The constructor, not dataclasses.replace: this runs on every poll of every trigger.
+        state = WaitState(
+            status, unclear_since, str(seen.get("id")), state.attempt, state.failed, state.failed_since
+        )
         if self.kind.is_terminal(status):
             return self._ended(seen, status, now, state, changed)
         if self._unclear_too_long(state, now):
@@ -340,4 +343,5 @@ def on_cadence(decision: Decision, spent: float) -> Decision:
     """
     if decision.next is not Next.WAIT or spent <= 0:
         return decision
-    return replace(decision, sleep=max(0.0, decision.sleep - spent))
+    sleep = max(0.0, decision.sleep - spent)
+    return Decision(decision.next, decision.state, decision.changed, decision.run, decision.error, sleep)

@@ -317,7 +317,9 @@ def measure(
         else:
             server = FakeApiServer(api, ends).start()
             conn = {"conn_type": "cml", "host": f"http://127.0.0.1:{server.port}", "password": KEY}
-            env = {"AIRFLOW_CONN_CML_DEFAULT": json.dumps(conn)}
+            # The event hold (a guard against Airflow's deferral race, 10 s by default) is policy,
+            # not polling: off here, so "delay" compares how soon each side's polls see the end.
+            env = {"AIRFLOW_CONN_CML_DEFAULT": json.dumps(conn), "AIRFLOW__CML__TRIGGER_EVENT_HOLD": "0"}
         try:
             report = run_child(side, plan, env, profile)
         finally:
@@ -387,7 +389,7 @@ def profile(n: int, poll: float, spread: float) -> None:
         "Airflow (connections, masking, triggers)": ("airflow/", "airflow\\"),
     }
     for side in ("cml",):
-        path = tempfile.mktemp(suffix=".prof")
+        path = os.environ.get("CML_PROFILE_PATH") or tempfile.mktemp(suffix=".prof")
         result = measure(side, n, durations, poll, profile=path)
         stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
         totals = dict.fromkeys(categories, 0.0)

@@ -10,12 +10,10 @@ methods send with ``requests``, async ones (for triggers) with aiohttp; both run
 from __future__ import annotations
 
 import contextlib
-import difflib
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,11 +27,10 @@ from airflow_provider_cml.connection_fields import (
     wtforms_widgets,
 )
 from airflow_provider_cml.exceptions import (
-    CmlApiError,
     CmlConfigError,
     CmlException,
-    CmlLookupError,
 )
+from airflow_provider_cml.hooks import connection_test, listing, waits
 from airflow_provider_cml.hooks.failures import FailureExplainer
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.hooks.starting import START_BUDGET, RunStarter
@@ -42,16 +39,13 @@ from airflow_provider_cml.retry import Clock
 from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.steps import Steps, resume
 from airflow_provider_cml.transport import SyncTransport
-from airflow_provider_cml.validation import Overrides, looks_like_id, validate_positive
+from airflow_provider_cml.validation import Overrides, looks_like_id
 from airflow_provider_cml.waiting import (
     DEFAULT_UNKNOWN_GRACE,
     Decision,
-    Next,
     Observation,
-    Outcome,
     WaitRule,
     WaitState,
-    log_decision,
 )
 from airflow_provider_cml.workloads import WorkloadKind
 
@@ -61,10 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["START_BUDGET", "CmlHook"]
 
 T = TypeVar("T")
-DEFAULT_PAGE_SIZE = 100
-#: Bounds on one listing: 1,000 pages of 100 are far beyond any workbench; a loop is a broken server.
-MAX_PAGES = 1000
-MAX_EMPTY_PAGES = 5
 
 
 async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
@@ -262,61 +252,17 @@ class CmlHook(BaseHook):
     def paginate(
         self, path: str, key: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield every item of a listing, following ``next_page_token`` through all pages.
-
-        The same filter and sort are sent with every page, as the API requires. A listing that never
-        ends (a token seen before, :data:`MAX_PAGES` pages, or :data:`MAX_EMPTY_PAGES` empty pages in a
-        row that still promise more) stops with a clear error instead of looping.
+        """Yield every item of a listing (see :func:`.listing.paginate`).
 
         :param path: the listing's path, e.g. ``/projects``.
         :param key: the answer's list field, e.g. ``"projects"``.
         :param params: filter and sort parameters.
         :param not_found: what a 404 means, for its message.
         """
-        query: dict[str, Any] = {"page_size": DEFAULT_PAGE_SIZE, **(params or {})}
-        seen_tokens: set[str] = set()
-        empty_in_a_row = 0
-        for _ in range(MAX_PAGES):
-            page = self.transport.request("GET", path, params=query, not_found=not_found)
-            items = page.get(key)
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise self._odd_listing(path, f"without the expected {key!r} list of objects")
-            yield from items
-            token = page.get("next_page_token")
-            if not token:
-                return
-            empty_in_a_row = 0 if items else empty_in_a_row + 1
-            if str(token) in seen_tokens or empty_in_a_row >= MAX_EMPTY_PAGES:
-                raise self._odd_listing(
-                    path,
-                    "with a listing that never ends (a page token repeats, or empty "
-                    "pages keep promising more)",
-                )
-            seen_tokens.add(str(token))
-            query["page_token"] = token
-        raise self._odd_listing(path, f"with more than {MAX_PAGES} pages")
+        return listing.paginate(self.transport, path, key, params=params, not_found=not_found)
 
-    @staticmethod
-    def _odd_listing(path: str, what: str) -> CmlApiError:
-        return CmlApiError(
-            f"Cloudera AI answered GET {path} {what}; is the host a Cloudera AI workbench? Stopped reading.",
-            method="GET",
-            path=path,
-        )
-
-    @staticmethod
-    def listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) -> dict[str, Any]:
-        """Query parameters for a listing's filter (as JSON, as the API wants it) and sort.
-
-        :param search_filter: e.g. ``{"name": "train"}``.
-        :param sort: e.g. ``"-created_at"``.
-        """
-        params: dict[str, Any] = {}
-        if search_filter:
-            params["search_filter"] = json.dumps(dict(search_filter))
-        if sort:
-            params["sort"] = sort
-        return params
+    #: Query parameters for a listing's filter and sort (see :func:`.listing.listing_params`).
+    listing_params = staticmethod(listing.listing_params)
 
     def require_v2(self, what: str) -> None:
         """Raise a clear error on a legacy v1 connection, which can only start jobs.
@@ -345,7 +291,7 @@ class CmlHook(BaseHook):
             API's default is not to, so a project the key can run jobs in would be "not found").
         """
         self.require_v2("Listing projects")
-        params = self.listing_params(search_filter, sort)
+        params = listing.listing_params(search_filter, sort)
         if include_public_projects:
             params["include_public_projects"] = "true"
         return list(self.paginate("/projects", "projects", params=params))
@@ -374,7 +320,7 @@ class CmlHook(BaseHook):
             self.paginate(
                 runs.project_path(project_id) + "/jobs",
                 "jobs",
-                params=self.listing_params(search_filter, sort),
+                params=listing.listing_params(search_filter, sort),
                 not_found=f"project {project!r}",
             )
         )
@@ -388,30 +334,6 @@ class CmlHook(BaseHook):
         project_id = self.resolve_project(project)["id"]
         return self.transport.request(
             "GET", runs.job_path((project_id, job_id)), not_found=f"job {job_id!r} in project {project!r}"
-        )
-
-    @staticmethod
-    def _pick_one(kind: str, wanted: str, items: list[dict[str, Any]], scope: str) -> dict[str, Any]:
-        exact = [item for item in items if item.get("name") == wanted]
-        if len(exact) == 1:
-            return exact[0]
-        if len(exact) > 1:
-            ids = ", ".join(str(item.get("id")) for item in exact)
-            raise CmlLookupError(
-                f"{len(exact)} {kind}s{scope} are named {wanted!r} (IDs: {ids}). Pass the ID of the one you "
-                "mean instead of the name."
-            )
-        names = sorted({str(item.get("name")) for item in items})
-        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.5)
-        if close:
-            hint = f" Close matches: {', '.join(repr(n) for n in close)}."
-        elif names:
-            hint = f" Names there include: {', '.join(repr(n) for n in names[:5])}."
-        else:
-            hint = ""
-        raise CmlLookupError(
-            f"No {kind}{scope} is named exactly {wanted!r} (names are case-sensitive).{hint} Check the name "
-            f"in the workbench, or pass the {kind} ID."
         )
 
     def resolve_project(self, project: str) -> dict[str, Any]:
@@ -433,7 +355,7 @@ class CmlHook(BaseHook):
             if not candidates:
                 # Nothing matched even as a substring: every name is worth comparing for hints.
                 candidates = self.list_projects()
-            found = self._pick_one("project", project, candidates, "")
+            found = listing.pick_one("project", project, candidates, "")
         self._projects[project] = found
         return found
 
@@ -455,7 +377,7 @@ class CmlHook(BaseHook):
             candidates = self.list_jobs(project_id, search_filter={"name": job})
             if not candidates:
                 candidates = self.list_jobs(project_id)
-            found = self._pick_one("job", job, candidates, f" in project {project!r}")
+            found = listing.pick_one("job", job, candidates, f" in project {project!r}")
         self._jobs[key] = found
         return found
 
@@ -561,8 +483,8 @@ class CmlHook(BaseHook):
             runs.runs_path(ref),
             "job_runs",
             params={
-                **self.listing_params(None, sort),
-                "page_size": min(limit or DEFAULT_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+                **listing.listing_params(None, sort),
+                "page_size": min(limit or listing.DEFAULT_PAGE_SIZE, listing.DEFAULT_PAGE_SIZE),
             },
             not_found=self._what(project, job),
         ):
@@ -619,11 +541,11 @@ class CmlHook(BaseHook):
         :param rule: the rule so far.
         :param state: the rule's state so far.
         """
-        return self.run_steps(steps.step(ref, rule, state, self.clock.monotonic, self.log.warning))
+        return self.run_steps(steps.step(ref, rule, state, self.clock.monotonic, self.log))
 
     async def astep(self, ref: Any, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
         """Async :meth:`step`; the rule's deadline on ``time.monotonic()``."""
-        return await self.arun_steps(steps.step(ref, rule, state, time.monotonic, self.log.warning))
+        return await self.arun_steps(steps.step(ref, rule, state, time.monotonic, self.log))
 
     def stop_if_active(self, ref: Any, kind: WorkloadKind = JOB_RUN) -> StopResult:
         """Stop a workload unless it has ended; report instead of raising (for clean-up paths).
@@ -657,47 +579,15 @@ class CmlHook(BaseHook):
             self.log.info("Asked Cloudera AI to stop %s %s.", kind.name, kind.id_of(ref))
         return result
 
-    def wait_for(
-        self,
-        kind: WorkloadKind,
-        ref: Any,
-        *,
-        timeout: float | None = None,
-        poll_interval: float = 30,
-        stop_on_timeout: bool = True,
-        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
-        follow_retries: bool = False,
-        link: str | Callable[[], str | None] | None = None,
-    ) -> dict[str, Any]:
+    def wait_for(self, kind: WorkloadKind, ref: Any, **options: Any) -> dict[str, Any]:
         """Poll a workload of any kind until it ends; return it on success, raise otherwise.
-
-        The rule is :class:`~airflow_provider_cml.waiting.WaitRule`: transient errors do not end the
-        wait, a status that stays unclear ends it after ``unknown_grace``. :meth:`interrupt` (from
-        ``on_kill``) wakes it at once.
 
         :param kind: what the workload is.
         :param ref: its IDs.
-        :param timeout: seconds to wait at most; ``None`` waits until it ends.
-        :param poll_interval: seconds between status checks.
-        :param stop_on_timeout: stop it when the wait gives up (only for what the task started).
-        :param unknown_grace: seconds it may stay in an unclear status.
-        :param follow_retries: wait for a job's Job Retry runs of a failed run.
-        :param link: its page for messages, or how to find it when a message needs it.
-        :raises CmlWorkloadError: it ended without success, or stayed unclear too long (for a job
-            run, :class:`CmlJobRunError`).
-        :raises CmlWorkloadTimeout: the timeout passed first.
+        :param options: ``timeout``, ``poll_interval``, ``stop_on_timeout``, ``unknown_grace``,
+            ``follow_retries``, ``link``: see :func:`.waits.wait_for`.
         """
-        validate_positive("poll_interval", poll_interval, allow_none=False)
-        validate_positive("timeout", timeout)
-        validate_positive("unknown_grace", unknown_grace)
-        deadline = None if timeout is None else self.clock.monotonic() + timeout
-        rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=follow_retries, kind=kind)
-        with self.within(deadline):
-            rule, decision = self._wait(ref, rule)
-            succeeded = decision.next is Next.FINISHED and kind.is_success(decision.state.status)
-            if callable(link):
-                link = None if succeeded else link()
-        return dict(self._conclude(Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
+        return waits.wait_for(self, kind, ref, **options)
 
     def wait_for_job_run(
         self,
@@ -743,60 +633,28 @@ class CmlHook(BaseHook):
             link=run_url or (lambda: self.job_run_url(project, ref.job_id, ref.run_id)),
         )
 
-    def _wait(self, ref: Any, rule: WaitRule) -> tuple[WaitRule, Decision]:
-        """Step, log and sleep until a decision ends the wait; raise when interrupted."""
-        state = WaitState()
-        while not self.interrupted.is_set():
-            rule, decision = self.step(ref, rule, state)
-            state = decision.state
-            log_decision(self.log, rule.kind.id_of(ref), decision, rule.kind.name)
-            if decision.next is not Next.WAIT:
-                return rule, decision
-            self.clock.sleep(decision.sleep, self.interrupted)
-        kind = rule.kind
-        raise kind.error(
-            f"The wait for Cloudera AI {kind.name} {kind.id_of(ref)} was interrupted (the task is being "
-            "killed).",
-            workload_id=kind.id_of(ref),
-            status=state.status,
-        )
-
     def wait_until_ended(
         self, ref: RunRef, *, timeout: float | None, poll_interval: float, unknown_grace: float | None
     ) -> bool:
         """Wait for a run that is not ours to end, whichever way; never stop it. ``False``: timed out.
-
-        By the same waiting rule as :meth:`wait_for_job_run`, without Job Retry (a platform retry
-        that occupies the job is found by the next start).
 
         :param ref: the run.
         :param timeout: seconds to wait at most.
         :param poll_interval: seconds between status checks.
         :param unknown_grace: seconds the run may stay ``ENGINE_UNKNOWN``.
         """
-        deadline = None if timeout is None else self.clock.monotonic() + timeout
-        with self.within(deadline):
-            _, decision = self._wait(
-                ref, WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False)
-            )
-        return decision.next is not Next.TIMED_OUT
+        return waits.wait_until_ended(
+            self, ref, timeout=timeout, poll_interval=poll_interval, unknown_grace=unknown_grace
+        )
 
     def end_run(self, ref: RunRef, *, timeout: float, poll_interval: float = 1.0) -> bool:
-        """Stop a run unless it has ended, then wait until it has; ``True`` once it has ended.
-
-        For clean-up that must not act under a live run (deleting its job): ``False`` when the run
-        is still active (or its status unreadable) after ``timeout`` seconds.
+        """Stop a run unless it has ended, then wait until it has (see :func:`.waits.end_run`).
 
         :param ref: the run (one this task started).
         :param timeout: seconds to wait for the run to end after the stop.
         :param poll_interval: seconds between status checks.
         """
-        if self.stop_if_active(ref) is StopResult.ALREADY_ENDED:
-            return True
-        deadline = self.clock.monotonic() + timeout
-        with self.within(deadline):
-            _, decision = self._wait(ref, WaitRule(poll_interval, deadline, None, follow_retries=False))
-        return decision.next is Next.FINISHED
+        return waits.end_run(self, ref, timeout=timeout, poll_interval=poll_interval)
 
     def interrupt(self) -> None:
         """Wake a synchronous wait at once (called from ``on_kill``); it stops the run and raises."""
@@ -818,17 +676,6 @@ class CmlHook(BaseHook):
             self.log.warning("Could not build the run's link: %s", exc)
             return None
         return build_run_url(self.config.run_url_template, self.config.base_url, found, job_id, run_id)
-
-    def _conclude(self, outcome: Outcome, stop_on_timeout: bool) -> Mapping[str, Any]:
-        """Act on a decision that ends the wait: return the answer, or raise what ended it."""
-        decision, ref = outcome.decision, runs.current_ref(outcome.ref, outcome.decision.state)
-        kind = outcome.rule.kind
-        if decision.next is Next.ERROR:
-            raise decision.error  # type: ignore[misc]
-        if decision.next is Next.FINISHED and decision.run is not None:
-            return self.finished(ref, decision.run, note=outcome.note, link=outcome.link, kind=kind)
-        stop = self.stop_if_active(ref, kind) if stop_on_timeout else StopResult.NOT_ASKED
-        raise outcome.gave_up(stop)
 
     def finished(
         self,
@@ -870,37 +717,5 @@ class CmlHook(BaseHook):
         return self._explainer.explain(ref, run)
 
     def test_connection(self) -> tuple[bool, str]:
-        """A cheap authenticated request; used by the Connections UI's Test button.
-
-        v2: ``POST /auth/validate_key`` names the key's user; a workbench without that endpoint
-        gets one ``GET /projects`` instead. v1: a read of a project that does not exist: the legacy
-        API checks the key first (401), so "not found" means the key was accepted (inference).
-        """
-        try:
-            config = self.config
-            if self.is_legacy_v1:
-                return self._test_v1(config)
-            try:
-                answer = self.transport.request("POST", "/auth/validate_key", body={"audience": "API"})
-            except CmlApiError as exc:
-                if exc.http_status not in (404, 405, 501):
-                    raise
-                self.transport.request("GET", "/projects", params={"page_size": 1})
-                return True, f"Connected to Cloudera AI at {config.base_url} (API v2)."
-        except CmlException as exc:
-            return False, str(exc)
-        if isinstance(answer, Mapping) and answer.get("valid") is False:
-            return (
-                False,
-                f"Cloudera AI says the key is not valid: {answer.get('message') or 'no reason given'}.",
-            )
-        user = answer.get("username") if isinstance(answer, Mapping) else None
-        return True, f"Connected to Cloudera AI at {config.base_url} (API v2) as {user or 'an unnamed user'}."
-
-    def _test_v1(self, config: CmlClientConfig) -> tuple[bool, str]:
-        try:
-            self.transport.request("GET", "/projects/airflow-connection-test/no-such-project")
-        except CmlApiError as exc:
-            if exc.http_status != 404:
-                return False, str(exc)
-        return True, f"The legacy v1 API at {config.base_url} accepted the key."
+        """A cheap authenticated request, for the Connections UI's Test button (:mod:`.connection_test`)."""
+        return connection_test.check(self)
