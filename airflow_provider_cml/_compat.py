@@ -1,4 +1,4 @@
-"""Compat: the few Airflow names that moved between Airflow 2.10/2.11 and 3.x, imported in one place.
+"""The few Airflow names that moved between Airflow 2.10/2.11 and 3.x, imported in one place.
 
 Official providers get these from ``apache-airflow-providers-common-compat``; this provider keeps
 its own small module instead so it installs on Airflow 2.10 without that dependency.

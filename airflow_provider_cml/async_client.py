@@ -32,7 +32,6 @@ import ssl
 import sys
 import time
 import urllib.request
-from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -59,6 +58,8 @@ if TYPE_CHECKING:
 
 #: Connections the triggers of one event loop keep open to a workbench; a burst waits for one.
 POOL_SIZE = 20
+#: Seconds an idle pooled connection is kept (longer than the default 30 s poll interval).
+KEEPALIVE = 60.0
 #: Answers larger than this are read into Python objects in a thread, not on the event loop.
 PARSE_OFF_LOOP_BYTES = 256 * 1024
 
@@ -107,7 +108,13 @@ class _Session:
     def __init__(self, config: CmlClientConfig, context: ssl.SSLContext | None) -> None:
         self.proxy = proxy_for(config.base_url)
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=context if context else False),
+            connector=aiohttp.TCPConnector(
+                limit=POOL_SIZE,
+                ssl=context if context else False,
+                # aiohttp closes a connection idle for 15 s; triggers poll every 30 s by default, so
+                # each round would open the pool again. Kept for a minute, they are reused.
+                keepalive_timeout=KEEPALIVE,
+            ),
             headers=auth_headers(config),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),  # each attempt is bounded by _send
@@ -190,26 +197,12 @@ class AsyncTransport:
         except (aiohttp.ClientError, ValueError) as exc:  # broken framing, encodings, closed sockets
             return Answer(None, failure=type(exc).__name__, maybe_acted=True)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        not_found: str | None = None,
-        idempotent: bool = True,
-        secrets: Collection[str] = (),
-        deadline: float | None = None,
-    ) -> Any:
-        """Async :meth:`SyncTransport.request <airflow_provider_cml.transport.SyncTransport.request>`.
-
-        ``deadline`` is on ``time.monotonic()``. A large answer is decoded in a thread.
-        """
-        return await self.send(Exchange(method, path, params, body, not_found, idempotent, secrets, deadline))
-
     async def send(self, exchange: Exchange) -> Any:
-        """:meth:`request`, for a request already described (as steps yield them).
+        """Send a request, retrying what the policy allows; return the decoded JSON object.
+
+        The same policy and errors as :meth:`SyncTransport.send
+        <airflow_provider_cml.transport.SyncTransport.send>`; ``exchange.deadline`` is on
+        ``time.monotonic()``. A large answer is decoded in a thread.
 
         :param exchange: the request.
         """

@@ -1,4 +1,4 @@
-"""Wire: turning an Airflow connection (or a workbench session's environment) into client settings.
+"""Turning an Airflow connection (or a workbench session's environment) into client settings.
 
 Pure functions over plain values, so the synchronous hook and the trigger's async path build the
 same :class:`CmlClientConfig` from the same inputs.

@@ -1,4 +1,4 @@
-"""Registry: the one definition of the ``cml`` connection (its type, default id and form).
+"""The one definition of the ``cml`` connection (its type, default id and form).
 
 Airflow 3.2+ reads ``conn-fields``/``ui-field-behaviour`` from provider info without importing the
 hook; Airflow 2.x and 3.0/3.1 call ``CmlHook.get_connection_form_widgets``/``get_ui_field_behaviour``.
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID  # noqa: F401  (the connection's default id, named here too)
+
 CONN_TYPE = "cml"
-#: The connection id every hook, operator, sensor and trigger uses unless told otherwise.
-DEFAULT_CONN_ID = "cml_default"
 
 
 @dataclass(frozen=True)

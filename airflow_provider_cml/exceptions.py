@@ -1,4 +1,4 @@
-"""Rules: the exceptions raised by the Cloudera AI provider. All derive from ``AirflowException``.
+"""The exceptions raised by the Cloudera AI provider. All derive from ``AirflowException``.
 
 Messages never contain the API key or a run's environment: both may hold secrets.
 """

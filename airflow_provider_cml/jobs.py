@@ -1,4 +1,4 @@
-"""Rules: a Cloudera AI job defined in a DAG (:class:`CmlJobSpec`), checked before any request.
+"""A Cloudera AI job defined in a DAG (:class:`CmlJobSpec`), checked before any request.
 
 The API spells one job two ways: CreateJob takes ``environment`` as a map and ``timeout`` as a
 number of seconds; a Job (as read, and as UpdateJob's body) carries ``environment`` as a JSON string

@@ -1,4 +1,4 @@
-"""Face: where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
+"""Where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
 
 The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`:
 the project's jobs page ``{base_url}/{owner}/{project_slug}/jobs``, which exists on every workbench.

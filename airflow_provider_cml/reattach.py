@@ -1,4 +1,4 @@
-"""Rules: finding the run that an earlier try of the same task instance started, so a retry reattaches to it.
+"""Finding the run that an earlier try of the same task instance started, so a retry reattaches to it.
 
 One interface, two mechanisms:
 

@@ -1,4 +1,4 @@
-"""Wire: the one retry policy and the one "is this retryable" check, shared by the sync and async paths.
+"""The one retry policy and the one "is this retryable" check, shared by the sync and async paths.
 
 The policy is free of I/O: each transport asks it what to do after an attempt and sleeps the way
 its world sleeps (:class:`Clock` for threads, ``asyncio.sleep`` in the triggerer).

@@ -1,4 +1,4 @@
-"""Rules: what a v2 JobRun answer means (statuses, outcome, duration) and the messages that say so.
+"""What a v2 JobRun answer means (statuses, outcome, duration) and the messages that say so.
 
 The one definition of run statuses, shared by hook, operator, sensor and trigger. Only
 ``ENGINE_SUCCEEDED`` is success. ``ENGINE_STOPPING``, ``ENGINE_UNKNOWN`` and statuses this module does

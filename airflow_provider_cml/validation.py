@@ -1,4 +1,4 @@
-"""Rules: checks of what a DAG author passes in, before anything is sent to Cloudera AI."""
+"""Checks of what a DAG author passes in, before anything is sent to Cloudera AI."""
 
 from __future__ import annotations
 

@@ -15,14 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, Union
 
 from airflow_provider_cml import runs
+from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlApiError, CmlException, CmlWorkloadError
 from airflow_provider_cml.retry import is_transient
 from airflow_provider_cml.runs import JOB_RUN, StopResult
 from airflow_provider_cml.workloads import WorkloadKind
-
-#: How long a run may stay ``ENGINE_UNKNOWN`` (or in a status the API never listed) before the wait
-#: gives up on it. Without a bound, a run the platform lost track of is waited on forever.
-DEFAULT_UNKNOWN_GRACE = 600.0
 
 #: How long after ``retry_delay`` a platform retry may take to appear before the wait stops expecting it.
 RETRY_START_GRACE = 60.0

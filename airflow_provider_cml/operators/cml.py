@@ -1,4 +1,4 @@
-"""Face: CmlRunJobOperator starts a Cloudera AI job run and, unless told not to, waits for it."""
+"""CmlRunJobOperator starts a Cloudera AI job run and, unless told not to, waits for it."""
 
 from __future__ import annotations
 
@@ -7,19 +7,16 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml import runs
 from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_if_sensitive
-from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlJobAlreadyActiveError, CmlJobRunTimeout
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
-from airflow_provider_cml.reattach import EarlierRunFinder, carries_identity, task_identity
-from airflow_provider_cml.runs import RunRef, describe_run
 from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
-from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.runs import RunRef
 
 # The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
 # pulls in the transport and the trigger pulls in Airflow's trigger machinery.
@@ -151,6 +148,8 @@ class CmlRunJobOperator(BaseOperator):
             return self._start_and_wait_within(context, deadline)
 
     def _start_and_wait_within(self, context: Context, deadline: float | None) -> str:
+        from airflow_provider_cml.runs import describe_run
+
         hook = self.hook
         ref, run = self._start_or_reattach(context, deadline)
         self._started = ref
@@ -179,6 +178,9 @@ class CmlRunJobOperator(BaseOperator):
     def _start_or_reattach(
         self, context: Context, deadline: float | None
     ) -> tuple[RunRef, Mapping[str, Any]]:
+        from airflow_provider_cml import runs
+        from airflow_provider_cml.reattach import EarlierRunFinder
+
         hook = self.hook
         ids = hook.resolve_run(self.project, self.job, "")
         finder = EarlierRunFinder(hook, context)
@@ -196,6 +198,8 @@ class CmlRunJobOperator(BaseOperator):
 
     def _start(self, context: Context, ids: RunRef, deadline: float | None) -> Mapping[str, Any]:
         """Start a run; when the job is busy, act on ``if_active`` (fail, wait, or reattach)."""
+        from airflow_provider_cml.reattach import task_identity
+
         hook = self.hook
         environment = {**normalize_environment(self.environment), **task_identity(context)}
         vanished = 0
@@ -225,6 +229,8 @@ class CmlRunJobOperator(BaseOperator):
         self, context: Context, busy: CmlJobAlreadyActiveError, blocker: Mapping[str, Any] | None
     ) -> CmlJobAlreadyActiveError:
         """The busy error with what this task can do about it (it runs with if_active='fail')."""
+        from airflow_provider_cml.reattach import carries_identity
+
         if blocker is not None and carries_identity(dict(blocker), context):
             hint = (
                 f"The active run {blocker.get('id')} was started by this task instance (an earlier try, "
@@ -240,6 +246,8 @@ class CmlRunJobOperator(BaseOperator):
         )
 
     def _adopt(self, context: Context, blocker: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        from airflow_provider_cml.reattach import carries_identity
+
         if blocker is not None and carries_identity(dict(blocker), context):
             self.log.info("Adopting active run %s, which this task instance started.", blocker["id"])
             return blocker
@@ -256,6 +264,8 @@ class CmlRunJobOperator(BaseOperator):
 
     def _wait_for_blocker(self, blocker: RunRef, run: Mapping[str, Any], deadline: float | None) -> None:
         """Wait (or defer) until another run of the job ends; then the start is tried again."""
+        from airflow_provider_cml import runs
+
         self.log.info(
             "Job %r is busy with run %s (%s); waiting for it to end before starting (if_active='wait').",
             self.job,
@@ -334,6 +344,7 @@ class CmlRunJobOperator(BaseOperator):
         ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
         asking again right away would only cost a request.
         """
+        from airflow_provider_cml import runs
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
         assert self._started is not None
@@ -379,6 +390,7 @@ class CmlRunJobOperator(BaseOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
+        from airflow_provider_cml.runs import describe_run
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
         self._restore(event)

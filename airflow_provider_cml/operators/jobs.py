@@ -1,4 +1,4 @@
-"""Face: jobs as code. CmlCreateOrUpdateJobOperator and CmlSubmitRunOperator."""
+"""Jobs as code. CmlCreateOrUpdateJobOperator and CmlSubmitRunOperator."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from airflow_provider_cml._compat import BaseOperator, mask_if_sensitive
-from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.runs import RunRef
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.runs import RunRef
 
 JobSpecLike = Union[CmlJobSpec, Mapping[str, Any]]
 #: Seconds a failed task's clean-up waits for its stopped run to end before deleting the job.
@@ -179,6 +179,8 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
     @staticmethod
     def _run_of(event: Mapping[str, Any] | None) -> RunRef | None:
         ids = [str((event or {}).get(key) or "") for key in ("project_id", "job_id", "run_id")]
+        from airflow_provider_cml.runs import RunRef
+
         return RunRef(*ids) if all(ids) else None
 
     def _carried(self) -> dict[str, Any]:

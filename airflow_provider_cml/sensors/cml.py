@@ -1,4 +1,4 @@
-"""Sensors: wait for a Cloudera AI workload to end; CmlJobRunSensor for a v2 job run.
+"""Wait for a Cloudera AI workload to end; CmlJobRunSensor for a v2 job run.
 
 :class:`CmlWorkloadSensor` watches any :class:`~airflow_provider_cml.workloads.WorkloadKind`;
 :class:`CmlJobRunSensor` is it for a job run named by project, job and run.
@@ -11,18 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_cml import runs, waiting
 from airflow_provider_cml._compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
     default_deferrable,
 )
-from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlWorkloadError, CmlWorkloadTimeout
-from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
-from airflow_provider_cml.waiting import DEFAULT_UNKNOWN_GRACE, Next
 
 #: Where the sensor keeps the IDs it resolved from names (Airflow 3.3+'s task state store).
 RESOLVED_KEY = "cml_sensor_ids"
@@ -30,8 +27,13 @@ RESOLVED_KEY = "cml_sensor_ids"
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.runs import RunRef
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+    from airflow_provider_cml.waiting import WaitRule, WaitState
     from airflow_provider_cml.workloads import WorkloadKind
+
+# The waiting rule, the job-run definitions and the hook are imported when a task runs, not when a
+# DAG is parsed: parsing pays only for the classes.
 
 
 class CmlWorkloadSensor(BaseSensorOperator):
@@ -42,7 +44,8 @@ class CmlWorkloadSensor(BaseSensorOperator):
     poke. With ``soft_fail=True`` a failed workload skips the task instead of failing it. The sensor
     never stops what it watches: it does not own it.
 
-    :param kind: what is watched (see :class:`~airflow_provider_cml.workloads.WorkloadKind`).
+    :param kind: what is watched (see :class:`~airflow_provider_cml.workloads.WorkloadKind`;
+        ``None``: a job run).
     :param ref: its IDs, as a dict of the kind's ref fields (templated).
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer between checks (default: Airflow's
@@ -59,7 +62,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        kind: WorkloadKind,
+        kind: WorkloadKind | None,
         ref: Mapping[str, Any] | None = None,
         cml_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
@@ -69,13 +72,13 @@ class CmlWorkloadSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         validate_positive("unknown_grace", unknown_grace)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.kind = kind
+        self._kind = kind
         self.ref = dict(ref or {})
         self.cml_conn_id = cml_conn_id
         self.unknown_grace = unknown_grace
         # What the waiting rule learnt so far, kept across pokes of one worker process.
-        self._wait_state = waiting.WaitState()
-        self._rule: waiting.WaitRule | None = None
+        self._wait_state: WaitState | None = None
+        self._rule: WaitRule | None = None
 
     @cached_property
     def hook(self) -> CmlHook:
@@ -83,6 +86,15 @@ class CmlWorkloadSensor(BaseSensorOperator):
         from airflow_provider_cml.hooks.cml import CmlHook
 
         return CmlHook(self.cml_conn_id)
+
+    @property
+    def kind(self) -> WorkloadKind:
+        """What is watched."""
+        if self._kind is None:
+            from airflow_provider_cml.runs import JOB_RUN
+
+            return JOB_RUN
+        return self._kind
 
     def _ref(self, context: Context | None = None) -> Any:
         """The IDs of what is watched."""
@@ -99,11 +111,15 @@ class CmlWorkloadSensor(BaseSensorOperator):
 
         :param context: the task's Airflow context.
         """
+        from airflow_provider_cml import runs, waiting
+        from airflow_provider_cml.runs import StopResult
+        from airflow_provider_cml.waiting import Next
+
         ref, kind = self._ref(context), self.kind
         rule = self._rule or waiting.WaitRule(
             self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries, kind=kind
         )
-        self._rule, decision = self.hook.step(ref, rule, self._wait_state)
+        self._rule, decision = self.hook.step(ref, rule, self._wait_state or waiting.WaitState())
         self._wait_state = decision.state
         waiting.log_decision(self.log, kind.id_of(ref), decision, kind.name)
         if decision.next is Next.WAIT:
@@ -214,7 +230,7 @@ class CmlJobRunSensor(CmlWorkloadSensor):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            kind=JOB_RUN,
+            kind=None,  # JOB_RUN, read when first needed: see ``kind``
             cml_conn_id=cml_conn_id,
             deferrable=deferrable,
             unknown_grace=unknown_grace,
@@ -237,6 +253,8 @@ class CmlJobRunSensor(CmlWorkloadSensor):
         store = context.get("task_state_store") if context else None  # type: ignore[call-overload]
         cached: Any = store.get(RESOLVED_KEY) if store is not None else None
         if isinstance(cached, dict) and cached.get("names") == [self.project, self.job]:
+            from airflow_provider_cml.runs import RunRef
+
             return RunRef(str(cached["project_id"]), str(cached["job_id"]), run_id)
         ref = self.hook.resolve_run(self.project, self.job, run_id)
         if store is not None:

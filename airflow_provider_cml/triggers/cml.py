@@ -1,4 +1,4 @@
-"""Triggers: wait for a Cloudera AI workload in the triggerer, without holding a worker slot.
+"""Wait for a Cloudera AI workload in the triggerer, without holding a worker slot.
 
 :class:`CmlWorkloadTrigger` waits on any :class:`~airflow_provider_cml.workloads.WorkloadKind`;
 :class:`CmlJobRunTrigger` is it for a job run, with the arguments and events job runs always had.
@@ -15,7 +15,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_cml import runs
 from airflow_provider_cml._compat import trigger_event_hold
-from airflow_provider_cml.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlException
 from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.waiting import (
