@@ -250,3 +250,31 @@ def build_client_config(
         retry_policy=RetryPolicy(max_retries=retries, backoff_base=backoff),
         run_url_template=str(template),
     )
+
+
+def client_config_for(
+    conn: Any, conn_id: str, *, timeout: float | None = None, max_retries: int | None = None
+) -> CmlClientConfig:
+    """Client settings from an Airflow connection, or from the workbench session's variables.
+
+    :param conn: the connection (``None`` when it does not exist: inside a Cloudera AI session,
+        ``CDSW_APIV2_KEY`` and ``CDSW_API_URL``/``CDSW_DOMAIN`` are used instead).
+    :param conn_id: its id, for the message when neither is there.
+    :param timeout: request timeout in seconds, over the connection's.
+    :param max_retries: retries per request, over the connection's.
+    """
+    if conn is None:
+        if "CDSW_APIV2_KEY" not in os.environ:
+            raise CmlConfigError(
+                f"Airflow connection {conn_id!r} does not exist. Create a 'Cloudera AI' connection with "
+                f"that id, or set AIRFLOW_CONN_{conn_id.upper()}."
+            )
+        return build_client_config(host=None, password=None, timeout=timeout, max_retries=max_retries)
+    return build_client_config(
+        host=conn.host,
+        password=conn.password,
+        port=conn.port,
+        extra=conn.extra_dejson,
+        timeout=timeout,
+        max_retries=max_retries,
+    )

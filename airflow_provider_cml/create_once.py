@@ -9,12 +9,15 @@ the caller's deadline cover the whole: attempts, look-ups and back-offs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError
 from airflow_provider_cml.retry import Clock, RetryPolicy, is_transient
 from airflow_provider_cml.transport import NotDone
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.hooks.cml import CmlHook
 
 #: After a lost answer: how often the listing is read, a second apart, before a resend.
 LOOKUPS = 3
@@ -135,3 +138,50 @@ def post_once(
             found = on_refusal(exc, attempt)
             if found is not None:
                 return found
+
+
+def post_once_for(
+    hook: CmlHook,
+    path: str,
+    body: Mapping[str, Any],
+    look_up: Callable[[], Mapping[str, Any] | None],
+    *,
+    deadline: float,
+    what: str,
+    not_found: str,
+    secrets: Collection[str] = (),
+    on_refusal: OnRefusal | None = None,
+) -> Any:
+    """POST ``body`` to ``path`` through ``hook``, so that what it creates exists once (:func:`post_once`).
+
+    Every attempt, look-up and back-off ends by ``deadline``, within the connection's retry budget.
+
+    :param hook: the hook (its transport, retry policy, clock and log).
+    :param path: where to POST.
+    :param body: the JSON body.
+    :param look_up: one look for what an earlier attempt may have created (``None``: not there).
+    :param deadline: when all of it must end (the hook's clock).
+    :param what: what is created, for messages (``"start of job 'x'"``).
+    :param not_found: what a 404 means.
+    :param secrets: values in the body to mask in the server's messages.
+    :param on_refusal: what to make of a refused attempt (default: raise it).
+    """
+    with hook.within(deadline):  # the look-ups too
+        return post_once(
+            lambda: hook.transport.request(
+                "POST",
+                path,
+                body=body,
+                idempotent=False,
+                not_found=not_found,
+                secrets=secrets,
+                deadline=deadline,
+            ),
+            look_up,
+            policy=hook.config.retry_policy,
+            clock=hook.clock,
+            deadline=deadline,
+            what=what,
+            log=hook.log,
+            on_refusal=on_refusal,
+        )

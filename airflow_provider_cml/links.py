@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS, BaseOperatorLink
+from airflow_provider_cml.exceptions import CmlException
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.hooks.cml import CmlHook
 
 RUN_URL_XCOM_KEY = "run_url"
 
@@ -77,3 +81,22 @@ class CmlJobRunLink(BaseOperatorLink):
         else:
             from airflow.models.xcom import XCom  # type: ignore[no-redef]
         return XCom.get_value(key=RUN_URL_XCOM_KEY, ti_key=ti_key) or ""
+
+
+def run_url_for(hook: CmlHook, project: str, job_id: str, run_id: str) -> str | None:
+    """The run's page, from the connection's ``run_url_template``; ``None`` (and a warning) if unknown.
+
+    :param hook: the hook (it reads the project once when it was given by ID).
+    :param project: project name or ID.
+    :param job_id: job ID.
+    :param run_id: run ID.
+    """
+    try:
+        found = hook.resolve_project(project)
+        if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
+            found = hook.get_project(found["id"])
+            hook.remember_project(project, found)
+    except CmlException as exc:
+        hook.log.warning("Could not build the run's link: %s", exc)
+        return None
+    return build_run_url(hook.config.run_url_template, hook.config.base_url, found, job_id, run_id)

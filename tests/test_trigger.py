@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from airflow_provider_cml import steps
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.runs import RunRef
+from airflow_provider_cml.runs import JOB_RUN, RunRef
 from airflow_provider_cml.testing import Faults
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, outcome_of_event
 from tests.conftest import API_KEY
@@ -190,7 +191,7 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
 
         for _ in range(2):
             hook = Hook()
-            await hook.apoll(RunRef(*started[0]))
+            await hook.arun_steps(steps.poll(JOB_RUN, RunRef(*started[0]), None, None))
             hooks.append(hook)
         clients = [await hook._async_transport.session() for hook in hooks]
         same = clients[0] is clients[1]

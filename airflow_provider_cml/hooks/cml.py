@@ -10,16 +10,15 @@ methods send with ``requests``, async ones (for triggers) with aiohttp; both run
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_cml import runs, steps
+from airflow_provider_cml import links, runs, steps
 from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, amask_secret, mask_secret
-from airflow_provider_cml.config import CmlClientConfig, build_client_config
+from airflow_provider_cml.config import CmlClientConfig, client_config_for
 from airflow_provider_cml.connection_fields import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -34,14 +33,12 @@ from airflow_provider_cml.hooks import connection_test, listing, waits
 from airflow_provider_cml.hooks.failures import FailureExplainer
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.hooks.starting import START_BUDGET, RunStarter
-from airflow_provider_cml.links import build_run_url
 from airflow_provider_cml.retry import Clock
 from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.steps import Steps, resume
 from airflow_provider_cml.transport import SyncTransport
 from airflow_provider_cml.validation import Overrides, looks_like_id
 from airflow_provider_cml.waiting import (
-    DEFAULT_UNKNOWN_GRACE,
     Decision,
     Observation,
     WaitRule,
@@ -145,25 +142,7 @@ class CmlHook(BaseHook):
         return config
 
     def _build_config(self, conn: Any) -> CmlClientConfig:
-        if conn is None:
-            if "CDSW_APIV2_KEY" not in os.environ:
-                raise CmlConfigError(
-                    f"Airflow connection {self.cml_conn_id!r} does not exist. Create a 'Cloudera AI' "
-                    f"connection with that id, or set AIRFLOW_CONN_{self.cml_conn_id.upper()}."
-                )
-            config = build_client_config(
-                host=None, password=None, timeout=self._timeout, max_retries=self._max_retries
-            )
-        else:
-            config = build_client_config(
-                host=conn.host,
-                password=conn.password,
-                port=conn.port,
-                extra=conn.extra_dejson,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
-            )
-        return config
+        return client_config_for(conn, self.cml_conn_id, timeout=self._timeout, max_retries=self._max_retries)
 
     @property
     def is_legacy_v1(self) -> bool:
@@ -381,6 +360,14 @@ class CmlHook(BaseHook):
         self._jobs[key] = found
         return found
 
+    def remember_project(self, project: str, found: dict[str, Any]) -> None:
+        """Keep a project's full answer for the name or ID it was asked by.
+
+        :param project: project name or ID.
+        :param found: the project as read.
+        """
+        self._projects[project] = found
+
     def forget_job(self, project_id: str, name: str | None = None, job_id: str | None = None) -> None:
         """Drop a job from the names cache (after it was created, renamed or deleted).
 
@@ -524,16 +511,6 @@ class CmlHook(BaseHook):
         """
         return self.run_steps(steps.poll(kind, ref, state, deadline))
 
-    async def apoll(
-        self,
-        ref: Any,
-        state: WaitState | None = None,
-        deadline: float | None = None,
-        kind: WorkloadKind = JOB_RUN,
-    ) -> Observation:
-        """Async :meth:`poll` (``deadline`` on ``time.monotonic()``)."""
-        return await self.arun_steps(steps.poll(kind, ref, state, deadline))
-
     def step(self, ref: Any, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
         """One poll, judged by the waiting rule (of the rule's kind); its deadline on the hook's clock.
 
@@ -595,43 +572,31 @@ class CmlHook(BaseHook):
         job: str,
         run_id: str,
         *,
-        timeout: float | None = None,
-        poll_interval: float = 30,
-        stop_on_timeout: bool = True,
-        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         follow_retries: bool = True,
         run_url: str | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
         """Poll until the run ends; return it on success, raise on failure or timeout.
 
-        The rule is :class:`~airflow_provider_cml.waiting.WaitRule`: transient errors do not end the
-        wait, ``ENGINE_STOPPING`` keeps it going, a status that stays unclear ends it after
+        :meth:`wait_for` for a job run given by names or IDs: transient errors do not end the wait,
+        ``ENGINE_STOPPING`` keeps it going, a status that stays unclear ends it after
         ``unknown_grace``. :meth:`interrupt` (from ``on_kill``) wakes it at once.
 
         :param project: project name or ID.
         :param job: job name or ID.
         :param run_id: run ID.
-        :param poll_interval: seconds between status checks.
-        :param timeout: seconds to wait at most; ``None`` waits until the run ends.
-        :param stop_on_timeout: stop the remote run when the wait gives up.
-        :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
         :param follow_retries: when the job has Job Retry and the failure is one it retries, wait for
             the platform's retry runs and report the last one.
         :param run_url: the link for messages, when the caller has it (saves reading the project).
+        :param options: ``timeout`` (seconds, ``None``: until the run ends), ``poll_interval``
+            (seconds, default 30), ``stop_on_timeout`` (default ``True``), ``unknown_grace``
+            (seconds a run may stay ``ENGINE_UNKNOWN``, default 600): see :func:`.waits.wait_for`.
         :raises CmlJobRunError: the run ended without success, or stayed unclear too long.
         :raises CmlJobRunTimeout: the timeout passed first.
         """
         ref = self.resolve_run(project, job, run_id)
-        return self.wait_for(
-            JOB_RUN,
-            ref,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            stop_on_timeout=stop_on_timeout,
-            unknown_grace=unknown_grace,
-            follow_retries=follow_retries,
-            link=run_url or (lambda: self.job_run_url(project, ref.job_id, ref.run_id)),
-        )
+        link = run_url or (lambda: self.job_run_url(project, ref.job_id, ref.run_id))
+        return self.wait_for(JOB_RUN, ref, follow_retries=follow_retries, link=link, **options)
 
     def wait_until_ended(
         self, ref: RunRef, *, timeout: float | None, poll_interval: float, unknown_grace: float | None
@@ -661,21 +626,13 @@ class CmlHook(BaseHook):
         self.interrupted.set()
 
     def job_run_url(self, project: str, job_id: str, run_id: str) -> str | None:
-        """The run's page in the workbench (see :mod:`airflow_provider_cml.links`); ``None`` if unknown.
+        """The run's page in the workbench (see :func:`.links.run_url_for`); ``None`` if unknown.
 
         :param project: project name or ID.
         :param job_id: job ID.
         :param run_id: run ID.
         """
-        try:
-            found = self.resolve_project(project)
-            if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
-                found = self.get_project(found["id"])
-                self._projects[project] = found
-        except CmlException as exc:
-            self.log.warning("Could not build the run's link: %s", exc)
-            return None
-        return build_run_url(self.config.run_url_template, self.config.base_url, found, job_id, run_id)
+        return links.run_url_for(self, project, job_id, run_id)
 
     def finished(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_cml import runs
-from airflow_provider_cml.create_once import post_once
+from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
@@ -83,24 +83,16 @@ class JobDefinitions:
             found = self._named_jobs(project_id, spec.name)
             return found[0] if found else None
 
-        with self.hook.within(deadline):  # the look-ups too
-            job = post_once(
-                lambda: self.hook.transport.request(
-                    "POST",
-                    path,
-                    body=body,
-                    idempotent=False,
-                    not_found=f"project {project!r}",
-                    secrets=spec.secrets(),
-                    deadline=deadline,
-                ),
-                look_up,
-                policy=self.hook.config.retry_policy,
-                clock=self.hook.clock,
-                deadline=deadline,
-                what=f"creation of job {spec.name!r}",
-                log=self.hook.log,
-            )
+        job = post_once_for(
+            self.hook,
+            path,
+            body,
+            look_up,
+            deadline=deadline,
+            what=f"creation of job {spec.name!r}",
+            not_found=f"project {project!r}",
+            secrets=spec.secrets(),
+        )
         self._forget_job(project_id, spec.name)
         return dict(job)
 

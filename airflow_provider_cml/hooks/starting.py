@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml import runs
-from airflow_provider_cml.create_once import Attempt, Undecidable, look_up_lagging, post_once
+from airflow_provider_cml.create_once import Attempt, Undecidable, look_up_lagging, post_once_for
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -124,25 +124,17 @@ class RunStarter:
                     return found
             raise self._busy(job, active, exc, attempt.answer_lost) from None
 
-        with self.hook.within(deadline):  # the look-ups too
-            run = post_once(
-                lambda: self.hook.transport.request(
-                    "POST",
-                    path,
-                    body=body,
-                    idempotent=False,
-                    not_found=f"job {job!r} in project {project!r}",
-                    secrets=list(env.values()),
-                    deadline=deadline,
-                ),
-                lambda: self._started_run(path, token, since, deadline),
-                policy=self.hook.config.retry_policy,
-                clock=self.hook.clock,
-                deadline=deadline,
-                what=f"start of job {job!r}",
-                log=self.hook.log,
-                on_refusal=on_refusal,
-            )
+        run = post_once_for(
+            self.hook,
+            path,
+            body,
+            lambda: self._started_run(path, token, since, deadline),
+            deadline=deadline,
+            what=f"start of job {job!r}",
+            not_found=f"job {job!r} in project {project!r}",
+            secrets=list(env.values()),
+            on_refusal=on_refusal,
+        )
         self.hook.log.info("Started Cloudera AI %s.", describe_run(run))
         return run
 

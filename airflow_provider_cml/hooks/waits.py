@@ -11,20 +11,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml import runs
+from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.runs import RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
-from airflow_provider_cml.waiting import (
-    DEFAULT_UNKNOWN_GRACE,
-    Decision,
-    Next,
-    Outcome,
-    WaitRule,
-    WaitState,
-    log_decision,
-)
+from airflow_provider_cml.waiting import Next, Outcome, WaitRule, WaitState, log_decision
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.waiting import Decision
     from airflow_provider_cml.workloads import WorkloadKind
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_if_sensitive
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlJobAlreadyActiveError, CmlJobRunTimeout
+from airflow_provider_cml.hooks.lazy import LazyHook
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
 from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.hooks.cml import CmlHook
     from airflow_provider_cml.runs import RunRef
 
 # The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
@@ -111,12 +110,8 @@ class CmlRunJobOperator(BaseOperator):
         self._started: RunRef | None = None
         self._run_url: str | None = None
 
-    @cached_property
-    def hook(self) -> CmlHook:
-        """The hook for ``cml_conn_id`` (one per task run, so one HTTP session for all its polls)."""
-        from airflow_provider_cml.hooks.cml import CmlHook
-
-        return CmlHook(self.cml_conn_id)
+    #: The :class:`~airflow_provider_cml.hooks.cml.CmlHook` for ``cml_conn_id``, made on first use.
+    hook = LazyHook()
 
     def execute(self, context: Context) -> str:
         """Start (or reattach to) the run, push its ids to XCom, then wait unless told not to.

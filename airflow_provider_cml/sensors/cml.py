@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_cml._compat import (
@@ -19,6 +18,7 @@ from airflow_provider_cml._compat import (
 )
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlWorkloadError, CmlWorkloadTimeout
+from airflow_provider_cml.hooks.lazy import LazyHook
 from airflow_provider_cml.validation import validate_positive
 
 #: Where the sensor keeps the IDs it resolved from names (Airflow 3.3+'s task state store).
@@ -26,7 +26,6 @@ RESOLVED_KEY = "cml_sensor_ids"
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.hooks.cml import CmlHook
     from airflow_provider_cml.runs import RunRef
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
     from airflow_provider_cml.waiting import WaitRule, WaitState
@@ -80,12 +79,8 @@ class CmlWorkloadSensor(BaseSensorOperator):
         self._wait_state: WaitState | None = None
         self._rule: WaitRule | None = None
 
-    @cached_property
-    def hook(self) -> CmlHook:
-        """The hook for ``cml_conn_id`` (one per task process, so names are looked up once)."""
-        from airflow_provider_cml.hooks.cml import CmlHook
-
-        return CmlHook(self.cml_conn_id)
+    #: The :class:`~airflow_provider_cml.hooks.cml.CmlHook` for ``cml_conn_id``, made on first use.
+    hook = LazyHook()
 
     @property
     def kind(self) -> WorkloadKind:
@@ -151,16 +146,18 @@ class CmlWorkloadSensor(BaseSensorOperator):
         """The trigger that waits in the triggerer: never the owner of what it watches."""
         from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
-        return CmlWorkloadTrigger(
-            kind=self.kind.home,
-            ref=self._ref(context)._asdict(),
-            conn_id=self.cml_conn_id,
-            poll_interval=self.poke_interval,
-            end_time=time.time() + self.timeout,
-            owns=False,
-            unknown_grace=self.unknown_grace,
-            follow_retries=self.follow_retries,
-        )
+        ref = self._ref(context)._asdict()
+        return CmlWorkloadTrigger(kind=self.kind.home, ref=ref, owns=False, **self._trigger_options())
+
+    def _trigger_options(self) -> dict[str, Any]:
+        """What every trigger of this sensor is given: its connection, cadence, deadline, grace."""
+        return {
+            "conn_id": self.cml_conn_id,
+            "poll_interval": self.poke_interval,
+            "end_time": time.time() + self.timeout,
+            "unknown_grace": self.unknown_grace,
+            "follow_retries": self.follow_retries,
+        }
 
     def execute(self, context: Context) -> Any:
         """Poke (in a worker), or check once and then defer to the triggerer.
@@ -264,12 +261,4 @@ class CmlJobRunSensor(CmlWorkloadSensor):
     def _trigger(self, context: Context) -> CmlWorkloadTrigger:
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
-        return CmlJobRunTrigger(
-            **self._ref(context)._asdict(),
-            conn_id=self.cml_conn_id,
-            poll_interval=self.poke_interval,
-            end_time=time.time() + self.timeout,
-            owns_run=False,
-            unknown_grace=self.unknown_grace,
-            follow_retries=self.follow_retries,
-        )
+        return CmlJobRunTrigger(**self._ref(context)._asdict(), owns_run=False, **self._trigger_options())

@@ -235,18 +235,14 @@ class CmlJobRunTrigger(CmlWorkloadTrigger):
     :param project_id: project ID (not a name: names are resolved before deferring).
     :param job_id: job ID.
     :param run_id: run ID.
-    :param conn_id: Airflow connection of type ``cml``.
-    :param poll_interval: seconds between status checks.
-    :param end_time: UNIX time after which the trigger stops waiting (``None``: no limit).
     :param owns_run: whether the deferring task started this run. Only then does the trigger stop
         it, when the wait gives up or the task is killed; a sensor, or a task waiting for someone
         else's run to free the job, never stops it.
     :param run_url: the run's page, repeated in failure messages.
-    :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` before the wait gives up.
     :param follow_retries: wait for the platform's Job Retry runs of a failed run.
-    :param not_before: see :class:`CmlWorkloadTrigger`.
-    :param carry: see :class:`CmlWorkloadTrigger`.
     :param stop_on_timeout: the former name of ``owns_run`` (triggers serialised by earlier builds).
+    :param options: ``conn_id``, ``poll_interval``, ``end_time``, ``unknown_grace``,
+        ``not_before``, ``carry``: as for :class:`CmlWorkloadTrigger`.
     """
 
     def __init__(
@@ -255,29 +251,19 @@ class CmlJobRunTrigger(CmlWorkloadTrigger):
         project_id: str,
         job_id: str,
         run_id: str,
-        conn_id: str = DEFAULT_CONN_ID,
-        poll_interval: float = 30.0,
-        end_time: float | None = None,
         owns_run: bool = True,
         run_url: str | None = None,
-        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
         follow_retries: bool = True,
-        not_before: float | None = None,
-        carry: Mapping[str, Any] | None = None,
         stop_on_timeout: bool | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             kind=JOB_RUN.home,
             ref=RunRef(project_id, job_id, run_id)._asdict(),
-            conn_id=conn_id,
-            poll_interval=poll_interval,
-            end_time=end_time,
             owns=owns_run if stop_on_timeout is None else stop_on_timeout,
             link=run_url,
-            unknown_grace=unknown_grace,
             follow_retries=follow_retries,
-            not_before=not_before,
-            carry=carry,
+            **options,
         )
 
     @property
