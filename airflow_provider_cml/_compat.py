@@ -129,3 +129,20 @@ __all__ = [
     "mask_secret",
     "trigger_event_hold",
 ]
+
+
+async def aget_connection(hook: Any, conn_id: str) -> Any:
+    """The connection, or ``None`` if it does not exist, without blocking the event loop.
+
+    :param hook: the hook asking (Airflow 3.1+ has an async ``aget_connection`` on hooks).
+    :param conn_id: the connection's id.
+    """
+    try:
+        getter = getattr(type(hook), "aget_connection", None)
+        if getter is not None:  # Airflow 3.1+
+            return await getter(conn_id)
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(hook.get_connection)(conn_id)
+    except AirflowNotFoundException:
+        return None

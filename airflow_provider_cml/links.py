@@ -95,7 +95,7 @@ def run_url_for(hook: CmlHook, project: str, job_id: str, run_id: str) -> str | 
         found = hook.resolve_project(project)
         if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
             found = hook.get_project(found["id"])
-            hook.remember_project(project, found)
+            hook.names.remember_project(project, found)
     except CmlException as exc:
         hook.log.warning("Could not build the run's link: %s", exc)
         return None

@@ -22,8 +22,9 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunError,
     CmlJobRunTimeout,
 )
-from airflow_provider_cml.hooks.cml import START_BUDGET, CmlHook
+from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.hooks.listing import MAX_EMPTY_PAGES
+from airflow_provider_cml.hooks.starting import START_BUDGET
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from airflow_provider_cml.validation import START_TOKEN_ENV
 from tests.hostile import Seen, answer, bad_gzip_answer, cut_answer, hostile

@@ -17,7 +17,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_cml import links, runs, steps
-from airflow_provider_cml._compat import AirflowNotFoundException, BaseHook, amask_secret, mask_secret
+from airflow_provider_cml._compat import (
+    AirflowNotFoundException,
+    BaseHook,
+    aget_connection,
+    amask_secret,
+    mask_secret,
+)
 from airflow_provider_cml.config import CmlClientConfig, client_config_for
 from airflow_provider_cml.connection_fields import (
     CONN_TYPE,
@@ -32,12 +38,13 @@ from airflow_provider_cml.exceptions import (
 from airflow_provider_cml.hooks import connection_test, listing, waits
 from airflow_provider_cml.hooks.failures import FailureExplainer
 from airflow_provider_cml.hooks.jobs import JobDefinitions
-from airflow_provider_cml.hooks.starting import START_BUDGET, RunStarter
+from airflow_provider_cml.hooks.names import NameCache
+from airflow_provider_cml.hooks.starting import RunStarter
 from airflow_provider_cml.retry import Clock
 from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
 from airflow_provider_cml.steps import Steps, resume
 from airflow_provider_cml.transport import SyncTransport
-from airflow_provider_cml.validation import Overrides, looks_like_id
+from airflow_provider_cml.validation import Overrides
 from airflow_provider_cml.waiting import (
     Decision,
     Observation,
@@ -49,22 +56,7 @@ from airflow_provider_cml.workloads import WorkloadKind
 if TYPE_CHECKING:
     from airflow_provider_cml.async_client import AsyncTransport
 
-__all__ = ["START_BUDGET", "CmlHook"]
-
 T = TypeVar("T")
-
-
-async def _aget_connection(hook: BaseHook, conn_id: str) -> Any:
-    """The connection, or ``None`` if it does not exist, without blocking the event loop."""
-    try:
-        getter = getattr(type(hook), "aget_connection", None)
-        if getter is not None:  # Airflow 3.1+
-            return await getter(conn_id)
-        from asgiref.sync import sync_to_async
-
-        return await sync_to_async(hook.get_connection)(conn_id)
-    except AirflowNotFoundException:
-        return None
 
 
 class CmlHook(BaseHook):
@@ -104,23 +96,20 @@ class CmlHook(BaseHook):
         self.clock = clock or Clock()
         #: Set by :meth:`interrupt` (from ``on_kill``): a sync wait stops sleeping at once.
         self.interrupted = threading.Event()
-        self._projects: dict[str, dict[str, Any]] = {}
-        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Projects and jobs by the names (or IDs) they were asked by: looked up once per hook.
+        self.names = NameCache(self)
         self._async_transport: AsyncTransport | None = None
         self._starter = RunStarter(self)
         self._explainer = FailureExplainer(self)
-        #: Job definitions from code: ``hook.jobs.ensure_job(project, spec)`` and the rest of
-        #: :class:`~airflow_provider_cml.hooks.jobs.JobDefinitions`.
+        #: Job definitions from code (:class:`.jobs.JobDefinitions`): ``hook.jobs.ensure_job(...)``.
         self.jobs = JobDefinitions(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cml_conn_id={self.cml_conn_id!r})"
 
-    # -- connection form (Airflow 2.x and 3.0/3.1; 3.2+ reads provider info) -----------------------
-
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The form's extra fields (wtforms), for Airflow versions that ask the hook."""
+        """The form's extra fields (wtforms), for Airflow 2.x and 3.0/3.1 (3.2+ reads provider info)."""
         return wtforms_widgets()
 
     @classmethod
@@ -182,7 +171,7 @@ class CmlHook(BaseHook):
     async def aconfig(self) -> CmlClientConfig:
         """:attr:`config`, with the connection read without blocking the event loop."""
         if "config" not in self.__dict__:
-            conn = await _aget_connection(self, self.cml_conn_id)
+            conn = await aget_connection(self, self.cml_conn_id)
             config = self._build_config(conn)
             await amask_secret(config.api_key)
             self.__dict__["config"] = config
@@ -228,21 +217,6 @@ class CmlHook(BaseHook):
             done, value = resume(plan, reply, error)
         return value
 
-    def paginate(
-        self, path: str, key: str, *, params: Mapping[str, Any] | None = None, not_found: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Yield every item of a listing (see :func:`.listing.paginate`).
-
-        :param path: the listing's path, e.g. ``/projects``.
-        :param key: the answer's list field, e.g. ``"projects"``.
-        :param params: filter and sort parameters.
-        :param not_found: what a 404 means, for its message.
-        """
-        return listing.paginate(self.transport, path, key, params=params, not_found=not_found)
-
-    #: Query parameters for a listing's filter and sort (see :func:`.listing.listing_params`).
-    listing_params = staticmethod(listing.listing_params)
-
     def require_v2(self, what: str) -> None:
         """Raise a clear error on a legacy v1 connection, which can only start jobs.
 
@@ -273,7 +247,7 @@ class CmlHook(BaseHook):
         params = listing.listing_params(search_filter, sort)
         if include_public_projects:
             params["include_public_projects"] = "true"
-        return list(self.paginate("/projects", "projects", params=params))
+        return list(listing.paginate(self.transport, "/projects", "projects", params=params))
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         """One project by ID.
@@ -296,7 +270,8 @@ class CmlHook(BaseHook):
         """
         project_id = self.resolve_project(project)["id"]
         return list(
-            self.paginate(
+            listing.paginate(
+                self.transport,
                 runs.project_path(project_id) + "/jobs",
                 "jobs",
                 params=listing.listing_params(search_filter, sort),
@@ -322,21 +297,7 @@ class CmlHook(BaseHook):
 
         :param project: project name or ID.
         """
-        self.require_v2("Looking up a project")
-        if not isinstance(project, str) or not project.strip():
-            raise CmlConfigError(f"project must be a project name or ID, not {project!r}.")
-        if project in self._projects:
-            return self._projects[project]
-        if looks_like_id(project):
-            found: dict[str, Any] = {"id": project}
-        else:
-            candidates = self.list_projects(search_filter={"name": project})
-            if not candidates:
-                # Nothing matched even as a substring: every name is worth comparing for hints.
-                candidates = self.list_projects()
-            found = listing.pick_one("project", project, candidates, "")
-        self._projects[project] = found
-        return found
+        return self.names.project(project)
 
     def resolve_job(self, project: str, job: str) -> dict[str, Any]:
         """The job for an ID or an exact name within a project (cached per hook).
@@ -344,41 +305,7 @@ class CmlHook(BaseHook):
         :param project: project name or ID.
         :param job: job name or ID.
         """
-        project_id = self.resolve_project(project)["id"]
-        if not isinstance(job, str) or not job.strip():
-            raise CmlConfigError(f"job must be a job name or ID, not {job!r}.")
-        key = (project_id, job)
-        if key in self._jobs:
-            return self._jobs[key]
-        if looks_like_id(job):
-            found: dict[str, Any] = {"id": job, "project_id": project_id}
-        else:
-            candidates = self.list_jobs(project_id, search_filter={"name": job})
-            if not candidates:
-                candidates = self.list_jobs(project_id)
-            found = listing.pick_one("job", job, candidates, f" in project {project!r}")
-        self._jobs[key] = found
-        return found
-
-    def remember_project(self, project: str, found: dict[str, Any]) -> None:
-        """Keep a project's full answer for the name or ID it was asked by.
-
-        :param project: project name or ID.
-        :param found: the project as read.
-        """
-        self._projects[project] = found
-
-    def forget_job(self, project_id: str, name: str | None = None, job_id: str | None = None) -> None:
-        """Drop a job from the names cache (after it was created, renamed or deleted).
-
-        :param project_id: the job's project ID.
-        :param name: the name it was looked up by.
-        :param job_id: drop every name that led to this job.
-        """
-        if name is not None:
-            self._jobs.pop((project_id, name), None)
-        if job_id is not None:
-            self._jobs = {key: value for key, value in self._jobs.items() if value.get("id") != job_id}
+        return self.names.job(project, job)
 
     def resolve_run(self, project: str, job: str, run_id: str) -> RunRef:
         """The IDs naming a run, with the project and job given by ID or name.
@@ -389,14 +316,6 @@ class CmlHook(BaseHook):
         """
         project_id = str(self.resolve_project(project)["id"])
         return RunRef(project_id, str(self.resolve_job(project, job)["id"]), str(run_id))
-
-    @staticmethod
-    def _what(project: str, job: str) -> str:
-        return f"job {job!r} in project {project!r}"
-
-    @staticmethod
-    def _what_run(run_id: str, job: str, project: str | None = None) -> str:
-        return f"run {run_id!r} of job {job!r}" + (f" in project {project!r}" if project else "")
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -450,7 +369,9 @@ class CmlHook(BaseHook):
         self.require_v2(doing)
         ref = self.resolve_run(project, job, run_id)
         return self.transport.request(
-            method, runs.run_path(ref) + action, not_found=self._what_run(run_id, job, project)
+            method,
+            runs.run_path(ref) + action,
+            not_found=f"run {run_id!r} of job {job!r} in project {project!r}",
         )
 
     def list_job_runs(
@@ -466,14 +387,15 @@ class CmlHook(BaseHook):
         self.require_v2("Listing job runs")
         ref = self.resolve_run(project, job, "")
         found: list[dict[str, Any]] = []
-        for run in self.paginate(
+        for run in listing.paginate(
+            self.transport,
             runs.runs_path(ref),
             "job_runs",
             params={
                 **listing.listing_params(None, sort),
                 "page_size": min(limit or listing.DEFAULT_PAGE_SIZE, listing.DEFAULT_PAGE_SIZE),
             },
-            not_found=self._what(project, job),
+            not_found=f"job {job!r} in project {project!r}",
         ):
             found.append(run)
             if limit is not None and len(found) >= limit:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_provider_cml import runs
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
+from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
 
@@ -40,8 +41,8 @@ class JobDefinitions:
         :param search_filter: e.g. ``{"kernel": "Python 3.11"}``.
         """
         self.hook.require_v2("Listing runtimes")
-        params = self.hook.listing_params(search_filter, None)
-        return list(self.hook.paginate("/runtimes", "runtimes", params=params))
+        params = listing.listing_params(search_filter, None)
+        return list(listing.paginate(self.hook.transport, "/runtimes", "runtimes", params=params))
 
     def check_runtime(self, identifier: str) -> None:
         """Raise a clear error unless ``identifier`` is one of the workbench's runtimes.
@@ -133,7 +134,7 @@ class JobDefinitions:
             if exc.http_status == 404:
                 return False
             raise
-        self.hook.forget_job(project_id, job_id=job_id)
+        self.hook.names.forget_job(project_id, job_id=job_id)
         return True
 
     def ensure_job(
@@ -224,4 +225,4 @@ class JobDefinitions:
         ]
 
     def _forget_job(self, project_id: str, name: str) -> None:
-        self.hook.forget_job(project_id, name)
+        self.hook.names.forget_job(project_id, name)
