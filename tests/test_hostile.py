@@ -55,18 +55,25 @@ def _timed(call) -> tuple[BaseException | None, Any, float]:
     return None, result, time.monotonic() - started
 
 
-def _trigger_event(
-    monkeypatch, url: str, *, run_id: str = RID, end_in: float | None = None, **extra
-) -> tuple[dict, float]:
-    _hook(monkeypatch, url, **extra)  # sets the connection
-    trigger = CmlJobRunTrigger(
+def hostile_trigger(*, run_id: str = RID, end_in: float | None = None, **kwargs: Any) -> CmlJobRunTrigger:
+    """A trigger on the hostile server's run (connection ``cml_hostile``), polling every 0.2 s."""
+    end_time = None if end_in is None else time.time() + end_in
+    return CmlJobRunTrigger(
         project_id=PID,
         job_id=JID,
         run_id=run_id,
         conn_id="cml_hostile",
         poll_interval=0.2,
-        end_time=None if end_in is None else time.time() + end_in,
+        end_time=end_time,
+        **kwargs,
     )
+
+
+def _trigger_event(
+    monkeypatch, url: str, *, run_id: str = RID, end_in: float | None = None, **extra
+) -> tuple[dict, float]:
+    _hook(monkeypatch, url, **extra)  # sets the connection
+    trigger = hostile_trigger(run_id=run_id, end_in=end_in)
 
     async def first() -> dict:
         async for event in trigger.run():

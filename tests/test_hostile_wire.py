@@ -23,7 +23,18 @@ from airflow_provider_cml.async_client import POOL_SIZE
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from tests.hostile import hostile
-from tests.test_hostile import JID, KEY, PID, RID, RUN, _hook, _timed, _trigger_event, run_json
+from tests.test_hostile import (
+    JID,
+    KEY,
+    PID,
+    RID,
+    RUN,
+    _hook,
+    _timed,
+    _trigger_event,
+    hostile_trigger,
+    run_json,
+)
 
 
 def raw_answer(head: str, body: bytes) -> bytes:
@@ -139,18 +150,7 @@ def test_polls_keep_their_timeout_and_triggers_their_deadline_when_the_pool_is_e
     with hostile(lambda r: [("sleep", 20)]) as server:
         _hook(monkeypatch, server.url, timeout=1, max_retries=0)
         end_in = 2.0
-        triggers = [
-            CmlJobRunTrigger(
-                project_id=PID,
-                job_id=JID,
-                run_id=RID,
-                conn_id="cml_hostile",
-                poll_interval=0.2,
-                end_time=time.time() + end_in,
-                owns_run=False,
-            )
-            for _ in range(count)
-        ]
+        triggers = [hostile_trigger(end_in=end_in, owns_run=False) for _ in range(count)]
 
         async def first(trigger: CmlJobRunTrigger) -> tuple[dict, float]:
             async for event in trigger.run():
@@ -204,15 +204,7 @@ def test_a_big_answer_does_not_stall_the_loop(monkeypatch, megabytes):
     page = raw_answer(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body)
     with hostile(lambda r: [page]) as server:
         _hook(monkeypatch, server.url, timeout=10, max_retries=0)
-        trigger = CmlJobRunTrigger(
-            project_id=PID,
-            job_id=JID,
-            run_id=RID,
-            conn_id="cml_hostile",
-            poll_interval=0.2,
-            end_time=time.time() + 3,
-            owns_run=False,
-        )
+        trigger = hostile_trigger(end_in=3, owns_run=False)
 
         async def first() -> dict:
             async for event in trigger.run():
