@@ -233,14 +233,20 @@ def attempts(
             delay = later.delay
 
 
-def advance(plan: Generator[float, Answer, Any], answer: Answer) -> tuple[bool, Any]:
-    """Send ``answer`` into :func:`attempts`: ``(False, delay)`` to try again, ``(True, result)`` when done.
+def resume(
+    plan: Generator[Any, Any, Any], reply: Any = None, error: BaseException | None = None
+) -> tuple[bool, Any]:
+    """Hand a generator its next input: ``(False, what it yields next)`` or ``(True, what it returned)``.
 
-    :param plan: the request's :func:`attempts`.
-    :param answer: the last attempt's answer.
+    The one driver step for :func:`attempts` (sent each attempt's :class:`Answer`) and for
+    :mod:`~airflow_provider_cml.steps` (sent each decoded answer, or thrown the error).
+
+    :param plan: the generator.
+    :param reply: what to send it (``None`` to start it).
+    :param error: an error to throw into it instead.
     """
     try:
-        return False, plan.send(answer)
+        return False, (plan.send(reply) if error is None else plan.throw(error))
     except StopIteration as done:
         return True, done.value
 

@@ -18,8 +18,9 @@ Why each setting:
   certificate's subjectAltName only, like ``requests``;
 - no redirects, no cookies; each attempt has one total time limit (one timer), the pool wait
   included;
-- bodies are read up to :data:`~airflow_provider_cml.answers.MAX_BODY_BYTES` after decompression,
-  and a large one is parsed off the event loop, so one answer cannot stall every trigger.
+- bodies are read up to :data:`~airflow_provider_cml.answers.MAX_BODY_BYTES` after decompression:
+  parsing the largest allowed answer holds the event loop well under a tenth of a second (a
+  thread would not help: ``json.loads`` keeps the GIL).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from airflow_provider_cml.answers import (
     MAX_BODY_BYTES,
     Answer,
     Exchange,
-    advance,
     attempts,
     auth_headers,
     query_value,
+    resume,
     text_of,
     too_big,
     warn_about_transport_security,
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 POOL_SIZE = 20
 #: Seconds an idle pooled connection is kept (longer than the default 30 s poll interval).
 KEEPALIVE = 60.0
-#: Answers larger than this are read into Python objects in a thread, not on the event loop.
-PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 def ssl_context(verify: bool | str) -> ssl.SSLContext:
@@ -202,18 +201,14 @@ class AsyncTransport:
 
         The same policy and errors as :meth:`SyncTransport.send
         <airflow_provider_cml.transport.SyncTransport.send>`; ``exchange.deadline`` is on
-        ``time.monotonic()``. A large answer is decoded in a thread.
+        ``time.monotonic()``.
 
         :param exchange: the request.
         """
         plan = attempts(exchange, self.config, time.monotonic)
         next(plan)
         while True:
-            answer = await self._send(exchange)
-            if len(answer.text) > PARSE_OFF_LOOP_BYTES:  # parsing it would stall every trigger
-                done, value = await asyncio.to_thread(advance, plan, answer)
-            else:
-                done, value = advance(plan, answer)
+            done, value = resume(plan, await self._send(exchange))
             if done:
                 return value
             await asyncio.sleep(value)

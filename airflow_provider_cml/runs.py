@@ -106,16 +106,6 @@ class StopResult(enum.Enum):
     FAILED = "it could not be stopped and may still be running"
 
 
-def current_ref(ref: Any, state: Any) -> Any:
-    """The run a wait is on now: the started one, or the platform's latest retry of it.
-
-    :param ref: the run the wait started with (a :class:`RunRef`, or another kind's ref: kept).
-    :param state: the waiting rule's state (``None`` at first).
-    """
-    run_id = getattr(state, "run_id", None)
-    return ref._replace(run_id=run_id) if run_id and isinstance(ref, RunRef) else ref
-
-
 def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
     """The platform's retry of ``failed`` in a newest-first runs listing, else ``NO_RETRY_YET``.
 
@@ -412,10 +402,6 @@ status_of = JOB_RUN.status_of
 is_terminal = JOB_RUN.is_terminal
 #: Whether a status is the one success state.
 is_success = JOB_RUN.is_success
-#: Whether a status says nothing about progress: ``ENGINE_UNKNOWN`` or a value the API never listed.
-is_unclear = JOB_RUN.is_unclear
-#: The one "stop if still active" rule (an unreadable status means stop anyway).
-should_stop = JOB_RUN.should_stop
 #: A short human explanation of a terminal failure status.
 failure_hint = JOB_RUN.hint
 #: Why a finished run did not succeed, in words for the DAG author.

@@ -39,19 +39,6 @@ RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
 STATUS_BEFORE_STOP = 10.0
 
 
-def resume(steps: Steps[T], reply: Any = None, error: CmlException | None = None) -> tuple[bool, Any]:
-    """Hand ``steps`` the last answer (or error): ``(False, next request)`` or ``(True, result)``.
-
-    :param steps: the steps being run.
-    :param reply: the decoded answer to the last request (``None`` to start).
-    :param error: the error that came instead of an answer.
-    """
-    try:
-        return False, (steps.send(reply) if error is None else steps.throw(error))
-    except StopIteration as done:
-        return True, done.value
-
-
 def read(kind: WorkloadKind, ref: Any, deadline: float | None = None) -> Exchange:
     """The request that reads one workload.
 
@@ -78,7 +65,7 @@ def poll(kind: WorkloadKind, ref: Any, state: WaitState | None, deadline: float 
         if state is not None and state.failed is not None:
             page = yield Exchange("GET", runs.runs_path(ref), RETRY_LISTING, deadline=deadline)
             return runs.retry_run_among(page, state.failed)
-        return (yield read(kind, runs.current_ref(ref, state), deadline))
+        return (yield read(kind, kind.current(ref, state), deadline))
     except CmlException as exc:
         return exc
 

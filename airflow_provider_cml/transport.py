@@ -16,9 +16,9 @@ from airflow_provider_cml.answers import (
     Answer,
     Exchange,
     NotDone,
-    advance,
     attempts,
     auth_headers,
+    resume,
     text_of,
     too_big,
     warn_about_transport_security,
@@ -148,7 +148,7 @@ class SyncTransport:
         plan = attempts(exchange, self.config, self.clock.monotonic)
         next(plan)
         while True:
-            done, value = advance(plan, self._send(exchange))
+            done, value = resume(plan, self._send(exchange))
             if done:
                 return value
             self.clock.sleep(value)

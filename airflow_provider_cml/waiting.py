@@ -315,7 +315,7 @@ class Outcome:
     def current_id(self) -> str:
         """The id of what the wait ended on (a job run's platform retry, or what it started with)."""
         kind = self.rule.kind
-        return (self.decision.state.run_id if kind.platform_retries else None) or kind.id_of(self.ref)
+        return kind.id_of(kind.current(self.ref, self.decision.state))
 
     def gave_up(self, stop: StopResult) -> CmlWorkloadError:
         """The error for a wait that ended before the workload did.

@@ -125,6 +125,20 @@ class WorkloadKind:
         """
         return str(ref[-1])
 
+    def current(self, ref: Any, state: Any) -> Any:
+        """What a wait is on now: what it started with, or the platform's latest retry of it.
+
+        Only a kind with ``platform_retries`` moves on: its ref's last field becomes the id the
+        waiting rule last read.
+
+        :param ref: what the wait started with.
+        :param state: the waiting rule's state (``None`` at first).
+        """
+        latest = getattr(state, "run_id", None)
+        if not (self.platform_retries and latest):
+            return ref
+        return ref._replace(**{ref._fields[-1]: latest})
+
     def ref_from(self, fields: Mapping[str, Any], *, partial: bool = False) -> Any:
         """The ref named by a dict of its fields (as a trigger carries it).
 

@@ -24,6 +24,7 @@ from airflow_provider_cml._compat import (
     amask_secret,
     mask_secret,
 )
+from airflow_provider_cml.answers import resume
 from airflow_provider_cml.config import CmlClientConfig, client_config_for
 from airflow_provider_cml.connection_fields import (
     CONN_TYPE,
@@ -42,7 +43,7 @@ from airflow_provider_cml.hooks.names import NameCache
 from airflow_provider_cml.hooks.starting import RunStarter
 from airflow_provider_cml.retry import Clock
 from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
-from airflow_provider_cml.steps import Steps, resume
+from airflow_provider_cml.steps import Steps
 from airflow_provider_cml.transport import SyncTransport
 from airflow_provider_cml.validation import Overrides
 from airflow_provider_cml.waiting import (

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml import runs
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.runs import RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
@@ -96,7 +95,7 @@ def conclude(hook: CmlHook, outcome: Outcome, stop_on_timeout: bool) -> Mapping[
     :param outcome: how the wait ended.
     :param stop_on_timeout: stop the workload when the wait gave up (only what the task started).
     """
-    decision, ref = outcome.decision, runs.current_ref(outcome.ref, outcome.decision.state)
+    decision, ref = outcome.decision, outcome.rule.kind.current(outcome.ref, outcome.decision.state)
     kind = outcome.rule.kind
     if decision.next is Next.ERROR:
         raise decision.error  # type: ignore[misc]

@@ -106,7 +106,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
 
         :param context: the task's Airflow context.
         """
-        from airflow_provider_cml import runs, waiting
+        from airflow_provider_cml import waiting
         from airflow_provider_cml.runs import StopResult
         from airflow_provider_cml.waiting import Next
 
@@ -123,7 +123,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
             raise decision.error  # type: ignore[misc]
         outcome = waiting.Outcome(ref, self._rule, decision)
         if decision.next is Next.FINISHED and decision.run is not None:
-            current = runs.current_ref(ref, decision.state)
+            current = kind.current(ref, decision.state)
             answer = decision.run
             self._fail_unless_succeeded(
                 lambda: self.hook.finished(current, answer, note=outcome.note, kind=kind)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_cml import runs
 from airflow_provider_cml._compat import trigger_event_hold
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlException
@@ -120,7 +119,7 @@ class CmlWorkloadTrigger(BaseTrigger):
     ) -> TriggerEvent:
         answer = outcome.decision.run if outcome else None
         ref = kind.ref_from(self.ref)
-        current = runs.current_ref(ref, outcome.decision.state if outcome else None)
+        current = kind.current(ref, outcome.decision.state if outcome else None)
         payload = {
             "status": status,
             "message": message,
@@ -191,7 +190,7 @@ class CmlWorkloadTrigger(BaseTrigger):
             message = f"Cloudera AI {kind.name} {outcome.current_id} ended {status}{outcome.note}."
             return self._event(kind, result, message, outcome)
         if self.owns:
-            current = runs.current_ref(outcome.ref, decision.state)
+            current = kind.current(outcome.ref, decision.state)
             stop = await hook.astop_if_active(current, kind)
             self.log.info(
                 "Cloudera AI %s %s: %s.", kind.name, outcome.current_id, stop.value or "not stopped"
