@@ -93,3 +93,15 @@ class CmlJobRunError(CmlWorkloadError):
 
 class CmlJobRunTimeout(CmlJobRunError, CmlWorkloadTimeout):
     """A run was still active when the caller's timeout passed (the message says if it was stopped)."""
+
+
+class CmlModelBuildError(CmlWorkloadError):
+    """A model build ended without being built (``build failed``, ``timedout``)."""
+
+
+class CmlModelDeploymentError(CmlWorkloadError):
+    """A model deployment ended without serving (``failed``, ``stopped``, ``deployment_failed``)."""
+
+
+class CmlApplicationError(CmlWorkloadError):
+    """An application failed, or stopped while it was awaited running."""

@@ -102,9 +102,9 @@ class CmlJobSpec:
                 "not absolute and not leaving the project with '..'."
             )
         for key in _FLOATS:
-            set_(self, key, _number(key, getattr(self, key), float, positive=True))
+            set_(self, key, check_number(key, getattr(self, key), float, positive=True))
         for key in _INTS:
-            set_(self, key, _number(key, getattr(self, key), int, positive=False))
+            set_(self, key, check_number(key, getattr(self, key), int, positive=False))
         for key in _BOOLS:
             value = getattr(self, key)
             if value is not None and not isinstance(value, bool):
@@ -133,20 +133,7 @@ class CmlJobSpec:
 
         :param value: the spec, or its fields.
         """
-        if isinstance(value, CmlJobSpec):
-            return value
-        if not isinstance(value, Mapping):
-            raise CmlConfigError(
-                f"A job spec must be a CmlJobSpec or a mapping of its fields, not {value!r}."
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise CmlConfigError(
-                f"Unknown job spec field(s) {', '.join(map(repr, unknown))}; "
-                f"known fields: {', '.join(sorted(known))}."
-            )
-        return cls(**value)
+        return spec_of(cls, value, "job")
 
     def replace_name(self, name: str) -> CmlJobSpec:
         """The same definition under another name.
@@ -216,7 +203,30 @@ class CmlJobSpec:
         return body
 
 
-def _number(key: str, value: Any, kind: type, *, positive: bool) -> Any:
+def spec_of(cls: type[Any], value: Any, noun: str) -> Any:
+    """A spec of dataclass ``cls`` from a spec or a mapping of its fields, unknown fields refused.
+
+    :param cls: the spec's class.
+    :param value: the spec, or its fields (e.g. a templated dict in a DAG).
+    :param noun: what the spec defines, for messages (``"job"``, ``"model"``).
+    """
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise CmlConfigError(
+            f"A {noun} spec must be a {cls.__name__} or a mapping of its fields, not {value!r}."
+        )
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise CmlConfigError(
+            f"Unknown {noun} spec field(s) {', '.join(map(repr, unknown))}; "
+            f"known fields: {', '.join(sorted(known))}."
+        )
+    return cls(**value)
+
+
+def check_number(key: str, value: Any, kind: type, *, positive: bool, noun: str = "job") -> Any:
     """A finite number of ``kind`` (numeric strings from templates accepted), or ``None``."""
     if value is None:
         return None
@@ -226,10 +236,10 @@ def _number(key: str, value: Any, kind: type, *, positive: bool) -> Any:
             raise ValueError
         number = float(value.strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
-        raise CmlConfigError(f"The job spec's {key} must be {what}, not {value!r}.") from None
+        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.") from None
     bad = not math.isfinite(number) or (number <= 0 if positive else number < 0)
     if bad or (kind is int and not number.is_integer()):
-        raise CmlConfigError(f"The job spec's {key} must be {what}, not {value!r}.")
+        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.")
     return kind(number)
 
 

@@ -37,6 +37,12 @@ class WorkloadKind:
     :param active: statuses that mean it is still going. Any other status (an "unknown" one, or
         one the API never listed) says nothing about progress: a wait tolerates it for its
         ``unknown_grace``, then gives up.
+    :param unclear: when given, only these statuses (and a missing one) say nothing about
+        progress; every other status that is not terminal counts as still going, bounded by the
+        wait's timeout. For kinds whose API lists no statuses (model deployments), where an
+        unlisted value such as ``deploying`` is progress, not doubt.
+    :param prefix: a prefix some servers put before the status, dropped before comparing (e.g.
+        ``MODEL_DEPLOYMENT_``).
     :param stop_path: the API path to POST to stop one, or ``None`` when it cannot be stopped.
     :param missing_status: the status of an answer without one (the enum's zero value, which the
         API may leave out).
@@ -58,6 +64,8 @@ class WorkloadKind:
     succeeded: frozenset[str]
     failed: frozenset[str]
     active: frozenset[str]
+    unclear: frozenset[str] | None = None
+    prefix: str = ""
     stop_path: Callable[[Any], str] | None = None
     missing_status: str = ""
     hints: Mapping[str, str] = field(default_factory=dict)
@@ -76,7 +84,8 @@ class WorkloadKind:
         value = answer.get("status")
         if value is None or value == "":
             return self.missing_status
-        return str(value).strip().upper()
+        upper = str(value).strip().upper()
+        return upper.removeprefix(self.prefix) if self.prefix else upper
 
     def is_terminal(self, status: str | None) -> bool:
         """Whether a workload in ``status`` has ended, well or not.
@@ -99,6 +108,8 @@ class WorkloadKind:
         :param status: a status as the API sends it (any case).
         """
         upper = (status or self.missing_status).upper()
+        if self.unclear is not None:
+            return upper in self.unclear or upper == self.missing_status.upper()
         return upper not in self.active and not self.is_terminal(upper)
 
     def should_stop(self, seen: Any) -> bool:

@@ -56,6 +56,8 @@ from airflow_provider_cml.workloads import WorkloadKind
 
 if TYPE_CHECKING:
     from airflow_provider_cml.async_client import AsyncTransport
+    from airflow_provider_cml.hooks.applications import Applications
+    from airflow_provider_cml.hooks.models import Models
 
 T = TypeVar("T")
 
@@ -107,6 +109,20 @@ class CmlHook(BaseHook):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cml_conn_id={self.cml_conn_id!r})"
+
+    @cached_property
+    def models(self) -> Models:
+        """Models, builds, deployments and the registry (:class:`.models.Models`)."""
+        from airflow_provider_cml.hooks.models import Models
+
+        return Models(self)
+
+    @cached_property
+    def applications(self) -> Applications:
+        """Applications (:class:`.applications.Applications`)."""
+        from airflow_provider_cml.hooks.applications import Applications
+
+        return Applications(self)
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from airflow_provider_cml.testing import serving_routes
 from airflow_provider_cml.testing.workbench import ApiError, Workbench
 
 DEFAULT_PAGE_SIZE = 10
@@ -224,6 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
         wb = self.server.workbench
         if path.startswith("/api/v1/"):
             return self._v1(method, path, raw)
+        if method == "POST" and path == "/model":  # the model service, beside the API
+            return serving_routes.model_service(wb.serving, query, raw, self.headers.get("Authorization", ""))
         if not path.startswith("/api/v2/"):
             raise ApiError(404, f"no route for {path}", grpc_code=5)
         key = self._v2_key()
@@ -280,6 +283,15 @@ class _Handler(BaseHTTPRequestHandler):
                     return 200, wb.run_api(run)
                 if method == "POST" and m.group(4):
                     return 200, wb.run_api(wb.stop_run(run))
+            served = serving_routes.route(
+                wb.serving,
+                method,
+                rest,
+                lambda: self._json(raw),
+                lambda key, items: self._page(query, key, items),
+            )
+            if served is not None:
+                return served
         raise ApiError(404, f"no route for {method} {path}", grpc_code=5)
 
     def _v1(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:

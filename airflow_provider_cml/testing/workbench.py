@@ -283,7 +283,7 @@ class Workbench:
         "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
         "max_page_size": n, "omit_zero_status": bool, "patch_zero_values": "apply" or "ignore",
-        "busy_refusal": {"status": 400, "message": "..."}}``.
+        "busy_refusal": {"status": 400, "message": "..."}, "serving": {"step", "app_ready_after"}}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
@@ -345,6 +345,10 @@ class Workbench:
         self._threads: list[threading.Thread] = []
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="cml-workbench-runs-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        from airflow_provider_cml.testing.serving import Serving  # it imports this module's helpers
+
+        #: Models, builds, deployments and applications (:mod:`.serving`).
+        self.serving = Serving(self, **dict(spec.get("serving") or {}))
         base = Path(base_dir)
         for p in spec.get("projects") or []:
             self.add_project(
@@ -923,7 +927,8 @@ class Workbench:
         return workloads, executions
 
     def shutdown(self) -> None:
-        """Stop every active run's process (the workbench is going away)."""
+        """Stop every active run's, replica's and application's process (the workbench is going away)."""
+        self.serving.shutdown()
         for run in self.active_runs():
             with contextlib.suppress(ApiError):
                 self.stop_run(run)

@@ -1,0 +1,319 @@
+"""Models, builds, deployments and the model registry, as ``CmlHook.models``.
+
+API v2's model endpoints through one :class:`~airflow_provider_cml.hooks.cml.CmlHook` (its
+connection, retries and bounds). Creating a model, a build or a deployment goes through
+:func:`~airflow_provider_cml.create_once.post_once_for`: a lost answer is looked up before any
+resend, so nothing is created twice. Restart and stop are POSTs without a body whose answers are
+only acknowledgements: the caller waits on the deployment (``CmlHook.wait_for``) to see the effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cml.create_once import post_once_for
+from airflow_provider_cml.exceptions import CmlLookupError
+from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.runs import run_environment
+from airflow_provider_cml.serving import (
+    BuildRef,
+    DeploymentRef,
+    build_path,
+    deployment_path,
+    model_path,
+    models_path,
+)
+from airflow_provider_cml.serving_specs import CmlModelSpec
+from airflow_provider_cml.validation import path_segment
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+#: A create (every attempt, look-up and back-off) ends within this many request timeouts.
+CREATE_BUDGET = 3
+#: Builds or deployments read when looking for the one a task made.
+RECENT_SEARCHED = 50
+
+
+class Models:
+    """Models, builds, deployments and registry entries through one hook.
+
+    :param hook: the hook.
+    """
+
+    def __init__(self, hook: CmlHook) -> None:
+        self.hook = hook
+
+    # -- models -----------------------------------------------------------------------------------
+
+    def list_models(
+        self, project_id: str, search_filter: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The project's models (every page; deleted ones, whose ``deletion_status`` is set, left out).
+
+        :param project_id: project ID.
+        :param search_filter: e.g. ``{"name": "churn"}`` (the server matches substrings).
+        """
+        self.hook.require_v2("Listing models")
+        params = listing.listing_params(search_filter, None)
+        found = listing.paginate(
+            self.hook.transport,
+            models_path(project_id),
+            "models",
+            params=params,
+            not_found=f"project {project_id!r}",
+        )
+        return [model for model in found if not model.get("deletion_status")]
+
+    def get_model(self, project_id: str, model_id: str) -> dict[str, Any]:
+        """One model (GetModel); it carries the ``access_key`` that calls reach it by.
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        """
+        return self.hook.transport.request(
+            "GET", model_path(project_id, model_id), not_found=f"model {model_id!r} in project {project_id!r}"
+        )
+
+    def find_model(self, project_id: str, name: str) -> dict[str, Any] | None:
+        """The model named exactly ``name``, ``None`` when there is none; an error when several are.
+
+        :param project_id: project ID.
+        :param name: the model's name.
+        """
+        named = [m for m in self.list_models(project_id, {"name": name}) if m.get("name") == name]
+        if len(named) > 1:
+            ids = ", ".join(str(m.get("id")) for m in named)
+            raise CmlLookupError(
+                f"{len(named)} models in project {project_id!r} are named {name!r} (IDs: {ids}); a deploy "
+                "cannot tell which to build. Delete or rename the extra models in the workbench."
+            )
+        return named[0] if named else None
+
+    def create_model(self, project_id: str, spec: CmlModelSpec) -> dict[str, Any]:
+        """Create a model (CreateModel), exactly once; :meth:`ensure_model` is the usual way in.
+
+        :param project_id: project ID.
+        :param spec: the model's definition.
+        """
+        return self._create(
+            models_path(project_id),
+            spec.model_body(project_id),
+            lambda: self.find_model(project_id, spec.name),
+            f"creation of model {spec.name!r}",
+            f"project {project_id!r}",
+        )
+
+    def update_model(self, project_id: str, model_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change a model's fields (UpdateModel, PATCH ``…/models/{model.id}``).
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        :param changes: the fields to set, e.g. ``{"description": "..."}``.
+        """
+        return self.hook.transport.request(
+            "PATCH",
+            model_path(project_id, model_id),
+            body={"id": model_id, **changes},
+            not_found=f"model {model_id!r} in project {project_id!r}",
+        )
+
+    def ensure_model(self, project_id: str, spec: CmlModelSpec) -> tuple[dict[str, Any], bool]:
+        """The model named by ``spec``, created when missing; whether it was created.
+
+        :param project_id: project ID.
+        :param spec: the model's definition.
+        """
+        found = self.find_model(project_id, spec.name)
+        if found is not None:
+            return found, False
+        model = self.create_model(project_id, spec)
+        self.hook.log.info("Created Cloudera AI model %r (%s).", spec.name, model.get("id"))
+        return model, True
+
+    # -- builds -----------------------------------------------------------------------------------
+
+    def list_builds(
+        self, project_id: str, model_id: str, limit: int = RECENT_SEARCHED
+    ) -> list[dict[str, Any]]:
+        """The model's builds, newest first (sorted explicitly: the API's default order is not defined).
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        :param limit: how many at most.
+        """
+        params = {**listing.listing_params(None, "-created_at"), "page_size": min(limit, 100)}
+        found = listing.paginate(
+            self.hook.transport,
+            model_path(project_id, model_id) + "/builds",
+            "model_builds",
+            params=params,
+            not_found=f"model {model_id!r}",
+        )
+        return [build for _, build in zip(range(limit), found)]
+
+    def get_build(self, ref: BuildRef) -> dict[str, Any]:
+        """One build (GetModelBuild).
+
+        :param ref: project, model and build IDs.
+        """
+        return self.hook.transport.request(
+            "GET", build_path(tuple(ref)), not_found=f"model build {ref.build_id!r}"
+        )
+
+    def create_build(
+        self, project_id: str, model_id: str, spec: CmlModelSpec, comment: str
+    ) -> dict[str, Any]:
+        """Start a build (CreateModelBuild), exactly once: a lost answer is looked for by ``comment``.
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        :param spec: the model's definition (file and function, or registry version).
+        :param comment: a comment no other build has (it names the task that asks).
+        """
+        return self._create(
+            model_path(project_id, model_id) + "/builds",
+            spec.build_body(project_id, model_id, comment),
+            lambda: self.find_build(project_id, model_id, comment),
+            f"build of model {spec.name!r}",
+            f"model {model_id!r}",
+        )
+
+    def find_build(self, project_id: str, model_id: str, comment: str) -> dict[str, Any] | None:
+        """The newest build whose comment is ``comment``, or ``None``.
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        :param comment: the comment.
+        """
+        return next((b for b in self.list_builds(project_id, model_id) if b.get("comment") == comment), None)
+
+    # -- deployments ------------------------------------------------------------------------------
+
+    def list_deployments(self, ref: BuildRef) -> list[dict[str, Any]]:
+        """The build's deployments (every page).
+
+        :param ref: project, model and build IDs.
+        """
+        params = listing.listing_params(None, "-created_at")
+        return list(
+            listing.paginate(
+                self.hook.transport,
+                build_path(tuple(ref)) + "/deployments",
+                "model_deployments",
+                params=params,
+                not_found=f"model build {ref.build_id!r}",
+            )
+        )
+
+    def get_deployment(self, ref: DeploymentRef) -> dict[str, Any]:
+        """One deployment (GetModelDeployment); its ``environment`` is a JSON string.
+
+        :param ref: project, model, build and deployment IDs.
+        """
+        return self.hook.transport.request(
+            "GET", deployment_path(tuple(ref)), not_found=f"model deployment {ref.deployment_id!r}"
+        )
+
+    def create_deployment(
+        self, ref: BuildRef, spec: CmlModelSpec, marks: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Deploy a build (CreateModelDeployment), exactly once: a lost answer is looked for by ``marks``.
+
+        :param ref: project, model and build IDs.
+        :param spec: the model's definition (resources, replicas, environment).
+        :param marks: variables no other deployment of the build has (they name the task).
+        """
+        return self._create(
+            build_path(tuple(ref)) + "/deployments",
+            spec.deployment_body(ref.project_id, ref.model_id, ref.build_id, marks),
+            lambda: self.find_deployment(ref, marks),
+            f"deployment of model {spec.name!r}",
+            f"model build {ref.build_id!r}",
+            secrets=spec.secrets(),
+        )
+
+    def find_deployment(self, ref: BuildRef, marks: Mapping[str, str]) -> dict[str, Any] | None:
+        """The newest deployment of the build whose environment holds ``marks``, or ``None``.
+
+        :param ref: project, model and build IDs.
+        :param marks: the variables to look for.
+        """
+        for deployment in self.list_deployments(ref):
+            env = run_environment(deployment)
+            if all(env.get(key) == value for key, value in marks.items()):
+                return deployment
+        return None
+
+    def restart_deployment(self, ref: DeploymentRef) -> dict[str, Any]:
+        """Ask for a restart (POST ``:restart``, no body); wait on the deployment to see it.
+
+        :param ref: project, model, build and deployment IDs.
+        """
+        return self._verb(deployment_path(tuple(ref)) + ":restart", f"model deployment {ref.deployment_id!r}")
+
+    def stop_deployment(self, ref: DeploymentRef) -> dict[str, Any]:
+        """Ask for a stop (POST ``:stop``, no body): the model stops serving from this deployment.
+
+        :param ref: project, model, build and deployment IDs.
+        """
+        return self._verb(deployment_path(tuple(ref)) + ":stop", f"model deployment {ref.deployment_id!r}")
+
+    # -- registry (read) --------------------------------------------------------------------------
+
+    def list_registered_models(self, search_filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Registered models (every page), e.g. ``search_filter={"model_name": "churn"}``.
+
+        :param search_filter: the listing's filter.
+        """
+        self.hook.require_v2("Reading the model registry")
+        params = listing.listing_params(search_filter, None)
+        return list(listing.paginate(self.hook.transport, "/registry/models", "models", params=params))
+
+    def get_registered_model(self, model_id: str) -> dict[str, Any]:
+        """One registered model with its versions (the first page of them).
+
+        :param model_id: the registry's model ID.
+        """
+        path = "/registry/models/" + path_segment("model_id", model_id)
+        return self.hook.transport.request("GET", path, not_found=f"registered model {model_id!r}")
+
+    def get_registered_model_version(self, model_id: str, version_id: str) -> dict[str, Any]:
+        """One version of a registered model.
+
+        :param model_id: the registry's model ID.
+        :param version_id: the version's ID.
+        """
+        path = f"/registry/models/{path_segment('model_id', model_id)}/versions/" + path_segment(
+            "version_id", version_id
+        )
+        return self.hook.transport.request("GET", path, not_found=f"registered model version {version_id!r}")
+
+    # -- shared -----------------------------------------------------------------------------------
+
+    def _create(
+        self,
+        path: str,
+        body: dict[str, Any],
+        look_up: Any,
+        what: str,
+        not_found: str,
+        secrets: list[str] | None = None,
+    ) -> dict[str, Any]:
+        self.hook.require_v2(what.capitalize())
+        deadline = self.hook.budget(CREATE_BUDGET * self.hook.config.timeout)
+        created = post_once_for(
+            self.hook,
+            path,
+            body,
+            look_up,
+            deadline=deadline,
+            what=what,
+            not_found=not_found,
+            secrets=secrets or (),
+        )
+        return dict(created)
+
+    def _verb(self, path: str, what: str) -> dict[str, Any]:
+        return self.hook.transport.request("POST", path, not_found=what)

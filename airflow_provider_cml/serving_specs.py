@@ -1,0 +1,304 @@
+"""Models and applications as code: what a DAG says a served model or an application should be.
+
+:class:`CmlModelSpec` defines a model, how it is built (a file and function on a runtime, or a
+registered model version) and how it is deployed (cpu, memory, GPUs, replicas, environment).
+:class:`CmlApplicationSpec` defines an application. Both check their fields when built, so a DAG
+with a mistake fails at parse time, and both write the request bodies exactly as API v2 wants them:
+``environment`` is a map when creating and a JSON string in an application update, GPUs are
+``nvidia_gpus`` on a deployment and ``nvidia_gpu`` on an application.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.jobs import check_number, spec_of
+from airflow_provider_cml.validation import normalize_environment
+
+_SUBDOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _text(noun: str, key: str, value: Any, *, required: bool = False) -> str | None:
+    """A stripped string field, or ``None``; a clear error for anything else."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or "\x00" in value or (required and not value.strip()):
+        what = "a non-empty string" if required else "a string"
+        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.")
+    return value.strip()
+
+
+def _project_file(noun: str, key: str, value: str | None) -> None:
+    if value and (value.startswith("/") or ".." in posixpath.normpath(value).split("/")):
+        raise CmlConfigError(
+            f"The {noun} spec's {key} {value!r} must be a path inside the project (e.g. 'model/predict.py'), "
+            "not absolute and not leaving the project with '..'."
+        )
+
+
+def _engine(noun: str, name: str, runtime: str | None, kernel: str | None) -> None:
+    if runtime and kernel:
+        raise CmlConfigError(
+            f"{noun.capitalize()} {name!r} sets both runtime_identifier and kernel: it runs on an ML Runtime "
+            "(its kernel comes with it) or on a legacy engine kernel, not both. Keep one."
+        )
+
+
+@dataclass(frozen=True)
+class CmlModelSpec:
+    """A model served from the workbench: what to build and how to deploy it.
+
+    Build from a file (``file`` and ``function``) or from a registered model version
+    (``registered_model_version_id``, with ``registered_model_id``), not both.
+
+    :param name: the model's name in the project (models are found by it).
+    :param file: the script that defines the function, relative to the project.
+    :param function: the function called for each request.
+    :param runtime_identifier: the ML Runtime image to build on.
+    :param kernel: a legacy engine kernel instead of a runtime (e.g. ``python3``).
+    :param cpu: vCPU per replica.
+    :param memory: GB per replica.
+    :param nvidia_gpus: GPUs per replica.
+    :param replicas: how many replicas serve it.
+    :param environment: variables the deployment's replicas see (values may be secrets: masked).
+    :param description: the model's description.
+    :param disable_authentication: let callers in without an API key (default: keys needed).
+    :param registered_model_id: the model registry entry to deploy from.
+    :param registered_model_version_id: the registry version to build.
+    """
+
+    name: str
+    file: str | None = None
+    function: str | None = None
+    runtime_identifier: str | None = None
+    kernel: str | None = None
+    cpu: float | None = None
+    memory: float | None = None
+    nvidia_gpus: int | None = None
+    replicas: int | None = None
+    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
+    description: str | None = None
+    disable_authentication: bool = False
+    registered_model_id: str | None = None
+    registered_model_version_id: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise in place once, here
+        set_(self, "name", _text("model", "name", self.name, required=True))
+        for key in ("file", "function", "runtime_identifier", "kernel", "description"):
+            set_(self, key, _text("model", key, getattr(self, key)))
+        for key in ("registered_model_id", "registered_model_version_id"):
+            set_(self, key, _text("model", key, getattr(self, key)))
+        _project_file("model", "file", self.file)
+        for key in ("cpu", "memory"):
+            set_(self, key, check_number(key, getattr(self, key), float, positive=True, noun="model"))
+        set_(
+            self,
+            "nvidia_gpus",
+            check_number("nvidia_gpus", self.nvidia_gpus, int, positive=False, noun="model"),
+        )
+        set_(self, "replicas", check_number("replicas", self.replicas, int, positive=True, noun="model"))
+        if not isinstance(self.disable_authentication, bool):
+            raise CmlConfigError(
+                f"The model spec's disable_authentication must be True or False, not {self.disable_authentication!r}."
+            )
+        if self.environment is not None:
+            set_(self, "environment", normalize_environment(self.environment))
+        _engine("model", self.name, self.runtime_identifier, self.kernel)
+        from_file = bool(self.file or self.function)
+        if from_file and self.registered_model_version_id:
+            raise CmlConfigError(
+                f"Model {self.name!r} names both a file/function and a registered model version: a build "
+                "comes from one of them. Keep file and function, or registered_model_version_id."
+            )
+        if not self.registered_model_version_id and not (self.file and self.function):
+            raise CmlConfigError(
+                f"Model {self.name!r} needs what to build: file and function (e.g. file='predict.py', "
+                "function='predict'), or registered_model_version_id."
+            )
+
+    @classmethod
+    def of(cls, value: CmlModelSpec | Mapping[str, Any]) -> CmlModelSpec:
+        """A spec from a spec or a mapping of its fields (e.g. a templated dict in a DAG).
+
+        :param value: the spec, or its fields.
+        """
+        return spec_of(cls, value, "model")
+
+    def secrets(self) -> list[str]:
+        """The environment's values: masked wherever a server's message might echo them."""
+        return [str(value) for value in (self.environment or {}).values()]
+
+    def model_body(self, project_id: str) -> dict[str, Any]:
+        """The CreateModelRequest body.
+
+        :param project_id: the project's ID (the body repeats the path's).
+        """
+        body: dict[str, Any] = {"project_id": project_id, "name": self.name}
+        body["description"] = self.description or f"{self.name} (deployed from Airflow)"
+        if self.disable_authentication:
+            body["disable_authentication"] = True
+        if self.registered_model_id:
+            body["registered_model_id"] = self.registered_model_id
+        return body
+
+    def build_body(self, project_id: str, model_id: str, comment: str) -> dict[str, Any]:
+        """The CreateModelBuildRequest body.
+
+        :param project_id: the project's ID.
+        :param model_id: the model's ID.
+        :param comment: the build's comment (it names the task that asked for it).
+        """
+        body: dict[str, Any] = {"project_id": project_id, "model_id": model_id, "comment": comment}
+        for key, wire in (
+            ("file", "file_path"),
+            ("function", "function_name"),
+            ("runtime_identifier", "runtime_identifier"),
+            ("kernel", "kernel"),
+            ("registered_model_version_id", "registered_model_version_id"),
+        ):
+            if getattr(self, key):
+                body[wire] = getattr(self, key)
+        return body
+
+    def deployment_body(
+        self, project_id: str, model_id: str, build_id: str, marks: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The CreateModelDeploymentRequest body (``environment`` a map, ``nvidia_gpus`` plural).
+
+        :param project_id: the project's ID.
+        :param model_id: the model's ID.
+        :param build_id: the build's ID.
+        :param marks: variables naming the task that deploys (found again on a re-run).
+        """
+        body: dict[str, Any] = {"project_id": project_id, "model_id": model_id, "build_id": build_id}
+        for key in ("cpu", "memory", "nvidia_gpus", "replicas"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
+        body["environment"] = {**dict(self.environment or {}), **marks}
+        return body
+
+
+@dataclass(frozen=True)
+class CmlApplicationSpec:
+    """An application (a dashboard, say) served from the workbench at ``<subdomain>.<domain>``.
+
+    :param name: the application's name in the project (applications are found by it).
+    :param subdomain: where it is served: lower-case letters, digits and single hyphens.
+    :param script: the entry point, relative to the project.
+    :param runtime_identifier: the ML Runtime image it runs on.
+    :param kernel: a legacy engine kernel instead of a runtime.
+    :param cpu: vCPU.
+    :param memory: GB.
+    :param nvidia_gpu: GPUs.
+    :param environment: variables it sees (values may be secrets: masked).
+    :param description: its description.
+    :param bypass_authentication: serve it without a login.
+    """
+
+    name: str
+    subdomain: str
+    script: str
+    runtime_identifier: str | None = None
+    kernel: str | None = None
+    cpu: float | None = None
+    memory: float | None = None
+    nvidia_gpu: int | None = None
+    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
+    description: str | None = None
+    bypass_authentication: bool | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for key in ("name", "subdomain", "script"):
+            set_(self, key, _text("application", key, getattr(self, key), required=True))
+        for key in ("runtime_identifier", "kernel", "description"):
+            set_(self, key, _text("application", key, getattr(self, key)))
+        _project_file("application", "script", self.script)
+        parts = self.subdomain.split("-")
+        if not set(self.subdomain) <= _SUBDOMAIN_CHARS or not all(parts):
+            raise CmlConfigError(
+                f"Application {self.name!r} has subdomain {self.subdomain!r}: use lower-case letters, "
+                "digits and single hyphens, not at either end (e.g. 'sales-dashboard')."
+            )
+        for key in ("cpu", "memory"):
+            set_(self, key, check_number(key, getattr(self, key), float, positive=True, noun="application"))
+        set_(
+            self,
+            "nvidia_gpu",
+            check_number("nvidia_gpu", self.nvidia_gpu, int, positive=False, noun="application"),
+        )
+        if self.bypass_authentication is not None and not isinstance(self.bypass_authentication, bool):
+            raise CmlConfigError(
+                "The application spec's bypass_authentication must be True or False, "
+                f"not {self.bypass_authentication!r}."
+            )
+        if self.environment is not None:
+            set_(self, "environment", normalize_environment(self.environment))
+        _engine("application", self.name, self.runtime_identifier, self.kernel)
+
+    @classmethod
+    def of(cls, value: CmlApplicationSpec | Mapping[str, Any]) -> CmlApplicationSpec:
+        """A spec from a spec or a mapping of its fields.
+
+        :param value: the spec, or its fields.
+        """
+        return spec_of(cls, value, "application")
+
+    def secrets(self) -> list[str]:
+        """The environment's values: masked wherever a server's message might echo them."""
+        return [str(value) for value in (self.environment or {}).values()]
+
+    def managed(self) -> dict[str, Any]:
+        """The fields this spec sets."""
+        keys = (
+            "name",
+            "subdomain",
+            "script",
+            "runtime_identifier",
+            "kernel",
+            "cpu",
+            "memory",
+            "nvidia_gpu",
+            "environment",
+            "description",
+            "bypass_authentication",
+        )
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
+
+    def create_body(self, project_id: str) -> dict[str, Any]:
+        """The CreateApplicationRequest body (``environment`` a map).
+
+        :param project_id: the project's ID.
+        """
+        body = {"project_id": project_id, **self.managed()}
+        if self.environment is not None:
+            body["environment"] = dict(self.environment)
+        return body
+
+    def differences(self, app: Mapping[str, Any]) -> dict[str, Any]:
+        """The UpdateApplication body: only the fields that differ (``environment`` a JSON string).
+
+        :param app: the application as read.
+        """
+        changed: dict[str, Any] = {}
+        for key, wanted in self.managed().items():
+            now = app.get(key)
+            if key == "environment":
+                try:
+                    now = json.loads(now) if isinstance(now, str) and now else now or {}
+                except ValueError:
+                    now = None
+                if now != wanted:
+                    changed[key] = json.dumps(dict(wanted), sort_keys=True)
+            elif key in ("cpu", "memory"):
+                if now is None or float(now) != wanted:
+                    changed[key] = wanted
+            elif (now if now is not None else "") != wanted:
+                changed[key] = wanted
+        return changed

@@ -1,0 +1,560 @@
+"""The simulated workbench's models, builds, deployments and applications, which really run.
+
+* A build goes ``queued`` → ``pending`` → ``pushing`` → ``built``; its ``pending`` step loads the
+  model's file in a fresh Python and checks the function is there, else ``build failed``.
+* A deployment goes ``pending`` → ``deployed`` once a replica process has loaded the build's
+  function (``failed`` when it cannot); the model service (``POST /model``) calls that function in
+  that process. ``:stop`` ends the process (``stopped``); ``:restart`` starts a new one.
+* An application runs its script: ``APPLICATION_STARTING``, then ``APPLICATION_RUNNING`` once it
+  has stayed up :attr:`Serving.app_ready_after` seconds; a script that exits is
+  ``APPLICATION_FAILED``. ``:stop`` and ``:restart`` act on the process.
+
+Statuses and shapes are the fact sheet's (``cml-api-v2-models-apps.md``). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cml.testing.workbench import ApiError, _crn, _now, _resource_id, _user
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.testing.workbench import Project, Workbench
+
+# A replica: loads the function, says READY, then answers one JSON request per line.
+_REPLICA = r"""
+import json, runpy, sys, traceback
+file, function = sys.argv[1], sys.argv[2]
+try:
+    fn = runpy.run_path(file)[function]
+except Exception as exc:
+    print("LOAD FAILED", type(exc).__name__, exc, file=sys.stderr, flush=True)
+    sys.exit(3)
+print("READY", flush=True)
+for line in sys.stdin:
+    try:
+        reply = {"success": True, "response": fn(json.loads(line))}
+    except Exception as exc:
+        reply = {"success": False, "errors": [f"{type(exc).__name__}: {exc}"]}
+    print(json.dumps(reply), flush=True)
+"""
+
+# A build's check: the file loads and defines the function.
+_CHECK = r"""
+import runpy, sys
+ns = runpy.run_path(sys.argv[1])
+if not callable(ns.get(sys.argv[2])):
+    sys.exit(f"{sys.argv[1]} defines no function {sys.argv[2]!r}")
+"""
+
+
+@dataclass
+class Model:
+    """A model: its name, access key and builds."""
+
+    id: str
+    project: Project
+    name: str
+    description: str
+    auth_enabled: bool
+    registered_model_id: str = ""
+    access_key: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    created_at: str = field(default_factory=_now)
+
+    def to_api(self) -> dict[str, Any]:
+        """The Model as the API answers it (no status, no URL: the spec has neither)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "creator": _user(self.project.owner),
+            "access_key": self.access_key,
+            "deletion_status": "",
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "crn": _crn("model", self.id),
+            "auth_enabled": self.auth_enabled,
+            "project": self.project.to_short(),
+            "registered_model_id": self.registered_model_id,
+            "visibility": "private",
+            "default_resources": {"cpu_millicores": "1000", "memory_mb": "2048", "nvidia_gpus": "0"},
+            "default_replication_policy": {"num_replicas": "1", "type": "fixed"},
+            "run_as": 0,
+            "accelerator_label_id": "0",
+            "resource_group_id": 0,
+            "resource_profile_id": 0,
+        }
+
+
+@dataclass
+class Build:
+    """A model build: what it loads and where it stands."""
+
+    id: str
+    model: Model
+    comment: str
+    file_path: str
+    function_name: str
+    runtime_identifier: str
+    kernel: str
+    registered_model_version_id: str
+    status: str = "queued"
+    created_at: str = field(default_factory=_now)
+    built_at: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        """The ModelBuild as the API answers it (``status`` a lower-case string)."""
+        return {
+            "id": self.id,
+            "model_id": self.model.id,
+            "creator": _user(self.model.project.owner),
+            "comment": self.comment,
+            "file_path": self.file_path,
+            "function_name": self.function_name,
+            "engine_image": "",
+            "kernel": self.kernel,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "status": self.status,
+            "deletion_status": "",
+            "crn": _crn("model-build", self.id),
+            "built_at": self.built_at,
+            "runtime_identifier": self.runtime_identifier,
+            "runtime_addon_identifiers": [],
+            "registered_model_version_id": self.registered_model_version_id,
+            "model_root_dir": "",
+            "build_script_path": "",
+        }
+
+
+@dataclass
+class Deployment:
+    """A model deployment: its resources, environment and replica process."""
+
+    id: str
+    build: Build
+    cpu: float
+    memory: float
+    nvidia_gpu: int
+    replicas: int
+    environment: dict[str, str]
+    status: str = "pending"
+    created_at: str = field(default_factory=_now)
+    stopped_at: str = ""
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    calls: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def to_api(self) -> dict[str, Any]:
+        """The ModelDeployment as the API answers it (``environment`` a JSON string, ``nvidia_gpu``)."""
+        model = self.build.model
+        return {
+            "project_id": model.project.id,
+            "model_id": model.id,
+            "build_id": self.build.id,
+            "id": self.id,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "nvidia_gpu": self.nvidia_gpu,
+            "environment": json.dumps(self.environment),
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "stopped_at": self.stopped_at,
+            "crn": _crn("model-deployment", self.id),
+            "deployer": _user(model.project.owner),
+            "status": self.status,
+            "replicas": self.replicas,
+            "accelerator_label_id": "0",
+            "resource_group_id": 0,
+            "resource_profile_id": 0,
+        }
+
+
+_APP_FIELDS = ("name", "description", "script", "subdomain", "kernel", "runtime_identifier")
+
+
+@dataclass
+class Application:
+    """An application: its script, settings and process."""
+
+    id: str
+    project: Project
+    fields: dict[str, Any]
+    environment: dict[str, str]
+    status: str = "APPLICATION_STARTING"
+    times: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    generation: int = 0  # which start the process belongs to (a restart begins a new one)
+
+    def to_api(self) -> dict[str, Any]:
+        """The Application as the API answers it (``environment`` a JSON string)."""
+        return {
+            "id": self.id,
+            "creator": _user(self.project.owner),
+            "status": self.status,
+            "created_at": self.times.get("created_at", ""),
+            "updated_at": self.times.get("updated_at", ""),
+            "starting_at": self.times.get("starting_at", ""),
+            "running_at": self.times.get("running_at", ""),
+            "stopped_at": self.times.get("stopped_at", ""),
+            "cpu": 1.0,
+            "memory": 1.0,
+            "nvidia_gpu": 0,
+            "bypass_authentication": False,
+            "runtime_addon_identifiers": [],
+            "run_as": 0,
+            "cdv_app": False,
+            "accelerator_label_id": "0",
+            "resource_group_id": 0,
+            "resource_profile_id": 0,
+            **{key: "" for key in _APP_FIELDS},
+            **self.fields,
+            "environment": json.dumps(self.environment),
+        }
+
+
+class Serving:
+    """Models and applications of one :class:`~airflow_provider_cml.testing.workbench.Workbench`.
+
+    :param workbench: the workbench (its lock, projects and keys).
+    :param step: seconds each build or deployment step takes.
+    :param app_ready_after: seconds an application's script must stay up to count as running.
+    """
+
+    def __init__(self, workbench: Workbench, *, step: float = 0.2, app_ready_after: float = 1.0) -> None:
+        self.wb = workbench
+        self.step = step
+        self.app_ready_after = app_ready_after
+        self.models: dict[str, Model] = {}
+        self.builds: dict[str, Build] = {}
+        self.deployments: dict[str, Deployment] = {}
+        self.applications: dict[str, Application] = {}
+        self.app_output_dir = Path(workbench.output_dir)
+
+    # -- models and builds ------------------------------------------------------------------------
+
+    def create_model(self, project: Project, body: dict[str, Any]) -> Model:
+        name = str(body.get("name") or "")
+        if not name:
+            raise ApiError(400, "model name is required")
+        if not body.get("description"):  # Ansible insists; the sheet infers the server does too
+            raise ApiError(400, "model description is required")
+        model = Model(
+            str(uuid.uuid4()),
+            project,
+            name,
+            str(body["description"]),
+            not body.get("disable_authentication"),
+            str(body.get("registered_model_id") or ""),
+        )
+        self.models[model.id] = model
+        return model
+
+    def model(self, project: Project, model_id: str) -> Model:
+        found = self.models.get(model_id)
+        if found is None or found.project is not project:
+            raise ApiError(self.wb.unknown_id_status, f"model not found: {model_id}")
+        return found
+
+    def update_model(self, model: Model, body: dict[str, Any]) -> Model:
+        if body.get("name"):
+            model.name = str(body["name"])
+        if body.get("description"):
+            model.description = str(body["description"])
+        return model
+
+    def create_build(self, model: Model, body: dict[str, Any]) -> Build:
+        version = str(body.get("registered_model_version_id") or "")
+        if not version and not (body.get("file_path") and body.get("function_name")):
+            raise ApiError(400, "file_path and function_name are required (or registered_model_version_id)")
+        build = Build(
+            str(uuid.uuid4()),
+            model,
+            str(body.get("comment") or ""),
+            str(body.get("file_path") or ""),
+            str(body.get("function_name") or ""),
+            str(body.get("runtime_identifier") or ""),
+            str(body.get("kernel") or ""),
+            version,
+        )
+        self.builds[build.id] = build
+        self._spawn(self._build, build)
+        return build
+
+    def build(self, model: Model, build_id: str) -> Build:
+        found = self.builds.get(build_id)
+        if found is None or found.model is not model:
+            raise ApiError(self.wb.unknown_id_status, f"model build not found: {build_id}")
+        return found
+
+    def builds_of(self, model: Model) -> list[Build]:
+        return [b for b in self.builds.values() if b.model is model]
+
+    def _build(self, build: Build) -> None:
+        time.sleep(self.step)
+        self._status(build, "pending")
+        ok = True
+        if build.file_path:
+            folder = build.model.project.folder
+            check = subprocess.run(
+                [sys.executable, "-c", _CHECK, build.file_path, build.function_name],
+                cwd=folder,
+                capture_output=True,
+                timeout=60,
+            )
+            ok = check.returncode == 0
+        time.sleep(self.step)
+        if not ok:
+            self._status(build, "build failed")
+            return
+        self._status(build, "pushing")
+        time.sleep(self.step)
+        with self.wb.lock:
+            build.status, build.built_at = "built", _now()
+
+    # -- deployments ------------------------------------------------------------------------------
+
+    def create_deployment(self, build: Build, body: dict[str, Any]) -> Deployment:
+        if build.status != "built":
+            raise ApiError(
+                400, f"model build {build.id} is {build.status}, not built: wait for it to be built"
+            )
+        env = body.get("environment") or {}
+        if not isinstance(env, dict):
+            raise ApiError(400, "environment must be a map of strings")
+        deployment = Deployment(
+            str(uuid.uuid4()),
+            build,
+            float(body.get("cpu") or 1),
+            float(body.get("memory") or 2),
+            int(body.get("nvidia_gpus") or 0),
+            int(body.get("replicas") or 1),
+            {str(k): str(v) for k, v in env.items()},
+        )
+        self.deployments[deployment.id] = deployment
+        self._spawn(self._deploy, deployment)
+        return deployment
+
+    def deployment(self, build: Build, deployment_id: str) -> Deployment:
+        found = self.deployments.get(deployment_id)
+        if found is None or found.build is not build:
+            raise ApiError(self.wb.unknown_id_status, f"model deployment not found: {deployment_id}")
+        return found
+
+    def deployments_of(self, build: Build) -> list[Deployment]:
+        return [d for d in self.deployments.values() if d.build is build]
+
+    def _deploy(self, deployment: Deployment) -> None:
+        time.sleep(self.step)
+        build = deployment.build
+        if not build.file_path:  # a registry build: nothing of ours to load, it serves an echo
+            self._status(deployment, "deployed")
+            return
+        import os
+
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1", **deployment.environment}
+        process = subprocess.Popen(
+            [sys.executable, "-c", _REPLICA, build.file_path, build.function_name],
+            cwd=build.model.project.folder,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        with self.wb.lock:
+            if deployment.status != "pending":  # stopped meanwhile
+                process.kill()
+                return
+            deployment.process = process
+        ready = process.stdout.readline().strip() if process.stdout else ""
+        self._status(deployment, "deployed" if ready == "READY" else "failed")
+
+    def stop_deployment(self, deployment: Deployment) -> Deployment:
+        process = deployment.process
+        deployment.status, deployment.stopped_at, deployment.process = "stopped", _now(), None
+        if process is not None:
+            self._spawn(_end, process)
+        return deployment
+
+    def restart_deployment(self, deployment: Deployment) -> Deployment:
+        self.stop_deployment(deployment)
+        deployment.status, deployment.stopped_at = "pending", ""
+        self._spawn(self._deploy, deployment)
+        return deployment
+
+    def predict(self, access_key: str, request: Any, api_key: str | None) -> tuple[int, dict[str, Any]]:
+        """The model service: call the live deployment of the model whose access key this is."""
+        with self.wb.lock:
+            model = next((m for m in self.models.values() if m.access_key == access_key), None)
+            if model is None:
+                return 404, {"success": False, "errors": ["no model has this accessKey"]}
+            if model.auth_enabled and api_key not in self.wb.api_keys:
+                return 401, {"success": False, "errors": ["Unauthorized: this model needs an API key"]}
+            live = [d for d in self.deployments.values() if d.build.model is model and d.status == "deployed"]
+        if not live:
+            return 503, {"success": False, "errors": ["the model has no deployed replica"]}
+        deployment = live[-1]
+        if deployment.process is None:  # a registry build's deployment
+            return 200, {"success": True, "response": request}
+        with deployment.calls:  # one request per replica at a time
+            stdin, stdout = deployment.process.stdin, deployment.process.stdout
+            try:
+                assert stdin is not None and stdout is not None
+                stdin.write(json.dumps(request) + "\n")
+                stdin.flush()
+                reply = json.loads(stdout.readline())
+            except (OSError, ValueError, AssertionError):
+                return 503, {"success": False, "errors": ["the replica went away"]}
+        return (200 if reply.get("success") else 500), reply
+
+    # -- applications -----------------------------------------------------------------------------
+
+    def create_application(self, project: Project, body: dict[str, Any]) -> Application:
+        for key in ("name", "subdomain", "script"):
+            if not body.get(key):
+                raise ApiError(400, f"application {key} is required")
+        if any(a.fields.get("subdomain") == body["subdomain"] for a in self.applications.values()):
+            raise ApiError(409, f"subdomain {body['subdomain']} is taken", grpc_code=6)
+        env = body.get("environment") or {}
+        if not isinstance(env, dict):
+            raise ApiError(400, "environment must be a map of strings")
+        fields = {k: body[k] for k in (*_APP_FIELDS, "cpu", "memory", "nvidia_gpu") if k in body}
+        app = Application(_resource_id(), project, fields, {str(k): str(v) for k, v in env.items()})
+        app.times["created_at"] = app.times["updated_at"] = _now()
+        self.applications[app.id] = app
+        self._start_app(app)
+        return app
+
+    def application(self, project: Project, application_id: str) -> Application:
+        found = self.applications.get(application_id)
+        if found is None or found.project is not project:
+            raise ApiError(self.wb.unknown_id_status, f"application not found: {application_id}")
+        return found
+
+    def update_application(self, app: Application, body: dict[str, Any]) -> Application:
+        if "environment" in body:
+            value = body["environment"]
+            if not isinstance(value, str):  # UpdateApplication's body is an Application: a JSON string
+                raise ApiError(400, "environment must be a JSON-encoded string in an update")
+            try:
+                app.environment = {str(k): str(v) for k, v in json.loads(value or "{}").items()}
+            except (ValueError, AttributeError):
+                raise ApiError(400, "environment is not a JSON object") from None
+        app.fields.update({k: body[k] for k in (*_APP_FIELDS, "cpu", "memory", "nvidia_gpu") if k in body})
+        app.times["updated_at"] = _now()
+        return app
+
+    def restart_application(self, app: Application) -> Application:
+        self._end_app(app)
+        self._start_app(app)
+        return app
+
+    def stop_application(self, app: Application) -> Application:
+        if app.status != "APPLICATION_STOPPED":
+            app.status = "APPLICATION_STOPPING"
+            self._end_app(app)
+            self._spawn(self._stopped, app, app.generation)
+        return app
+
+    def _stopped(self, app: Application, generation: int) -> None:
+        time.sleep(self.step)
+        with self.wb.lock:
+            if app.generation == generation and app.status == "APPLICATION_STOPPING":
+                app.status, app.times["stopped_at"] = "APPLICATION_STOPPED", _now()
+
+    def _start_app(self, app: Application) -> None:
+        app.generation += 1
+        app.status, app.times["starting_at"] = "APPLICATION_STARTING", _now()
+        self._spawn(self._run_app, app, app.generation)
+
+    def _end_app(self, app: Application) -> None:
+        app.generation += 1  # the old process's watcher must not report its end
+        process, app.process = app.process, None
+        if process is not None:
+            self._spawn(_end, process)
+
+    def _run_app(self, app: Application, generation: int) -> None:
+        import os
+
+        time.sleep(self.step)
+        folder = app.project.folder
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONUNBUFFERED": "1",
+            "HOME": str(folder),
+            "CDSW_APP_PORT": "0",
+            **app.project.env,
+            **app.environment,
+        }
+        with self.wb.lock:
+            if app.generation != generation:
+                return
+            log = open(self.app_output_dir / f"app-{app.id}-{generation}.log", "wb")  # noqa: SIM115
+            app.process = process = subprocess.Popen(
+                [sys.executable, str(folder / str(app.fields["script"]))],
+                cwd=folder,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            process.wait(timeout=self.app_ready_after)
+        except subprocess.TimeoutExpired:
+            self._app_status(app, generation, "APPLICATION_RUNNING", "running_at")
+            process.wait()
+        finally:
+            log.close()
+        self._app_status(app, generation, "APPLICATION_FAILED", "stopped_at")
+
+    def _app_status(self, app: Application, generation: int, status: str, stamp: str) -> None:
+        with self.wb.lock:
+            if app.generation == generation:
+                app.status, app.times[stamp] = status, _now()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _status(self, item: Build | Deployment, status: str) -> None:
+        with self.wb.lock:
+            if item.status not in ("stopped",):
+                item.status = status
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+
+    def shutdown(self) -> None:
+        """End every replica and application process."""
+        with self.wb.lock:
+            processes = [d.process for d in self.deployments.values()]
+            processes += [a.process for a in self.applications.values()]
+            for app in self.applications.values():
+                app.generation += 1
+        for process in processes:
+            if process is not None:
+                _end(process)
+
+
+def _end(process: subprocess.Popen[Any]) -> None:
+    """Terminate a process group, then kill it if it lingers."""
+    import os
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

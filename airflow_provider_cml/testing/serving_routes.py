@@ -1,0 +1,126 @@
+"""The HTTP routes of the simulated workbench's models, builds, deployments and applications.
+
+Paths as API v2 spec 26.06.13 has them: updates under the dotted ``{model.id}`` and
+``{application.id}`` keys, ``:restart`` and ``:stop`` as bodiless POSTs. Also the model service's
+``POST /model`` (not part of API v2), which calls a deployed model's function.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_cml.testing.serving import Serving
+from airflow_provider_cml.testing.workbench import ApiError
+
+#: ``(method, path) -> (status, body)``, or ``None`` when the path is not one of these.
+Page = Callable[[str, list[dict[str, Any]]], dict[str, Any]]
+
+_MODEL = r"/projects/([^/]+)/models/([^/:]+)"
+_BUILD = _MODEL + r"/builds/([^/:]+)"
+_APP = r"/projects/([^/]+)/applications/([^/:]+)"
+
+
+def route(serving: Serving, method: str, rest: str, body: Callable[[], dict[str, Any]], page: Page) -> Any:
+    """Answer one API v2 request below ``/api/v2`` if it is a serving path, else ``None``.
+
+    :param serving: the state.
+    :param method: the HTTP method.
+    :param rest: the path below ``/api/v2``.
+    :param body: reads the request's JSON body.
+    :param page: pages a listing (filter, sort, page size and token from the query).
+    """
+    wb = serving.wb
+    m = re.fullmatch(r"/projects/([^/]+)/models", rest)
+    if m:
+        project = wb.project(m.group(1))
+        if method == "GET":
+            models = [x.to_api() for x in serving.models.values() if x.project is project]
+            return 200, page("models", models)
+        if method == "POST":
+            return 200, serving.create_model(project, body()).to_api()
+    m = re.fullmatch(_MODEL, rest)
+    if m:
+        model = serving.model(wb.project(m.group(1)), m.group(2))
+        if method == "GET":
+            return 200, model.to_api()
+        if method == "PATCH":
+            return 200, serving.update_model(model, body()).to_api()
+    m = re.fullmatch(_MODEL + "/builds", rest)
+    if m:
+        model = serving.model(wb.project(m.group(1)), m.group(2))
+        if method == "GET":
+            return 200, page("model_builds", [b.to_api() for b in serving.builds_of(model)])
+        if method == "POST":
+            return 200, serving.create_build(model, body()).to_api()
+    m = re.fullmatch(_BUILD, rest)
+    if m and method == "GET":
+        return 200, serving.build(serving.model(wb.project(m.group(1)), m.group(2)), m.group(3)).to_api()
+    m = re.fullmatch(_BUILD + "/deployments", rest)
+    if m:
+        build = serving.build(serving.model(wb.project(m.group(1)), m.group(2)), m.group(3))
+        if method == "GET":
+            return 200, page("model_deployments", [d.to_api() for d in serving.deployments_of(build)])
+        if method == "POST":
+            return 200, serving.create_deployment(build, body()).to_api()
+    m = re.fullmatch(_BUILD + r"/deployments/([^/:]+)(:restart|:stop)?", rest)
+    if m:
+        build = serving.build(serving.model(wb.project(m.group(1)), m.group(2)), m.group(3))
+        deployment = serving.deployment(build, m.group(4))
+        if method == "GET" and not m.group(5):
+            return 200, deployment.to_api()
+        if method == "POST" and m.group(5) == ":stop":
+            return 200, serving.stop_deployment(deployment).to_api()
+        if method == "POST" and m.group(5) == ":restart":
+            return 200, serving.restart_deployment(deployment).to_api()
+    return _applications(serving, method, rest, body, page)
+
+
+def _applications(
+    serving: Serving, method: str, rest: str, body: Callable[[], dict[str, Any]], page: Page
+) -> Any:
+    wb = serving.wb
+    m = re.fullmatch(r"/projects/([^/]+)/applications", rest)
+    if m:
+        project = wb.project(m.group(1))
+        if method == "GET":
+            apps = [a.to_api() for a in serving.applications.values() if a.project is project]
+            return 200, page("applications", apps)
+        if method == "POST":
+            return 200, serving.create_application(project, body()).to_api()
+    m = re.fullmatch(_APP + r"(:restart|:stop)?", rest)
+    if m:
+        app = serving.application(wb.project(m.group(1)), m.group(2))
+        verb = m.group(3)
+        if method == "GET" and not verb:
+            return 200, app.to_api()
+        if method == "PATCH" and not verb:
+            return 200, serving.update_application(app, body()).to_api()
+        if method == "POST" and verb == ":restart":
+            return 200, serving.restart_application(app).to_api()
+        if method == "POST" and verb == ":stop":
+            return 200, serving.stop_application(app).to_api()
+    return None
+
+
+def model_service(
+    serving: Serving, query: dict[str, list[str]], raw: bytes, authorization: str
+) -> tuple[int, Any]:
+    """``POST /model``: ``{"accessKey": ..., "request": {...}}`` (or ``?accessKey=``) to the live deployment.
+
+    :param serving: the state.
+    :param query: the query string, parsed.
+    :param raw: the request body.
+    :param authorization: the ``Authorization`` header (``Bearer <API key>`` for a model with auth).
+    """
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        raise ApiError(400, "invalid JSON body") from None
+    if not isinstance(payload, dict) or "request" not in payload:
+        raise ApiError(400, 'the body must be {"accessKey": ..., "request": {...}}')
+    access_key = str(payload.get("accessKey") or (query.get("accessKey") or [""])[0])
+    scheme, _, key = authorization.partition(" ")
+    return serving.predict(access_key, payload["request"], key if scheme.lower() == "bearer" else None)
