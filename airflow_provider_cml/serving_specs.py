@@ -105,7 +105,8 @@ class CmlModelSpec:
         set_(self, "replicas", check_number("replicas", self.replicas, int, positive=True, noun="model"))
         if not isinstance(self.disable_authentication, bool):
             raise CmlConfigError(
-                f"The model spec's disable_authentication must be True or False, not {self.disable_authentication!r}."
+                "The model spec's disable_authentication must be True or False, "
+                f"not {self.disable_authentication!r}."
             )
         if self.environment is not None:
             set_(self, "environment", normalize_environment(self.environment))

@@ -242,6 +242,7 @@ class Serving:
     # -- models and builds ------------------------------------------------------------------------
 
     def create_model(self, project: Project, body: dict[str, Any]) -> Model:
+        """CreateModel: a model needs a name and (as the sheet infers the server insists) a description."""
         name = str(body.get("name") or "")
         if not name:
             raise ApiError(400, "model name is required")
@@ -259,12 +260,14 @@ class Serving:
         return model
 
     def model(self, project: Project, model_id: str) -> Model:
+        """A model of the project by ID (the unknown-ID status otherwise)."""
         found = self.models.get(model_id)
         if found is None or found.project is not project:
             raise ApiError(self.wb.unknown_id_status, f"model not found: {model_id}")
         return found
 
     def update_model(self, model: Model, body: dict[str, Any]) -> Model:
+        """UpdateModel: name and description (the rest are deployment settings here)."""
         if body.get("name"):
             model.name = str(body["name"])
         if body.get("description"):
@@ -272,6 +275,7 @@ class Serving:
         return model
 
     def create_build(self, model: Model, body: dict[str, Any]) -> Build:
+        """CreateModelBuild: queued at once, then built (or not) in the background."""
         version = str(body.get("registered_model_version_id") or "")
         if not version and not (body.get("file_path") and body.get("function_name")):
             raise ApiError(400, "file_path and function_name are required (or registered_model_version_id)")
@@ -290,12 +294,14 @@ class Serving:
         return build
 
     def build(self, model: Model, build_id: str) -> Build:
+        """A build of the model by ID."""
         found = self.builds.get(build_id)
         if found is None or found.model is not model:
             raise ApiError(self.wb.unknown_id_status, f"model build not found: {build_id}")
         return found
 
     def builds_of(self, model: Model) -> list[Build]:
+        """The model's builds, in creation order."""
         return [b for b in self.builds.values() if b.model is model]
 
     def _build(self, build: Build) -> None:
@@ -323,6 +329,7 @@ class Serving:
     # -- deployments ------------------------------------------------------------------------------
 
     def create_deployment(self, build: Build, body: dict[str, Any]) -> Deployment:
+        """CreateModelDeployment of a built build: pending, then deployed once a replica loads it."""
         if build.status != "built":
             raise ApiError(
                 400, f"model build {build.id} is {build.status}, not built: wait for it to be built"
@@ -344,12 +351,14 @@ class Serving:
         return deployment
 
     def deployment(self, build: Build, deployment_id: str) -> Deployment:
+        """A deployment of the build by ID."""
         found = self.deployments.get(deployment_id)
         if found is None or found.build is not build:
             raise ApiError(self.wb.unknown_id_status, f"model deployment not found: {deployment_id}")
         return found
 
     def deployments_of(self, build: Build) -> list[Deployment]:
+        """The build's deployments, in creation order."""
         return [d for d in self.deployments.values() if d.build is build]
 
     def _deploy(self, deployment: Deployment) -> None:
@@ -380,6 +389,7 @@ class Serving:
         self._status(deployment, "deployed" if ready == "READY" else "failed")
 
     def stop_deployment(self, deployment: Deployment) -> Deployment:
+        """``:stop``: the replica ends; the deployment is stopped."""
         process = deployment.process
         deployment.status, deployment.stopped_at, deployment.process = "stopped", _now(), None
         if process is not None:
@@ -387,6 +397,7 @@ class Serving:
         return deployment
 
     def restart_deployment(self, deployment: Deployment) -> Deployment:
+        """``:restart``: a new replica loads the function; pending until it is up."""
         self.stop_deployment(deployment)
         deployment.status, deployment.stopped_at = "pending", ""
         self._spawn(self._deploy, deployment)
@@ -420,6 +431,7 @@ class Serving:
     # -- applications -----------------------------------------------------------------------------
 
     def create_application(self, project: Project, body: dict[str, Any]) -> Application:
+        """CreateApplication: starts it; a taken subdomain is refused (409)."""
         for key in ("name", "subdomain", "script"):
             if not body.get(key):
                 raise ApiError(400, f"application {key} is required")
@@ -436,12 +448,14 @@ class Serving:
         return app
 
     def application(self, project: Project, application_id: str) -> Application:
+        """An application of the project by ID."""
         found = self.applications.get(application_id)
         if found is None or found.project is not project:
             raise ApiError(self.wb.unknown_id_status, f"application not found: {application_id}")
         return found
 
     def update_application(self, app: Application, body: dict[str, Any]) -> Application:
+        """UpdateApplication: ``environment`` must be a JSON string, as an Application carries it."""
         if "environment" in body:
             value = body["environment"]
             if not isinstance(value, str):  # UpdateApplication's body is an Application: a JSON string
@@ -455,11 +469,13 @@ class Serving:
         return app
 
     def restart_application(self, app: Application) -> Application:
+        """``:restart``: ends the script's process (if any) and starts it again."""
         self._end_app(app)
         self._start_app(app)
         return app
 
     def stop_application(self, app: Application) -> Application:
+        """``:stop``: stopping, then stopped once the process is gone."""
         if app.status != "APPLICATION_STOPPED":
             app.status = "APPLICATION_STOPPING"
             self._end_app(app)
@@ -536,7 +552,7 @@ class Serving:
     def shutdown(self) -> None:
         """End every replica and application process."""
         with self.wb.lock:
-            processes = [d.process for d in self.deployments.values()]
+            processes: list[subprocess.Popen[Any] | None] = [d.process for d in self.deployments.values()]
             processes += [a.process for a in self.applications.values()]
             for app in self.applications.values():
                 app.generation += 1
