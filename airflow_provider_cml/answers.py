@@ -119,7 +119,8 @@ class Exchange:
     """One request as the caller asked for it.
 
     :param method: HTTP method.
-    :param path: path below the API root (segments already percent-encoded).
+    :param path: path below the API root (segments already percent-encoded), or an absolute
+        ``http(s)://`` URL for what is served beside the API (the model service).
     :param params: query parameters.
     :param body: JSON body.
     :param not_found: what a 404 means, for its message.
@@ -137,6 +138,13 @@ class Exchange:
     idempotent: bool = True
     secrets: Collection[str] = ()
     deadline: float | None = None
+
+    def url(self, api_root: str) -> str:
+        """Where the request goes: ``api_root`` + ``path``, or ``path`` when it is absolute.
+
+        :param api_root: the API's root URL.
+        """
+        return self.path if self.path.startswith(("https://", "http://")) else api_root + self.path
 
     def time_left(self, limit: float, now: float) -> float:
         """Seconds this attempt may take: the request timeout, or less as the deadline nears.

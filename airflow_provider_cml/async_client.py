@@ -172,7 +172,7 @@ class AsyncTransport:
         try:
             async with session.http.request(
                 exchange.method,
-                _url(self.config.api_root + exchange.path),
+                _url(exchange.url(self.config.api_root)),
                 params=params,
                 data=body,
                 headers={"Content-Type": "application/json"} if body is not None else None,

@@ -41,6 +41,8 @@ class CmlClientConfig:
     :param timeout: seconds per request.
     :param retry_policy: when and how long to wait before retrying.
     :param run_url_template: where a run's page is (see :mod:`airflow_provider_cml.links`).
+    :param model_service_url: where deployed models are called; ``""``: the workbench's model
+        service, ``<scheme>://modelservice.<workbench host>/model``.
     """
 
     base_url: str
@@ -50,6 +52,15 @@ class CmlClientConfig:
     timeout: float = 60.0
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     run_url_template: str = DEFAULT_RUN_URL_TEMPLATE
+    model_service_url: str = ""
+
+    @property
+    def model_service(self) -> str:
+        """Where deployed models are called (``POST`` with ``{"accessKey", "request"}``)."""
+        if self.model_service_url:
+            return self.model_service_url
+        scheme, _, rest = self.base_url.partition("://")
+        return f"{scheme}://modelservice.{rest.split('/')[0]}/model"
 
     @property
     def api_root(self) -> str:
@@ -249,7 +260,19 @@ def build_client_config(
         timeout=float(request_timeout),
         retry_policy=RetryPolicy(max_retries=retries, backoff_base=backoff),
         run_url_template=str(template),
+        model_service_url=_service_url(_extra_value(extra, "model_service_url")),
     )
+
+
+def _service_url(value: Any) -> str:
+    """The ``model_service_url`` extra: empty, or an absolute http(s) URL."""
+    text = str(value or "").strip()
+    if text and not text.startswith(("https://", "http://")):
+        raise CmlConfigError(
+            f"Connection extra 'model_service_url' is {text!r}; give an absolute URL such as "
+            "'https://modelservice.ml-1a2b3c4d.example.cloudera.site/model', or leave it empty."
+        )
+    return text
 
 
 def client_config_for(

@@ -73,6 +73,13 @@ CONN_FIELDS: tuple[ConnField, ...] = (
         "Only if your workbench's run pages differ. Fields: {base_url} {owner} {project_slug} "
         "{project_id} {job_id} {run_id}.",
     ),
+    ConnField(
+        "model_service_url",
+        "Model service URL",
+        "string",
+        None,
+        "Only if deployed models are not called at https://modelservice.<workbench host>/model.",
+    ),
 )
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

@@ -105,3 +105,7 @@ class CmlModelDeploymentError(CmlWorkloadError):
 
 class CmlApplicationError(CmlWorkloadError):
     """An application failed, or stopped while it was awaited running."""
+
+
+class CmlModelCallError(CmlException):
+    """A deployed model answered a call without success (its function raised, or refused the input)."""

@@ -19,7 +19,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-cml",
         "name": "Cloudera AI",
-        "description": "Run Cloudera AI (Cloudera Machine Learning, CDSW) jobs from Airflow.",
+        "description": (
+            "Run Cloudera AI (Cloudera Machine Learning, CDSW) jobs, deploy models and restart "
+            "applications from Airflow."
+        ),
         "versions": [__version__],
         "integrations": [
             {
@@ -35,16 +38,27 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_cml.operators.cml",
                     "airflow_provider_cml.operators.jobs",
+                    "airflow_provider_cml.operators.serving",
                 ],
             }
         ],
         "sensors": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.sensors.cml"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_cml.sensors.cml",
+                    "airflow_provider_cml.sensors.serving",
+                ],
+            }
         ],
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.triggers.cml"]}
         ],
-        "extra-links": ["airflow_provider_cml.links.CmlJobRunLink"],
+        "extra-links": [
+            "airflow_provider_cml.links.CmlJobRunLink",
+            "airflow_provider_cml.links.CmlModelLink",
+            "airflow_provider_cml.links.CmlApplicationLink",
+        ],
         "config": {
             "cml": {
                 "description": "Settings of the Cloudera AI provider.",

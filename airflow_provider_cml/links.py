@@ -1,4 +1,4 @@
-"""Where a run's page is in the workbench UI, and the operator's "Cloudera AI job run" extra link.
+"""Where a run's, a model's and an application's pages are, and the operators' extra links.
 
 The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`:
 the project's jobs page ``{base_url}/{owner}/{project_slug}/jobs``, which exists on every workbench.
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
 
 RUN_URL_XCOM_KEY = "run_url"
+MODEL_URL_XCOM_KEY = "model_url"
+APPLICATION_URL_XCOM_KEY = "application_url"
 
 
 def project_slug(project: Mapping[str, Any]) -> str:
@@ -65,13 +67,14 @@ def build_run_url(template: str, base_url: str, project: Mapping[str, Any], job_
     )
 
 
-class CmlJobRunLink(BaseOperatorLink):
-    """Opens the Cloudera AI run that the task started (read from the task's ``run_url`` XCom)."""
+class _XComLink(BaseOperatorLink):
+    """A link the task pushed to XCom under :attr:`xcom_key` (``""`` until it has)."""
 
-    name = "Cloudera AI job run"
+    name = ""
+    xcom_key = ""
 
     def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
-        """The run's page for the task instance, or ``""`` before the run exists.
+        """The page for the task instance, or ``""`` before the task has pushed it.
 
         :param operator: the operator the link belongs to.
         :param ti_key: the task instance's key.
@@ -80,7 +83,61 @@ class CmlJobRunLink(BaseOperatorLink):
             from airflow.sdk.execution_time.xcom import XCom
         else:
             from airflow.models.xcom import XCom  # type: ignore[no-redef]
-        return XCom.get_value(key=RUN_URL_XCOM_KEY, ti_key=ti_key) or ""
+        return XCom.get_value(key=self.xcom_key, ti_key=ti_key) or ""
+
+
+class CmlJobRunLink(_XComLink):
+    """Opens the Cloudera AI run that the task started (read from the task's ``run_url`` XCom)."""
+
+    name = "Cloudera AI job run"
+    xcom_key = RUN_URL_XCOM_KEY
+
+
+class CmlModelLink(_XComLink):
+    """Opens the project's models page in the workbench (the task's ``model_url`` XCom)."""
+
+    name = "Cloudera AI model"
+    xcom_key = MODEL_URL_XCOM_KEY
+
+
+class CmlApplicationLink(_XComLink):
+    """Opens the application the task manages, where it is served (the task's ``application_url`` XCom)."""
+
+    name = "Cloudera AI application"
+    xcom_key = APPLICATION_URL_XCOM_KEY
+
+
+def project_page(hook: CmlHook, project: str) -> str | None:
+    """The project's page, ``{base_url}/{owner}/{project_slug}``; ``None`` (and a warning) if unknown.
+
+    :param hook: the hook.
+    :param project: project name or ID.
+    """
+    found = _project_for_links(hook, project)
+    return None if found is None else f"{hook.config.base_url}/{project_owner(found)}/{project_slug(found)}"
+
+
+def _project_for_links(hook: CmlHook, project: str) -> Mapping[str, Any] | None:
+    """The project with its owner (read once when it was resolved from an ID); ``None`` if unknown."""
+    try:
+        found = hook.resolve_project(project)
+        if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
+            found = hook.get_project(found["id"])
+            hook.names.remember_project(project, found)
+    except CmlException as exc:
+        hook.log.warning("Could not build the link: %s", exc)
+        return None
+    return found
+
+
+def application_url(base_url: str, subdomain: str) -> str:
+    """Where an application is served: ``<scheme>://<subdomain>.<workbench host>``.
+
+    :param base_url: the workbench's URL.
+    :param subdomain: the application's subdomain.
+    """
+    scheme, _, rest = base_url.partition("://")
+    return f"{scheme}://{subdomain}.{rest.split('/')[0]}"
 
 
 def run_url_for(hook: CmlHook, project: str, job_id: str, run_id: str) -> str | None:
@@ -91,12 +148,7 @@ def run_url_for(hook: CmlHook, project: str, job_id: str, run_id: str) -> str | 
     :param job_id: job ID.
     :param run_id: run ID.
     """
-    try:
-        found = hook.resolve_project(project)
-        if "owner" not in found and "creator" not in found:  # resolved from an ID: fetch once
-            found = hook.get_project(found["id"])
-            hook.names.remember_project(project, found)
-    except CmlException as exc:
-        hook.log.warning("Could not build the run's link: %s", exc)
+    found = _project_for_links(hook, project)
+    if found is None:
         return None
     return build_run_url(hook.config.run_url_template, hook.config.base_url, found, job_id, run_id)

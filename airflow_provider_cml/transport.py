@@ -59,7 +59,7 @@ class SyncTransport:
     def _send_now(self, exchange: Exchange, limit: float) -> Answer:
         import requests
 
-        url = self.config.api_root + exchange.path
+        url = exchange.url(self.config.api_root)
         try:
             prepared = self.session.prepare_request(
                 requests.Request(exchange.method, url, params=exchange.params, json=exchange.body)

@@ -44,6 +44,7 @@ def workbench_spec() -> dict[str, Any]:
         "api_keys": {API_KEY: "alice"},
         "readonly_keys": [READONLY_KEY],
         "legacy_keys": [LEGACY_KEY],
+        "serving": {"step": 0.05, "app_ready_after": 0.5},
         "projects": [
             {
                 "name": "Analytics",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.create_once import post_once_for
-from airflow_provider_cml.exceptions import CmlLookupError
+from airflow_provider_cml.exceptions import CmlLookupError, CmlModelCallError
 from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import (
@@ -259,6 +259,38 @@ class Models:
         :param ref: project, model, build and deployment IDs.
         """
         return self._verb(deployment_path(tuple(ref)) + ":stop", f"model deployment {ref.deployment_id!r}")
+
+    # -- calling a deployed model -----------------------------------------------------------------
+
+    def call_model(
+        self, project_id: str, model_id: str, request: Any, *, access_key: str | None = None
+    ) -> Any:
+        """Call a deployed model through the model service and return its ``response``.
+
+        Sent once (a model call may act): an error, or a lost answer, raises. The model's access
+        key is read from the model unless given; it is masked in messages.
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        :param request: what the model's function receives (JSON).
+        :param access_key: the model's access key, when the caller has it.
+        """
+        key = access_key or str(self.get_model(project_id, model_id).get("access_key") or "")
+        answer = self.hook.transport.request(
+            "POST",
+            self.hook.config.model_service,
+            body={"accessKey": key, "request": request},
+            idempotent=False,
+            secrets=[key],
+            not_found=f"a deployed model {model_id!r} at the model service {self.hook.config.model_service}",
+        )
+        if not answer.get("success"):
+            errors = "; ".join(map(str, answer.get("errors") or ["no reason given"]))[:500]
+            raise CmlModelCallError(
+                f"Cloudera AI model {model_id!r} answered without success: {errors}. "
+                "Check the request against what the model's function expects, and the deployment's log."
+            )
+        return answer.get("response")
 
     # -- registry (read) --------------------------------------------------------------------------
 

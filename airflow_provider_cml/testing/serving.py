@@ -426,7 +426,7 @@ class Serving:
                 reply = json.loads(stdout.readline())
             except (OSError, ValueError, AssertionError):
                 return 503, {"success": False, "errors": ["the replica went away"]}
-        return (200 if reply.get("success") else 500), reply
+        return 200, reply  # a function's error too: callers read "success" (as the sheet's FTS code does)
 
     # -- applications -----------------------------------------------------------------------------
 

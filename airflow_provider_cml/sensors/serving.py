@@ -1,0 +1,104 @@
+"""Sensors for what serves: a model deployment reaching ``deployed``, an application running or stopped.
+
+Both are :class:`~airflow_provider_cml.sensors.cml.CmlWorkloadSensor` on the kinds of
+:mod:`airflow_provider_cml.serving`: the same poke, trigger and waiting rule. A sensor never stops
+what it watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.sensors.cml import CmlWorkloadSensor
+
+if TYPE_CHECKING:
+    from airflow_provider_cml._compat import Context
+    from airflow_provider_cml.workloads import WorkloadKind
+
+#: What :class:`CmlApplicationSensor` may wait for.
+APP_STATES = ("running", "stopped")
+
+
+class CmlModelDeploymentSensor(CmlWorkloadSensor):
+    """Succeed when a model deployment is ``deployed``; fail when it is ``failed`` or ``stopped``.
+
+    Any other status is progress (the API lists none), bounded by the sensor's ``timeout``.
+
+    :param project: project name or ID (templated).
+    :param model_id: model ID (templated; e.g. the deploy task's ``model_id`` XCom).
+    :param build_id: build ID (templated).
+    :param deployment_id: deployment ID (templated).
+    :param kwargs: as for :class:`~airflow_provider_cml.sensors.cml.CmlWorkloadSensor`.
+    """
+
+    template_fields: Sequence[str] = ("project", "model_id", "build_id", "deployment_id")
+
+    def __init__(
+        self, *, project: str, model_id: str, build_id: str, deployment_id: str, **kwargs: Any
+    ) -> None:
+        super().__init__(kind=None, **kwargs)
+        self.project = project
+        self.model_id = model_id
+        self.build_id = build_id
+        self.deployment_id = deployment_id
+
+    @property
+    def kind(self) -> WorkloadKind:
+        """A model deployment."""
+        from airflow_provider_cml.serving import MODEL_DEPLOYMENT
+
+        return MODEL_DEPLOYMENT
+
+    def _ref(self, context: Context | None = None) -> Any:
+        from airflow_provider_cml.serving import DeploymentRef
+
+        ids = (self.model_id, self.build_id, self.deployment_id)
+        if not all(isinstance(value, str) and value.strip() for value in ids):
+            raise CmlConfigError(
+                "model_id, build_id and deployment_id must be IDs (e.g. the deploy task's XComs), "
+                f"not {ids!r}."
+            )
+        project_id = str(self.hook.resolve_project(self.project)["id"])
+        return DeploymentRef(project_id, *(value.strip() for value in ids))
+
+
+class CmlApplicationSensor(CmlWorkloadSensor):
+    """Succeed when an application is running (or, with ``state="stopped"``, stopped).
+
+    Waiting for ``running``: ``APPLICATION_FAILED`` and ``APPLICATION_STOPPED`` fail the sensor.
+    Waiting for ``stopped``: ``APPLICATION_FAILED`` fails it.
+
+    :param project: project name or ID (templated).
+    :param application: application name or ID (templated).
+    :param state: ``"running"`` or ``"stopped"``.
+    :param kwargs: as for :class:`~airflow_provider_cml.sensors.cml.CmlWorkloadSensor`.
+    """
+
+    template_fields: Sequence[str] = ("project", "application")
+
+    def __init__(self, *, project: str, application: str, state: str = "running", **kwargs: Any) -> None:
+        if state not in APP_STATES:
+            raise CmlConfigError(f"state must be one of {', '.join(map(repr, APP_STATES))}, not {state!r}.")
+        super().__init__(kind=None, **kwargs)
+        self.project = project
+        self.application = application
+        self.state = state
+        self._resolved: Any = None
+
+    @property
+    def kind(self) -> WorkloadKind:
+        """An application, awaited running or stopped."""
+        from airflow_provider_cml.serving import APPLICATION, APPLICATION_STOP
+
+        return APPLICATION if self.state == "running" else APPLICATION_STOP
+
+    def _ref(self, context: Context | None = None) -> Any:
+        if self._resolved is None:  # names are resolved once per worker process
+            from airflow_provider_cml.serving import ApplicationRef
+
+            project_id = str(self.hook.resolve_project(self.project)["id"])
+            app = self.hook.applications.resolve_application(project_id, self.application)
+            self._resolved = ApplicationRef(project_id, str(app["id"]))
+        return self._resolved
