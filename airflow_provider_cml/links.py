@@ -68,10 +68,14 @@ def build_run_url(template: str, base_url: str, project: Mapping[str, Any], job_
 
 
 class _XComLink(BaseOperatorLink):
-    """A link the task pushed to XCom under :attr:`xcom_key` (``""`` until it has)."""
+    """A link the task pushed to XCom under :attr:`pushed_key` (``""`` until it has).
+
+    Not ``xcom_key``: Airflow 3's ``BaseOperatorLink`` uses that name for where it stores a link's
+    value when the task ends.
+    """
 
     name = ""
-    xcom_key = ""
+    pushed_key = ""
 
     def get_link(self, operator: Any, *, ti_key: Any = None) -> str:
         """The page for the task instance, or ``""`` before the task has pushed it.
@@ -83,28 +87,28 @@ class _XComLink(BaseOperatorLink):
             from airflow.sdk.execution_time.xcom import XCom
         else:
             from airflow.models.xcom import XCom  # type: ignore[no-redef]
-        return XCom.get_value(key=self.xcom_key, ti_key=ti_key) or ""
+        return XCom.get_value(key=self.pushed_key, ti_key=ti_key) or ""
 
 
 class CmlJobRunLink(_XComLink):
     """Opens the Cloudera AI run that the task started (read from the task's ``run_url`` XCom)."""
 
     name = "Cloudera AI job run"
-    xcom_key = RUN_URL_XCOM_KEY
+    pushed_key = RUN_URL_XCOM_KEY
 
 
 class CmlModelLink(_XComLink):
     """Opens the project's models page in the workbench (the task's ``model_url`` XCom)."""
 
     name = "Cloudera AI model"
-    xcom_key = MODEL_URL_XCOM_KEY
+    pushed_key = MODEL_URL_XCOM_KEY
 
 
 class CmlApplicationLink(_XComLink):
     """Opens the application the task manages, where it is served (the task's ``application_url`` XCom)."""
 
     name = "Cloudera AI application"
-    xcom_key = APPLICATION_URL_XCOM_KEY
+    pushed_key = APPLICATION_URL_XCOM_KEY
 
 
 def project_page(hook: CmlHook, project: str) -> str | None:

@@ -403,6 +403,8 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 wanted = search
             if isinstance(wanted, dict):
+                # The registry's filter says model_name for its items' name.
+                wanted = {("name" if k == "model_name" else k): v for k, v in wanted.items()}
                 items = [i for i in items if all(_match(i.get(k), v) for k, v in wanted.items())]
             else:
                 items = [i for i in items if _match(i.get("name"), wanted)]
@@ -569,5 +571,6 @@ class WorkbenchServer(ThreadingHTTPServer):
         self.stop()
 
     def airflow_connection(self, api_key: str, **extra: Any) -> str:
-        """JSON for ``AIRFLOW_CONN_<ID>`` pointing at this workbench."""
+        """JSON for ``AIRFLOW_CONN_<ID>`` pointing at this workbench (and at its model service)."""
+        extra = {"model_service_url": f"{self.url}/model", **extra}
         return json.dumps({"conn_type": "cml", "host": self.url, "password": api_key, "extra": extra})

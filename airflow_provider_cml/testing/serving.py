@@ -127,7 +127,7 @@ class Build:
             "status": self.status,
             "deletion_status": "",
             "crn": _crn("model-build", self.id),
-            "built_at": self.built_at,
+            **({"built_at": self.built_at} if self.built_at else {}),  # unset timestamps are left out
             "runtime_identifier": self.runtime_identifier,
             "runtime_addon_identifiers": [],
             "registered_model_version_id": self.registered_model_version_id,
@@ -167,7 +167,7 @@ class Deployment:
             "environment": json.dumps(self.environment),
             "created_at": self.created_at,
             "updated_at": self.created_at,
-            "stopped_at": self.stopped_at,
+            **({"stopped_at": self.stopped_at} if self.stopped_at else {}),
             "crn": _crn("model-deployment", self.id),
             "deployer": _user(model.project.owner),
             "status": self.status,
@@ -200,11 +200,7 @@ class Application:
             "id": self.id,
             "creator": _user(self.project.owner),
             "status": self.status,
-            "created_at": self.times.get("created_at", ""),
-            "updated_at": self.times.get("updated_at", ""),
-            "starting_at": self.times.get("starting_at", ""),
-            "running_at": self.times.get("running_at", ""),
-            "stopped_at": self.times.get("stopped_at", ""),
+            **{key: stamp for key, stamp in self.times.items() if stamp},  # unset timestamps left out
             "cpu": 1.0,
             "memory": 1.0,
             "nvidia_gpu": 0,
@@ -229,8 +225,19 @@ class Serving:
     :param app_ready_after: seconds an application's script must stay up to count as running.
     """
 
-    def __init__(self, workbench: Workbench, *, step: float = 0.2, app_ready_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        workbench: Workbench,
+        *,
+        step: float = 0.2,
+        app_ready_after: float = 1.0,
+        registry: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.wb = workbench
+        #: Registered models, as GetRegisteredModel answers them (read-only here).
+        self.registry: dict[str, dict[str, Any]] = {}
+        for entry in registry or []:
+            self.register(entry)
         self.step = step
         self.app_ready_after = app_ready_after
         self.models: dict[str, Model] = {}
@@ -238,6 +245,50 @@ class Serving:
         self.deployments: dict[str, Deployment] = {}
         self.applications: dict[str, Application] = {}
         self.app_output_dir = Path(workbench.output_dir)
+
+    # -- model registry (read) --------------------------------------------------------------------
+
+    def register(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Add a registered model: ``{"name", "versions": [{"number", "status"}]}``; returns it."""
+        model_id = entry.get("model_id") or _resource_id()
+        versions = [
+            {
+                "model_id": model_id,
+                "model_version_id": v.get("model_version_id") or _resource_id(),
+                "version_name": f"v{v.get('number', i + 1)}",
+                "number": int(v.get("number", i + 1)),
+                "status": v.get("status", "READY"),
+                "created_at": _now(),
+                "updated_at": _now(),
+            }
+            for i, v in enumerate(entry.get("versions") or [{}])
+        ]
+        model = {
+            "model_id": model_id,
+            "name": entry["name"],
+            "description": entry.get("description", ""),
+            "owner": "admin",
+            "visibility": "PRIVATE",
+            "created_at": _now(),
+            "updated_at": _now(),
+            "count": len(versions),
+            "model_versions": versions,
+        }
+        self.registry[model_id] = model
+        return model
+
+    def registered(self, model_id: str) -> dict[str, Any]:
+        """GetRegisteredModel."""
+        if model_id not in self.registry:
+            raise ApiError(self.wb.unknown_id_status, f"registered model not found: {model_id}")
+        return self.registry[model_id]
+
+    def registered_version(self, model_id: str, version_id: str) -> dict[str, Any]:
+        """GetRegisteredModelVersion."""
+        for version in self.registered(model_id)["model_versions"]:
+            if version["model_version_id"] == version_id:
+                return dict(version)
+        raise ApiError(self.wb.unknown_id_status, f"registered model version not found: {version_id}")
 
     # -- models and builds ------------------------------------------------------------------------
 

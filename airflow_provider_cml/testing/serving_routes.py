@@ -75,7 +75,22 @@ def route(serving: Serving, method: str, rest: str, body: Callable[[], dict[str,
             return 200, serving.stop_deployment(deployment).to_api()
         if method == "POST" and m.group(5) == ":restart":
             return 200, serving.restart_deployment(deployment).to_api()
-    return _applications(serving, method, rest, body, page)
+    return _registry(serving, method, rest, page) or _applications(serving, method, rest, body, page)
+
+
+def _registry(serving: Serving, method: str, rest: str, page: Page) -> Any:
+    if method != "GET":
+        return None
+    if rest == "/registry/models":  # its filter key is model_name: the pager matches "name" for it
+        details = [{k: v for k, v in m.items() if k != "model_versions"} for m in serving.registry.values()]
+        return 200, page("models", details)
+    m = re.fullmatch(r"/registry/models/([^/:]+)", rest)
+    if m:
+        return 200, serving.registered(m.group(1))
+    m = re.fullmatch(r"/registry/models/([^/:]+)/versions/([^/:]+)", rest)
+    if m:
+        return 200, serving.registered_version(m.group(1), m.group(2))
+    return None
 
 
 def _applications(

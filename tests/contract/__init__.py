@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 SCHEMA_FILE = Path(__file__).with_name("cml-api-v2.schema.json")
 _ID = r"[^/:]+"
+_MODEL = rf"/api/v2/projects/{_ID}/models/{_ID}"
 #: (method, path regex) -> (request schema or None, response schema)
 ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", r"/api/v2/projects", None, "ListProjectsResponse"),
@@ -35,6 +36,28 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("POST", r"/api/v2/auth/validate_key", "ValidateAPIKeyRequest", "ValidateAPIKeyResponse"),
     ("GET", r"/api/v2/usage", None, "ListUsageResponse"),
     ("GET", r"/api/v2/workloads/executions", None, "ListWorkloadExecutionsResponse"),
+    # Models, builds, deployments, registry, applications (cml-api-v2-models-apps.md §1).
+    ("GET", rf"/api/v2/projects/{_ID}/models", None, "ListModelsResponse"),
+    ("POST", rf"/api/v2/projects/{_ID}/models", "CreateModelRequest", "Model"),
+    ("GET", rf"/api/v2/projects/{_ID}/models/{_ID}", None, "Model"),
+    ("PATCH", rf"/api/v2/projects/{_ID}/models/{_ID}", "UpdateSingleModel", "Model"),
+    ("GET", rf"{_MODEL}/builds", None, "ListModelBuildsResponse"),
+    ("POST", rf"{_MODEL}/builds", "CreateModelBuildRequest", "ModelBuild"),
+    ("GET", rf"{_MODEL}/builds/{_ID}", None, "ModelBuild"),
+    ("GET", rf"{_MODEL}/builds/{_ID}/deployments", None, "ListModelDeploymentsResponse"),
+    ("POST", rf"{_MODEL}/builds/{_ID}/deployments", "CreateModelDeploymentRequest", "ModelDeployment"),
+    ("GET", rf"{_MODEL}/builds/{_ID}/deployments/{_ID}", None, "ModelDeployment"),
+    ("POST", rf"{_MODEL}/builds/{_ID}/deployments/{_ID}:restart", "EmptyBody", "ModelDeployment"),
+    ("POST", rf"{_MODEL}/builds/{_ID}/deployments/{_ID}:stop", "EmptyBody", "ModelDeployment"),
+    ("GET", r"/api/v2/registry/models", None, "ListRegisteredModelsResponse"),
+    ("GET", rf"/api/v2/registry/models/{_ID}", None, "RegisteredModel"),
+    ("GET", rf"/api/v2/registry/models/{_ID}/versions/{_ID}", None, "RegisteredModelVersion"),
+    ("GET", rf"/api/v2/projects/{_ID}/applications", None, "ListApplicationsResponse"),
+    ("POST", rf"/api/v2/projects/{_ID}/applications", "CreateApplicationRequest", "Application"),
+    ("GET", rf"/api/v2/projects/{_ID}/applications/{_ID}", None, "Application"),
+    ("PATCH", rf"/api/v2/projects/{_ID}/applications/{_ID}", "Application", "Application"),
+    ("POST", rf"/api/v2/projects/{_ID}/applications/{_ID}:restart", "EmptyBody", "Application"),
+    ("POST", rf"/api/v2/projects/{_ID}/applications/{_ID}:stop", "EmptyBody", "Application"),
 ]
 OUR_CLIENT = "airflow-provider-cml/"
 
