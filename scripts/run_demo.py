@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 PROJECT_DIR = ROOT / "example_dags" / "cml_demo_project"
 LOGICAL_DATE = "2024-06-01"
-DAGS = ("cml_example_pipeline", "cml_example_legacy_v1", "cml_example_jobs_as_code")
+DAGS = ("cml_example_pipeline", "cml_example_legacy_v1", "cml_example_jobs_as_code", "cml_example_mlops")
 
 
 def step(text: str) -> None:
@@ -48,6 +49,8 @@ def task_policy(task):
             task.poll_interval = 0.2
     if task.task_type == "CmlJobRunSensor":
         task.poke_interval = 0.2
+    if task.task_type in ("CmlDeployModelOperator", "CmlApplicationOperator"):
+        task.poll_interval = 0.2
 """
 
 
@@ -121,6 +124,14 @@ def summarize() -> bool:
                 if run_id:
                     status = _run_status(hook, run_id)
                     saw = _override_seen(run_id)
+                elif "deployment_id" in xcoms:  # the model's deployment, read back from the workbench
+                    ids = _value(xcoms["return_value"])
+                    from airflow_provider_cml.serving import DeploymentRef
+
+                    status = str(hook.models.get_deployment(DeploymentRef(**ids))["status"])
+                    run_id = ids["deployment_id"][:18]
+                elif ti.task_id == "smoke_test":
+                    saw = f"prediction {_plain(xcoms.get('return_value'))}"
                 name = f"{dag_id}.{ti.task_id}" + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
                 print(f"{name:<48} {run_id or '-':<18} {status:<18} {saw}")
     # Cloudera AI starts publish-report by itself when train-model succeeds (a dependent job).
@@ -129,6 +140,13 @@ def summarize() -> bool:
         print(f"{label:<48} {run['id']:<18} {run['status']:<18} {_override_seen(run['id'])}")
     print(f"\nRuns executed by the workbench: {len(list((DEMO / 'runs').glob('*.log')))}")
     return all_ok
+
+
+def _value(value: object) -> Any:
+    """An XCom's value as stored (JSON text or bytes on some Airflow versions), decoded."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _plain(value: object) -> str | None:
@@ -187,9 +205,16 @@ def main() -> int:
     workbench = start_workbench(holder)
     url = (DEMO / "workbench.url").read_text()
     print(f"    listening on {url}")
-    connection = {"conn_type": "cml", "host": url, "password": holder["key"]}
+    # The local workbench serves its model service beside the API (a real one: modelservice.<domain>).
+    connection = {
+        "conn_type": "cml",
+        "host": url,
+        "password": holder["key"],
+        "extra": {"model_service_url": f"{url}/model"},
+    }
     os.environ["AIRFLOW_CONN_CML_DEFAULT"] = json.dumps(connection)
     legacy = {**connection, "password": holder["legacy_key"], "extra": {"api_version": "v1"}}
+    # dag.test() runs deferred tasks' triggers in-process; the demo's deploy task is deferrable.
     os.environ["AIRFLOW_CONN_CML_LEGACY"] = json.dumps(legacy)
     try:
         for dag_id in DAGS:

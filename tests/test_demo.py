@@ -48,6 +48,10 @@ def test_demo_runs_the_example_dags():
         "2024-05-30",
         "2024-05-31",
     }
+    # MLOps: retrain, deploy (built, deployed), one prediction, the dashboard restarted.
+    for task in ("deploy_model", "smoke_test", "restart_dashboard"):
+        assert "(task success)" in lines[f"cml_example_mlops.{task}"], lines
+    assert "ENGINE_SUCCEEDED" in lines["cml_example_mlops.retrain"]
     submitted = [
         line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.backfill_day")
     ]
