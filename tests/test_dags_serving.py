@@ -66,6 +66,21 @@ def test_a_timeout_stops_the_deployment_the_task_created(wb, dagbag, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_airflows_retry_reuses_the_build_and_deploys_again(wb, dagbag, mode):
+    dag_run = dagbag.get_dag(f"cml_test_deploy_retry_{mode}").test()
+    assert _states(dag_run) == {"deploy": "success"}
+    assert len(wb.requests("POST", r".*/models/[^/]+/builds")) == 1  # no second build
+    deployments = wb.requests("POST", r".*/deployments")
+    assert len(deployments) == 2  # try 1's failed to load; try 2 deployed the same build again
+    statuses = sorted(
+        d.status
+        for d in wb.workbench.serving.deployments.values()
+        if f"second-try-{mode}" in (d.build.model.name)
+    )
+    assert statuses == ["deployed", "failed"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_an_application_that_fails_to_start_fails_the_task(wb, dagbag, capfd, mode):
     dag_run = dagbag.get_dag(f"cml_test_app_failure_{mode}").test()
     assert _states(dag_run) == {"restart_dashboard": "failed"}

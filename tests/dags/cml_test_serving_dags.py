@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 try:
     from airflow.sdk import DAG, task
@@ -76,6 +76,20 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             project="Analytics",
             model=_model(f"slow-load-{mode}", environment={"SLOW_LOAD": "30"}),
             timeout=3,
+            deferrable=deferrable,
+            **POLL,
+        )
+
+    # The first try's deployment fails to load; Airflow retries the task: same build, a new deployment.
+    with DAG(f"cml_test_deploy_retry_{mode}", **ARGS):
+        CmlDeployModelOperator(
+            task_id="deploy",
+            project="Analytics",
+            model=_model(
+                f"second-try-{mode}", environment={"FAIL_ON_TRY": "1", "TRY": "{{ ti.try_number }}"}
+            ),
+            retries=1,
+            retry_delay=timedelta(seconds=0),
             deferrable=deferrable,
             **POLL,
         )

@@ -1,10 +1,10 @@
-"""A model for the workbench's deployments: doubles ``x``. FAIL_LOAD=1 makes loading fail, SLOW_LOAD=s slow."""
+"""A model for the workbench's deployments: doubles ``x``. FAIL_LOAD=1 (or FAIL_ON_TRY=TRY) makes loading fail; SLOW_LOAD=s slow."""
 
 import os
 import time
 
-if os.environ.get("FAIL_LOAD") == "1":
-    raise RuntimeError("the model's weights are missing (FAIL_LOAD=1)")
+if os.environ.get("FAIL_LOAD") == "1" or os.environ.get("FAIL_ON_TRY", "-") == os.environ.get("TRY"):
+    raise RuntimeError("the model's weights are missing (FAIL_LOAD=1, or FAIL_ON_TRY is this TRY)")
 time.sleep(float(os.environ.get("SLOW_LOAD", "0")))
 
 
