@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 #: After a lost answer: how often the listing is read, a second apart, before a resend.
 LOOKUPS = 3
+#: A create with no deadline of its caller's (every attempt, look-up and back-off) ends within this
+#: many request timeouts.
+CREATE_BUDGET = 3
 
 #: One read of the listing: what the lost POST created, or ``None`` when it is not (yet) there.
 LookUp = Callable[[], "Mapping[str, Any] | None"]
@@ -146,15 +149,16 @@ def post_once_for(
     body: Mapping[str, Any],
     look_up: Callable[[], Mapping[str, Any] | None],
     *,
-    deadline: float,
+    deadline: float | None = None,
     what: str,
     not_found: str,
     secrets: Collection[str] = (),
     on_refusal: OnRefusal | None = None,
-) -> Any:
+) -> dict[str, Any]:
     """POST ``body`` to ``path`` through ``hook``, so that what it creates exists once (:func:`post_once`).
 
-    Every attempt, look-up and back-off ends by ``deadline``, within the connection's retry budget.
+    Every attempt, look-up and back-off ends by ``deadline`` (default: :data:`CREATE_BUDGET`
+    request timeouts from now), within the connection's retry budget.
 
     :param hook: the hook (its transport, retry policy, clock and log).
     :param path: where to POST.
@@ -166,22 +170,26 @@ def post_once_for(
     :param secrets: values in the body to mask in the server's messages.
     :param on_refusal: what to make of a refused attempt (default: raise it).
     """
+    if deadline is None:
+        deadline = hook.budget(CREATE_BUDGET * hook.config.timeout)
     with hook.within(deadline):  # the look-ups too
-        return post_once(
-            lambda: hook.transport.request(
-                "POST",
-                path,
-                body=body,
-                idempotent=False,
-                not_found=not_found,
-                secrets=secrets,
+        return dict(
+            post_once(
+                lambda: hook.transport.request(
+                    "POST",
+                    path,
+                    body=body,
+                    idempotent=False,
+                    not_found=not_found,
+                    secrets=secrets,
+                    deadline=deadline,
+                ),
+                look_up,
+                policy=hook.config.retry_policy,
+                clock=hook.clock,
                 deadline=deadline,
-            ),
-            look_up,
-            policy=hook.config.retry_policy,
-            clock=hook.clock,
-            deadline=deadline,
-            what=what,
-            log=hook.log,
-            on_refusal=on_refusal,
+                what=what,
+                log=hook.log,
+                on_refusal=on_refusal,
+            )
         )

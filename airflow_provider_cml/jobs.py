@@ -9,13 +9,12 @@ already matches is left alone.
 from __future__ import annotations
 
 import json
-import math
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.specs import Spec, check_engine, check_number, check_project_file
 from airflow_provider_cml.validation import normalize_environment, validate_arguments
 
 #: Job fields that are output only (spec §3.4): never sent back in an UpdateJob body.
@@ -36,7 +35,7 @@ _STRINGS = ("runtime_identifier", "kernel", "arguments", "schedule")
 
 
 @dataclass(frozen=True)
-class CmlJobSpec:
+class CmlJobSpec(Spec):
     """A job's definition, as a DAG states it.
 
     Fields left ``None`` are not managed: a new job gets the platform's default and an existing job
@@ -95,12 +94,7 @@ class CmlJobSpec:
                     f"The job spec's {key} is missing: give the job a {key} (a non-empty string)."
                 )
             set_(self, key, value.strip())
-        script = self.script
-        if script.startswith("/") or ".." in posixpath.normpath(script).split("/"):
-            raise CmlConfigError(
-                f"The job spec's script {script!r} must be a path inside the project (e.g. 'jobs/train.py'), "
-                "not absolute and not leaving the project with '..'."
-            )
+        check_project_file("job", "script", self.script)
         for key in _FLOATS:
             set_(self, key, check_number(key, getattr(self, key), float, positive=True))
         for key in _INTS:
@@ -121,19 +115,7 @@ class CmlJobSpec:
                 f"Job {self.name!r} has both a schedule and a parent: a dependent job runs when its parent "
                 "succeeds and cannot have a schedule of its own. Keep one of the two."
             )
-        if self.runtime_identifier and self.kernel:
-            raise CmlConfigError(
-                f"Job {self.name!r} sets both runtime_identifier and kernel: a job runs on an ML Runtime "
-                "(its kernel comes with it) or on a legacy engine kernel, not both. Keep one."
-            )
-
-    @classmethod
-    def of(cls, value: CmlJobSpec | Mapping[str, Any]) -> CmlJobSpec:
-        """A spec from a spec or a mapping of its fields (e.g. a templated dict in a DAG).
-
-        :param value: the spec, or its fields.
-        """
-        return spec_of(cls, value, "job")
+        check_engine("job", self.name, self.runtime_identifier, self.kernel)
 
     def replace_name(self, name: str) -> CmlJobSpec:
         """The same definition under another name.
@@ -141,10 +123,6 @@ class CmlJobSpec:
         :param name: the new name.
         """
         return CmlJobSpec.of({**self.managed(), "name": name, "parent": self.parent})
-
-    def secrets(self) -> list[str]:
-        """The environment's values: masked wherever a server's message might echo them."""
-        return [str(value) for value in (self.environment or {}).values()]
 
     def managed(self) -> dict[str, Any]:
         """The fields this spec sets (``parent`` excepted: it is resolved to ``parent_id``)."""
@@ -201,46 +179,6 @@ class CmlJobSpec:
         if self.parent is not None:
             body["parent_id"] = parent_id or ""
         return body
-
-
-def spec_of(cls: type[Any], value: Any, noun: str) -> Any:
-    """A spec of dataclass ``cls`` from a spec or a mapping of its fields, unknown fields refused.
-
-    :param cls: the spec's class.
-    :param value: the spec, or its fields (e.g. a templated dict in a DAG).
-    :param noun: what the spec defines, for messages (``"job"``, ``"model"``).
-    """
-    if isinstance(value, cls):
-        return value
-    if not isinstance(value, Mapping):
-        raise CmlConfigError(
-            f"A {noun} spec must be a {cls.__name__} or a mapping of its fields, not {value!r}."
-        )
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise CmlConfigError(
-            f"Unknown {noun} spec field(s) {', '.join(map(repr, unknown))}; "
-            f"known fields: {', '.join(sorted(known))}."
-        )
-    return cls(**value)
-
-
-def check_number(key: str, value: Any, kind: type, *, positive: bool, noun: str = "job") -> Any:
-    """A finite number of ``kind`` (numeric strings from templates accepted), or ``None``."""
-    if value is None:
-        return None
-    what = "a positive number" if positive else "a whole number, 0 or more"
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.") from None
-    bad = not math.isfinite(number) or (number <= 0 if positive else number < 0)
-    if bad or (kind is int and not number.is_integer()):
-        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.")
-    return kind(number)
 
 
 def _as_spec_value(key: str, value: Any) -> Any:

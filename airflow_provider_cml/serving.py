@@ -14,6 +14,7 @@ applications"):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -21,7 +22,6 @@ from airflow_provider_cml.exceptions import (
     CmlApplicationError,
     CmlModelBuildError,
     CmlModelDeploymentError,
-    CmlWorkloadTimeout,
 )
 from airflow_provider_cml.runs import project_path
 from airflow_provider_cml.validation import path_segment
@@ -128,7 +128,6 @@ MODEL_BUILD = WorkloadKind(
     },
     event_fields=("id", "model_id", "status", "created_at", "built_at"),
     error=CmlModelBuildError,
-    timeout_error=CmlWorkloadTimeout,
 )
 
 #: A model deployment, waited on until ``deployed``. Stopping one stops serving it.
@@ -151,7 +150,6 @@ MODEL_DEPLOYMENT = WorkloadKind(
     },
     event_fields=("id", "model_id", "build_id", "status", "created_at"),
     error=CmlModelDeploymentError,
-    timeout_error=CmlWorkloadTimeout,
 )
 
 _APP_HINTS = {
@@ -174,24 +172,15 @@ APPLICATION = WorkloadKind(
     hints=_APP_HINTS,
     event_fields=("id", "name", "subdomain", "status", "running_at", "stopped_at"),
     error=CmlApplicationError,
-    timeout_error=CmlWorkloadTimeout,
 )
 
 #: An application, waited on until it has stopped (after a stop request).
-APPLICATION_STOP = WorkloadKind(
+APPLICATION_STOP = replace(
+    APPLICATION,
     home="airflow_provider_cml.serving:APPLICATION_STOP",
-    name="application",
-    ref_type=ApplicationRef,
-    read_path=application_path,
     succeeded=frozenset({"APPLICATION_STOPPED"}),
     failed=frozenset({"APPLICATION_FAILED"}),
     active=frozenset({"APPLICATION_STARTING", "APPLICATION_RUNNING", "APPLICATION_STOPPING"}),
-    unclear=frozenset({"APPLICATION_UNKNOWN"}),
-    missing_status="APPLICATION_UNKNOWN",
-    hints=_APP_HINTS,
-    event_fields=APPLICATION.event_fields,
-    error=CmlApplicationError,
-    timeout_error=CmlWorkloadTimeout,
 )
 
 #: The kinds a sensor or operator may name by a short word.

@@ -11,13 +11,12 @@ with a mistake fails at parse time, and both write the request bodies exactly as
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.jobs import check_number, spec_of
+from airflow_provider_cml.specs import Spec, check_engine, check_number, check_project_file
 from airflow_provider_cml.validation import normalize_environment
 
 _SUBDOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -33,24 +32,8 @@ def _text(noun: str, key: str, value: Any, *, required: bool = False) -> str | N
     return value.strip()
 
 
-def _project_file(noun: str, key: str, value: str | None) -> None:
-    if value and (value.startswith("/") or ".." in posixpath.normpath(value).split("/")):
-        raise CmlConfigError(
-            f"The {noun} spec's {key} {value!r} must be a path inside the project (e.g. 'model/predict.py'), "
-            "not absolute and not leaving the project with '..'."
-        )
-
-
-def _engine(noun: str, name: str, runtime: str | None, kernel: str | None) -> None:
-    if runtime and kernel:
-        raise CmlConfigError(
-            f"{noun.capitalize()} {name!r} sets both runtime_identifier and kernel: it runs on an ML Runtime "
-            "(its kernel comes with it) or on a legacy engine kernel, not both. Keep one."
-        )
-
-
 @dataclass(frozen=True)
-class CmlModelSpec:
+class CmlModelSpec(Spec):
     """A model served from the workbench: what to build and how to deploy it.
 
     Build from a file (``file`` and ``function``) or from a registered model version
@@ -71,6 +54,8 @@ class CmlModelSpec:
     :param registered_model_id: the model registry entry to deploy from.
     :param registered_model_version_id: the registry version to build.
     """
+
+    noun: ClassVar[str] = "model"
 
     name: str
     file: str | None = None
@@ -94,7 +79,7 @@ class CmlModelSpec:
             set_(self, key, _text("model", key, getattr(self, key)))
         for key in ("registered_model_id", "registered_model_version_id"):
             set_(self, key, _text("model", key, getattr(self, key)))
-        _project_file("model", "file", self.file)
+        check_project_file("model", "file", self.file)
         for key in ("cpu", "memory"):
             set_(self, key, check_number(key, getattr(self, key), float, positive=True, noun="model"))
         set_(
@@ -110,7 +95,7 @@ class CmlModelSpec:
             )
         if self.environment is not None:
             set_(self, "environment", normalize_environment(self.environment))
-        _engine("model", self.name, self.runtime_identifier, self.kernel)
+        check_engine("model", self.name, self.runtime_identifier, self.kernel)
         from_file = bool(self.file or self.function)
         if from_file and self.registered_model_version_id:
             raise CmlConfigError(
@@ -122,18 +107,6 @@ class CmlModelSpec:
                 f"Model {self.name!r} needs what to build: file and function (e.g. file='predict.py', "
                 "function='predict'), or registered_model_version_id."
             )
-
-    @classmethod
-    def of(cls, value: CmlModelSpec | Mapping[str, Any]) -> CmlModelSpec:
-        """A spec from a spec or a mapping of its fields (e.g. a templated dict in a DAG).
-
-        :param value: the spec, or its fields.
-        """
-        return spec_of(cls, value, "model")
-
-    def secrets(self) -> list[str]:
-        """The environment's values: masked wherever a server's message might echo them."""
-        return [str(value) for value in (self.environment or {}).values()]
 
     def model_body(self, project_id: str) -> dict[str, Any]:
         """The CreateModelRequest body.
@@ -186,7 +159,7 @@ class CmlModelSpec:
 
 
 @dataclass(frozen=True)
-class CmlApplicationSpec:
+class CmlApplicationSpec(Spec):
     """An application (a dashboard, say) served from the workbench at ``<subdomain>.<domain>``.
 
     :param name: the application's name in the project (applications are found by it).
@@ -201,6 +174,8 @@ class CmlApplicationSpec:
     :param description: its description.
     :param bypass_authentication: serve it without a login.
     """
+
+    noun: ClassVar[str] = "application"
 
     name: str
     subdomain: str
@@ -220,7 +195,7 @@ class CmlApplicationSpec:
             set_(self, key, _text("application", key, getattr(self, key), required=True))
         for key in ("runtime_identifier", "kernel", "description"):
             set_(self, key, _text("application", key, getattr(self, key)))
-        _project_file("application", "script", self.script)
+        check_project_file("application", "script", self.script)
         parts = self.subdomain.split("-")
         if not set(self.subdomain) <= _SUBDOMAIN_CHARS or not all(parts):
             raise CmlConfigError(
@@ -241,19 +216,7 @@ class CmlApplicationSpec:
             )
         if self.environment is not None:
             set_(self, "environment", normalize_environment(self.environment))
-        _engine("application", self.name, self.runtime_identifier, self.kernel)
-
-    @classmethod
-    def of(cls, value: CmlApplicationSpec | Mapping[str, Any]) -> CmlApplicationSpec:
-        """A spec from a spec or a mapping of its fields.
-
-        :param value: the spec, or its fields.
-        """
-        return spec_of(cls, value, "application")
-
-    def secrets(self) -> list[str]:
-        """The environment's values: masked wherever a server's message might echo them."""
-        return [str(value) for value in (self.environment or {}).values()]
+        check_engine("application", self.name, self.runtime_identifier, self.kernel)
 
     def managed(self) -> dict[str, Any]:
         """The fields this spec sets."""

@@ -319,7 +319,7 @@ def test_a_silent_server_holds_a_start_for_one_budget_at_most(monkeypatch):
 
 
 def test_a_silent_server_holds_a_job_create_for_one_budget_at_most(monkeypatch):
-    from airflow_provider_cml.hooks.jobs import CREATE_BUDGET
+    from airflow_provider_cml.create_once import CREATE_BUDGET
 
     with hostile(lambda r: [("sleep", 30)]) as server:
         hook = _hook(monkeypatch, server.url, timeout=1, max_retries=5)

@@ -20,8 +20,6 @@ from airflow_provider_cml.serving_specs import CmlApplicationSpec
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
 
-#: A create (every attempt, look-up and back-off) ends within this many request timeouts.
-CREATE_BUDGET = 3
 #: What :meth:`Applications.ensure_application` did.
 EnsureAction = Literal["created", "updated", "unchanged"]
 
@@ -43,7 +41,6 @@ class Applications:
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "dashboard"}`` (substrings) or ``{"status": "running"}``.
         """
-        self.hook.require_v2("Listing applications")
         params = listing.listing_params(search_filter, None)
         return list(
             listing.paginate(
@@ -70,14 +67,8 @@ class Applications:
         :param project_id: project ID.
         :param name: its name.
         """
-        named = [a for a in self.list_applications(project_id, {"name": name}) if a.get("name") == name]
-        if len(named) > 1:
-            ids = ", ".join(str(a.get("id")) for a in named)
-            raise CmlLookupError(
-                f"{len(named)} applications in project {project_id!r} are named {name!r} (IDs: {ids}). "
-                "Rename or delete the extra applications, or pass the application's ID."
-            )
-        return named[0] if named else None
+        found = self.list_applications(project_id, {"name": name})
+        return listing.at_most_one("application", name, found, f" in project {project_id!r}")
 
     def resolve_application(self, project_id: str, application: str) -> dict[str, Any]:
         """An application by name or ID.
@@ -104,19 +95,15 @@ class Applications:
         :param project_id: project ID.
         :param spec: its definition.
         """
-        self.hook.require_v2("Creating an application")
-        deadline = self.hook.budget(CREATE_BUDGET * self.hook.config.timeout)
-        created = post_once_for(
+        return post_once_for(
             self.hook,
             applications_path(project_id),
             spec.create_body(project_id),
             lambda: self.find_application(project_id, spec.name),
-            deadline=deadline,
             what=f"creation of application {spec.name!r}",
             not_found=f"project {project_id!r}",
             secrets=spec.secrets(),
         )
-        return dict(created)
 
     def update_application(self, ref: ApplicationRef, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change fields (UpdateApplication, PATCH ``…/applications/{application.id}``).

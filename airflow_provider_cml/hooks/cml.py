@@ -112,16 +112,18 @@ class CmlHook(BaseHook):
 
     @cached_property
     def models(self) -> Models:
-        """Models, builds, deployments and the registry (:class:`.models.Models`)."""
+        """Models, builds, deployments and the registry (:class:`.models.Models`); API v2 only."""
         from airflow_provider_cml.hooks.models import Models
 
+        self.require_v2("Models, builds and deployments")
         return Models(self)
 
     @cached_property
     def applications(self) -> Applications:
-        """Applications (:class:`.applications.Applications`)."""
+        """Applications (:class:`.applications.Applications`); API v2 only."""
         from airflow_provider_cml.hooks.applications import Applications
 
+        self.require_v2("Applications")
         return Applications(self)
 
     @classmethod

@@ -20,8 +20,6 @@ from airflow_provider_cml.validation import path_segment
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
 
-#: A create (every attempt, look-up and back-off) ends within this many request timeouts.
-CREATE_BUDGET = 3
 #: What :meth:`JobDefinitions.ensure_job` did.
 EnsureAction = Literal["created", "updated", "unchanged"]
 
@@ -66,9 +64,9 @@ class JobDefinitions:
 
         Never creates it twice: when the answer is lost, a job of that name is looked for through
         a listing that may lag (:func:`~airflow_provider_cml.create_once.post_once`) before the
-        request is sent again; the whole create ends within :data:`CREATE_BUDGET` request
-        timeouts. A job of that name that existed before is taken for it, so call this only for a
-        name no job has.
+        request is sent again; the whole create ends within
+        :data:`~airflow_provider_cml.create_once.CREATE_BUDGET` request timeouts. A job of that
+        name that existed before is taken for it, so call this only for a name no job has.
 
         :param project: project name or ID.
         :param spec: the job's definition.
@@ -78,7 +76,6 @@ class JobDefinitions:
         project_id = str(self.hook.resolve_project(project)["id"])
         path = runs.project_path(project_id) + "/jobs"
         body = spec.create_body(project_id, parent_id)
-        deadline = self.hook.budget(CREATE_BUDGET * self.hook.config.timeout)
 
         def look_up() -> dict[str, Any] | None:
             found = self._named_jobs(project_id, spec.name)
@@ -89,13 +86,12 @@ class JobDefinitions:
             path,
             body,
             look_up,
-            deadline=deadline,
             what=f"creation of job {spec.name!r}",
             not_found=f"project {project!r}",
             secrets=spec.secrets(),
         )
         self._forget_job(project_id, spec.name)
-        return dict(job)
+        return job
 
     def update_job(
         self, project: str, job: Mapping[str, Any], spec: CmlJobSpec, parent_id: str | None = None

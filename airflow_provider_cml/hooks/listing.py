@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
@@ -90,6 +90,26 @@ def listing_params(search_filter: Mapping[str, Any] | None, sort: str | None) ->
     if sort:
         params["sort"] = sort
     return params
+
+
+def at_most_one(kind: str, wanted: str, items: Iterable[dict[str, Any]], scope: str) -> dict[str, Any] | None:
+    """The one item named exactly ``wanted`` (a name filter matches substrings), ``None`` if none is.
+
+    Several of that name is an error: what acts on one by name cannot tell which is meant.
+
+    :param kind: e.g. ``"model"``, for messages.
+    :param wanted: the name.
+    :param items: what the listing returned.
+    :param scope: e.g. ``" in project 'x'"``.
+    """
+    exact = [item for item in items if item.get("name") == wanted]
+    if len(exact) > 1:
+        ids = ", ".join(str(item.get("id")) for item in exact)
+        raise CmlLookupError(
+            f"{len(exact)} {kind}s{scope} are named {wanted!r} (IDs: {ids}), so a task cannot tell which "
+            f"one is meant. Rename or delete the extra {kind}s in the workbench."
+        )
+    return exact[0] if exact else None
 
 
 def pick_one(kind: str, wanted: str, items: list[dict[str, Any]], scope: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.create_once import post_once_for
-from airflow_provider_cml.exceptions import CmlLookupError, CmlModelCallError
+from airflow_provider_cml.exceptions import CmlModelCallError
 from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import (
@@ -30,8 +30,6 @@ from airflow_provider_cml.validation import path_segment
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
 
-#: A create (every attempt, look-up and back-off) ends within this many request timeouts.
-CREATE_BUDGET = 3
 #: Builds or deployments read when looking for the one a task made.
 RECENT_SEARCHED = 50
 
@@ -55,7 +53,6 @@ class Models:
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "churn"}`` (the server matches substrings).
         """
-        self.hook.require_v2("Listing models")
         params = listing.listing_params(search_filter, None)
         found = listing.paginate(
             self.hook.transport,
@@ -82,14 +79,8 @@ class Models:
         :param project_id: project ID.
         :param name: the model's name.
         """
-        named = [m for m in self.list_models(project_id, {"name": name}) if m.get("name") == name]
-        if len(named) > 1:
-            ids = ", ".join(str(m.get("id")) for m in named)
-            raise CmlLookupError(
-                f"{len(named)} models in project {project_id!r} are named {name!r} (IDs: {ids}); a deploy "
-                "cannot tell which to build. Delete or rename the extra models in the workbench."
-            )
-        return named[0] if named else None
+        found = self.list_models(project_id, {"name": name})
+        return listing.at_most_one("model", name, found, f" in project {project_id!r}")
 
     def create_model(self, project_id: str, spec: CmlModelSpec) -> dict[str, Any]:
         """Create a model (CreateModel), exactly once; :meth:`ensure_model` is the usual way in.
@@ -97,12 +88,13 @@ class Models:
         :param project_id: project ID.
         :param spec: the model's definition.
         """
-        return self._create(
+        return post_once_for(
+            self.hook,
             models_path(project_id),
             spec.model_body(project_id),
             lambda: self.find_model(project_id, spec.name),
-            f"creation of model {spec.name!r}",
-            f"project {project_id!r}",
+            what=f"creation of model {spec.name!r}",
+            not_found=f"project {project_id!r}",
         )
 
     def update_model(self, project_id: str, model_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,12 +164,13 @@ class Models:
         :param spec: the model's definition (file and function, or registry version).
         :param comment: a comment no other build has (it names the task that asks).
         """
-        return self._create(
+        return post_once_for(
+            self.hook,
             model_path(project_id, model_id) + "/builds",
             spec.build_body(project_id, model_id, comment),
             lambda: self.find_build(project_id, model_id, comment),
-            f"build of model {spec.name!r}",
-            f"model {model_id!r}",
+            what=f"build of model {spec.name!r}",
+            not_found=f"model {model_id!r}",
         )
 
     def find_build(self, project_id: str, model_id: str, comment: str) -> dict[str, Any] | None:
@@ -225,12 +218,13 @@ class Models:
         :param spec: the model's definition (resources, replicas, environment).
         :param marks: variables no other deployment of the build has (they name the task).
         """
-        return self._create(
+        return post_once_for(
+            self.hook,
             build_path(tuple(ref)) + "/deployments",
             spec.deployment_body(ref.project_id, ref.model_id, ref.build_id, marks),
             lambda: self.find_deployment(ref, marks),
-            f"deployment of model {spec.name!r}",
-            f"model build {ref.build_id!r}",
+            what=f"deployment of model {spec.name!r}",
+            not_found=f"model build {ref.build_id!r}",
             secrets=spec.secrets(),
         )
 
@@ -299,7 +293,6 @@ class Models:
 
         :param search_filter: the listing's filter.
         """
-        self.hook.require_v2("Reading the model registry")
         params = listing.listing_params(search_filter, None)
         return list(listing.paginate(self.hook.transport, "/registry/models", "models", params=params))
 
@@ -323,29 +316,6 @@ class Models:
         return self.hook.transport.request("GET", path, not_found=f"registered model version {version_id!r}")
 
     # -- shared -----------------------------------------------------------------------------------
-
-    def _create(
-        self,
-        path: str,
-        body: dict[str, Any],
-        look_up: Any,
-        what: str,
-        not_found: str,
-        secrets: list[str] | None = None,
-    ) -> dict[str, Any]:
-        self.hook.require_v2(what.capitalize())
-        deadline = self.hook.budget(CREATE_BUDGET * self.hook.config.timeout)
-        created = post_once_for(
-            self.hook,
-            path,
-            body,
-            look_up,
-            deadline=deadline,
-            what=what,
-            not_found=not_found,
-            secrets=secrets or (),
-        )
-        return dict(created)
 
     def _verb(self, path: str, what: str) -> dict[str, Any]:
         return self.hook.transport.request("POST", path, not_found=what)
