@@ -220,6 +220,24 @@ class TestNoDoubleStart:
         assert type(info.value) is CmlApiError and "refused the request (HTTP 400)" in str(info.value)
         assert starts.call_count == 2 and sleeps == [1.0]
 
+    def test_refused_twice_while_other_runs_began_and_ended_between_the_looks_is_busy(
+        self, hook, requests_mock, sleeps
+    ):
+        """Starts racing over short runs: each look finds the job free, yet runs began since this
+        start did. That is a busy job (a waiting task tries again), not a refusal of this start."""
+        from datetime import datetime, timezone
+
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        starts = requests_mock.post(
+            RUNS, status_code=400, json={"code": 3, "message": "job run for job x already active"}
+        )
+        requests_mock.get(
+            RUNS, json={"job_runs": [_run("ENGINE_SUCCEEDED", id="raced-0000001", created_at=now)]}
+        )
+        with pytest.raises(CmlJobAlreadyActiveError, match="raced-0000001"):
+            hook.start_job_run(PID, JID)
+        assert starts.call_count == 2 and sleeps == [1.0]
+
     def test_a_blocker_that_ended_between_the_refusal_and_the_look_is_no_error(
         self, hook, requests_mock, sleeps
     ):

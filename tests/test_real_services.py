@@ -41,6 +41,7 @@ DAG_FILE = """
 from datetime import datetime
 from airflow.sdk import DAG
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.operators.serving import CmlDeployModelOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 
 ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
@@ -75,6 +76,24 @@ with DAG("cml_kill_busy_wait", **ARGS):
         task_id="waits", project="Analytics", job="sleeper", if_active="wait", poll_interval=0.5, deferrable=True
     )
 
+for mode, deferrable in (("sync", False), ("deferrable", True)):
+    with DAG(f"cml_kill_deploy_{mode}", **ARGS):
+        # Deploys a model whose replica takes minutes to load; killed while that deployment is
+        # awaited (in the worker, or in the triggerer). The deployment is the task's own: the kill
+        # stops it, and nothing else.
+        CmlDeployModelOperator(
+            task_id="deploy",
+            project="Analytics",
+            model={
+                "name": f"kill-deploy-{mode}",
+                "file": "model_predict.py",
+                "function": "predict",
+                "environment": {"SLOW_LOAD": "300"},
+            },
+            poll_interval=0.5,
+            deferrable=deferrable,
+        )
+
 with DAG("cml_kill_sensor", **ARGS):
     CmlJobRunSensor(
         task_id="watches",
@@ -85,6 +104,16 @@ with DAG("cml_kill_sensor", **ARGS):
         deferrable=True,
     )
 """
+
+
+DAG_IDS = (
+    "cml_real_services",
+    "cml_fanout",
+    "cml_kill_busy_wait",
+    "cml_kill_sensor",
+    "cml_kill_deploy_sync",
+    "cml_kill_deploy_deferrable",
+)
 
 
 def _free_port() -> int:
@@ -172,7 +201,7 @@ def deployment(tmp_path_factory, workbench) -> Iterator[dict]:
         token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         deadline = time.monotonic() + 120
-        for dag_id in ("cml_real_services", "cml_fanout", "cml_kill_busy_wait", "cml_kill_sensor"):
+        for dag_id in DAG_IDS:
             while requests.get(f"{url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
                 assert time.monotonic() < deadline, f"the dag-processor did not parse {dag_id}"
                 time.sleep(1)
@@ -337,3 +366,57 @@ def test_killing_a_deferred_task_never_stops_a_run_it_does_not_own(deployment, w
         assert f"Cloudera AI run {other['id']} is not its own: left running" in log
     finally:
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deployment, wb, mode):
+    """The kill reaches the task (sync) or the triggerer (deferrable) while it waits on the task's
+    deployment: that one is stopped, and a deployment of the same model serving before is not."""
+    from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+
+    dag_id, model = f"cml_kill_deploy_{mode}", f"kill-deploy-{mode}"
+    serving = wb.workbench.serving
+    earlier = CmlDeployModelOperator(  # the same model, serving before the DAG runs
+        task_id="earlier",
+        project="Analytics",
+        model={"name": model, "file": "model_predict.py", "function": "predict"},
+        poll_interval=0.1,
+    )
+    from types import SimpleNamespace
+
+    ti = SimpleNamespace(
+        dag_id="earlier",
+        task_id="earlier",
+        run_id="r",
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda **_: None,
+    )
+    before = earlier.execute({"ti": ti})
+    run_id = _trigger(deployment, dag_id)
+
+    def ours() -> list:
+        return [d for d in serving.deployments.values() if d.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
+
+    def task_log() -> str:
+        return "".join(
+            p.read_text() for p in (deployment["home"] / "logs" / f"dag_id={dag_id}").rglob("*.log")
+        )
+
+    _wait_for("the task's deployment", lambda: len(ours()) == 1, limit=180)
+    (mine,) = ours()
+    _wait_for(
+        "the wait to poll it", lambda: f"model deployment {mine.id} is PENDING" in task_log(), limit=120
+    )
+    marked = requests.patch(
+        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deploy",
+        json={"new_state": "failed"},
+        headers=deployment["headers"],
+        timeout=30,
+    )
+    marked.raise_for_status()
+    _wait_for("the kill to stop the task's deployment", lambda: mine.status == "stopped", limit=60)
+    assert serving.deployments[before["deployment_id"]].status == "deployed"  # still serving
+    stops = wb.requests("POST", r".*/deployments/[^/]+:stop")
+    assert [entry.path.rsplit("/", 1)[1] for entry in stops] == [f"{mine.id}:stop"]
+    assert len(wb.requests("POST", r".*/models/[^/]+/builds")) == 2  # the earlier task's and this one's

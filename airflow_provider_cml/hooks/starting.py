@@ -105,17 +105,23 @@ class RunStarter:
                 raise exc
             # Refused: is the job busy? The listing says so, whatever the refusal's wording.
             try:
-                active = self.active_run(ref.project_id, ref.job_id)
+                listed = self.hook.list_job_runs(ref.project_id, ref.job_id, limit=ACTIVE_RUN_SEARCH)
             except CmlException:  # the look failed: the refusal is the error worth showing
-                active = None
+                listed = []
+            active = next((run for run in listed if not runs.is_terminal(runs.status_of(run))), None)
             if active is None:
                 # Either not about a busy job, or its run ended between the refusal and the look
                 # (short runs do): one more start tells. A refusal acted on nothing.
-                if refused_idle or not attempt.may_resend(1.0):
+                if not refused_idle and attempt.may_resend(1.0):
+                    refused_idle = True
+                    self.hook.clock.sleep(1.0)
+                    return None
+                # Refused twice, free at both looks, yet other runs began since this start did: the
+                # job was busy between the looks (starts racing over short runs), not refusing this.
+                ran = next((r for r in listed if r.get("created_at") and not runs.created_before(r, since)), None)
+                if ran is None:
                     raise exc from None
-                refused_idle = True
-                self.hook.clock.sleep(1.0)
-                return None
+                active = ran
             if attempt.answer_lost:  # the active run may be this start's own
                 found = look_up_lagging(
                     lambda: self._started_run(path, token, since, deadline), self.hook.clock, deadline

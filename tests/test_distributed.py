@@ -1,0 +1,464 @@
+"""A distributed Airflow: CeleryExecutor with two workers, Postgres, Redis, two triggerers.
+
+The provider is installed from a built wheel into its own virtualenv with Airflow 3.3 and its
+Celery and Postgres providers. Postgres and Redis come from Debian's packages (``.ci/run`` installs
+them when missing) and are started here, on loopback ports of their own, with their data in a
+temporary folder; without them the module is skipped, saying which one is missing. Each scenario
+checks task states through the REST API and runs through the workbench's journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from airflow_provider_cml._compat import AIRFLOW_VERSION
+from tests.conftest import API_KEY
+from tests.test_real_services import FINAL, UV, _free_port, _run, _task_instances, _trigger, _wait_for
+
+_major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
+
+
+def _tool(name: str) -> str | None:
+    """A server binary on PATH, or in Debian's versioned PostgreSQL folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+INITDB, PG_CTL, REDIS = _tool("initdb"), _tool("pg_ctl"), _tool("redis-server")
+
+pytestmark = [
+    pytest.mark.skipif((_major, _minor) < (3, 3), reason="the distributed run is set up for Airflow 3.3+"),
+    pytest.mark.skipif(UV is None, reason="needs uv (make install puts it in the virtualenv)"),
+    pytest.mark.skipif(
+        INITDB is None or PG_CTL is None, reason="needs PostgreSQL's initdb and pg_ctl (Debian: postgresql)"
+    ),
+    pytest.mark.skipif(REDIS is None, reason="needs redis-server (Debian: redis-server)"),
+    pytest.mark.airflow_dag,
+    pytest.mark.real_services,
+    pytest.mark.distributed,
+]
+
+#: Scriptless jobs for scenario 5: one active run per job, so 200 tasks need 200 jobs.
+MANY = 200
+
+DAG_FILE = """
+from datetime import datetime, timedelta
+from airflow.sdk import DAG
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.sensors.cml import CmlJobRunSensor
+
+ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
+
+for mode, deferrable in (("sync", False), ("deferrable", True)):
+    with DAG(f"dist_fanout_{mode}", **ARGS):
+        CmlRunJobOperator.partial(
+            task_id="each",
+            project="Analytics",
+            job="fanout",
+            if_active="wait",
+            poll_interval=1,
+            timeout=600,
+            deferrable=deferrable,
+        ).expand(environment=[{"RUN_DATE": f"2024-01-{i:02d}"} for i in range(1, 11)])
+
+with DAG("dist_worker_killed", **ARGS):
+    CmlRunJobOperator(
+        task_id="long_run",
+        project="Analytics",
+        job="sleeper",
+        environment={"SLEEP": "25"},
+        poll_interval=1,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
+with DAG("dist_triggerer_killed", **ARGS):
+    CmlRunJobOperator(
+        task_id="deferred_run",
+        project="Analytics",
+        job="sleeper",
+        environment={"SLEEP": "30"},
+        poll_interval=1,
+        deferrable=True,
+    )
+
+with DAG("dist_reschedule_sensor", **ARGS):
+    CmlJobRunSensor(
+        task_id="by_names",
+        project="Analytics",
+        job="sleeper",
+        run_id="{{ dag_run.conf['run_id'] }}",
+        mode="reschedule",
+        poke_interval=1,
+        timeout=300,
+    )
+
+with DAG("dist_many_deferred", max_active_tasks=MANY, **ARGS):
+    CmlRunJobOperator.partial(
+        task_id="each", project="Analytics", poll_interval=1, timeout=900, deferrable=True
+    ).expand(job=[f"dist-{i:03d}" for i in range(MANY)])
+""".replace("MANY", str(MANY))
+
+DAG_IDS = (
+    "dist_fanout_sync",
+    "dist_fanout_deferrable",
+    "dist_worker_killed",
+    "dist_triggerer_killed",
+    "dist_reschedule_sensor",
+    "dist_many_deferred",
+)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run its tools as the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextlib.contextmanager
+def _postgres(folder: Path) -> Iterator[str]:
+    data, sockets = folder / "pgdata", folder / "pgsock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = _free_port()
+    _run(*_as_postgres([INITDB, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]))
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
+    log = folder / "postgres.log"
+    _run(*_as_postgres([PG_CTL, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]))
+    try:
+        _run(
+            *_as_postgres(
+                [
+                    str(Path(INITDB).with_name("createdb")),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "airflow",
+                    "airflow",
+                ]
+            )
+        )
+        yield f"airflow@127.0.0.1:{port}/airflow"
+    finally:
+        subprocess.run(
+            _as_postgres([PG_CTL, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+
+
+@contextlib.contextmanager
+def _redis(folder: Path) -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            REDIS,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=(folder / "redis.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for("redis", lambda: _listening(port), limit=30)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Cluster:
+    """The running services: their processes by name, logs, and the REST API."""
+
+    def __init__(self, base: Path, url: str, headers: dict, processes: dict, logs: dict) -> None:
+        self.base, self.url, self.headers, self.processes, self.logs = base, url, headers, processes, logs
+        self.home = base / "home"
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` a service and everything it started (its process group)."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(timeout=30)
+
+    def cpu_seconds(self, name: str) -> float:
+        """User + system CPU of a service's process group so far (its children too)."""
+        total = 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        pgid = self.processes[name].pid
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid:  # field 5 (pgrp), after pid and comm
+                    total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return total
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, workbench) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("distributed")
+    project = workbench.workbench.job_by_name("Analytics", "train").project
+    existing = {job.name for job in workbench.workbench.jobs.values()}
+    for i in range(MANY):  # scriptless jobs (12 s runs) for the 200-task scenario
+        if f"dist-{i:03d}" not in existing:
+            workbench.workbench.add_job(project, f"dist-{i:03d}", script="", duration=12)
+    _run(UV, "build", "--wheel", "--out-dir", str(base / "dist"), str(Path(__file__).parent.parent))
+    wheel = next((base / "dist").glob("airflow_provider_cml-*.whl"))
+    venv = base / "venv"
+    _run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
+    _run(
+        UV,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(venv / "bin" / "python"),
+        f"apache-airflow[celery,postgres]=={AIRFLOW_VERSION}",
+        str(wheel),
+    )
+    (base / "dags").mkdir()
+    (base / "dags" / "dist_dags.py").write_text(DAG_FILE)
+    with _postgres(base) as database, _redis(base) as broker:
+        port = _free_port()
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(base / "home"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(base / "dags"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "256",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}",
+                # SQLAlchemy 2: the Celery result backend needs the psycopg2 dialect named.
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}",
+                "AIRFLOW__CELERY__BROKER_URL": broker,
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                # A killed worker's task is noticed in seconds, not the default five minutes.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+                # A killed triggerer's triggers move to the other one after this many seconds.
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
+                "AIRFLOW_CONN_CML_DEFAULT": workbench.airflow_connection(API_KEY),
+            }
+        )
+        airflow = [str(venv / "bin" / "airflow")]
+        _run(*airflow, "db", "migrate", env=env)
+        services = {
+            "api-server": ["api-server", "--port", str(port)],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+            "triggerer-1": ["triggerer", "--skip-serve-logs"],
+            "triggerer-2": ["triggerer", "--skip-serve-logs"],
+            "worker-1": ["celery", "worker", "-c", "2", "--celery-hostname", "w1@%h", "--skip-serve-logs"],
+            "worker-2": ["celery", "worker", "-c", "2", "--celery-hostname", "w2@%h", "--skip-serve-logs"],
+        }
+        processes, logs = {}, {}
+        for name, args in services.items():
+            logs[name] = base / f"{name}.log"
+            with logs[name].open("w") as out:
+                processes[name] = subprocess.Popen(
+                    [*airflow, *args], env=env, stdout=out, stderr=out, start_new_session=True
+                )
+        url = f"http://127.0.0.1:{port}"
+        try:
+
+            def healthy() -> bool:
+                dead = [name for name, p in processes.items() if p.poll() is not None]
+                assert not dead, f"{dead} exited: " + "".join(logs[n].read_text()[-3000:] for n in dead)
+                with contextlib.suppress(requests.RequestException):
+                    return requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok
+                return False
+
+            _wait_for("the API server", healthy, limit=180)
+            token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            for dag_id in DAG_IDS:
+                _wait_for(
+                    f"the dag-processor to parse {dag_id}",
+                    lambda dag_id=dag_id: (
+                        requests.get(f"{url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).ok
+                    ),
+                    limit=180,
+                )
+            yield Cluster(base, url, headers, processes, logs)
+        finally:
+            for process in processes.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes.values():
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _deployment(cluster: Cluster) -> dict:
+    return {"url": cluster.url, "headers": cluster.headers}
+
+
+def _states(cluster: Cluster, dag_id: str, run_id: str) -> list[str]:
+    return [ti["state"] for ti in _task_instances(_deployment(cluster), dag_id, run_id)]
+
+
+def _finished(cluster: Cluster, dag_id: str, run_id: str, count: int, limit: float) -> list[str]:
+    def done() -> bool:
+        states = _states(cluster, dag_id, run_id)
+        return len(states) == count and all(state in FINAL for state in states)
+
+    _wait_for(f"{dag_id} to finish", done, limit=limit)
+    return _states(cluster, dag_id, run_id)
+
+
+def _runs_of(wb, job: str, dag_id: str) -> list:
+    found = wb.workbench.runs_of(wb.workbench.job_by_name("Analytics", job))
+    return [r for r in found if r.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, mode):
+    dag_id = f"dist_fanout_{mode}"
+    run_id = _trigger(_deployment(cluster), dag_id)
+    started = time.monotonic()
+    states = _finished(cluster, dag_id, run_id, 10, limit=420)
+    took = time.monotonic() - started
+    assert states == ["success"] * 10, (states, cluster.logs)
+    ours = sorted(_runs_of(wb, "fanout", dag_id), key=lambda r: r.seq)
+    assert len(ours) == 10 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
+    for before, after in zip(ours, ours[1:]):  # one at a time: none overlapped
+        assert before.times["finished_at"] <= after.created_at
+    logs = {name: cluster.logs[name].read_text() for name in ("worker-1", "worker-2")}
+    assert all(dag_id in text for text in logs.values()), "each worker ran some of the fan-out"
+    print(f"\n[scenario 1, {mode}] 10 runs, none overlapping, in {took:.1f} s")
+
+
+def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
+    dag_id = "dist_worker_killed"
+    run_id = _trigger(_deployment(cluster), dag_id)
+    _wait_for("the run to start", lambda: len(_runs_of(wb, "sleeper", dag_id)) == 1, limit=120)
+    (run,) = _runs_of(wb, "sleeper", dag_id)
+    _wait_for("the run to be running", lambda: run.status == "ENGINE_RUNNING", limit=60)
+    holder = next(name for name in ("worker-1", "worker-2") if dag_id in cluster.logs[name].read_text())
+    killed_at = time.monotonic()
+    cluster.kill(holder)
+    states = _finished(cluster, dag_id, run_id, 1, limit=300)
+    assert states == ["success"], (states, holder)
+    assert len(_runs_of(wb, "sleeper", dag_id)) == 1  # reattached: one run in total
+    assert run.status == "ENGINE_SUCCEEDED"
+    (ti,) = _task_instances(_deployment(cluster), dag_id, run_id)
+    assert ti["try_number"] == 2
+    print(
+        f"\n[scenario 2] killed {holder}; try 2 reattached; success {time.monotonic() - killed_at:.1f} s later"
+    )
+
+
+def test_a_killed_triggerer_hands_its_trigger_to_the_other(cluster, wb):
+    dag_id = "dist_triggerer_killed"
+    run_id = _trigger(_deployment(cluster), dag_id)
+    _wait_for("the task to defer", lambda: _states(cluster, dag_id, run_id) == ["deferred"], limit=120)
+    (run,) = _runs_of(wb, "sleeper", dag_id)
+
+    def holder() -> str | None:
+        for name in ("triggerer-1", "triggerer-2"):
+            if run.id in cluster.logs[name].read_text() or dag_id in cluster.logs[name].read_text():
+                return name
+        return None
+
+    _wait_for("a triggerer to take the trigger", lambda: holder() is not None, limit=60)
+    name = holder()
+    assert name is not None
+    polls_before = len(wb.requests("GET", rf".*/runs/{run.id}"))
+    _wait_for(
+        "the trigger to poll", lambda: len(wb.requests("GET", rf".*/runs/{run.id}")) > polls_before, limit=30
+    )
+    killed_at = time.monotonic()
+    cluster.kill(name)
+    states = _finished(cluster, dag_id, run_id, 1, limit=240)
+    assert states == ["success"], (states, name)
+    assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
+    assert len(wb.requests("POST", r".*/jobs/[^/]+/runs")) == 1  # started once
+    other = "triggerer-2" if name == "triggerer-1" else "triggerer-1"
+    assert run.id in cluster.logs[other].read_text() or dag_id in cluster.logs[other].read_text()
+    print(
+        f"\n[scenario 3] killed {name}; {other} took over; success {time.monotonic() - killed_at:.1f} s later"
+    )
+
+
+def test_a_reschedule_sensor_resolves_names_once(cluster, wb):
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    run = CmlHook().start_job_run("Analytics", "sleeper", {"SLEEP": "8"})
+    wb.clear_journal()
+    dag_id = "dist_reschedule_sensor"
+    run_id = _trigger(_deployment(cluster), dag_id, {"run_id": run["id"]})
+    states = _finished(cluster, dag_id, run_id, 1, limit=180)
+    assert states == ["success"]
+    reads = wb.requests("GET", rf".*/runs/{run['id']}")
+    projects = wb.requests("GET", r"/api/v2/projects")
+    jobs = wb.requests("GET", r"/api/v2/projects/[^/]+/jobs")
+    assert len(reads) >= 3, "several pokes, each in a fresh process"
+    assert len(projects) == 1 and len(jobs) == 1, (len(projects), len(jobs))  # resolved once
+    print(
+        f"\n[scenario 4] {len(reads)} pokes, names resolved once ({len(projects)} project and {len(jobs)} job listing)"
+    )
+
+
+def test_two_hundred_deferred_tasks_across_both_triggerers(cluster, wb):
+    dag_id = "dist_many_deferred"
+    wb.clear_journal()
+    triggerers = [name for name in ("triggerer-1", "triggerer-2") if cluster.processes[name].poll() is None]
+    cpu_before = sum(cluster.cpu_seconds(name) for name in triggerers)
+    run_id = _trigger(_deployment(cluster), dag_id)
+    started = time.monotonic()
+    states = _finished(cluster, dag_id, run_id, MANY, limit=600)
+    took = time.monotonic() - started
+    cpu = sum(cluster.cpu_seconds(name) for name in triggerers) - cpu_before
+    assert states == ["success"] * MANY, {s: states.count(s) for s in set(states)}
+    runs = {r.id for i in range(MANY) for r in _runs_of(wb, f"dist-{i:03d}", dag_id)}
+    assert len(runs) == MANY  # one run per task
+    polls = sum(1 for e in wb.requests("GET", r".*/runs/[^/:]+") if e.path.rsplit("/", 1)[1] in runs)
+    per_poll = 1000 * cpu / max(1, polls)
+    print(
+        f"\n[scenario 5] {MANY} deferred tasks in {took:.0f} s on {len(triggerers)} triggerer(s): "
+        f"{polls} polls, {cpu:.1f} CPU s in the triggerers, {per_poll:.2f} ms per poll"
+    )
