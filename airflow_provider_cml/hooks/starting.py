@@ -118,10 +118,10 @@ class RunStarter:
                     return None
                 # Refused twice, free at both looks, yet other runs began since this start did: the
                 # job was busy between the looks (starts racing over short runs), not refusing this.
-                ran = next((r for r in listed if r.get("created_at") and not runs.created_before(r, since)), None)
-                if ran is None:
+                began = [r for r in listed if r.get("created_at") and not runs.created_before(r, since)]
+                if not began:
                     raise exc from None
-                active = ran
+                active = began[0]
             if attempt.answer_lost:  # the active run may be this start's own
                 found = look_up_lagging(
                     lambda: self._started_run(path, token, since, deadline), self.hook.clock, deadline
