@@ -232,6 +232,7 @@ def _trigger(deployment: dict, dag_id: str, conf: dict | None = None) -> str:
 def _task_instances(deployment: dict, dag_id: str, run_id: str) -> list[dict]:
     answer = requests.get(
         f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+        params={"limit": 1000},  # the API pages by 50 otherwise
         headers=deployment["headers"],
         timeout=30,
     )

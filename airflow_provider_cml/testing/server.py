@@ -84,6 +84,7 @@ class JournalEntry:
     response_body: str = ""
     client: str = ""  # the request's User-Agent
     query: str = ""  # the query string, as sent
+    peer_port: int = 0  # the client's TCP port (which process asked, for tests that need to know)
 
 
 def _match(value: Any, wanted: Any) -> bool:
@@ -171,7 +172,18 @@ class _Handler(BaseHTTPRequestHandler):
         client = self.headers.get("User-Agent", "")
         query = urlsplit(self.path).query
         self.server.record(
-            JournalEntry(method, path, status, time.time(), fault, request_body, answer, client, query)
+            JournalEntry(
+                method,
+                path,
+                status,
+                time.time(),
+                fault,
+                request_body,
+                answer,
+                client,
+                query,
+                self.client_address[1],
+            )
         )
 
     def _reset(self) -> None:
