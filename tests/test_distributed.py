@@ -325,8 +325,8 @@ def cluster(tmp_path_factory, workbench) -> Iterator[Cluster]:
             "dag-processor": ["dag-processor"],
             "triggerer-1": ["triggerer", "--skip-serve-logs"],
             "triggerer-2": ["triggerer", "--skip-serve-logs"],
-            "worker-1": ["celery", "worker", "-c", "2", "--celery-hostname", "w1@%h", "--skip-serve-logs"],
-            "worker-2": ["celery", "worker", "-c", "2", "--celery-hostname", "w2@%h", "--skip-serve-logs"],
+            "worker-1": ["celery", "worker", "-c", "8", "--celery-hostname", "w1@%h", "--skip-serve-logs"],
+            "worker-2": ["celery", "worker", "-c", "8", "--celery-hostname", "w2@%h", "--skip-serve-logs"],
         }
         processes, logs = {}, {}
 

@@ -230,14 +230,19 @@ def _trigger(deployment: dict, dag_id: str, conf: dict | None = None) -> str:
 
 
 def _task_instances(deployment: dict, dag_id: str, run_id: str) -> list[dict]:
-    answer = requests.get(
-        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-        params={"limit": 1000},  # the API pages by 50 otherwise
-        headers=deployment["headers"],
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return list(answer.json()["task_instances"])
+    found: list[dict] = []
+    while True:  # the API pages (50 by default, at most [api] maximum_page_limit, 100)
+        answer = requests.get(
+            f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            params={"limit": 100, "offset": len(found)},
+            headers=deployment["headers"],
+            timeout=30,
+        )
+        answer.raise_for_status()
+        page = answer.json()
+        found += page["task_instances"]
+        if not page["task_instances"] or len(found) >= page["total_entries"]:
+            return found
 
 
 def _wait_for(what: str, check, limit: float = 240) -> None:
