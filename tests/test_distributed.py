@@ -504,11 +504,16 @@ def test_two_hundred_deferred_tasks_across_both_triggerers(cluster, wb):
     cpu_before = cpu()
     run_id = _trigger(_deployment(cluster), dag_id)
     started = time.monotonic()
-    _wait_for(  # 95%: a task that got its worker slot last may still be on its way
-        "the tasks to defer",
-        lambda: _states(cluster, dag_id, run_id).count("deferred") >= 0.95 * MANY,
-        limit=300,
-    )
+    # The steady stretch starts once 95% have deferred, or the first task has ended (on a slow
+    # machine the first runs end before the last tasks defer), or after 300 s: it only gates the
+    # measurement, which says how many were deferred.
+    give_up = time.monotonic() + 300
+    while time.monotonic() < give_up:
+        now = _states(cluster, dag_id, run_id)
+        if now.count("deferred") >= 0.95 * MANY or "success" in now:
+            break
+        time.sleep(1)
+    deferred_at_start = _states(cluster, dag_id, run_id).count("deferred")
     steady_cpu, steady_polls, steady_at = cpu(), polls(), time.monotonic()
     time.sleep(10)
     steady_cpu, steady_polls = cpu() - steady_cpu, polls() - steady_polls
@@ -525,6 +530,7 @@ def test_two_hundred_deferred_tasks_across_both_triggerers(cluster, wb):
         f"\n[scenario 5] {MANY} deferred tasks in {took:.0f} s on {len(triggerers)} triggerers: "
         f"{total_polls} polls, {total_cpu:.1f} CPU s in the triggerers, "
         f"{1000 * total_cpu / max(1, total_polls):.2f} ms per poll over the whole scenario; "
-        f"steady stretch ({steady_for:.1f} s, {still} still deferred at its end): {steady_polls} polls, "
+        f"steady stretch ({steady_for:.1f} s, {deferred_at_start} deferred at its start and {still} at its "
+        f"end): {steady_polls} polls, "
         f"{steady_cpu:.2f} CPU s, {1000 * steady_cpu / max(1, steady_polls):.2f} ms per poll"
     )
