@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_cml.exceptions import (
     CmlApplicationError,
     CmlConfigError,
+    CmlLookupError,
     CmlModelBuildError,
     CmlModelCallError,
     CmlModelDeploymentError,
@@ -27,7 +28,6 @@ from airflow_provider_cml.serving import (
     APPLICATION,
     MODEL_BUILD,
     MODEL_DEPLOYMENT,
-    ApplicationRef,
     BuildRef,
     DeploymentRef,
 )
@@ -346,7 +346,7 @@ def test_an_application_timeout_never_stops_it(wb):
 
 
 def test_an_unknown_application_name_is_a_clear_error(wb):
-    with pytest.raises(Exception, match="no application named 'no-such-board'"):
+    with pytest.raises(CmlLookupError, match="no application named 'no-such-board'"):
         _run_app("no-such-board")
 
 
@@ -420,8 +420,3 @@ def test_the_trigger_waits_on_a_deployment_and_stops_it_on_timeout_only_when_it_
         CmlWorkloadTrigger(kind=MODEL_DEPLOYMENT.home, ref=DeploymentRef(**ids)._asdict(), poll_interval=0.05)
     )
     assert asyncio.run(first_event(done))["status"] == "success"
-
-
-def test_application_refs_name_project_and_application():
-    assert ApplicationRef("p", "a").application_id == "a"
-    assert APPLICATION.id_of(ApplicationRef("p", "a")) == "a"

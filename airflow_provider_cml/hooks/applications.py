@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
 from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import ApplicationRef, application_path, applications_path
 from airflow_provider_cml.serving_specs import CmlApplicationSpec
 
@@ -113,7 +114,8 @@ class Applications:
         :param ref: project and application IDs.
         :param changes: the fields to set.
         """
-        secrets = list((changes.get("environment") and [str(changes["environment"])]) or [])
+        # The environment goes as a JSON string: mask each value, which is what a message would echo.
+        secrets = [str(v) for v in run_environment({"environment": changes.get("environment")}).values()]
         return self.hook.transport.request(
             "PATCH",
             application_path(tuple(ref)),
