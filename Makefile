@@ -28,12 +28,13 @@ $(MCP_STAMP): $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(MCP_VENV)/bin/python "cai-mcp-server==$(MCP_VERSION)"
 	touch $(MCP_STAMP)
 
-# Two workers, each taking whole test files; PYTEST_WORKERS=0 runs in one process. The real-services
-# tests (a whole Airflow deployment, timing-sensitive like a real one) run after them, alone.
+# Two workers, each taking whole test files in collection order (tests/conftest.py puts the two
+# minute-long files first, so the workers end together); PYTEST_WORKERS=0 runs in one process. The
+# real-services tests (a whole Airflow deployment, timing-sensitive like a real one) run after them, alone.
 PYTEST_WORKERS ?= 2
 
 test: install $(MCP_STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not real_services" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not real_services" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -p no:xdist -m real_services $(PYTEST_ARGS)
 
 demo: install

@@ -15,6 +15,7 @@ triggerer does: without it, modules imported on the first poll would be compiled
     python benchmarks/trigger_scale.py --triggers 1000 --poll 1      # CPU per poll, polls short
     python benchmarks/trigger_scale.py --triggers 10000 --poll 30    # memory, connections
     python benchmarks/trigger_scale.py --profile                     # where a poll's CPU goes
+    python benchmarks/trigger_scale.py --sides cml --json            # figures for a caller to compare
 """
 
 from __future__ import annotations
@@ -465,6 +466,7 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which runs end")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
     parser.add_argument("--profile", action="store_true", help="profile the cml side's polls instead")
+    parser.add_argument("--json", action="store_true", help="print each side's figures as one JSON line")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -482,7 +484,12 @@ def main() -> None:
         started = time.monotonic()
         results[side] = measure(side, n, durations, args.poll)
         print(f"{side}: measured in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    print_table(n, args.poll, args.spread, results)
+    if args.json:  # for a caller that compares (the distributed test): the scalar figures only
+        scalars = (int, float, str)
+        figures = {s: {k: v for k, v in r.items() if isinstance(v, scalars)} for s, r in results.items()}
+        print(json.dumps(figures))
+    else:
+        print_table(n, args.poll, args.spread, results)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,25 @@ wait on the application (``CmlHook.wait_for``) to see the effect.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
 from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.hooks.part import EnsureAction, HookPart
 from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import ApplicationRef, application_path, applications_path
 from airflow_provider_cml.serving_specs import CmlApplicationSpec
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.hooks.cml import CmlHook
-
-#: What :meth:`Applications.ensure_application` did.
-EnsureAction = Literal["created", "updated", "unchanged"]
+    pass
 
 
-class Applications:
+class Applications(HookPart):
     """Applications through one hook.
 
     :param hook: the hook.
     """
-
-    def __init__(self, hook: CmlHook) -> None:
-        self.hook = hook
 
     def list_applications(
         self, project_id: str, search_filter: Mapping[str, Any] | None = None
@@ -42,16 +37,13 @@ class Applications:
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "dashboard"}`` (substrings) or ``{"status": "running"}``.
         """
-        params = listing.listing_params(search_filter, None)
-        return list(
-            listing.paginate(
-                self.hook.transport,
-                applications_path(project_id),
-                "applications",
-                params=params,
-                not_found=f"project {project_id!r}",
-            )
+        found = self.read_all(
+            applications_path(project_id),
+            "applications",
+            search_filter=search_filter,
+            not_found=f"project {project_id!r}",
         )
+        return list(found)
 
     def get_application(self, ref: ApplicationRef) -> dict[str, Any]:
         """One application (GetApplication).

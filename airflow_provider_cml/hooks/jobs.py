@@ -8,30 +8,24 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml import runs
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
-from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.hooks.part import EnsureAction, HookPart
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.hooks.cml import CmlHook
-
-#: What :meth:`JobDefinitions.ensure_job` did.
-EnsureAction = Literal["created", "updated", "unchanged"]
+    pass
 
 
-class JobDefinitions:
+class JobDefinitions(HookPart):
     """Job definitions through one hook (its connection, names cache and bounds).
 
     :param hook: the hook.
     """
-
-    def __init__(self, hook: CmlHook) -> None:
-        self.hook = hook
 
     def list_runtimes(self, search_filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """The ML Runtimes the workbench offers (every page).
@@ -39,8 +33,7 @@ class JobDefinitions:
         :param search_filter: e.g. ``{"kernel": "Python 3.11"}``.
         """
         self.hook.require_v2("Listing runtimes")
-        params = listing.listing_params(search_filter, None)
-        return list(listing.paginate(self.hook.transport, "/runtimes", "runtimes", params=params))
+        return list(self.read_all("/runtimes", "runtimes", search_filter=search_filter))
 
     def check_runtime(self, identifier: str) -> None:
         """Raise a clear error unless ``identifier`` is one of the workbench's runtimes.

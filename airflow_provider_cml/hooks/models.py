@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlModelCallError
 from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.hooks.part import HookPart
 from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import (
     BuildRef,
@@ -28,20 +29,17 @@ from airflow_provider_cml.serving_specs import CmlModelSpec
 from airflow_provider_cml.validation import path_segment
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.hooks.cml import CmlHook
+    pass
 
 #: Builds or deployments read when looking for the one a task made.
 RECENT_SEARCHED = 50
 
 
-class Models:
+class Models(HookPart):
     """Models, builds, deployments and registry entries through one hook.
 
     :param hook: the hook.
     """
-
-    def __init__(self, hook: CmlHook) -> None:
-        self.hook = hook
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -53,14 +51,8 @@ class Models:
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "churn"}`` (the server matches substrings).
         """
-        params = listing.listing_params(search_filter, None)
-        found = listing.paginate(
-            self.hook.transport,
-            models_path(project_id),
-            "models",
-            params=params,
-            not_found=f"project {project_id!r}",
-        )
+        where = f"project {project_id!r}"
+        found = self.read_all(models_path(project_id), "models", search_filter=search_filter, not_found=where)
         return [model for model in found if not model.get("deletion_status")]
 
     def get_model(self, project_id: str, model_id: str) -> dict[str, Any]:
@@ -135,13 +127,12 @@ class Models:
         :param model_id: model ID.
         :param limit: how many at most.
         """
-        params = {**listing.listing_params(None, "-created_at"), "page_size": min(limit, 100)}
-        found = listing.paginate(
-            self.hook.transport,
+        found = self.read_all(
             model_path(project_id, model_id) + "/builds",
             "model_builds",
-            params=params,
+            sort="-created_at",
             not_found=f"model {model_id!r}",
+            page_size=min(limit, 100),
         )
         return [build for _, build in zip(range(limit), found)]
 
@@ -189,16 +180,13 @@ class Models:
 
         :param ref: project, model and build IDs.
         """
-        params = listing.listing_params(None, "-created_at")
-        return list(
-            listing.paginate(
-                self.hook.transport,
-                build_path(tuple(ref)) + "/deployments",
-                "model_deployments",
-                params=params,
-                not_found=f"model build {ref.build_id!r}",
-            )
+        found = self.read_all(
+            build_path(tuple(ref)) + "/deployments",
+            "model_deployments",
+            sort="-created_at",
+            not_found=f"model build {ref.build_id!r}",
         )
+        return list(found)
 
     def get_deployment(self, ref: DeploymentRef) -> dict[str, Any]:
         """One deployment (GetModelDeployment); its ``environment`` is a JSON string.
@@ -293,8 +281,7 @@ class Models:
 
         :param search_filter: the listing's filter.
         """
-        params = listing.listing_params(search_filter, None)
-        return list(listing.paginate(self.hook.transport, "/registry/models", "models", params=params))
+        return list(self.read_all("/registry/models", "models", search_filter=search_filter))
 
     def get_registered_model(self, model_id: str) -> dict[str, Any]:
         """One registered model with its versions (the first page of them).

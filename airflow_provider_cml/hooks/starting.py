@@ -21,6 +21,7 @@ from airflow_provider_cml.exceptions import (
     CmlException,
     CmlJobAlreadyActiveError,
 )
+from airflow_provider_cml.hooks.part import HookPart
 from airflow_provider_cml.retry import is_refusal
 from airflow_provider_cml.runs import describe_run, run_environment
 from airflow_provider_cml.transport import NotDone
@@ -33,7 +34,7 @@ from airflow_provider_cml.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.hooks.cml import CmlHook
+    pass
 
 #: A start (every attempt, look-up and back-off) ends within this many request timeouts.
 START_BUDGET = 3
@@ -47,14 +48,11 @@ ACTIVE_RUN_SEARCH = 10
 PAGE_SIZE = 100
 
 
-class RunStarter:
+class RunStarter(HookPart):
     """Starts runs for one hook (its connection, retry budget and bounds).
 
     :param hook: the hook.
     """
-
-    def __init__(self, hook: CmlHook) -> None:
-        self.hook = hook
 
     def start(
         self, project: str, job: str, environment: Overrides | None = None, arguments: str | None = None

@@ -93,6 +93,9 @@ def _match(value: Any, wanted: Any) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    # Head and body leave in one write when the request is handled (handle_one_request flushes), as
+    # a real server sends a small answer: unbuffered, the head went alone and every client woke twice.
+    wbufsize = 1 << 16
     server: WorkbenchServer
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr logging
