@@ -25,25 +25,13 @@ def _rows(model, dag_run):
         ]
 
 
-def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capfd, caplog, airflow_db):
+def _places(dag_run, dag, capfd, caplog, airflow_db) -> dict[str, str]:
+    """The text of everywhere Airflow keeps things for one DAG run, by where."""
     try:
         from airflow.models.xcom import XComModel as XCom
     except ImportError:  # Airflow 2
         from airflow.models.xcom import XCom
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
-
-    dag = dagbag.get_dag("cml_test_secrets")
-    dag_run = dag.test()
-    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
-    assert states == {
-        "sync_ok": "success",
-        "deferred_ok": "success",
-        "sensed": "success",
-        "failing": "failed",
-    }
-    # The secret did reach the job: the check below is not vacuous.
-    sync_run = next(r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id")
-    assert seen_by(wb, str(sync_run["value"]).strip('"'))["DB_PASSWORD"] == SECRET
 
     places: dict[str, str] = {}
     out, err = capfd.readouterr()
@@ -54,11 +42,37 @@ def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capf
     )
     places["xcom"] = repr(_rows(XCom, dag_run))
     places["rendered template fields"] = repr(_rows(RenderedTaskInstanceFields, dag_run))
+    for task in dag.tasks:
+        places[f"repr of {task.task_id}"] = repr(task) + repr(vars(task).get("hook", ""))
+    return places
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capfd, caplog, airflow_db):
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+
+    dag = dagbag.get_dag("cml_test_secrets")
+    dag_run = dag.test()
+    assert _states(dag_run) == {
+        "sync_ok": "success",
+        "deferred_ok": "success",
+        "sensed": "success",
+        "failing": "failed",
+    }
+    # The secret did reach the job: the check below is not vacuous.
+    sync_run = next(r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id")
+    assert seen_by(wb, str(sync_run["value"]).strip('"'))["DB_PASSWORD"] == SECRET
+
+    places = _places(dag_run, dag, capfd, caplog, airflow_db)
     hook = CmlHook()
     hook.list_projects()
     places["hook repr"] = repr(hook) + repr(hook.config)
-    for task in dag.tasks:
-        places[f"repr of {task.task_id}"] = repr(task) + repr(vars(task).get("hook", ""))
     from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 
     trigger = CmlJobRunTrigger(project_id="p", job_id="j", run_id="r", run_url="http://x/y")
@@ -72,3 +86,24 @@ def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capf
     for where, text in places.items():
         assert API_KEY not in text, f"the API key leaked into {where}"
         assert SECRET not in text, f"the secret override leaked into {where}"
+
+
+def test_no_secret_of_a_deployment_or_an_application_anywhere(wb, dagbag, capfd, caplog, airflow_db):
+    """A deployment's and an application's environment, and the model's access key."""
+    dag = dagbag.get_dag("cml_test_secrets_mlops")
+    dag_run = dag.test()
+    assert _states(dag_run) == {"deployed": "success", "called": "success", "app": "success"}
+    serving = wb.workbench.serving
+    # They reached the workbench, and the model was called with its key: the checks are not vacuous.
+    model = next(m for m in serving.models.values() if m.name == "secret-model")
+    deployment = next(d for d in serving.deployments.values() if d.build.model is model)
+    app = next(a for a in serving.applications.values() if a.fields.get("name") == "secret-app")
+    assert deployment.environment["DB_PASSWORD"] == SECRET and app.environment["DB_PASSWORD"] == SECRET
+    assert wb.requests("POST", "/model")
+
+    places = _places(dag_run, dag, capfd, caplog, airflow_db)
+    assert places["rendered template fields"].count("environment") >= 2  # stored, masked
+    for where, text in places.items():
+        assert API_KEY not in text, f"the API key leaked into {where}"
+        assert SECRET not in text, f"the secret environment value leaked into {where}"
+        assert model.access_key not in text, f"the model's access key leaked into {where}"

@@ -9,7 +9,7 @@ wait on the application (``CmlHook.wait_for``) to see the effect.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
@@ -18,9 +18,6 @@ from airflow_provider_cml.hooks.part import EnsureAction, HookPart
 from airflow_provider_cml.runs import run_environment
 from airflow_provider_cml.serving import ApplicationRef, application_path, applications_path
 from airflow_provider_cml.serving_specs import CmlApplicationSpec
-
-if TYPE_CHECKING:
-    pass
 
 
 class Applications(HookPart):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cml import runs
 from airflow_provider_cml.create_once import post_once_for
@@ -16,9 +16,6 @@ from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLook
 from airflow_provider_cml.hooks.part import EnsureAction, HookPart
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
-
-if TYPE_CHECKING:
-    pass
 
 
 class JobDefinitions(HookPart):

@@ -10,7 +10,7 @@ only acknowledgements: the caller waits on the deployment (``CmlHook.wait_for``)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlModelCallError
@@ -27,9 +27,6 @@ from airflow_provider_cml.serving import (
 )
 from airflow_provider_cml.serving_specs import CmlModelSpec
 from airflow_provider_cml.validation import path_segment
-
-if TYPE_CHECKING:
-    pass
 
 #: Builds or deployments read when looking for the one a task made.
 RECENT_SEARCHED = 50

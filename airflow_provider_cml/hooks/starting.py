@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cml import runs
 from airflow_provider_cml.create_once import Attempt, Undecidable, look_up_lagging, post_once_for
@@ -32,9 +32,6 @@ from airflow_provider_cml.validation import (
     path_segment,
     validate_arguments,
 )
-
-if TYPE_CHECKING:
-    pass
 
 #: A start (every attempt, look-up and back-off) ends within this many request timeouts.
 START_BUDGET = 3

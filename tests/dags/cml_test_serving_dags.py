@@ -107,3 +107,36 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             deferrable=deferrable,
             **POLL,
         )
+
+# tests/test_secrets.py: a secret in a deployment's and an application's environment, and the
+# model's access key (read by call_model), must appear nowhere Airflow keeps things.
+SECRET_ENV = {"DB_PASSWORD": "s3cr3t-Pa55w0rd-XYZ"}
+
+with DAG("cml_test_secrets_mlops", **ARGS):
+    deployed = CmlDeployModelOperator(
+        task_id="deployed",
+        project="Analytics",
+        model=_model("secret-model", environment=SECRET_ENV),
+        deferrable=True,
+        **POLL,
+    )
+
+    @task(task_id="called")
+    def called(ids: dict) -> dict:
+        from airflow_provider_cml.hooks.cml import CmlHook
+
+        return CmlHook().models.call_model(ids["project_id"], ids["model_id"], {"x": 1})
+
+    app = CmlApplicationOperator(
+        task_id="app",
+        project="Analytics",
+        application={
+            "name": "secret-app",
+            "subdomain": "secret-app",
+            "script": "dashboard.py",
+            "environment": SECRET_ENV,
+        },
+        action="ensure",
+        **POLL,
+    )
+    called(deployed.output) >> app
