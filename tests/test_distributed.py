@@ -14,20 +14,17 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
+from tests.airflow_services import FINAL, ROOT, UV, Services, environment, free_port, install, run, wait_for
 from tests.conftest import API_KEY
-from tests.test_real_services import FINAL, ROOT, UV, _free_port, _run, _task_instances, _trigger, _wait_for
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -143,14 +140,14 @@ def _postgres(logs: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
-    _run(*_as_postgres([INITDB, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]))
+    port = free_port()
+    run(*_as_postgres([INITDB, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]))
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
     log = folder / "postgres.log"
-    _run(*_as_postgres([PG_CTL, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]))
+    run(*_as_postgres([PG_CTL, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]))
     (logs / "postgres.log").symlink_to(log)
     try:
-        _run(
+        run(
             *_as_postgres(
                 [
                     str(CREATEDB),
@@ -173,7 +170,7 @@ def _postgres(logs: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _redis(folder: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             REDIS,
@@ -192,7 +189,7 @@ def _redis(folder: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for("redis", lambda: _listening(port), limit=30)
+        wait_for("redis", lambda: _listening(port), limit=30)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
@@ -206,24 +203,8 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Cluster:
-    """The running services: their processes by name, logs, and the REST API."""
-
-    def __init__(self, base: Path, url: str, headers: dict, processes: dict, logs: dict, start) -> None:
-        self.base, self.url, self.headers, self.processes, self.logs = base, url, headers, processes, logs
-        self.home = base / "home"
-        self._start = start
-
-    def kill(self, name: str) -> None:
-        """``kill -9`` a service and everything it started (its process group)."""
-        os.killpg(self.processes[name].pid, signal.SIGKILL)
-        self.processes[name].wait(timeout=30)
-
-    def revive(self) -> None:
-        """Start again every service that was killed (the next scenario wants the whole cluster)."""
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                self.processes[name] = self._start(name)
+class Cluster(Services):
+    """The running services, and what the scenarios read of their processes in ``/proc``."""
 
     def _group(self, name: str) -> list[int]:
         """The pids of a service's process group."""
@@ -256,12 +237,10 @@ class Cluster:
         ticks = os.sysconf("SC_CLK_TCK")
         leader = self.processes[name].pid
         split = {"main": 0.0, "children": 0.0}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        for pid in self._group(name):
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == leader:  # field 5 (pgrp), after pid and comm
-                    part = "main" if int(stat.parent.name) == leader else "children"
-                    split[part] += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                split["main" if pid == leader else "children"] += (int(fields[11]) + int(fields[12])) / ticks
         return split
 
 
@@ -273,116 +252,53 @@ def cluster(tmp_path_factory, workbench) -> Iterator[Cluster]:
     for i in range(MANY):  # scriptless jobs (90 s runs: a steady stretch of polling) for scenario 5
         if f"dist-{i:03d}" not in existing:
             workbench.workbench.add_job(project, f"dist-{i:03d}", script="", duration=90)
-    _run(UV, "build", "--wheel", "--out-dir", str(base / "dist"), str(Path(__file__).parent.parent))
-    wheel = next((base / "dist").glob("airflow_provider_cml-*.whl"))
-    venv = base / "venv"
-    _run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
-    _run(
-        UV,
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        str(venv / "bin" / "python"),
-        f"apache-airflow[celery,postgres]=={AIRFLOW_VERSION}",
-        str(wheel),
-    )
+    venv = install(base, f"apache-airflow[celery,postgres]=={AIRFLOW_VERSION}")
     (base / "dags").mkdir()
     (base / "dags" / "dist_dags.py").write_text(DAG_FILE)
     with _postgres(base) as database, _redis(base) as broker:
-        port = _free_port()
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))
-        }
-        env.update(
-            {
-                "AIRFLOW_HOME": str(base / "home"),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(base / "dags"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "256",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}",
-                # SQLAlchemy 2: the Celery result backend needs the psycopg2 dialect named.
-                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}",
-                "AIRFLOW__CELERY__BROKER_URL": broker,
-                "AIRFLOW__API__PORT": str(port),
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-                # A killed worker's task is noticed in seconds, not the default five minutes.
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-                # A killed triggerer's triggers move to the other one after this many seconds.
-                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
-                "AIRFLOW_CONN_CML_DEFAULT": workbench.airflow_connection(API_KEY),
-            }
+        port = free_port()
+        env = environment(
+            base,
+            port,
+            workbench.airflow_connection(API_KEY),
+            AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+            AIRFLOW__CORE__PARALLELISM="256",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://{database}",
+            # SQLAlchemy 2: the Celery result backend needs the psycopg2 dialect named.
+            AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql+psycopg2://{database}",
+            AIRFLOW__CELERY__BROKER_URL=broker,
+            # A killed worker's task is noticed in seconds, not the default five minutes.
+            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC="2",
+            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="12",
+            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="2",
+            # A killed triggerer's triggers move to the other one after this many seconds.
+            AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
+            AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD="6",
         )
-        airflow = [str(venv / "bin" / "airflow")]
-        _run(*airflow, "db", "migrate", env=env)
-        services = {
-            "api-server": ["api-server", "--port", str(port)],
-            "scheduler": ["scheduler", "--skip-serve-logs"],
-            "dag-processor": ["dag-processor"],
-            "triggerer-1": ["triggerer", "--skip-serve-logs"],
-            "triggerer-2": ["triggerer", "--skip-serve-logs"],
-            "worker-1": ["celery", "worker", "-c", "8", "--celery-hostname", "w1@%h", "--skip-serve-logs"],
-            "worker-2": ["celery", "worker", "-c", "8", "--celery-hostname", "w2@%h", "--skip-serve-logs"],
-        }
-        processes, logs = {}, {}
-
-        def start(name: str) -> subprocess.Popen:
-            logs[name] = base / f"{name}.log"
-            with logs[name].open("a") as out:
-                return subprocess.Popen(
-                    [*airflow, *services[name]], env=env, stdout=out, stderr=out, start_new_session=True
-                )
-
-        for name in services:
-            processes[name] = start(name)
-        url = f"http://127.0.0.1:{port}"
+        worker = ["celery", "worker", "-c", "8", "--skip-serve-logs", "--celery-hostname"]
+        cluster = Cluster(
+            base,
+            venv,
+            env,
+            {
+                "api-server": ["api-server", "--port", str(port)],
+                "scheduler": ["scheduler", "--skip-serve-logs"],
+                "dag-processor": ["dag-processor"],
+                "triggerer-1": ["triggerer", "--skip-serve-logs"],
+                "triggerer-2": ["triggerer", "--skip-serve-logs"],
+                "worker-1": [*worker, "w1@%h"],
+                "worker-2": [*worker, "w2@%h"],
+            },
+        )
         try:
-
-            def healthy() -> bool:
-                dead = [name for name, p in processes.items() if p.poll() is not None]
-                assert not dead, f"{dead} exited: " + "".join(logs[n].read_text()[-3000:] for n in dead)
-                with contextlib.suppress(requests.RequestException):
-                    return requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok
-                return False
-
-            _wait_for("the API server", healthy, limit=180)
-            token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            for dag_id in DAG_IDS:
-                _wait_for(
-                    f"the dag-processor to parse {dag_id}",
-                    lambda dag_id=dag_id: (
-                        requests.get(f"{url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).ok
-                    ),
-                    limit=180,
-                )
-            yield Cluster(base, url, headers, processes, logs, start)
+            cluster.up(DAG_IDS)
+            yield cluster
         finally:
-            for process in processes.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-            for process in processes.values():
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _deployment(cluster: Cluster) -> dict:
-    return {"url": cluster.url, "headers": cluster.headers}
+            cluster.down()
 
 
 def _states(cluster: Cluster, dag_id: str, run_id: str) -> list[str]:
-    return [ti["state"] for ti in _task_instances(_deployment(cluster), dag_id, run_id)]
+    return [ti["state"] for ti in cluster.task_instances(dag_id, run_id)]
 
 
 def _finished(cluster: Cluster, dag_id: str, run_id: str, count: int, limit: float) -> list[str]:
@@ -390,7 +306,7 @@ def _finished(cluster: Cluster, dag_id: str, run_id: str, count: int, limit: flo
         states = _states(cluster, dag_id, run_id)
         return len(states) == count and all(state in FINAL for state in states)
 
-    _wait_for(f"{dag_id} to finish", done, limit=limit)
+    wait_for(f"{dag_id} to finish", done, limit=limit)
     return _states(cluster, dag_id, run_id)
 
 
@@ -402,7 +318,7 @@ def _runs_of(wb, job: str, dag_id: str) -> list:
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
 def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, mode):
     dag_id = f"dist_fanout_{mode}"
-    run_id = _trigger(_deployment(cluster), dag_id)
+    run_id = cluster.trigger(dag_id)
     started = time.monotonic()
     states = _finished(cluster, dag_id, run_id, 10, limit=420)
     took = time.monotonic() - started
@@ -418,10 +334,10 @@ def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, 
 
 def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
     dag_id = "dist_worker_killed"
-    run_id = _trigger(_deployment(cluster), dag_id)
-    _wait_for("the run to start", lambda: len(_runs_of(wb, "sleeper", dag_id)) == 1, limit=120)
+    run_id = cluster.trigger(dag_id)
+    wait_for("the run to start", lambda: len(_runs_of(wb, "sleeper", dag_id)) == 1, limit=120)
     (run,) = _runs_of(wb, "sleeper", dag_id)
-    _wait_for("the run to be running", lambda: run.status == "ENGINE_RUNNING", limit=60)
+    wait_for("the run to be running", lambda: run.status == "ENGINE_RUNNING", limit=60)
     holder = next(name for name in ("worker-1", "worker-2") if dag_id in cluster.logs[name].read_text())
     killed_at = time.monotonic()
     cluster.kill(holder)
@@ -429,7 +345,7 @@ def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
     assert states == ["success"], (states, holder)
     assert len(_runs_of(wb, "sleeper", dag_id)) == 1  # reattached: one run in total
     assert run.status == "ENGINE_SUCCEEDED"
-    (ti,) = _task_instances(_deployment(cluster), dag_id, run_id)
+    (ti,) = cluster.task_instances(dag_id, run_id)
     assert ti["try_number"] == 2
     cluster.revive()
     print(
@@ -439,8 +355,8 @@ def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
 
 def test_a_killed_triggerer_hands_its_trigger_to_the_other(cluster, wb):
     dag_id = "dist_triggerer_killed"
-    run_id = _trigger(_deployment(cluster), dag_id)
-    _wait_for("the task to defer", lambda: _states(cluster, dag_id, run_id) == ["deferred"], limit=120)
+    run_id = cluster.trigger(dag_id)
+    wait_for("the task to defer", lambda: _states(cluster, dag_id, run_id) == ["deferred"], limit=120)
     (run,) = _runs_of(wb, "sleeper", dag_id)
 
     def holder() -> str | None:  # the triggerer whose socket sent the run's latest poll
@@ -450,17 +366,17 @@ def test_a_killed_triggerer_hands_its_trigger_to_the_other(cluster, wb):
         port = polls[-1].peer_port
         return next((n for n in ("triggerer-1", "triggerer-2") if cluster.owns_local_port(n, port)), None)
 
-    _wait_for("a triggerer to take the trigger", lambda: holder() is not None, limit=60)
+    wait_for("a triggerer to take the trigger", lambda: holder() is not None, limit=60)
     name = holder()
     assert name is not None
     polls_before = len(wb.requests("GET", rf".*/runs/{run.id}"))
-    _wait_for(
+    wait_for(
         "the trigger to poll", lambda: len(wb.requests("GET", rf".*/runs/{run.id}")) > polls_before, limit=30
     )
     killed_at, killed_wall = time.monotonic(), time.time()
     cluster.kill(name)
     other = "triggerer-2" if name == "triggerer-1" else "triggerer-1"
-    _wait_for("the other triggerer to poll the run", lambda: holder() == other, limit=120)
+    wait_for("the other triggerer to poll the run", lambda: holder() == other, limit=120)
     states = _finished(cluster, dag_id, run_id, 1, limit=240)
     assert states == ["success"], (states, name)
     assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
@@ -479,7 +395,7 @@ def test_a_reschedule_sensor_resolves_names_once(cluster, wb):
     run = CmlHook().start_job_run("Analytics", "sleeper", {"SLEEP": "8"})
     wb.clear_journal()
     dag_id = "dist_reschedule_sensor"
-    run_id = _trigger(_deployment(cluster), dag_id, {"run_id": run["id"]})
+    run_id = cluster.trigger(dag_id, {"run_id": run["id"]})
     states = _finished(cluster, dag_id, run_id, 1, limit=180)
     assert states == ["success"]
     reads = wb.requests("GET", rf".*/runs/{run['id']}")
@@ -533,7 +449,7 @@ def test_two_hundred_deferred_tasks_across_both_triggerers(cluster, wb):
 
     wb.clear_journal()
     cpu_before = cpu()
-    run_id = _trigger(_deployment(cluster), dag_id)
+    run_id = cluster.trigger(dag_id)
     started = time.monotonic()
     # The steady stretch starts once 95% have deferred, or the first task has ended (on a slow
     # machine the first runs end before the last tasks defer), or after 300 s: it only gates the

@@ -8,24 +8,16 @@ the task's states, that its wait went through the triggerer, and that the run wa
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
+from tests.airflow_services import FINAL, UV, Services, environment, free_port, install, wait_for
 from tests.conftest import API_KEY
 
-ROOT = Path(__file__).parent.parent
-UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
 pytestmark = [
@@ -116,149 +108,41 @@ DAG_IDS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _run(*args: str, **kwargs) -> None:
-    subprocess.run(list(args), check=True, capture_output=True, timeout=600, **kwargs)
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, workbench) -> Iterator[dict]:
+def deployment(tmp_path_factory, workbench) -> Iterator[Services]:
     base = tmp_path_factory.mktemp("deployment")
-    _run(UV, "build", "--wheel", "--out-dir", str(base / "dist"), str(ROOT))
-    wheel = next((base / "dist").glob("airflow_provider_cml-*.whl"))
-    venv = base / "venv"
-    _run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
-    python = venv / "bin" / "python"
-    _run(
-        UV,
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        str(python),
-        f"apache-airflow=={AIRFLOW_VERSION}",
-        str(wheel),
-    )
+    venv = install(base, f"apache-airflow=={AIRFLOW_VERSION}")
     (base / "dags").mkdir()
     (base / "dags" / "cml_real_services.py").write_text(DAG_FILE)
-    port = _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))
-    }
-    env.update(
+    port = free_port()
+    env = environment(
+        base, port, workbench.airflow_connection(API_KEY), AIRFLOW__CORE__EXECUTOR="LocalExecutor"
+    )
+    services = Services(
+        base,
+        venv,
+        env,
         {
-            "AIRFLOW_HOME": str(base / "home"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(base / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW_CONN_CML_DEFAULT": workbench.airflow_connection(API_KEY),
-        }
+            "api-server": ["api-server", "--port", str(port)],
+            "scheduler": ["scheduler", "--skip-serve-logs"],  # else a log server listens on every interface
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        },
     )
-    airflow = [str(venv / "bin" / "airflow")]
-    _run(*airflow, "db", "migrate", env=env)
-    processes = []
-    logs = {}
-    services = (
-        ["api-server", "--port", str(port)],
-        ["scheduler", "--skip-serve-logs"],  # else a log server listens on every interface
-        ["dag-processor"],
-        ["triggerer", "--skip-serve-logs"],
-    )
-    for service in services:
-        logs[service[0]] = base / f"{service[0]}.log"
-        with logs[service[0]].open("w") as out:
-            processes.append(
-                subprocess.Popen(
-                    [*airflow, *service], env=env, stdout=out, stderr=out, start_new_session=True
-                )
-            )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            dead = [p.args[1] for p in processes if p.poll() is not None]
-            assert not dead, f"{dead} exited: " + "".join(log.read_text()[-2000:] for log in logs.values())
-            try:
-                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.5)
-        token = requests.get(f"{url}/auth/token", timeout=10).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 120
-        for dag_id in DAG_IDS:
-            while requests.get(f"{url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
-                assert time.monotonic() < deadline, f"the dag-processor did not parse {dag_id}"
-                time.sleep(1)
-        yield {"url": url, "logs": logs, "home": base / "home", "headers": headers}
+        services.up(DAG_IDS)
+        yield services
     finally:
-        for process in processes:
-            process.terminate()
-            with contextlib.suppress(ProcessLookupError):  # the api-server's child outlives a TERM
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        services.down()
 
 
-def _trigger(deployment: dict, dag_id: str, conf: dict | None = None) -> str:
-    created = requests.post(
-        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns",
-        json={"logical_date": None, "conf": conf or {}},
-        headers=deployment["headers"],
-        timeout=30,
-    )
-    created.raise_for_status()
-    return str(created.json()["dag_run_id"])
-
-
-def _task_instances(deployment: dict, dag_id: str, run_id: str) -> list[dict]:
-    found: list[dict] = []
-    while True:  # the API pages (50 by default, at most [api] maximum_page_limit, 100)
-        answer = requests.get(
-            f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-            params={"limit": 100, "offset": len(found)},
-            headers=deployment["headers"],
-            timeout=30,
-        )
-        answer.raise_for_status()
-        page = answer.json()
-        found += page["task_instances"]
-        if not page["task_instances"] or len(found) >= page["total_entries"]:
-            return found
-
-
-def _wait_for(what: str, check, limit: float = 240) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
-def _logs(deployment: dict) -> str:
-    return "".join(path.read_text()[-4000:] for path in deployment["logs"].values())
+def _logs(deployment: Services) -> str:
+    return "".join(path.read_text()[-4000:] for path in deployment.logs.values())
 
 
 def test_a_deferrable_task_through_the_real_services(deployment, wb):
-    url, headers = deployment["url"], deployment["headers"]
-    run_id = _trigger(deployment, "cml_real_services")
+    url, headers = deployment.url, deployment.headers
+    run_id = deployment.trigger("cml_real_services")
     states: list[str] = []
     deadline = time.monotonic() + 240
     while True:
@@ -273,10 +157,10 @@ def test_a_deferrable_task_through_the_real_services(deployment, wb):
             break
         assert time.monotonic() < deadline, f"the task did not finish: {states}"
         time.sleep(0.3)
-    logs = {name: path.read_text() for name, path in deployment["logs"].items()}
+    logs = {name: path.read_text() for name, path in deployment.logs.items()}
     assert states[-1] == "success", (states, logs["triggerer"][-3000:], logs["scheduler"][-3000:])
     # The wait went through the triggerer, which logged status changes (not polls) in the task's log.
-    task_logs = sorted((deployment["home"] / "logs" / "dag_id=cml_real_services").rglob("*.log"))
+    task_logs = sorted((deployment.home / "logs" / "dag_id=cml_real_services").rglob("*.log"))
     worker_log = "".join(p.read_text() for p in task_logs if ".trigger." not in p.name)
     trigger_log = "".join(p.read_text() for p in task_logs if ".trigger." in p.name)
     assert "Pausing task as DEFERRED" in worker_log, worker_log[-3000:]
@@ -291,23 +175,20 @@ def test_a_deferrable_task_through_the_real_services(deployment, wb):
     assert wb.workbench.runs_of(job)[-1].status == "ENGINE_SUCCEEDED"
 
 
-FINAL = ("success", "failed", "upstream_failed", "skipped")
-
-
 def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race(deployment, wb):
     """Three runs of five instances over one job, each waiting in the triggerer for the job.
 
     Each instance defers and resumes several times; on LocalExecutor an event sooner than ~5 s
     after a deferral left succeeded tasks marked failed (apache/airflow 71580). Events are held.
     """
-    runs_of_dag = [_trigger(deployment, "cml_fanout") for _ in range(3)]
+    runs_of_dag = [deployment.trigger("cml_fanout") for _ in range(3)]
 
     def all_final() -> bool:
-        states = [ti["state"] for r in runs_of_dag for ti in _task_instances(deployment, "cml_fanout", r)]
+        states = [ti["state"] for r in runs_of_dag for ti in deployment.task_instances("cml_fanout", r)]
         return len(states) == 15 and all(state in FINAL for state in states)
 
-    _wait_for("the fan-outs to finish", all_final, limit=420)
-    states = [ti["state"] for r in runs_of_dag for ti in _task_instances(deployment, "cml_fanout", r)]
+    wait_for("the fan-outs to finish", all_final, limit=420)
+    states = [ti["state"] for r in runs_of_dag for ti in deployment.task_instances("cml_fanout", r)]
     assert states == ["success"] * 15, (states, _logs(deployment))
     job = wb.workbench.job_by_name("Analytics", "fanout")
     ours = [r for r in wb.workbench.runs_of(job) if r.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_fanout"]
@@ -317,41 +198,43 @@ def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race
         assert before.times["finished_at"] <= after.created_at
 
 
-def _kill_while_deferred(deployment: dict, wb, dag_id: str, task_id: str, conf: dict | None = None) -> str:
+def _kill_while_deferred(
+    deployment: Services, wb, dag_id: str, task_id: str, conf: dict | None = None
+) -> str:
     """Trigger ``dag_id``, wait until its task is deferred, mark it failed; return the trigger log."""
-    run_id = _trigger(deployment, dag_id, conf)
+    run_id = deployment.trigger(dag_id, conf)
 
     def state() -> str | None:
-        (ti,) = _task_instances(deployment, dag_id, run_id)
+        (ti,) = deployment.task_instances(dag_id, run_id)
         return ti["state"]
 
-    _wait_for(f"{dag_id} to defer", lambda: state() == "deferred", limit=120)
+    wait_for(f"{dag_id} to defer", lambda: state() == "deferred", limit=120)
 
     def trigger_log() -> str:
-        files = (deployment["home"] / "logs" / f"dag_id={dag_id}").rglob("*.log")
+        files = (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log")
         return "".join(p.read_text() for p in files if ".trigger." in p.name)
 
     # Killed once the triggerer runs the trigger (it has polled the run), not before it got there.
-    _wait_for(
+    wait_for(
         f"{dag_id}'s trigger to poll", lambda: str((conf or {}).get("run_id")) in trigger_log(), limit=60
     )
     marked = requests.patch(
-        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+        f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
         json={"new_state": "failed"},
-        headers=deployment["headers"],
+        headers=deployment.headers,
         timeout=30,
     )
     marked.raise_for_status()
-    _wait_for(f"{dag_id} to be failed", lambda: state() == "failed", limit=60)
+    wait_for(f"{dag_id} to be failed", lambda: state() == "failed", limit=60)
 
     def everything() -> str:
-        files = [*(deployment["home"] / "logs").rglob("*.log"), *deployment["logs"].values()]
+        files = [*(deployment.home / "logs").rglob("*.log"), *deployment.logs.values()]
         return "".join(path.read_text() for path in files)
 
     # The triggerer acts on the kill shortly after the state changes, and says what it did.
     said = f"Cloudera AI run {(conf or {}).get('run_id')} is not its own: left running"
     with contextlib.suppress(AssertionError):
-        _wait_for("the trigger's kill", lambda: said in everything(), limit=20)
+        wait_for("the trigger's kill", lambda: said in everything(), limit=20)
     return everything()
 
 
@@ -399,29 +282,25 @@ def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deploymen
         xcom_push=lambda **_: None,
     )
     before = earlier.execute({"ti": ti})
-    run_id = _trigger(deployment, dag_id)
+    run_id = deployment.trigger(dag_id)
 
     def ours() -> list:
         return [d for d in serving.deployments.values() if d.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
 
     def task_log() -> str:
-        return "".join(
-            p.read_text() for p in (deployment["home"] / "logs" / f"dag_id={dag_id}").rglob("*.log")
-        )
+        return "".join(p.read_text() for p in (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log"))
 
-    _wait_for("the task's deployment", lambda: len(ours()) == 1, limit=180)
+    wait_for("the task's deployment", lambda: len(ours()) == 1, limit=180)
     (mine,) = ours()
-    _wait_for(
-        "the wait to poll it", lambda: f"model deployment {mine.id} is PENDING" in task_log(), limit=120
-    )
+    wait_for("the wait to poll it", lambda: f"model deployment {mine.id} is PENDING" in task_log(), limit=120)
     marked = requests.patch(
-        f"{deployment['url']}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deploy",
+        f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deploy",
         json={"new_state": "failed"},
-        headers=deployment["headers"],
+        headers=deployment.headers,
         timeout=30,
     )
     marked.raise_for_status()
-    _wait_for("the kill to stop the task's deployment", lambda: mine.status == "stopped", limit=60)
+    wait_for("the kill to stop the task's deployment", lambda: mine.status == "stopped", limit=60)
     assert serving.deployments[before["deployment_id"]].status == "deployed"  # still serving
     stops = wb.requests("POST", r".*/deployments/[^/]+:stop")
     assert [entry.path.rsplit("/", 1)[1] for entry in stops] == [f"{mine.id}:stop"]

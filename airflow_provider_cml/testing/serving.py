@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -418,7 +419,6 @@ class Serving:
         if not build.file_path:  # a registry build: nothing of ours to load, it serves an echo
             self._status(deployment, "deployed")
             return
-        import os
 
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1", **deployment.environment}
         process = subprocess.Popen(
@@ -551,7 +551,6 @@ class Serving:
             self._spawn(_end, process)
 
     def _run_app(self, app: Application, generation: int) -> None:
-        import os
 
         time.sleep(self.step)
         folder = app.project.folder
@@ -614,7 +613,6 @@ class Serving:
 
 def _end(process: subprocess.Popen[Any]) -> None:
     """Terminate a process group, then kill it if it lingers."""
-    import os
     import signal
 
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,0 +1,196 @@
+"""A real Airflow for the real-services tests: the provider's wheel, Airflow's services, its REST API.
+
+The provider is built into a wheel and installed with Airflow into a virtualenv of its own (as a
+deployment installs it: a triggerer imports trigger classes from the installed package only).
+Each service runs as its own process group, so that a kill reaches the children it started (the
+api-server's child outlives a TERM to its parent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).parent.parent
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+#: Task states that end a task instance.
+FINAL = ("success", "failed", "upstream_failed", "skipped")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(*args: str, **kwargs: Any) -> None:
+    subprocess.run(list(args), check=True, capture_output=True, timeout=600, **kwargs)
+
+
+def wait_for(what: str, check: Callable[[], Any], limit: float = 240) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def install(base: Path, airflow_requirement: str) -> Path:
+    """Build the provider's wheel and install it with ``airflow_requirement`` into ``base/venv``.
+
+    :returns: the virtualenv.
+    """
+    assert UV is not None
+    run(UV, "build", "--wheel", "--out-dir", str(base / "dist"), str(ROOT))
+    wheel = next((base / "dist").glob("airflow_provider_cml-*.whl"))
+    venv = base / "venv"
+    run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
+    python = str(venv / "bin" / "python")
+    run(UV, "pip", "install", "--quiet", "--python", python, airflow_requirement, str(wheel))
+    return venv
+
+
+def environment(base: Path, port: int, cml_connection: str, **settings: str) -> dict[str, str]:
+    """This process's environment without Airflow's variables, set for a deployment in ``base``.
+
+    :param base: the deployment's folder (``home``, ``dags`` below it).
+    :param port: the api-server's port.
+    :param cml_connection: ``AIRFLOW_CONN_CML_DEFAULT``.
+    :param settings: more variables (executor, database...).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(base / "home"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(base / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW_CONN_CML_DEFAULT": cml_connection,
+            **settings,
+        }
+    )
+    return env
+
+
+class Services:
+    """Airflow's services by name, each a process group with its log file, and the REST API.
+
+    :param base: the deployment's folder (logs are written there).
+    :param venv: the virtualenv Airflow is installed in.
+    :param env: the services' environment.
+    :param commands: each service's ``airflow`` arguments, by name.
+    """
+
+    def __init__(
+        self, base: Path, venv: Path, env: Mapping[str, str], commands: Mapping[str, list[str]]
+    ) -> None:
+        self.base, self.env, self.commands = base, dict(env), dict(commands)
+        self.home = base / "home"
+        self.airflow = str(venv / "bin" / "airflow")
+        self.url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
+        self.headers: dict[str, str] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one service (its log is appended to)."""
+        self.logs[name] = self.base / f"{name}.log"
+        with self.logs[name].open("a") as out:
+            self.processes[name] = subprocess.Popen(
+                [self.airflow, *self.commands[name]],
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        return self.processes[name]
+
+    def up(self, dag_ids: tuple[str, ...]) -> None:
+        """Migrate the database, start every service, wait until the API answers and has the DAGs."""
+        run(self.airflow, "db", "migrate", env=self.env)
+        for name in self.commands:
+            self.start(name)
+
+        def healthy() -> bool:
+            dead = [name for name, p in self.processes.items() if p.poll() is not None]
+            assert not dead, f"{dead} exited: " + "".join(self.logs[n].read_text()[-3000:] for n in dead)
+            with contextlib.suppress(requests.RequestException):
+                return requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok
+            return False
+
+        wait_for("the API server", healthy, limit=180)
+        token = requests.get(f"{self.url}/auth/token", timeout=10).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+        for dag_id in dag_ids:
+            wait_for(
+                f"the dag-processor to parse {dag_id}",
+                lambda dag_id=dag_id: (
+                    requests.get(f"{self.url}/api/v2/dags/{dag_id}", headers=self.headers, timeout=10).ok
+                ),
+                limit=180,
+            )
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` a service and everything it started."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(timeout=30)
+
+    def revive(self) -> None:
+        """Start again every service that has exited."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is not None:
+                self.start(name)
+
+    def down(self) -> None:
+        """TERM every service's process group; KILL what is still there after 30 s."""
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Start a DAG run through the REST API; its run id."""
+        created = requests.post(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": conf or {}},
+            headers=self.headers,
+            timeout=30,
+        )
+        created.raise_for_status()
+        return str(created.json()["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """A DAG run's task instances, every page."""
+        found: list[dict] = []
+        while True:  # the API pages (50 by default, at most [api] maximum_page_limit, 100)
+            answer = requests.get(
+                f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(found)},
+                headers=self.headers,
+                timeout=30,
+            )
+            answer.raise_for_status()
+            page = answer.json()
+            found += page["task_instances"]
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
