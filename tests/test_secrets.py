@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_cml.hooks.cml import CmlHook
 from tests.conftest import API_KEY, seen_by
+from tests.test_dags import _states, _xcom
 
 pytestmark = pytest.mark.airflow_dag
 
@@ -47,16 +48,7 @@ def _places(dag_run, dag, capfd, caplog, airflow_db) -> dict[str, str]:
     return places
 
 
-def _states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
-
-
 def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capfd, caplog, airflow_db):
-    try:
-        from airflow.models.xcom import XComModel as XCom
-    except ImportError:  # Airflow 2
-        from airflow.models.xcom import XCom
-
     dag = dagbag.get_dag("cml_test_secrets")
     dag_run = dag.test()
     assert _states(dag_run) == {
@@ -66,8 +58,7 @@ def test_no_secret_in_logs_xcom_rendered_fields_errors_or_reprs(wb, dagbag, capf
         "failing": "failed",
     }
     # The secret did reach the job: the check below is not vacuous.
-    sync_run = next(r for r in _rows(XCom, dag_run) if r["task_id"] == "sync_ok" and r["key"] == "run_id")
-    assert seen_by(wb, str(sync_run["value"]).strip('"'))["DB_PASSWORD"] == SECRET
+    assert seen_by(wb, str(_xcom(dag_run, "sync_ok", "run_id")))["DB_PASSWORD"] == SECRET
 
     places = _places(dag_run, dag, capfd, caplog, airflow_db)
     hook = CmlHook()

@@ -127,7 +127,7 @@ def test_on_kill_stops_the_run(wb):
     ids = _start("sleeper")
     asyncio.run(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2]).on_kill())
     assert len(wb.requests("POST", RUN_PATH + ":stop")) == 1
-    deadline = time.monotonic() + 10  # the stop takes effect (and the job is free for the next test)
+    deadline = time.monotonic() + 10  # the stop takes effect
     while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
         assert time.monotonic() < deadline, wb.workbench.runs[ids[2]].status
         time.sleep(0.05)
