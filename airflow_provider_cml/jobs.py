@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.specs import Spec, check_engine, check_number, check_project_file
-from airflow_provider_cml.validation import normalize_environment, validate_arguments
+from airflow_provider_cml.specs import ScriptSpec, check_number
+from airflow_provider_cml.validation import validate_arguments
 
 #: Job fields that are output only (spec §3.4): never sent back in an UpdateJob body.
 READ_ONLY_JOB_FIELDS = frozenset(
     {"id", "created_at", "engine_image_id", "english_schedule", "type", "paused", "timezone", "updated_at"}
 )
 _FLOATS = ("cpu", "memory")
-_INTS = ("nvidia_gpu", "timeout", "max_retry", "retry_delay")
+_JOB_INTS = ("timeout", "max_retry", "retry_delay")
+_INTS = ("nvidia_gpu", *_JOB_INTS)
 _BOOLS = (
     "kill_on_timeout",
     "retry_enabled",
@@ -34,8 +35,8 @@ _BOOLS = (
 _STRINGS = ("runtime_identifier", "kernel", "arguments", "schedule")
 
 
-@dataclass(frozen=True)
-class CmlJobSpec(Spec):
+@dataclass(frozen=True, kw_only=True)
+class CmlJobSpec(ScriptSpec):
     """A job's definition, as a DAG states it.
 
     Fields left ``None`` are not managed: a new job gets the platform's default and an existing job
@@ -64,14 +65,8 @@ class CmlJobSpec(Spec):
     :param retry_for_skipped_runs: Job Retry covers skipped runs.
     """
 
-    name: str
-    script: str
-    runtime_identifier: str | None = None
-    kernel: str | None = None
-    cpu: float | None = None
-    memory: float | None = None
-    nvidia_gpu: int | None = None
-    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
+    noun: ClassVar[str] = "job"
+
     arguments: str | None = None
     timeout: int | None = None
     kill_on_timeout: bool | None = None
@@ -86,36 +81,23 @@ class CmlJobSpec(Spec):
     retry_for_skipped_runs: bool | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise in place once, here
-        for key in ("name", "script"):
-            value = getattr(self, key)
-            if not isinstance(value, str) or not value.strip() or "\x00" in value:
-                raise CmlConfigError(
-                    f"The job spec's {key} is missing: give the job a {key} (a non-empty string)."
-                )
-            set_(self, key, value.strip())
-        check_project_file("job", "script", self.script)
-        for key in _FLOATS:
-            set_(self, key, check_number(key, getattr(self, key), float, positive=True))
-        for key in _INTS:
-            set_(self, key, check_number(key, getattr(self, key), int, positive=False))
+        super().__post_init__()  # name, script, engine, cpu, memory, GPUs, environment
+        for key in _JOB_INTS:
+            self._set(key, check_number(key, getattr(self, key), int, positive=False))
         for key in _BOOLS:
             value = getattr(self, key)
             if value is not None and not isinstance(value, bool):
                 raise CmlConfigError(f"The job spec's {key} must be True or False, not {value!r}.")
-        for key in (*_STRINGS, "parent"):
+        for key in ("arguments", "schedule", "parent"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or "\x00" in value):
                 raise CmlConfigError(f"The job spec's {key} must be a string, not {value!r}.")
-        if self.environment is not None:
-            set_(self, "environment", normalize_environment(self.environment))
         validate_arguments(self.arguments)
         if self.schedule and self.parent:
             raise CmlConfigError(
                 f"Job {self.name!r} has both a schedule and a parent: a dependent job runs when its parent "
                 "succeeds and cannot have a schedule of its own. Keep one of the two."
             )
-        check_engine("job", self.name, self.runtime_identifier, self.kernel)
 
     def replace_name(self, name: str) -> CmlJobSpec:
         """The same definition under another name.
@@ -126,11 +108,7 @@ class CmlJobSpec(Spec):
 
     def managed(self) -> dict[str, Any]:
         """The fields this spec sets (``parent`` excepted: it is resolved to ``parent_id``)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name != "parent" and getattr(self, f.name) is not None
-        }
+        return {key: value for key, value in super().managed().items() if key != "parent"}
 
     def create_body(self, project_id: str, parent_id: str | None) -> dict[str, Any]:
         """The CreateJobRequest body (``environment`` a map, ``timeout`` a number).

@@ -12,27 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.specs import Spec, check_engine, check_number, check_project_file
-from airflow_provider_cml.validation import normalize_environment
+from airflow_provider_cml.specs import ScriptSpec, Spec, check_number, check_project_file, check_text
 
 _SUBDOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
-def _text(noun: str, key: str, value: Any, *, required: bool = False) -> str | None:
-    """A stripped string field, or ``None``; a clear error for anything else."""
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or "\x00" in value or (required and not value.strip()):
-        what = "a non-empty string" if required else "a string"
-        raise CmlConfigError(f"The {noun} spec's {key} must be {what}, not {value!r}.")
-    return value.strip()
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CmlModelSpec(Spec):
     """A model served from the workbench: what to build and how to deploy it.
 
@@ -57,45 +46,29 @@ class CmlModelSpec(Spec):
 
     noun: ClassVar[str] = "model"
 
-    name: str
     file: str | None = None
     function: str | None = None
-    runtime_identifier: str | None = None
-    kernel: str | None = None
-    cpu: float | None = None
-    memory: float | None = None
     nvidia_gpus: int | None = None
     replicas: int | None = None
-    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
     description: str | None = None
     disable_authentication: bool = False
     registered_model_id: str | None = None
     registered_model_version_id: str | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise in place once, here
-        set_(self, "name", _text("model", "name", self.name, required=True))
-        for key in ("file", "function", "runtime_identifier", "kernel", "description"):
-            set_(self, key, _text("model", key, getattr(self, key)))
-        for key in ("registered_model_id", "registered_model_version_id"):
-            set_(self, key, _text("model", key, getattr(self, key)))
+        super().__post_init__()  # name, engine, cpu, memory, environment
+        for key in ("file", "function", "description", "registered_model_id", "registered_model_version_id"):
+            self._set(key, check_text("model", key, getattr(self, key)))
         check_project_file("model", "file", self.file)
-        for key in ("cpu", "memory"):
-            set_(self, key, check_number(key, getattr(self, key), float, positive=True, noun="model"))
-        set_(
-            self,
-            "nvidia_gpus",
-            check_number("nvidia_gpus", self.nvidia_gpus, int, positive=False, noun="model"),
+        self._set(
+            "nvidia_gpus", check_number("nvidia_gpus", self.nvidia_gpus, int, positive=False, noun="model")
         )
-        set_(self, "replicas", check_number("replicas", self.replicas, int, positive=True, noun="model"))
+        self._set("replicas", check_number("replicas", self.replicas, int, positive=True, noun="model"))
         if not isinstance(self.disable_authentication, bool):
             raise CmlConfigError(
                 "The model spec's disable_authentication must be True or False, "
                 f"not {self.disable_authentication!r}."
             )
-        if self.environment is not None:
-            set_(self, "environment", normalize_environment(self.environment))
-        check_engine("model", self.name, self.runtime_identifier, self.kernel)
         from_file = bool(self.file or self.function)
         if from_file and self.registered_model_version_id:
             raise CmlConfigError(
@@ -158,8 +131,8 @@ class CmlModelSpec(Spec):
         return body
 
 
-@dataclass(frozen=True)
-class CmlApplicationSpec(Spec):
+@dataclass(frozen=True, kw_only=True)
+class CmlApplicationSpec(ScriptSpec):
     """An application (a dashboard, say) served from the workbench at ``<subdomain>.<domain>``.
 
     :param name: the application's name in the project (applications are found by it).
@@ -177,63 +150,25 @@ class CmlApplicationSpec(Spec):
 
     noun: ClassVar[str] = "application"
 
-    name: str
     subdomain: str
-    script: str
-    runtime_identifier: str | None = None
-    kernel: str | None = None
-    cpu: float | None = None
-    memory: float | None = None
-    nvidia_gpu: int | None = None
-    environment: Mapping[str, Any] | None = field(default=None, repr=False)  # values may be secrets
     description: str | None = None
     bypass_authentication: bool | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        for key in ("name", "subdomain", "script"):
-            set_(self, key, _text("application", key, getattr(self, key), required=True))
-        for key in ("runtime_identifier", "kernel", "description"):
-            set_(self, key, _text("application", key, getattr(self, key)))
-        check_project_file("application", "script", self.script)
+        super().__post_init__()  # name, script, engine, cpu, memory, GPUs, environment
+        self._set("subdomain", check_text("application", "subdomain", self.subdomain, required=True))
+        self._set("description", check_text("application", "description", self.description))
         parts = self.subdomain.split("-")
         if not set(self.subdomain) <= _SUBDOMAIN_CHARS or not all(parts):
             raise CmlConfigError(
                 f"Application {self.name!r} has subdomain {self.subdomain!r}: use lower-case letters, "
                 "digits and single hyphens, not at either end (e.g. 'sales-dashboard')."
             )
-        for key in ("cpu", "memory"):
-            set_(self, key, check_number(key, getattr(self, key), float, positive=True, noun="application"))
-        set_(
-            self,
-            "nvidia_gpu",
-            check_number("nvidia_gpu", self.nvidia_gpu, int, positive=False, noun="application"),
-        )
         if self.bypass_authentication is not None and not isinstance(self.bypass_authentication, bool):
             raise CmlConfigError(
                 "The application spec's bypass_authentication must be True or False, "
                 f"not {self.bypass_authentication!r}."
             )
-        if self.environment is not None:
-            set_(self, "environment", normalize_environment(self.environment))
-        check_engine("application", self.name, self.runtime_identifier, self.kernel)
-
-    def managed(self) -> dict[str, Any]:
-        """The fields this spec sets."""
-        keys = (
-            "name",
-            "subdomain",
-            "script",
-            "runtime_identifier",
-            "kernel",
-            "cpu",
-            "memory",
-            "nvidia_gpu",
-            "environment",
-            "description",
-            "bypass_authentication",
-        )
-        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
 
     def create_body(self, project_id: str) -> dict[str, Any]:
         """The CreateApplicationRequest body (``environment`` a map).

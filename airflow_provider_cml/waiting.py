@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from airflow_provider_cml import runs
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
@@ -30,7 +30,7 @@ NO_RETRY_YET = runs.NO_RETRY_YET
 RETRIED_STATUSES = frozenset({runs.FAILED, runs.TIMEDOUT, runs.SKIPPED})
 
 #: A poll's result: the run's answer, the error that came instead, or no retry run yet.
-Observation = Union[Mapping[str, Any], CmlException, runs.NoRetryYet]
+Observation = Mapping[str, Any] | CmlException | runs.NoRetryYet
 
 
 @dataclass(frozen=True)

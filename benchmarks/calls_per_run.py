@@ -29,7 +29,7 @@ def main() -> None:
 
         header = ("T s", "poll s", "look-up GETs", "starts", "polls", "expected", "ok")
         print(" ".join(f"{h:>{max(6, len(h))}}" for h in header))
-        for (duration, poll), job in zip(CASES, jobs):
+        for (duration, poll), job in zip(CASES, jobs, strict=True):
             hook = CmlHook()  # a fresh hook per task, as in Airflow
             server.clear_journal()
             project = hook.resolve_project("Bench")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -208,7 +209,7 @@ def child(side: str, plan_path: str, profile_path: str | None = None) -> None:
             return
 
     async def main() -> None:
-        await asyncio.gather(*(wait(t, i) for t, i in zip(triggers, ids)))
+        await asyncio.gather(*(wait(t, i) for t, i in zip(triggers, ids, strict=True)))
 
     profiler = None
     if profile_path:
@@ -268,7 +269,7 @@ def _polls_short(poll_times: dict[Any, list[float]], ends: dict[Any, float], pol
         if run not in ends:
             continue
         ordered = sorted(times)
-        short.append(sum(max(0, round((b - a) / poll) - 1) for a, b in zip(ordered, ordered[1:])))
+        short.append(sum(max(0, round((b - a) / poll) - 1) for a, b in itertools.pairwise(ordered)))
     return short
 
 
@@ -318,7 +319,7 @@ def measure(
         start = time.time() + 5  # children take a few seconds to import; runs end over the same spread
         if api == "cml":
             runs = [(f"proj-{i:05d}", f"job-{i:05d}", f"run{i:013d}") for i in range(n)]
-            ends: dict[Any, float] = {run: start + d for (_, _, run), d in zip(runs, durations)}
+            ends: dict[Any, float] = {run: start + d for (_, _, run), d in zip(runs, durations, strict=True)}
             plan: dict[str, Any] = {"runs": runs, "poll": poll}
         else:
             ends = {i: start + d for i, d in enumerate(durations)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 
@@ -235,7 +236,7 @@ def test_fanout_over_one_job_waits_its_turn(wb, dagbag, mode):
     ]
     # One at a time: each run started after the one before it finished, the blocker first.
     ordered = [wb.workbench.runs[blocker["id"]], *sorted(ours, key=lambda r: r.seq)]
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         assert before.times["finished_at"] <= after.created_at
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import json
 import os
 import shutil
@@ -325,7 +326,7 @@ def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, 
     assert states == ["success"] * 10, (states, cluster.logs)
     ours = sorted(_runs_of(wb, "fanout", dag_id), key=lambda r: r.seq)
     assert len(ours) == 10 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
-    for before, after in zip(ours, ours[1:]):  # one at a time: none overlapped
+    for before, after in itertools.pairwise(ours):  # one at a time: none overlapped
         assert before.times["finished_at"] <= after.created_at
     logs = {name: cluster.logs[name].read_text() for name in ("worker-1", "worker-2")}
     assert all(dag_id in text for text in logs.values()), "each worker ran some of the fan-out"

@@ -8,6 +8,7 @@ the task's states, that its wait went through the triggerer, and that the run wa
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -194,7 +195,7 @@ def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race
     ours = [r for r in wb.workbench.runs_of(job) if r.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_fanout"]
     assert len(ours) == 15 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
     ordered = sorted(ours, key=lambda r: r.seq)
-    for before, after in zip(ordered, ordered[1:]):  # one at a time: none overlapped
+    for before, after in itertools.pairwise(ordered):  # one at a time: none overlapped
         assert before.times["finished_at"] <= after.created_at
 
 

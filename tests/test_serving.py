@@ -106,7 +106,9 @@ def test_application_statuses_follow_the_enum():
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"name": ""}, "name must be a non-empty string"),
+        ({"name": ""}, "name is missing: give the model a name (a non-empty string)"),
+        ({"file": "p.py", "function": "f"}, "name is missing: give the model a name."),
+        ({"name": 7, "file": "p.py", "function": "f"}, "name must be a string, not 7"),
         ({"name": "m"}, "needs what to build"),
         ({"name": "m", "file": "p.py"}, "needs what to build"),
         ({"name": "m", "file": "/abs/p.py", "function": "f"}, "inside the project"),
@@ -132,7 +134,11 @@ def test_a_model_spec_mistake_is_a_clear_error(fields, words):
         ({"name": "a", "subdomain": "Sales", "script": "app.py"}, "lower-case letters"),
         ({"name": "a", "subdomain": "-sales", "script": "app.py"}, "lower-case letters"),
         ({"name": "a", "subdomain": "sales--x", "script": "app.py"}, "lower-case letters"),
-        ({"name": "a", "subdomain": "sales", "script": ""}, "script must be a non-empty string"),
+        (
+            {"name": "a", "subdomain": "sales", "script": ""},
+            "script is missing: give the application a script",
+        ),
+        ({"name": "a", "script": "app.py"}, "subdomain is missing: give the application a subdomain"),
         ({"name": "a", "subdomain": "sales", "script": "../app.py"}, "inside the project"),
         (
             {"name": "a", "subdomain": "sales", "script": "a.py", "memory": "lots"},

@@ -9,6 +9,7 @@ only acknowledgements: the caller waits on the deployment (``CmlHook.wait_for``)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,7 +132,7 @@ class Models(HookPart):
             not_found=f"model {model_id!r}",
             page_size=min(limit, 100),
         )
-        return [build for _, build in zip(range(limit), found)]
+        return list(itertools.islice(found, limit))
 
     def get_build(self, ref: BuildRef) -> dict[str, Any]:
         """One build (GetModelBuild).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import BaseOperator, mask_if_sensitive
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
     from airflow_provider_cml.runs import RunRef
 
-JobSpecLike = Union[CmlJobSpec, Mapping[str, Any]]
+JobSpecLike = CmlJobSpec | Mapping[str, Any]
 #: Seconds a failed task's clean-up waits for its stopped run to end before deleting the job.
 CLEAN_UP_WAIT = 60
 
