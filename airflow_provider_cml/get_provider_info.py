@@ -36,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION,
                 "python-modules": [
+                    "airflow_provider_cml.operators.base",
                     "airflow_provider_cml.operators.cml",
                     "airflow_provider_cml.operators.jobs",
                     "airflow_provider_cml.operators.serving",

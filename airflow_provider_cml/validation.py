@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -121,3 +121,15 @@ def validate_positive(name: str, value: float | None, *, allow_none: bool = True
         or value <= 0
     ):
         raise CmlConfigError(f"{name} must be a positive, finite number of seconds, not {value!r}.")
+
+
+def validate_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` when it is one of ``choices``; a clear error naming them otherwise.
+
+    :param name: the parameter's name, for the message.
+    :param value: its value.
+    :param choices: what it may be.
+    """
+    if value not in choices:
+        raise CmlConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}.")
+    return str(value)

@@ -20,6 +20,7 @@ import airflow_provider_cml
 SKIPPED_PARAMS = {"self", "cls"}
 USER_FACING = {
     "airflow_provider_cml.hooks.cml",
+    "airflow_provider_cml.operators.base",
     "airflow_provider_cml.operators.cml",
     "airflow_provider_cml.sensors.cml",
     "airflow_provider_cml.triggers.cml",

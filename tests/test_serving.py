@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -239,6 +240,23 @@ def test_a_timeout_stops_only_the_deployment_this_task_created(wb):
     assert serving.deployments[before.deployment_id].status == "deployed"  # still serving
     ours = stops[0].path.rsplit("/", 1)[1].removesuffix(":stop")
     assert serving.deployments[ours].status == "stopped"
+
+
+def test_a_deferred_deploy_ends_its_wait_when_execution_timeout_does(wb):
+    """The trigger's end is the task's execution_timeout, so it stops our deployment then, not later."""
+    try:  # Airflow 3.2+ moved it to the Task SDK
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+    context = _context("deploy")
+    started = time.time() - 30
+    context["ti"].start_date = datetime.fromtimestamp(started, timezone.utc)
+    with pytest.raises(TaskDeferred) as info:
+        _deploy("deadline-model", context, deferrable=True, execution_timeout=timedelta(seconds=600))
+    _, kwargs = info.value.trigger.serialize()
+    assert info.value.method_name == "execute_after_build"
+    assert kwargs["end_time"] == pytest.approx(started + 600, abs=2)
+    assert kwargs["carry"]["deadline"] == pytest.approx(started + 600, abs=2)
 
 
 def test_a_kill_wakes_the_wait_and_stops_only_our_half_finished_deployment(wb):

@@ -6,12 +6,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml._compat import BaseOperator, default_deferrable, mask_if_sensitive
+from airflow_provider_cml._compat import mask_if_sensitive
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlJobAlreadyActiveError, CmlJobRunTimeout
-from airflow_provider_cml.hooks.lazy import LazyHook
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
-from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
+from airflow_provider_cml.operators.base import CmlBaseOperator
+from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_choice
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -27,7 +27,7 @@ IF_ACTIVE = ("fail", "wait", "reattach")
 VANISHED_BLOCKER_TRIES = 30
 
 
-class CmlRunJobOperator(BaseOperator):
+class CmlRunJobOperator(CmlBaseOperator):
     """Start a run of a Cloudera AI job, with environment overrides, and wait for it to end.
 
     The run id is pushed to XCom (key ``run_id``, plus ``project_id`` and ``job_id``) as soon as the
@@ -65,7 +65,6 @@ class CmlRunJobOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("project", "job", "environment", "arguments")
     template_fields_renderers = {"environment": "json"}
-    ui_color = "#f96702"
     operator_extra_links = (CmlJobRunLink(),)
 
     def __init__(
@@ -86,32 +85,24 @@ class CmlRunJobOperator(BaseOperator):
         if_active: str = "fail",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        if if_active not in IF_ACTIVE:
-            raise CmlConfigError(
-                f"if_active must be one of {', '.join(map(repr, IF_ACTIVE))}, not {if_active!r}."
-            )
-        validate_positive("poll_interval", poll_interval, allow_none=False)
-        validate_positive("timeout", timeout)
-        validate_positive("unknown_grace", unknown_grace)
+        super().__init__(
+            poll_interval=poll_interval,
+            timeout=timeout,
+            cml_conn_id=cml_conn_id,
+            deferrable=deferrable,
+            unknown_grace=unknown_grace,
+            **kwargs,
+        )
+        self.if_active = validate_choice("if_active", if_active, IF_ACTIVE)
         self.project = project
         self.job = job
         self.environment = environment
         self.arguments = arguments
         self.wait_for_completion = wait_for_completion
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.cml_conn_id = cml_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.reattach_on_retry = reattach_on_retry
-        self.unknown_grace = unknown_grace
         self.follow_retries = follow_retries
-        self.if_active = if_active
         self._started: RunRef | None = None
         self._run_url: str | None = None
-
-    #: The :class:`~airflow_provider_cml.hooks.cml.CmlHook` for ``cml_conn_id``, made on first use.
-    hook = LazyHook()
 
     def execute(self, context: Context) -> str:
         """Start (or reattach to) the run, push its ids to XCom, then wait unless told not to.
@@ -329,10 +320,6 @@ class CmlRunJobOperator(BaseOperator):
         carried = (event or {}).get("carry")
         return dict(carried) if isinstance(carried, Mapping) else {}
 
-    @staticmethod
-    def _remaining(deadline: float | None) -> float | None:
-        return None if deadline is None else max(deadline - time.time(), 0.001)
-
     def _defer_unless_ended(self, context: Context, run: Mapping[str, Any], deadline: float | None) -> None:
         """Hand the waiting to the triggerer unless ``run`` already ended.
 
@@ -359,25 +346,6 @@ class CmlRunJobOperator(BaseOperator):
             ),
             method_name="execute_complete",
         )
-
-    def _deadline(self, context: Context) -> float | None:
-        """UNIX time when waiting must end: ``timeout`` from now, or the end of ``execution_timeout``.
-
-        The end of ``execution_timeout`` counts when deferrable only: the trigger stops the run at
-        that time; without this, Airflow's own deferral timeout would fail the task but leave the run
-        going. A synchronous wait leaves ``execution_timeout`` to Airflow, whose kill stops the run
-        (``on_kill``).
-        """
-        deadlines = []
-        now = time.time()
-        if self.timeout is not None:
-            deadlines.append(now + self.timeout)
-        if self.deferrable and self.execution_timeout is not None:
-            # The task's start; now when Airflow has not recorded it (Airflow 2's dag.test()).
-            start_date = getattr(context["ti"], "start_date", None)
-            started = start_date.timestamp() if start_date is not None else now
-            deadlines.append(started + self.execution_timeout.total_seconds())
-        return min(deadlines) if deadlines else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger fired: return the run id on success, raise a clear error otherwise.

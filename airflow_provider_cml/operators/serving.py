@@ -10,27 +10,22 @@ since it may have been serving before the task started.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml._compat import BaseOperator, default_deferrable
-from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
-from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.hooks.lazy import LazyHook
 from airflow_provider_cml.links import (
     APPLICATION_URL_XCOM_KEY,
     MODEL_URL_XCOM_KEY,
     CmlApplicationLink,
     CmlModelLink,
 )
-from airflow_provider_cml.validation import validate_positive
+from airflow_provider_cml.operators.base import CmlBaseOperator
+from airflow_provider_cml.validation import validate_choice
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.serving import BuildRef, DeploymentRef
     from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
-    from airflow_provider_cml.workloads import WorkloadKind
 
 #: The variables naming the deploying task instance, kept in its deployment's environment.
 TASK_MARKS = ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_TASK_ID", "AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_MAP_INDEX")
@@ -38,84 +33,7 @@ TASK_MARKS = ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_TASK_ID", "AIRFLOW_CTX_DAG_RUN_
 APP_ACTIONS = ("restart", "ensure", "stop")
 
 
-class _Waiting(BaseOperator):
-    """What both operators share: connection, cadence, deadline and the wait (sync or deferred)."""
-
-    hook = LazyHook()
-
-    def __init__(
-        self,
-        *,
-        poll_interval: float = 30,
-        timeout: float | None = None,
-        cml_conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool | None = None,
-        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        validate_positive("poll_interval", poll_interval)
-        validate_positive("timeout", timeout)
-        validate_positive("unknown_grace", unknown_grace)
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.cml_conn_id = cml_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.unknown_grace = unknown_grace
-
-    def _wait(
-        self,
-        kind: WorkloadKind,
-        ref: Any,
-        answer: Mapping[str, Any],
-        deadline: float | None,
-        *,
-        owns: bool,
-        resume: str,
-        carry: Mapping[str, Any],
-    ) -> Mapping[str, Any]:
-        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable."""
-        if kind.is_terminal(kind.status_of(answer)):
-            return self.hook.finished(ref, answer, kind=kind)
-        remaining = None if deadline is None else max(deadline - time.time(), 0.001)
-        if not self.deferrable:
-            return self.hook.wait_for(
-                kind,
-                ref,
-                timeout=remaining,
-                poll_interval=self.poll_interval,
-                stop_on_timeout=owns,
-                unknown_grace=self.unknown_grace,
-            )
-        from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
-
-        self.defer(
-            trigger=CmlWorkloadTrigger(
-                kind=kind.home,
-                ref=ref._asdict(),
-                conn_id=self.cml_conn_id,
-                poll_interval=self.poll_interval,
-                end_time=deadline,
-                owns=owns,
-                unknown_grace=self.unknown_grace,
-                carry={**carry, "deadline": deadline},
-            ),
-            method_name=resume,
-        )
-        raise AssertionError("defer() returns only by raising")  # pragma: no cover
-
-    def _resumed(self, event: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], dict[str, Any]]:
-        """The finished workload of a trigger's event (or its clear error), and what the task carried."""
-        from airflow_provider_cml.triggers.cml import outcome_of_event
-
-        carried = dict((event or {}).get("carry") or {})
-        return outcome_of_event(event, self.hook.finished), carried
-
-    def _deadline(self) -> float | None:
-        return None if self.timeout is None else time.time() + self.timeout
-
-
-class CmlDeployModelOperator(_Waiting):
+class CmlDeployModelOperator(CmlBaseOperator):
     """Build a model and deploy the build: the model is created when missing, then built and served.
 
     The model is found by name in the project (created from ``model`` when there is none); a build
@@ -145,7 +63,6 @@ class CmlDeployModelOperator(_Waiting):
 
     template_fields: Sequence[str] = ("project", "model")
     operator_extra_links = (CmlModelLink(),)
-    ui_color = "#f96702"
 
     def __init__(self, *, project: str, model: CmlModelSpec | Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -162,7 +79,7 @@ class CmlDeployModelOperator(_Waiting):
         from airflow_provider_cml.serving_specs import CmlModelSpec
 
         spec = CmlModelSpec.of(self.model)
-        deadline = self._deadline()
+        deadline = self._deadline(context)
         project_id = str(self.hook.resolve_project(self.project)["id"])
         model, _ = self.hook.models.ensure_model(project_id, spec)
         ti = context["ti"]
@@ -268,7 +185,7 @@ class CmlDeployModelOperator(_Waiting):
             self.hook.stop_if_active(self._deployment, MODEL_DEPLOYMENT)
 
 
-class CmlApplicationOperator(_Waiting):
+class CmlApplicationOperator(CmlBaseOperator):
     """Make an application run (create or update it, restart it, wait until running), or stop it.
 
     ``action="restart"`` (default): the application is created from ``application`` when missing
@@ -293,7 +210,6 @@ class CmlApplicationOperator(_Waiting):
 
     template_fields: Sequence[str] = ("project", "application")
     operator_extra_links = (CmlApplicationLink(),)
-    ui_color = "#f96702"
 
     def __init__(
         self,
@@ -304,13 +220,9 @@ class CmlApplicationOperator(_Waiting):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if action not in APP_ACTIONS:
-            raise CmlConfigError(
-                f"action must be one of {', '.join(map(repr, APP_ACTIONS))}, not {action!r}."
-            )
+        self.action = validate_choice("action", action, APP_ACTIONS)
         self.project = project
         self.application = application
-        self.action = action
 
     def execute(self, context: Context) -> str:
         """Create, update, restart or stop the application, and wait for the state it should reach.
@@ -347,7 +259,13 @@ class CmlApplicationOperator(_Waiting):
             self.log.info("Restarting Cloudera AI application %s.", ref.application_id)
             app = {**app, "status": "APPLICATION_STARTING"}  # the reply only acknowledges: poll for the state
         self._wait(
-            kind, ref, app, self._deadline(), owns=False, resume="execute_complete", carry=ref._asdict()
+            kind,
+            ref,
+            app,
+            self._deadline(context),
+            owns=False,
+            resume="execute_complete",
+            carry=ref._asdict(),
         )
         return ref.application_id
 
