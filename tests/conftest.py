@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -201,7 +203,7 @@ def sleeps(clock: FakeClock) -> list[float]:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
+def airflow_db() -> Iterator[str]:
     """A migrated SQLite metadata database (one per test session)."""
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
@@ -209,7 +211,26 @@ def airflow_db() -> str:
         capture_output=True,
         env={**os.environ},
     )
-    return _AIRFLOW_HOME
+    with _one_in_process_execution_api():
+        yield _AIRFLOW_HOME
+
+
+@contextlib.contextmanager
+def _one_in_process_execution_api() -> Iterator[None]:
+    """On Airflow 3, let every task ``dag.test()`` runs share one in-process Execution API app.
+
+    ``dag.test()`` builds a new FastAPI app for each task it runs, and on Airflow 3.1 building one
+    (its versioned routes) costs about a second of CPU: most of a DAG test's time there. The app is
+    stateless between requests (``dag.test()`` sets its DAG bag again for each task), so one is kept.
+    """
+    try:
+        from airflow.sdk.execution_time import supervisor
+    except ImportError:  # Airflow 2 runs tasks without it
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(supervisor, "in_process_api_server", functools.cache(supervisor.in_process_api_server))
+        yield
 
 
 @pytest.fixture(scope="session")
