@@ -9,13 +9,9 @@ try:
 except ImportError:  # Airflow 2
     from airflow import DAG
 
-from airflow_provider_cml._compat import AIRFLOW_VERSION
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 
-# Airflow 3.1's dag.test() costs about 2.2 s per task (measured: the 100-task storm took 226 s on
-# 3.1.8 against 60 s on 3.3.2, most of it Airflow's in-process task runner), so on 3.0/3.1 the storm
-# is 40 tasks. The provider's fault handling does not depend on the Airflow version.
-STORM_TASKS = 40 if AIRFLOW_VERSION.startswith(("3.0.", "3.1.")) else 100
+STORM_TASKS = 100
 
 
 def storm_job(i: int) -> str:
