@@ -16,6 +16,7 @@ import pytest
 from airflow_provider_cml.exceptions import (
     CmlApplicationError,
     CmlConfigError,
+    CmlException,
     CmlLookupError,
     CmlModelBuildError,
     CmlModelCallError,
@@ -34,6 +35,7 @@ from airflow_provider_cml.serving import (
 )
 from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
 from airflow_provider_cml.testing.server import Faults
+from tests.conftest import API_KEY
 
 MODEL = r"/api/v2/projects/[^/]+/models"
 BUILDS = MODEL + r"/[^/]+/builds"
@@ -257,6 +259,24 @@ def test_a_deferred_deploy_ends_its_wait_when_execution_timeout_does(wb):
     assert info.value.method_name == "execute_after_build"
     assert kwargs["end_time"] == pytest.approx(started + 600, abs=2)
     assert kwargs["carry"]["deadline"] == pytest.approx(started + 600, abs=2)
+
+
+@pytest.mark.parametrize("operator", ["deploy", "application"])
+def test_timeout_bounds_the_whole_task_when_the_workbench_hangs_before_any_wait(wb, monkeypatch, operator):
+    """Every request hangs: the look-ups and creates before the wait end by ``timeout`` too."""
+    settings = {"timeout": 1, "max_retries": 3, "retry_backoff": 0.01}
+    monkeypatch.setenv("AIRFLOW_CONN_CML_DEFAULT", wb.airflow_connection(API_KEY, **settings))
+    wb.faults = Faults(latency=5)
+    started = time.monotonic()
+    with pytest.raises(CmlException) as info:
+        if operator == "deploy":
+            _deploy("hung-model", timeout=1.5)
+        else:
+            _run_app(_app("hung-app"), timeout=1.5)
+    took = time.monotonic() - started
+    wb.faults = None
+    assert took < 1.5 + 0.7, (took, info.value)  # unbounded: 4 attempts of 1 s each, at least
+    assert not wb.requests("POST", r".*")  # it never got as far as creating anything
 
 
 def test_a_kill_wakes_the_wait_and_stops_only_our_half_finished_deployment(wb):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import BaseOperator, default_deferrable
@@ -78,6 +79,14 @@ class CmlBaseOperator(BaseOperator):
             started = start_date.timestamp() if start_date is not None else now
             deadlines.append(started + self.execution_timeout.total_seconds())
         return min(deadlines) if deadlines else None
+
+    def _bounded(self, deadline: float | None) -> AbstractContextManager[None]:
+        """Every request made inside ends by ``deadline`` (UNIX time), retries and back-offs included.
+
+        So ``timeout`` bounds the whole task, not only its waits: a workbench that hangs or fails
+        while the task looks names up or creates what it waits on cannot hold it past the deadline.
+        """
+        return self.hook.within(self.hook.monotonic_deadline(deadline))
 
     @staticmethod
     def _remaining(deadline: float | None) -> float | None:

@@ -130,7 +130,7 @@ class CmlRunJobOperator(CmlBaseOperator):
         deadline, retries and ``Retry-After`` sleeps included; only the stop sent when it passed
         has a bound of its own (one request timeout).
         """
-        with self.hook.within(self.hook.monotonic_deadline(deadline)):
+        with self._bounded(deadline):
             return self._start_and_wait_within(context, deadline)
 
     def _start_and_wait_within(self, context: Context, deadline: float | None) -> str:

@@ -75,26 +75,27 @@ class CmlDeployModelOperator(CmlBaseOperator):
 
         :param context: the task's Airflow context.
         """
+        from airflow_provider_cml.links import project_page
         from airflow_provider_cml.serving import MODEL_BUILD, BuildRef
         from airflow_provider_cml.serving_specs import CmlModelSpec
 
         spec = CmlModelSpec.of(self.model)
         deadline = self._deadline(context)
-        project_id = str(self.hook.resolve_project(self.project)["id"])
-        model, _ = self.hook.models.ensure_model(project_id, spec)
-        ti = context["ti"]
-        ti.xcom_push(key="model_id", value=str(model["id"]))
-        from airflow_provider_cml.links import project_page
-
-        page = project_page(self.hook, project_id)
-        ti.xcom_push(key=MODEL_URL_XCOM_KEY, value=f"{page}/models" if page else None)
-        build = self._build(context, project_id, str(model["id"]), spec)
-        ref = BuildRef(project_id, str(model["id"]), str(build["id"]))
-        ti.xcom_push(key="build_id", value=ref.build_id)
-        self._wait(
-            MODEL_BUILD, ref, build, deadline, owns=False, resume="execute_after_build", carry=ref._asdict()
-        )
-        return self._deploy(context, ref, spec, deadline)
+        with self._bounded(deadline):
+            project_id = str(self.hook.resolve_project(self.project)["id"])
+            model, _ = self.hook.models.ensure_model(project_id, spec)
+            ti = context["ti"]
+            ti.xcom_push(key="model_id", value=str(model["id"]))
+            page = project_page(self.hook, project_id)
+            ti.xcom_push(key=MODEL_URL_XCOM_KEY, value=f"{page}/models" if page else None)
+            build = self._build(context, project_id, str(model["id"]), spec)
+            ref = BuildRef(project_id, str(model["id"]), str(build["id"]))
+            ti.xcom_push(key="build_id", value=ref.build_id)
+            carry = ref._asdict()
+            self._wait(
+                MODEL_BUILD, ref, build, deadline, owns=False, resume="execute_after_build", carry=carry
+            )
+            return self._deploy(context, ref, spec, deadline)
 
     def execute_after_build(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the build ended (deferrable): deploy it.
@@ -107,7 +108,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
 
         _, carried = self._resumed(event)
         ref = BuildRef(carried["project_id"], carried["model_id"], carried["build_id"])
-        return self._deploy(context, ref, CmlModelSpec.of(self.model), carried.get("deadline"))
+        deadline = carried.get("deadline")
+        with self._bounded(deadline):
+            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the deployment ended (deferrable).
@@ -229,6 +232,11 @@ class CmlApplicationOperator(CmlBaseOperator):
 
         :param context: the task's Airflow context.
         """
+        deadline = self._deadline(context)
+        with self._bounded(deadline):
+            return self._apply(context, deadline)
+
+    def _apply(self, context: Context, deadline: float | None) -> str:
         from airflow_provider_cml.serving import APPLICATION, APPLICATION_STOP, ApplicationRef
 
         project_id = str(self.hook.resolve_project(self.project)["id"])
@@ -258,15 +266,7 @@ class CmlApplicationOperator(CmlBaseOperator):
             app = apps.restart_application(ref)
             self.log.info("Restarting Cloudera AI application %s.", ref.application_id)
             app = {**app, "status": "APPLICATION_STARTING"}  # the reply only acknowledges: poll for the state
-        self._wait(
-            kind,
-            ref,
-            app,
-            self._deadline(context),
-            owns=False,
-            resume="execute_complete",
-            carry=ref._asdict(),
-        )
+        self._wait(kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict())
         return ref.application_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
