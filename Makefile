@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[bench]"
 	$(BIN)/python benchmarks/import_cost.py
 	$(BIN)/python benchmarks/calls_per_run.py
+	$(BIN)/python benchmarks/loop_stall.py
 	$(BIN)/python benchmarks/trigger_scale.py --triggers 1000 --poll 1
 	$(BIN)/python benchmarks/trigger_scale.py --triggers 10000 --poll 30
 	$(BIN)/python benchmarks/trigger_scale.py --profile

@@ -140,3 +140,44 @@ def hostile(handler: Handler) -> Iterator[HostileServer]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class Budget:
+    """One attempt's time limit, as the client worked it out (``Exchange.time_left``)."""
+
+    method: str
+    path: str
+    now: float
+    limit: float
+    deadline: float | None
+
+    @property
+    def ends(self) -> float:
+        """When the attempt has to be over, on the client's monotonic clock."""
+        return self.now + self.limit
+
+
+@contextmanager
+def budgets() -> Iterator[list[Budget]]:
+    """Record each attempt's time limit, sync and trigger clients alike.
+
+    How long a call took depends on the machine's load; the limits the client gave its attempts do
+    not (load only makes later limits smaller), so tests that show a deadline holds assert on these.
+    """
+    from airflow_provider_cml.answers import Exchange
+
+    seen: list[Budget] = []
+    original = Exchange.time_left
+
+    def recording(self: Exchange, limit: float, now: float) -> float:
+        left = original(self, limit, now)
+        if left > 0:
+            seen.append(Budget(self.method, self.path, now, left, self.deadline))
+        return left
+
+    Exchange.time_left = recording  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        Exchange.time_left = original  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from airflow_provider_cml.answers import MAX_BODY_BYTES
 from airflow_provider_cml.async_client import POOL_SIZE
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-from tests.hostile import hostile
+from tests.hostile import budgets, hostile
 from tests.test_hostile import (
     JID,
     KEY,
@@ -54,9 +54,11 @@ def _gzip_bomb(size: int) -> bytes:
 
 def _assert_keeps_polling(monkeypatch, url: str, server, **extra: Any) -> None:
     """The trigger ends on its deadline (not on the fault), having polled more than once."""
-    event, took = _trigger_event(monkeypatch, url, end_in=1.5, **extra)
+    with budgets() as limits:
+        event, _ = _trigger_event(monkeypatch, url, end_in=1.5, **extra)
     assert event["status"] == "timeout", event
-    assert took < 1.5 + 2 + 1  # its deadline, plus one request timeout at most, plus slack
+    # Its deadline, plus one request timeout (2 s) at most for the stop.
+    assert limits and max(b.ends for b in limits) <= limits[0].now + 1.5 + 2 + 0.01
     assert len(server.seen) >= 2
 
 
@@ -131,12 +133,12 @@ MALFORMED = [
 @pytest.mark.parametrize(("case", "raw", "sync_reads"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_framing_is_a_failed_attempt_sync_and_trigger(monkeypatch, case, raw, sync_reads):
     with hostile(lambda r: [raw]) as server:
-        error, run, took = _timed(lambda: _hook(monkeypatch, server.url).get_job_run(PID, JID, RID))
+        error, run, _ = _timed(lambda: _hook(monkeypatch, server.url).get_job_run(PID, JID, RID))
         if sync_reads:
             assert error is None and run == json.loads(BODY)
         else:
             assert type(error) is CmlApiError and "No answer from Cloudera AI" in str(error), repr(error)
-            assert took < 3 and len(server.seen) == 2  # retried once (max_retries=1), then given up
+            assert len(server.seen) == 2  # retried once (max_retries=1), then given up
         server.seen.clear()
         # The trigger never reads a malformed answer as the run's status (it says the run succeeded).
         _assert_keeps_polling(monkeypatch, server.url, server)
@@ -152,59 +154,43 @@ def test_polls_keep_their_timeout_and_triggers_their_deadline_when_the_pool_is_e
         end_in = 2.0
         triggers = [hostile_trigger(end_in=end_in, owns_run=False) for _ in range(count)]
 
-        async def first(trigger: CmlJobRunTrigger) -> tuple[dict, float]:
+        async def first(trigger: CmlJobRunTrigger) -> dict:
             async for event in trigger.run():
-                return event.payload, time.monotonic() - started
+                return event.payload
             raise AssertionError("no event")
 
-        async def all_of_them() -> list[tuple[dict, float]]:
+        async def all_of_them() -> list[dict]:
             return await asyncio.gather(*(first(t) for t in triggers))
 
-        started = time.monotonic()
-        results = asyncio.run(asyncio.wait_for(all_of_them(), 30))
+        with budgets() as limits:
+            results = asyncio.run(asyncio.wait_for(all_of_them(), 30))
         opened = len(server.seen)
-    assert [event["status"] for event, _ in results] == ["timeout"] * count
-    assert max(took for _, took in results) < end_in + 1 + 1  # deadline + one request timeout + slack
-    assert opened <= POOL_SIZE * (end_in + 1) / 1 + POOL_SIZE  # the pool bounds what was sent
+    assert [event["status"] for event in results] == ["timeout"] * count
+    # Each attempt's limit (which includes waiting for a pooled connection) ended by the trigger's
+    # deadline; the pool bounds what was sent.
+    assert limits and all(b.limit <= 1 for b in limits)
+    assert max(b.ends for b in limits) <= limits[0].now + end_in + 0.01
+    assert opened <= POOL_SIZE * (end_in + 1) / 1 + POOL_SIZE
 
 
-# -- 4. a big answer never stalls the event loop every trigger shares -------------------------------
+# -- 4. a big answer is bounded: refused past the body bound, parsed under it ---------------------
+# How long parsing one holds the event loop is measured in benchmarks/loop_stall.py (a timing
+# under load is not a test).
 
 
-def _ticker_gap(coro_factory) -> tuple[Any, float]:
-    """Run a coroutine beside a 10 ms ticker; the longest gap between ticks, in seconds."""
-
-    async def scenario() -> tuple[Any, float]:
-        gaps: list[float] = []
-        stop = asyncio.Event()
-
-        async def tick() -> None:
-            last = time.monotonic()
-            while not stop.is_set():
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        ticker = asyncio.create_task(tick())
-        try:
-            result = await coro_factory()
-        finally:
-            stop.set()
-            await ticker
-        return result, max(gaps)
-
-    return asyncio.run(asyncio.wait_for(scenario(), 60))
+def big_answer(mebibytes: int) -> bytes:
+    """A run answer padded to about ``mebibytes`` MiB of JSON."""
+    filler = [{"id": f"r{i:015d}", "status": "ENGINE_SUCCEEDED", "note": "x" * 40} for i in range(10_000)]
+    copies = int(mebibytes * 2**20 / len(json.dumps(filler)))
+    return json.dumps({**run_json("ENGINE_SUCCEEDED"), "fill": filler * copies}).encode()
 
 
 @pytest.mark.parametrize(
     ("mebibytes", "expected"),
     [(30, "timeout"), (7, "success")],  # past the body bound: refused; under it: parsed
 )
-def test_a_big_answer_does_not_stall_the_loop(monkeypatch, mebibytes, expected):
-    filler = [{"id": f"r{i:015d}", "status": "ENGINE_SUCCEEDED", "note": "x" * 40} for i in range(10_000)]
-    copies = int(mebibytes * 2**20 / len(json.dumps(filler)))
-    body = json.dumps({**run_json("ENGINE_SUCCEEDED"), "fill": filler * copies}).encode()
+def test_a_big_answer_is_refused_past_the_body_bound_and_parsed_under_it(monkeypatch, mebibytes, expected):
+    body = big_answer(mebibytes)
     assert (len(body) > MAX_BODY_BYTES) is (expected == "timeout")
     page = raw_answer(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body)
     with hostile(lambda r: [page]) as server:
@@ -216,9 +202,8 @@ def test_a_big_answer_does_not_stall_the_loop(monkeypatch, mebibytes, expected):
                 return event.payload
             raise AssertionError("no event")
 
-        event, gap = _ticker_gap(first)
+        event = asyncio.run(asyncio.wait_for(first(), 60))
     assert event["status"] == expected, event["message"]
-    assert gap < 0.25  # the loop kept turning (the old per-character depth scan of 30 MB held it 0.8 s)
 
 
 # -- 5. header injection: a key no API would issue never reaches the wire ---------------------------
