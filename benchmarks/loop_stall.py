@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.hostile import hostile  # noqa: E402
-from tests.test_hostile import hostile_trigger  # noqa: E402
-from tests.test_hostile_wire import big_answer, raw_answer  # noqa: E402
+from tests.hostile import hostile
+from tests.test_hostile import hostile_trigger
+from tests.test_hostile_wire import big_answer, raw_answer
 
 
 async def _with_ticker(trigger: Any) -> tuple[str, float]:

@@ -398,9 +398,8 @@ def test_an_operator_wait_overruns_its_timeout_by_one_request_timeout_at_most_wh
     def main(request: Seen):
         return [answer(200, run_json())] if request.path.split("?")[0] == RUNS else [("sleep", 30)]
 
-    with hostile(main) as server:
-        with budgets() as limits:
-            error, took = _operator_run(monkeypatch, server.url, timeout=2)
+    with hostile(main) as server, budgets() as limits:
+        error, took = _operator_run(monkeypatch, server.url, timeout=2)
     assert isinstance(error, CmlJobRunTimeout), repr(error)
     assert took >= 2
     _assert_within_the_wait_and_one_stop(limits, wait=2)
@@ -415,18 +414,16 @@ def test_an_operator_busy_wait_is_not_stretched_by_retry_after(monkeypatch):
     def main(request: Seen):
         return [busy] if request.method == "POST" else [slow_down]
 
-    with hostile(main) as server:
-        with budgets() as limits:
-            error, _ = _operator_run(monkeypatch, server.url, timeout=2, if_active="wait")
+    with hostile(main) as server, budgets() as limits:
+        error, _ = _operator_run(monkeypatch, server.url, timeout=2, if_active="wait")
     assert isinstance(error, CmlException), repr(error)
     assert limits and max(b.ends for b in limits) <= limits[0].now + 2 + 0.01  # Retry-After: 3600 too
     assert not any(p.endswith(":stop") for p in _paths(server))  # not ours: never stopped
 
 
 def test_a_trigger_deadline_holds_when_reads_hang(monkeypatch):
-    with hostile(lambda r: [("sleep", 30)]) as server:
-        with budgets() as limits:
-            event, _ = _trigger_event(monkeypatch, server.url, end_in=1.5, timeout=1)
+    with hostile(lambda r: [("sleep", 30)]) as server, budgets() as limits:
+        event, _ = _trigger_event(monkeypatch, server.url, end_in=1.5, timeout=1)
     assert event["status"] == "timeout"
     _assert_within_the_wait_and_one_stop(limits, wait=1.5)
     assert "could not be stopped" in event["message"] or "asked to stop" in event["message"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import tracemalloc
 import zlib
 from typing import Any
