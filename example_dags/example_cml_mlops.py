@@ -42,13 +42,15 @@ CHURN_MODEL = CmlModelSpec(
     replicas=1,
     environment={"MODEL_STAGE": "production"},
 )
+# [END howto_cml_model_spec]
+# [START howto_cml_application_spec]
 DASHBOARD = CmlApplicationSpec(
     name="churn-dashboard",
     subdomain="churn-dashboard",  # served at https://churn-dashboard.<workbench domain>
     script="dashboard.py",
     environment={"MODEL_NAME": "churn-scorer"},
 )
-# [END howto_cml_model_spec]
+# [END howto_cml_application_spec]
 
 with DAG(
     dag_id="cml_example_mlops",

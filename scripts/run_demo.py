@@ -36,22 +36,8 @@ def airflow(*args: str, log: Path) -> int:
 
 
 # The example DAGs carry production values (30 s polls, 5 min sensor checks); the demo's jobs take
-# seconds. An Airflow cluster policy, Airflow's own hook for changing tasks at parse time, shortens
-# the intervals here without touching the DAGs users copy.
-DEMO_POLICY = """
-def task_policy(task):
-    # A mapped task (.expand()) keeps its operator's arguments in partial_kwargs.
-    settings = getattr(task, "partial_kwargs", None)
-    if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator"):
-        if settings is not None:
-            settings["poll_interval"] = 0.2
-        else:
-            task.poll_interval = 0.2
-    if task.task_type == "CmlJobRunSensor":
-        task.poke_interval = 0.2
-    if task.task_type in ("CmlDeployModelOperator", "CmlApplicationOperator"):
-        task.poll_interval = 0.2
-"""
+# seconds. An Airflow cluster policy shortens the intervals without touching the DAGs users copy.
+DEMO_POLICY = "from airflow_provider_cml.testing.policy import fast_polls as task_policy\n"
 
 
 def start_workbench(api_key_holder: dict[str, str]) -> subprocess.Popen[bytes]:
