@@ -150,6 +150,10 @@ class Models(HookPart):
     def ensure_model(self, project_id: str, spec: CmlModelSpec) -> tuple[dict[str, Any], bool]:
         """The model named by ``spec``, created when missing; whether it was created.
 
+        Two callers (two DAG runs) that both find none both create one; looking again afterwards,
+        each keeps the first created, and a caller whose own new model lost deletes that model (only
+        one it surely created: not one found after a lost answer, which may be another's).
+
         :param project_id: project ID.
         :param spec: the model's definition.
         """
