@@ -118,17 +118,20 @@ def omitting(wb, monkeypatch):
     return wb
 
 
-def test_a_second_ensure_of_an_application_sends_no_patch_and_no_restart(omitting):
-    spec = {"name": "zero-board", "subdomain": "zero-board", "script": "dashboard.py", **ZERO_APP_FIELDS}
+@pytest.mark.parametrize("category", [*ZERO_APP_FIELDS, "all"])
+def test_a_second_ensure_of_an_application_sends_no_patch_and_no_restart(omitting, category):
+    name = f"zero-{category.replace('_', '-')}"
+    zeros = ZERO_APP_FIELDS if category == "all" else {category: ZERO_APP_FIELDS[category]}
+    spec = {"name": name, "subdomain": name, "script": "dashboard.py", **zeros}
     app_id, _ = _run_app(spec, action="ensure")
     [created] = omitting.requests("POST", APPS)
-    answer = json.loads(created.response_body)
-    assert not {"nvidia_gpu", "bypass_authentication", "description", "environment"} & set(answer)
+    assert not set(zeros) & set(json.loads(created.response_body))  # the answer left them out
     _run_app(spec, action="ensure")
     _run_app(spec, action="ensure")
     assert not omitting.requests("PATCH", APPS + r"/[^/]+")
     assert not omitting.requests("POST", APPS + r"/[^/]+:restart")
     assert omitting.workbench.serving.applications[app_id].status == "APPLICATION_RUNNING"
+    _run_app(name, action="stop")
 
 
 def test_a_second_ensure_of_a_job_sends_no_patch(omitting):
