@@ -104,8 +104,10 @@ def test_the_workbench_knob_leaves_out_every_zero_nested_ones_too():
         "f": {"g": 0, "h": "1"},
         "environment": "{}",
         "i": [0],
+        "j": [],
     }
     assert without_zeros(answer) == {"f": {"h": "1"}, "i": [0]}
+    assert without_zeros({"models": [], "next_page_token": ""}) == {}
 
 
 # -- through the workbench -------------------------------------------------------------------------
@@ -132,6 +134,14 @@ def test_a_second_ensure_of_an_application_sends_no_patch_and_no_restart(omittin
     assert not omitting.requests("POST", APPS + r"/[^/]+:restart")
     assert omitting.workbench.serving.applications[app_id].status == "APPLICATION_RUNNING"
     _run_app(name, action="stop")
+
+
+def test_an_empty_listing_left_out_entirely_is_read_as_empty(omitting):
+    hook = CmlHook()
+    project_id = str(hook.resolve_project("Analytics Archive")["id"])
+    assert hook.applications.list_applications(project_id) == []
+    assert hook.models.list_models(project_id) == []
+    assert json.loads(omitting.requests("GET", APPS)[-1].response_body) == {}  # not {"applications": []}
 
 
 def test_a_second_ensure_of_a_job_sends_no_patch(omitting):

@@ -49,6 +49,8 @@ def paginate(
     for _ in range(MAX_PAGES):
         page = transport.request("GET", path, params=query, not_found=not_found)
         items = page.get(key)
+        if items is None and set(page) <= {"next_page_token"}:
+            items = []  # proto3 JSON leaves an empty list out: an empty page is ``{}``
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise odd_listing(path, f"without the expected {key!r} list of objects")
         yield from items

@@ -4,7 +4,8 @@
   jobs, models and applications leave out every field that holds its type's zero value (``0``,
   ``false``, ``""``, an int64 ``"0"``, an empty map, nested ones too), as proto3 JSON may. An empty
   ``environment`` (a JSON string in answers) is sent as ``""`` and so left out as well: a server
-  that keeps no variables has no JSON to give. Lists stay.
+  that keeps no variables has no JSON to give. Empty lists are left out too (a listing with no
+  items is ``{}``).
 * :attr:`Serving.model_lookup_delay`: a ListModels answer, already computed, waits this long before
   it is sent (outside the workbench's lock), so that two callers' look-ups interleave with their
   creates, as two DAG runs' can.
@@ -45,6 +46,8 @@ def shape(wb: Workbench, method: str, path: str, status: int, body: Any) -> Any:
 def without_zeros(value: Any) -> Any:
     """``value`` with every zero-valued field of every object left out (proto3 JSON's unpopulated).
 
+    Zero values: ``0``, ``false``, ``""``, an int64 ``"0"``, ``{}`` and ``[]``.
+
     :param value: a JSON value.
     """
     if isinstance(value, list):
@@ -56,7 +59,7 @@ def without_zeros(value: Any) -> Any:
         item = without_zeros(item)
         if key == "environment" and item == "{}":
             continue  # an empty environment: no JSON to give
-        if item is False or item in ("", "0", {}) or (type(item) in (int, float) and item == 0):
+        if item is False or item in ("", "0", {}, []) or (type(item) in (int, float) and item == 0):
             continue
         kept[key] = item
     return kept
