@@ -18,7 +18,7 @@ from airflow_provider_cml.serving_specs import CmlApplicationSpec
 from airflow_provider_cml.testing.answer_knobs import without_zeros
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
 from tests.conftest import API_KEY
-from tests.test_serving import APPS, _run_app
+from tests.test_serving import APPS, DEPLOYMENTS, _context, _deploy, _run_app
 
 #: One spec field per category a proto3 answer leaves out.
 ZERO_APP_FIELDS = {
@@ -182,3 +182,13 @@ def test_a_model_answer_leaves_out_a_nested_zero_and_reads_as_it(omitting):
     assert "nvidia_gpus" not in got["default_resources"] and "deletion_status" not in got
     assert api_fields.read("Model", got, "default_resources.nvidia_gpus") == 0
     assert hook.models.ensure_model(project_id, CmlModelSpec.of(spec_fields)) == (model, False)
+
+
+def test_a_model_deploy_and_its_rerun_work_on_answers_without_zeros(omitting):
+    context = _context("deploy")
+    _, first = _deploy("zero-deploy", context)
+    _, again = _deploy("zero-deploy", _context("deploy", try_number=2))
+    assert first == again  # the re-run found its build and deployment in the zero-less listings
+    assert omitting.workbench.serving.deployments[first["deployment_id"]].status == "deployed"
+    deployment = json.loads(omitting.requests("POST", DEPLOYMENTS)[0].response_body)
+    assert "nvidia_gpu" not in deployment
