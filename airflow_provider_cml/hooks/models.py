@@ -72,7 +72,7 @@ class Models(HookPart):
         :param project_id: project ID.
         :param name: the model's name.
         """
-        found = [m for m in self.list_models(project_id, {"name": name}) if m.get("name") == name]
+        found = self._named(project_id, name)
         if not found:
             return None
         chosen = dict(listing.first_created(found))
@@ -87,6 +87,10 @@ class Models(HookPart):
                 chosen.get("id"),
             )
         return chosen
+
+    def _named(self, project_id: str, name: str) -> list[dict[str, Any]]:
+        """The project's models named exactly ``name`` (the server's filter matches substrings)."""
+        return [m for m in self.list_models(project_id, {"name": name}) if m.get("name") == name]
 
     def create_model(self, project_id: str, spec: CmlModelSpec) -> dict[str, Any]:
         """Create a model (CreateModel), exactly once; :meth:`ensure_model` is the usual way in.
@@ -164,8 +168,7 @@ class Models(HookPart):
         self.hook.log.info("Created Cloudera AI model %r (%s).", spec.name, model.get("id"))
         # Another DAG run may have found none too, and created one: look again, and every creator
         # keeps the same one (the first created), ours counted even if the listing lags behind.
-        others = [m for m in self.list_models(project_id, {"name": spec.name}) if m.get("name") == spec.name]
-        kept = dict(listing.first_created([model, *others]))
+        kept = dict(listing.first_created([model, *self._named(project_id, spec.name)]))
         if str(kept.get("id")) == str(model.get("id")):
             return model, True
         self.hook.log.warning(
