@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from airflow_provider_cml import api_fields
 from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.specs import ScriptSpec, check_number
 from airflow_provider_cml.validation import validate_arguments
@@ -21,9 +22,7 @@ from airflow_provider_cml.validation import validate_arguments
 READ_ONLY_JOB_FIELDS = frozenset(
     {"id", "created_at", "engine_image_id", "english_schedule", "type", "paused", "timezone", "updated_at"}
 )
-_FLOATS = ("cpu", "memory")
 _JOB_INTS = ("timeout", "max_retry", "retry_delay")
-_INTS = ("nvidia_gpu", *_JOB_INTS)
 _BOOLS = (
     "kill_on_timeout",
     "retry_enabled",
@@ -32,7 +31,6 @@ _BOOLS = (
     "retry_for_timedout_runs",
     "retry_for_skipped_runs",
 )
-_STRINGS = ("runtime_identifier", "kernel", "arguments", "schedule")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +43,7 @@ class CmlJobSpec(ScriptSpec):
     :param name: the job's name (unique within the project: it is how the job is found again).
     :param script: the script to run, relative to the project's files (e.g. ``"jobs/train.py"``).
     :param runtime_identifier: the ML Runtime image (checked against ``GET /runtimes``).
-    :param kernel: the legacy engine's kernel (``python3``, ``r``...); not with ML Runtimes.
+    :param kernel: the kernel (``python3``, ``r``...): a legacy engine's, or beside the runtime.
     :param cpu: vCPU cores per run.
     :param memory: memory per run, in GB.
     :param nvidia_gpu: GPUs per run.
@@ -134,7 +132,7 @@ class CmlJobSpec(ScriptSpec):
             wanted["parent_id"] = parent_id or ""
         changed = {}
         for key, value in wanted.items():
-            current = _as_spec_value(key, job.get(key))
+            current = api_fields.read("Job", job, key)  # a field left out is its type's zero
             if current != value:
                 changed[key] = (current, value)
         return changed
@@ -157,28 +155,3 @@ class CmlJobSpec(ScriptSpec):
         if self.parent is not None:
             body["parent_id"] = parent_id or ""
         return body
-
-
-def _as_spec_value(key: str, value: Any) -> Any:
-    """A Job field in the spec's terms: ``environment`` parsed, ``timeout`` and counts as ints."""
-    if key == "environment":
-        try:
-            parsed = json.loads(value) if isinstance(value, str) and value else value or {}
-        except ValueError:
-            return value
-        return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, Mapping) else parsed
-    if key in _FLOATS:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return value
-    if key in _INTS:
-        try:
-            return int(value or 0)
-        except (TypeError, ValueError):
-            return value
-    if key in _BOOLS:
-        return bool(value)
-    if key in _STRINGS or key == "parent_id":
-        return value or ""
-    return value

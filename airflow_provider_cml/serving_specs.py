@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from airflow_provider_cml import api_fields
 from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.specs import ScriptSpec, Spec, check_number, check_project_file, check_text
 
@@ -32,7 +33,7 @@ class CmlModelSpec(Spec):
     :param file: the script that defines the function, relative to the project.
     :param function: the function called for each request.
     :param runtime_identifier: the ML Runtime image to build on.
-    :param kernel: a legacy engine kernel instead of a runtime (e.g. ``python3``).
+    :param kernel: the kernel (e.g. ``python3``), alone on a legacy engine or beside the runtime.
     :param cpu: vCPU per replica.
     :param memory: GB per replica.
     :param nvidia_gpus: GPUs per replica.
@@ -139,7 +140,7 @@ class CmlApplicationSpec(ScriptSpec):
     :param subdomain: where it is served: lower-case letters, digits and single hyphens.
     :param script: the entry point, relative to the project.
     :param runtime_identifier: the ML Runtime image it runs on.
-    :param kernel: a legacy engine kernel instead of a runtime.
+    :param kernel: the kernel, alone on a legacy engine or beside the runtime.
     :param cpu: vCPU.
     :param memory: GB.
     :param nvidia_gpu: GPUs.
@@ -187,17 +188,7 @@ class CmlApplicationSpec(ScriptSpec):
         """
         changed: dict[str, Any] = {}
         for key, wanted in self.managed().items():
-            now = app.get(key)
-            if key == "environment":
-                try:
-                    now = json.loads(now) if isinstance(now, str) and now else now or {}
-                except ValueError:
-                    now = None
-                if now != wanted:
-                    changed[key] = json.dumps(dict(wanted), sort_keys=True)
-            elif key in ("cpu", "memory"):
-                if now is None or float(now) != wanted:
-                    changed[key] = wanted
-            elif (now if now is not None else "") != wanted:
-                changed[key] = wanted
+            # A field the answer leaves out is its type's zero (proto3 JSON omits zeros), not a change.
+            if api_fields.read("Application", app, key) != wanted:
+                changed[key] = json.dumps(dict(wanted), sort_keys=True) if key == "environment" else wanted
         return changed

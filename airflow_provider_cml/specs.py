@@ -29,7 +29,8 @@ class Spec:
 
     :param name: the workload's name in the project (it is found again by it).
     :param runtime_identifier: the ML Runtime image it runs on.
-    :param kernel: a legacy engine kernel instead of a runtime (e.g. ``python3``).
+    :param kernel: the kernel (e.g. ``python3``): a legacy engine's, or beside ``runtime_identifier``
+        (both are sent, as Cloudera's AMPs send them and its Ansible build module asks).
     :param cpu: vCPU.
     :param memory: GB.
     :param environment: variables it sees (values may be secrets: masked, never in a repr).
@@ -52,7 +53,6 @@ class Spec:
             self._set(key, check_number(key, getattr(self, key), float, positive=True, noun=self.noun))
         if self.environment is not None:
             self._set("environment", normalize_environment(self.environment))
-        check_engine(self.noun, self.name, self.runtime_identifier, self.kernel)
 
     def _set(self, key: str, value: Any) -> None:
         """Normalise a field in place, once, while the spec is built (it is frozen after)."""
@@ -169,19 +169,4 @@ def check_project_file(noun: str, key: str, value: str | None) -> None:
         raise CmlConfigError(
             f"The {noun} spec's {key} {value!r} must be a path inside the project (e.g. 'jobs/train.py'), "
             "not absolute and not leaving the project with '..'."
-        )
-
-
-def check_engine(noun: str, name: str, runtime: str | None, kernel: str | None) -> None:
-    """Refuse a spec that names both an ML Runtime and a legacy engine kernel.
-
-    :param noun: what the spec defines.
-    :param name: its name.
-    :param runtime: its ``runtime_identifier``.
-    :param kernel: its ``kernel``.
-    """
-    if runtime and kernel:
-        raise CmlConfigError(
-            f"{noun.capitalize()} {name!r} sets both runtime_identifier and kernel: it runs on an ML Runtime "
-            "(its kernel comes with it) or on a legacy engine kernel, not both. Keep one."
         )

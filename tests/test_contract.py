@@ -65,3 +65,55 @@ def test_a_third_party_client_of_the_real_api_works_against_the_workbench(wb):
     assert {j["project"]["public_identifier"] for j in all_jobs} >= {project_id}
     key = session.post(f"{api}/auth/validate_key", json={"audience": "API"}).json()
     assert key["valid"] and key["username"] == "alice"
+
+
+def _api(wb):
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    pid = next(p.id for p in wb.workbench.projects.values() if p.name == "Analytics")
+    return session, f"{wb.url}/api/v2/projects/{pid}"
+
+
+def test_an_application_keeps_bypass_authentication_on_create_and_update(wb):
+    """CreateApplicationRequest and Application both carry bypass_authentication (sheet §7)."""
+    session, api = _api(wb)
+    body = {"name": "open-board", "subdomain": "open-board", "script": "dashboard.py"}
+    app = session.post(f"{api}/applications", json={**body, "bypass_authentication": True}).json()
+    assert app["bypass_authentication"] is True
+    assert session.get(f"{api}/applications/{app['id']}").json()["bypass_authentication"] is True
+    patched = session.patch(f"{api}/applications/{app['id']}", json={"bypass_authentication": False}).json()
+    assert patched["bypass_authentication"] is False
+    assert session.get(f"{api}/applications/{app['id']}").json()["bypass_authentication"] is False
+    session.post(f"{api}/applications/{app['id']}:stop")
+
+
+def test_update_model_keeps_default_resources_and_replication_policy(wb):
+    """UpdateSingleModel carries default_resources and default_replication_policy (sheet §2)."""
+    session, api = _api(wb)
+    model = session.post(f"{api}/models", json={"name": "sized-model", "description": "d"}).json()
+    resources = {"cpu_millicores": "2000", "memory_mb": "4096", "nvidia_gpus": "1"}
+    patched = session.patch(
+        f"{api}/models/{model['id']}",
+        json={
+            "id": model["id"],
+            "default_resources": resources,
+            "default_replication_policy": {"num_replicas": "3"},
+        },
+    ).json()
+    read = session.get(f"{api}/models/{model['id']}").json()
+    assert patched["default_resources"] == read["default_resources"] == resources
+    assert read["default_replication_policy"] == {"num_replicas": "3", "type": "fixed"}
+
+
+def test_delete_model_marks_it_deleted_and_the_hook_no_longer_finds_it(wb):
+    """DeleteModel answers {}; the sheet infers deletion is asynchronous (deletion_status set)."""
+    from airflow_provider_cml.hooks.cml import CmlHook
+
+    session, api = _api(wb)
+    model = session.post(f"{api}/models", json={"name": "doomed-model", "description": "d"}).json()
+    hook = CmlHook()
+    project_id = api.rsplit("/", 1)[1]
+    assert hook.models.find_model(project_id, "doomed-model")["id"] == model["id"]
+    assert hook.models.delete_model(project_id, model["id"]) is True
+    assert session.get(f"{api}/models/{model['id']}").json()["deletion_status"]
+    assert hook.models.find_model(project_id, "doomed-model") is None

@@ -41,7 +41,6 @@ R = {"runtime_identifier": RUNTIME_ID}  # every simulated project uses ML Runtim
             {"name": "j", "script": "a.py", "schedule": "0 1 * * *", "parent": "p"},
             "both a schedule and a parent",
         ),
-        ({"name": "j", "script": "a.py", "runtime_identifier": "r", "kernel": "python3"}, "not both"),
         ({"name": "j", "script": "a.py", "retry_enabled": "yes"}, "retry_enabled must be True or False"),
         ({"name": "j", "script": "a.py", "environment": {"A": {"nested": 1}}}, "A"),
         ({"name": "j", "script": "a.py", "memroy": 4}, "Unknown job spec field.*'memroy'"),

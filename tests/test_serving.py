@@ -121,7 +121,6 @@ def test_application_statuses_follow_the_enum():
         (_model("m", cpu=0), "cpu must be a positive number"),
         (_model("m", replicas=1.5), "replicas must be a positive number"),
         (_model("m", nvidia_gpus=-1), "nvidia_gpus must be a whole number"),
-        (_model("m", runtime_identifier="r", kernel="python3"), "both runtime_identifier and kernel"),
         (_model("m", disable_authentication="yes"), "disable_authentication must be True or False"),
         (_model("m", environment={"A": object()}), "environment"),
         ({**_model("m"), "gpus": 1}, "Unknown model spec field(s) 'gpus'"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
@@ -48,6 +49,8 @@ def paginate(
     for _ in range(MAX_PAGES):
         page = transport.request("GET", path, params=query, not_found=not_found)
         items = page.get(key)
+        if items is None and set(page) <= {"next_page_token"}:
+            items = []  # proto3 JSON leaves an empty list out: an empty page is ``{}``
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise odd_listing(path, f"without the expected {key!r} list of objects")
         yield from items
@@ -110,6 +113,27 @@ def at_most_one(kind: str, wanted: str, items: Iterable[dict[str, Any]], scope: 
             f"one is meant. Rename or delete the extra {kind}s in the workbench."
         )
     return exact[0] if exact else None
+
+
+def first_created(items: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The item created first: oldest ``created_at``, then lowest ``id``.
+
+    Among duplicates, the one every caller picks, whatever order its listing came in.
+
+    :param items: one or more items (a ``created_at`` that does not parse sorts last).
+    """
+
+    def key(item: Mapping[str, Any]) -> tuple[bool, datetime, str]:
+        stamp = str(item.get("created_at") or "")
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            return True, datetime.max.replace(tzinfo=timezone.utc), str(item.get("id"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return False, when, str(item.get("id"))
+
+    return min(items, key=key)
 
 
 def pick_one(kind: str, wanted: str, items: list[dict[str, Any]], scope: str) -> dict[str, Any]:

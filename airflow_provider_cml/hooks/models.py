@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_cml.create_once import post_once_for
-from airflow_provider_cml.exceptions import CmlModelCallError
+from airflow_provider_cml.exceptions import CmlApiError, CmlModelCallError
 from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.hooks.part import HookPart
 from airflow_provider_cml.runs import run_environment
@@ -64,13 +64,33 @@ class Models(HookPart):
         )
 
     def find_model(self, project_id: str, name: str) -> dict[str, Any] | None:
-        """The model named exactly ``name``, ``None`` when there is none; an error when several are.
+        """The model named exactly ``name``, ``None`` when there is none.
+
+        Several of that name (two DAG runs that created it at once, say) are not an error: every
+        caller picks the same one, the first created (:func:`~.listing.first_created`), and warns.
 
         :param project_id: project ID.
         :param name: the model's name.
         """
-        found = self.list_models(project_id, {"name": name})
-        return listing.at_most_one("model", name, found, f" in project {project_id!r}")
+        found = self._named(project_id, name)
+        if not found:
+            return None
+        chosen = dict(listing.first_created(found))
+        if len(found) > 1:
+            self.hook.log.warning(
+                "%d models in project %r are named %r (IDs: %s); using the first created, %s. Delete the "
+                "others in the workbench.",
+                len(found),
+                project_id,
+                name,
+                ", ".join(str(m.get("id")) for m in found),
+                chosen.get("id"),
+            )
+        return chosen
+
+    def _named(self, project_id: str, name: str) -> list[dict[str, Any]]:
+        """The project's models named exactly ``name`` (the server's filter matches substrings)."""
+        return [m for m in self.list_models(project_id, {"name": name}) if m.get("name") == name]
 
     def create_model(self, project_id: str, spec: CmlModelSpec) -> dict[str, Any]:
         """Create a model (CreateModel), exactly once; :meth:`ensure_model` is the usual way in.
@@ -78,14 +98,44 @@ class Models(HookPart):
         :param project_id: project ID.
         :param spec: the model's definition.
         """
-        return post_once_for(
+        return self._create_model(project_id, spec)[0]
+
+    def _create_model(self, project_id: str, spec: CmlModelSpec) -> tuple[dict[str, Any], bool]:
+        """Create a model; whether this call surely made it (not found after a lost answer)."""
+        found_instead: list[Mapping[str, Any]] = []
+
+        def look_up() -> dict[str, Any] | None:
+            model = self.find_model(project_id, spec.name)
+            if model is not None:
+                found_instead.append(model)
+            return model
+
+        model = post_once_for(
             self.hook,
             models_path(project_id),
             spec.model_body(project_id),
-            lambda: self.find_model(project_id, spec.name),
+            look_up,
             what=f"creation of model {spec.name!r}",
             not_found=f"project {project_id!r}",
         )
+        # A model found after a lost answer may be another caller's: it is never ours to delete.
+        return model, not found_instead
+
+    def delete_model(self, project_id: str, model_id: str) -> bool:
+        """Delete a model (DeleteModel; the sheet infers it is asynchronous); ``False`` if it was gone.
+
+        :param project_id: project ID.
+        :param model_id: model ID.
+        """
+        try:
+            self.hook.transport.request(
+                "DELETE", model_path(project_id, model_id), not_found=f"model {model_id!r}"
+            )
+        except CmlApiError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return True
 
     def update_model(self, project_id: str, model_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change a model's fields (UpdateModel, PATCH ``…/models/{model.id}``).
@@ -104,15 +154,35 @@ class Models(HookPart):
     def ensure_model(self, project_id: str, spec: CmlModelSpec) -> tuple[dict[str, Any], bool]:
         """The model named by ``spec``, created when missing; whether it was created.
 
+        Two callers (two DAG runs) that both find none both create one; looking again afterwards,
+        each keeps the first created, and a caller whose own new model lost deletes that model (only
+        one it surely created: not one found after a lost answer, which may be another's).
+
         :param project_id: project ID.
         :param spec: the model's definition.
         """
         found = self.find_model(project_id, spec.name)
         if found is not None:
             return found, False
-        model = self.create_model(project_id, spec)
+        model, ours = self._create_model(project_id, spec)
         self.hook.log.info("Created Cloudera AI model %r (%s).", spec.name, model.get("id"))
-        return model, True
+        # Another DAG run may have found none too, and created one: look again, and every creator
+        # keeps the same one (the first created), ours counted even if the listing lags behind.
+        kept = dict(listing.first_created([model, *self._named(project_id, spec.name)]))
+        if str(kept.get("id")) == str(model.get("id")):
+            return model, True
+        self.hook.log.warning(
+            "Model %r was created at the same time by another task (%s); using that one.",
+            spec.name,
+            kept.get("id"),
+        )
+        if ours:  # only the model this call created, never one it did not
+            try:
+                self.delete_model(project_id, str(model["id"]))
+                self.hook.log.info("Deleted the duplicate model %s this task had created.", model["id"])
+            except CmlApiError as exc:  # the kept one serves; later look-ups pick it too
+                self.hook.log.warning("Could not delete the duplicate model %s: %s", model["id"], exc)
+        return kept, False
 
     # -- builds -----------------------------------------------------------------------------------
 

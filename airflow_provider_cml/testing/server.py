@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_cml.testing import serving_routes
+from airflow_provider_cml.testing import answer_knobs, serving_routes
 from airflow_provider_cml.testing.workbench import ApiError, Workbench
 
 DEFAULT_PAGE_SIZE = 10
@@ -150,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = self._route(method, path, parse_qs(parts.query), raw)
         except ApiError as exc:
             status, body = exc.http_status, self._error_body(path, exc)
+        body = answer_knobs.shape(self.server.workbench, method, path, status, body)
         if fault == "lost_response":
             self._record(method, path, status, fault, raw, json.dumps(body))
             self._reset()

@@ -70,6 +70,14 @@ class Model:
     registered_model_id: str = ""
     access_key: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created_at: str = field(default_factory=_now)
+    deletion_status: str = ""  # DeleteModel marks it; the sheet infers deletion is asynchronous
+    #: DefaultResources and DefaultReplicationPolicy, int64 values as strings (UpdateModel sets them).
+    default_resources: dict[str, str] = field(
+        default_factory=lambda: {"cpu_millicores": "1000", "memory_mb": "2048", "nvidia_gpus": "0"}
+    )
+    default_replication_policy: dict[str, str] = field(
+        default_factory=lambda: {"num_replicas": "1", "type": "fixed"}
+    )
 
     def to_api(self) -> dict[str, Any]:
         """The Model as the API answers it (no status, no URL: the spec has neither)."""
@@ -79,7 +87,7 @@ class Model:
             "description": self.description,
             "creator": _user(self.project.owner),
             "access_key": self.access_key,
-            "deletion_status": "",
+            "deletion_status": self.deletion_status,
             "created_at": self.created_at,
             "updated_at": self.created_at,
             "crn": _crn("model", self.id),
@@ -87,8 +95,8 @@ class Model:
             "project": self.project.to_short(),
             "registered_model_id": self.registered_model_id,
             "visibility": "private",
-            "default_resources": {"cpu_millicores": "1000", "memory_mb": "2048", "nvidia_gpus": "0"},
-            "default_replication_policy": {"num_replicas": "1", "type": "fixed"},
+            "default_resources": dict(self.default_resources),
+            "default_replication_policy": dict(self.default_replication_policy),
             "run_as": 0,
             "accelerator_label_id": "0",
             "resource_group_id": 0,
@@ -180,6 +188,8 @@ class Deployment:
 
 
 _APP_FIELDS = ("name", "description", "script", "subdomain", "kernel", "runtime_identifier")
+#: What CreateApplication and UpdateApplication set (environment apart).
+_APP_SETTINGS = (*_APP_FIELDS, "cpu", "memory", "nvidia_gpu", "bypass_authentication")
 
 
 @dataclass
@@ -246,6 +256,8 @@ class Serving:
         self.deployments: dict[str, Deployment] = {}
         self.applications: dict[str, Application] = {}
         self.app_output_dir = Path(workbench.output_dir)
+        #: Seconds a ListModels answer waits before it is sent (see ``testing.answer_knobs``).
+        self.model_lookup_delay: float = 0.0
 
     # -- model registry (read) --------------------------------------------------------------------
 
@@ -319,12 +331,21 @@ class Serving:
         return found
 
     def update_model(self, model: Model, body: dict[str, Any]) -> Model:
-        """UpdateModel: name and description (the rest are deployment settings here)."""
+        """UpdateModel: name, description, and the defaults (int64 values kept as strings)."""
         if body.get("name"):
             model.name = str(body["name"])
         if body.get("description"):
             model.description = str(body["description"])
+        for key in ("default_resources", "default_replication_policy"):
+            given = body.get(key)
+            if isinstance(given, dict):  # a message: the fields it has are set, the others kept
+                # int64 as a string, as the sheet says it travels (a JSON number is accepted too).
+                getattr(model, key).update({str(k): str(v) for k, v in given.items()})
         return model
+
+    def delete_model(self, model: Model) -> None:
+        """DeleteModel: marked at once (``deletion_status``), as the sheet infers it is asynchronous."""
+        model.deletion_status = "deleting"
 
     def create_build(self, model: Model, body: dict[str, Any]) -> Build:
         """CreateModelBuild: queued at once, then built (or not) in the background."""
@@ -491,7 +512,7 @@ class Serving:
         env = body.get("environment") or {}
         if not isinstance(env, dict):
             raise ApiError(400, "environment must be a map of strings")
-        fields = {k: body[k] for k in (*_APP_FIELDS, "cpu", "memory", "nvidia_gpu") if k in body}
+        fields = {k: body[k] for k in _APP_SETTINGS if k in body}
         app = Application(_resource_id(), project, fields, {str(k): str(v) for k, v in env.items()})
         app.times["created_at"] = app.times["updated_at"] = _now()
         self.applications[app.id] = app
@@ -515,7 +536,7 @@ class Serving:
                 app.environment = {str(k): str(v) for k, v in json.loads(value or "{}").items()}
             except (ValueError, AttributeError):
                 raise ApiError(400, "environment is not a JSON object") from None
-        app.fields.update({k: body[k] for k in (*_APP_FIELDS, "cpu", "memory", "nvidia_gpu") if k in body})
+        app.fields.update({k: body[k] for k in _APP_SETTINGS if k in body})
         app.times["updated_at"] = _now()
         return app
 

@@ -48,6 +48,9 @@ def route(serving: Serving, method: str, rest: str, body: Callable[[], dict[str,
             return 200, model.to_api()
         if method == "PATCH":
             return 200, serving.update_model(model, body()).to_api()
+        if method == "DELETE":
+            serving.delete_model(model)
+            return 200, {}
     m = re.fullmatch(_MODEL + "/builds", rest)
     if m:
         model = serving.model(wb.project(m.group(1)), m.group(2))

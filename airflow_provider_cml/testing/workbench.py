@@ -282,7 +282,8 @@ class Workbench:
         "exit_codes", "oom", "unknown_for", "on_concurrent_start"}]}], "runtimes": [{"image_identifier",
         "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
-        "max_page_size": n, "omit_zero_status": bool, "patch_zero_values": "apply" or "ignore",
+        "max_page_size": n, "omit_zero_status": bool, "omit_zero_values": bool,
+        "patch_zero_values": "apply" or "ignore",
         "busy_refusal": {"status": 400, "message": "..."}, "serving": {"step", "app_ready_after"}}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
@@ -315,6 +316,9 @@ class Workbench:
         #: Leave ``status`` out while a run is scheduling, as a server that omits protobuf zero values
         #: would (the spec allows it; clients must cope).
         self.omit_zero_status: bool = bool(spec.get("omit_zero_status"))
+        #: Leave out every zero-valued field of answers about jobs, models and applications, as
+        #: proto3 JSON may (see :mod:`airflow_provider_cml.testing.answer_knobs`).
+        self.omit_zero_values: bool = bool(spec.get("omit_zero_values"))
         #: How a start of a busy job is refused: HTTP status and message (``{job_id}`` filled in).
         refusal = spec.get("busy_refusal") or {}
         self.busy_refusal: tuple[int, str] = (

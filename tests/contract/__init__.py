@@ -41,6 +41,7 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("POST", rf"/api/v2/projects/{_ID}/models", "CreateModelRequest", "Model"),
     ("GET", rf"/api/v2/projects/{_ID}/models/{_ID}", None, "Model"),
     ("PATCH", rf"/api/v2/projects/{_ID}/models/{_ID}", "UpdateSingleModel", "Model"),
+    ("DELETE", rf"/api/v2/projects/{_ID}/models/{_ID}", None, "DeleteJobResponse"),  # `{}` too
     ("GET", rf"{_MODEL}/builds", None, "ListModelBuildsResponse"),
     ("POST", rf"{_MODEL}/builds", "CreateModelBuildRequest", "ModelBuild"),
     ("GET", rf"{_MODEL}/builds/{_ID}", None, "ModelBuild"),
