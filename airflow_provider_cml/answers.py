@@ -306,12 +306,17 @@ def resume(
 
 
 def unresolved(exc: BaseException) -> str | None:
-    """The resolver's words when ``exc`` comes of a host name that did not resolve, else ``None``.
+    """The resolver's words when ``exc`` comes of a host name that does not resolve, else ``None``.
+
+    A temporary failure of the resolver (``EAI_AGAIN``: no DNS server answered) is not one: it may
+    pass, so it stays a failed attempt like a refused connection, and a long wait outlives it.
 
     :param exc: what a client raised for an attempt.
     """
     failure = cause_of(exc, socket.gaierror)
-    return None if failure is None else str(failure.strerror or failure)
+    if failure is None or failure.errno == socket.EAI_AGAIN:
+        return None
+    return str(failure.strerror or failure)
 
 
 def query_value(value: Any) -> str:

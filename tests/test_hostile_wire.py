@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import tracemalloc
 import zlib
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cml.answers import MAX_BODY_BYTES
+from airflow_provider_cml.answers import MAX_BODY_BYTES, unresolved
 from airflow_provider_cml.async_client import POOL_SIZE
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
@@ -342,3 +343,12 @@ def test_a_model_service_name_that_does_not_resolve_names_model_service_url(monk
     assert type(error) is CmlConfigError, repr(error)
     assert "'modelservice.127.0.0.1' did not resolve" in str(error)
     assert "connection extra 'model_service_url'" in str(error) and _retries_logged(caplog) == []
+
+
+def test_only_a_lasting_resolver_failure_counts_as_a_name_that_does_not_resolve():
+    lasting = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    temporary = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    wrapped = OSError("Cannot connect to host")
+    wrapped.__cause__ = lasting
+    assert unresolved(wrapped) == "Name or service not known"
+    assert unresolved(temporary) is None and unresolved(OSError("refused")) is None
