@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import socket
 from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,13 @@ from urllib.parse import urlsplit
 
 from airflow_provider_cml import __version__
 from airflow_provider_cml.exceptions import CmlApiError
-from airflow_provider_cml.http_errors import decode_object, error_for_response, redirect_error
+from airflow_provider_cml.http_errors import (
+    cause_of,
+    decode_object,
+    error_for_response,
+    redirect_error,
+    unresolved_error,
+)
 from airflow_provider_cml.retry import is_retryable_status
 
 if TYPE_CHECKING:
@@ -64,6 +71,8 @@ class Answer:
     failure: str | None = None
     # False when the connection never opened, so the server cannot have acted on the request.
     maybe_acted: bool = True
+    #: The resolver's words when the host name did not resolve: nothing was sent, and no retry helps.
+    unresolved: str | None = None
 
 
 class RetryLater(Exception):
@@ -144,7 +153,12 @@ class Exchange:
 
         :param api_root: the API's root URL.
         """
-        return self.path if self.path.startswith(("https://", "http://")) else api_root + self.path
+        return self.path if self.absolute else api_root + self.path
+
+    @property
+    def absolute(self) -> bool:
+        """Whether ``path`` is a whole URL (the model service) rather than a path below the API."""
+        return self.path.startswith(("https://", "http://"))
 
     def time_left(self, limit: float, now: float) -> float:
         """Seconds this attempt may take: the request timeout, or less as the deadline nears.
@@ -155,6 +169,35 @@ class Exchange:
         if self.deadline is None:
             return limit
         return max(0.0, min(limit, self.deadline - now))
+
+
+#: The connection settings that name where a request goes, for messages that say what to fix.
+HOST_SETTING = "connection's host ('Workbench URL')"
+SERVICE_SETTING = "connection extra 'model_service_url'"
+
+
+def destination(exchange: Exchange, config: CmlClientConfig) -> tuple[str, str]:
+    """Where the request goes (``scheme://host[:port]``) and the connection setting that names it.
+
+    :param exchange: the request.
+    :param config: the client settings.
+    """
+    if exchange.absolute:  # the model service, beside the API
+        parts = urlsplit(exchange.path)
+        return f"{parts.scheme}://{parts.netloc}", SERVICE_SETTING
+    return config.base_url, HOST_SETTING
+
+
+def valid_status(answer: Answer) -> Answer:
+    """``answer``, or a failed attempt when its status is outside 100-599 (``HTTP/1.1 000 OK``).
+
+    ``requests`` refuses such a status line itself and aiohttp reads it: here both follow one rule.
+
+    :param answer: what the attempt produced.
+    """
+    if answer.status_code is None or 100 <= answer.status_code <= 599:
+        return answer
+    return Answer(None, failure=f"an invalid status line, HTTP {answer.status_code:03d}", maybe_acted=True)
 
 
 def settle(answer: Answer, *, config: CmlClientConfig, attempt: int, exchange: Exchange, now: float) -> Any:
@@ -171,10 +214,13 @@ def settle(answer: Answer, *, config: CmlClientConfig, attempt: int, exchange: E
     """
     method, path, policy = exchange.method, exchange.path, config.retry_policy
     retry_after: str | None = None
+    url, setting = destination(exchange, config)
+    if answer.unresolved is not None:  # a wrong name stays wrong: no retry, no look-up
+        raise unresolved_error(urlsplit(url).hostname or url, answer.unresolved, setting)
+    answer = valid_status(answer)
     if answer.status_code is None:
-        error = CmlApiError(
-            f"No answer from Cloudera AI at {config.base_url} ({answer.failure}).", method=method, path=path
-        )
+        who = "the model service" if setting == SERVICE_SETTING else "Cloudera AI"
+        error = CmlApiError(f"No answer from {who} at {url} ({answer.failure}).", method=method, path=path)
         maybe_acted = answer.maybe_acted
     elif 300 <= answer.status_code < 400:
         error = redirect_error(config, answer.status_code, answer.headers, method=method, path=path)
@@ -257,6 +303,20 @@ def resume(
         return False, (plan.send(reply) if error is None else plan.throw(error))
     except StopIteration as done:
         return True, done.value
+
+
+def unresolved(exc: BaseException) -> str | None:
+    """The resolver's words when ``exc`` comes of a host name that does not resolve, else ``None``.
+
+    A temporary failure of the resolver (``EAI_AGAIN``: no DNS server answered) is not one: it may
+    pass, so it stays a failed attempt like a refused connection, and a long wait outlives it.
+
+    :param exc: what a client raised for an attempt.
+    """
+    failure = cause_of(exc, socket.gaierror)
+    if failure is None or failure.errno == socket.EAI_AGAIN:
+        return None
+    return str(failure.strerror or failure)
 
 
 def query_value(value: Any) -> str:

@@ -45,10 +45,12 @@ from airflow_provider_cml.answers import (
     Exchange,
     attempts,
     auth_headers,
+    destination,
     query_value,
     resume,
     text_of,
     too_big,
+    unresolved,
     warn_about_transport_security,
 )
 from airflow_provider_cml.exceptions import CmlConfigError
@@ -186,13 +188,13 @@ class AsyncTransport:
                     response.status, response.headers, text_of(payload, response.headers.get("Content-Type"))
                 )
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            raise tls_error(self.config.base_url, exc) from None
+            raise tls_error(*destination(exchange, self.config), exc) from None
         except aiohttp.InvalidURL:
             raise CmlConfigError(
                 f"The request to {self.config.base_url} could not be built: check the connection's host."
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            return Answer(None, failure=type(exc).__name__, maybe_acted=False)
+            return Answer(None, failure=type(exc).__name__, maybe_acted=False, unresolved=unresolved(exc))
         except (aiohttp.ClientError, ValueError) as exc:  # broken framing, encodings, closed sockets
             return Answer(None, failure=type(exc).__name__, maybe_acted=True)
 

@@ -208,7 +208,8 @@ def build_client_config(
     """
     extra = extra or {}
     environ = os.environ if environ is None else environ
-    api_version = str(_extra_value(extra, "api_version")).strip().lower()
+    # Empty (the form's default, see connection_fields) is v2.
+    api_version = str(_extra_value(extra, "api_version") or "").strip().lower() or "v2"
     if api_version not in API_VERSIONS:
         raise CmlConfigError(
             f"Connection extra 'api_version' is {api_version!r}; use 'v2' (Cloudera AI API v2) or 'v1' "

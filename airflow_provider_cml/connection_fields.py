@@ -15,6 +15,11 @@ from airflow_provider_cml.defaults import DEFAULT_CONN_ID  # noqa: F401  (the co
 CONN_TYPE = "cml"
 
 
+#: Airflow's ``[logging] min_length_masked_secret``: an extra value that is a shorter string makes
+#: every task log "Skipping masking for a secret as it's too short". No default may be one.
+MIN_MASKED_LENGTH = 5
+
+
 @dataclass(frozen=True)
 class ConnField:
     """One extra setting of the connection, shown as a form field."""
@@ -28,12 +33,15 @@ class ConnField:
 
 
 CONN_FIELDS: tuple[ConnField, ...] = (
+    # No default: Airflow masks every extra value and warns, in each task's log, for any under 5
+    # characters; the form writes every field's default into the extra. Empty means v2.
     ConnField(
         "api_version",
         "API version",
         "string",
-        "v2",
-        "v2 (Cloudera AI / CML API v2, Bearer key) or v1 (legacy CDSW Jobs API, start only).",
+        None,
+        "Empty for v2 (Cloudera AI / CML API v2, Bearer key); v1 only for the legacy CDSW Jobs API "
+        "(start only).",
         ("v2", "v1"),
     ),
     ConnField(
@@ -88,7 +96,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {
         "host": "https://ml-1a2b3c4d.example.cloudera.site",
         "password": "API key from User Settings > API Keys",
-        "extra": '{"api_version": "v2"}',
+        "extra": '{"ca_bundle": "/etc/ssl/my-ca.pem", "timeout": 60}',
     },
 }
 

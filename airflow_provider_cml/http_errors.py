@@ -7,8 +7,9 @@ A successful answer is decoded here too (:func:`decode_object`): it must be one 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Collection, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
@@ -16,6 +17,8 @@ from airflow_provider_cml.retry import is_retryable_status
 
 if TYPE_CHECKING:
     from airflow_provider_cml.config import CmlClientConfig
+
+E = TypeVar("E", bound=BaseException)
 
 _REQUEST_ID_HEADERS = ("x-request-id", "x-cml-request-id", "x-correlation-id")
 #: Override values shorter than this are not masked in server messages (they would garble them).
@@ -203,14 +206,72 @@ def decode_object(
     )
 
 
-def tls_error(base_url: str, exc: BaseException) -> CmlConfigError:
-    """The error for a failed certificate check, saying how to trust a private CA.
+#: OpenSSL's reasons when the bytes after the ClientHello are not TLS: a plain-HTTP answer.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+)
 
-    :param base_url: the workbench URL.
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception in its chain, nearest first.
+
+    Follows what ``requests``/urllib3 (``reason``, ``args``) and aiohttp (``os_error``) wrap, and
+    Python's ``__cause__``/``__context__``.
+
+    :param exc: the exception a client raised.
+    """
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        todo += [getattr(current, "os_error", None), *current.args]
+
+
+def cause_of(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exc``'s chain (:func:`causes`), or ``None``.
+
+    :param exc: the exception a client raised.
+    :param kind: the type looked for.
+    """
+    return next((cause for cause in causes(exc) if isinstance(cause, kind)), None)
+
+
+def tls_error(url: str, setting: str, exc: BaseException) -> CmlConfigError:
+    """The error for a failed TLS handshake: a plain-HTTP server, or a certificate not trusted.
+
+    :param url: where the request went (``https://host[:port]``).
+    :param setting: the connection setting that names ``url``, for the message.
     :param exc: the TLS error.
     """
+    # aiohttp's own error is an SSLError too, without OpenSSL's reason: the one it wraps has it.
+    reasons = [getattr(cause, "reason", None) for cause in causes(exc) if isinstance(cause, ssl.SSLError)]
+    reason = next((r for r in reasons if r in _NOT_TLS_REASONS), None)
+    if reason:
+        return CmlConfigError(
+            f"The server at {url} answered in plain HTTP, not TLS ({reason}): it does not speak HTTPS on "
+            f"that port. If it serves plain HTTP, write the {setting} with http:// "
+            f"({'http://' + url.partition('://')[2]}); otherwise give the port it serves HTTPS on."
+        )
     return CmlConfigError(
-        f"TLS certificate verification failed for {base_url} ({type(exc).__name__}). If the workbench uses "
+        f"TLS certificate verification failed for {url} ({type(exc).__name__}). If the workbench uses "
         "a private CA, set the connection's 'CA bundle path' (extra 'ca_bundle') to a PEM file with that "
         "CA. Turn 'verify_ssl' off only for a throwaway workbench."
+    )
+
+
+def unresolved_error(host: str, reason: str, setting: str) -> CmlConfigError:
+    """The error for a host name that did not resolve: nothing was sent, and retrying will not help.
+
+    :param host: the host name.
+    :param reason: the resolver's words (e.g. "Name or service not known").
+    :param setting: the connection setting that names the host, for the message.
+    """
+    return CmlConfigError(
+        f"The host name {host!r} did not resolve (DNS: {reason}); nothing was sent. Check the spelling in "
+        f"the {setting}, and that this machine's DNS knows the name."
     )

@@ -18,9 +18,11 @@ from airflow_provider_cml.answers import (
     NotDone,
     attempts,
     auth_headers,
+    destination,
     resume,
     text_of,
     too_big,
+    unresolved,
     warn_about_transport_security,
 )
 from airflow_provider_cml.exceptions import CmlConfigError
@@ -84,9 +86,14 @@ class SyncTransport:
                 text = text_of(bytes(body), response.headers.get("content-type"))
                 return Answer(response.status_code, response.headers, text)
         except requests.exceptions.SSLError as exc:
-            raise tls_error(self.config.base_url, exc) from None
+            raise tls_error(*destination(exchange, self.config), exc) from None
         except requests.exceptions.RequestException as exc:
-            return Answer(None, failure=type(exc).__name__, maybe_acted=_requests_maybe_acted(exc))
+            return Answer(
+                None,
+                failure=type(exc).__name__,
+                maybe_acted=_requests_maybe_acted(exc),
+                unresolved=unresolved(exc),
+            )
         except Exception as exc:  # urllib3's own (a broken chunk, a bad gzip) while streaming
             return Answer(None, failure=type(exc).__name__, maybe_acted=True)
 

@@ -181,3 +181,40 @@ def budgets() -> Iterator[list[Budget]]:
         yield seen
     finally:
         Exchange.time_left = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def plain_http_server() -> Iterator[str]:
+    """A plain-HTTP server that answers whatever arrives first (a TLS ClientHello too) with a 400.
+
+    As nginx or http.server do when an ``https://`` client reaches their plain-HTTP port; yields
+    its ``127.0.0.1:<port>``.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                    conn.sendall(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stopping.set()
+        sock.close()

@@ -40,6 +40,15 @@ def test_bad_hosts(host, message):
         normalize_base_url(host)
 
 
+@pytest.mark.parametrize("value", [None, "", "  ", "v2", " V2 "])
+def test_an_empty_api_version_is_v2(value):
+    # The form leaves it empty: a two-letter default would make every task warn about masking.
+    config = build_client_config(
+        host="ml.example.com", password="k" * 10, extra={"api_version": value}, environ={}
+    )
+    assert config.api_version == "v2"
+
+
 def test_defaults_and_extras(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----")

@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import tracemalloc
 import zlib
 from typing import Any
 
 import pytest
 
-from airflow_provider_cml.answers import MAX_BODY_BYTES
+from airflow_provider_cml.answers import MAX_BODY_BYTES, unresolved
 from airflow_provider_cml.async_client import POOL_SIZE
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
+from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-from tests.hostile import budgets, hostile
+from tests.conftest import FakeClock
+from tests.hostile import budgets, hostile, plain_http_server
 from tests.test_hostile import (
     JID,
     KEY,
@@ -118,6 +121,9 @@ MALFORMED = [
         True,
     ),
     ("four-digit status", raw_answer(f"HTTP/1.1 2000 OK\nContent-Length: {len(BODY)}", BODY), False),
+    # http.client refuses a status below 100; aiohttp read 000 as a success (issue 28, 11a).
+    ("status 000", raw_answer(f"HTTP/1.1 000 OK\nContent-Length: {len(BODY)}", BODY), False),
+    ("status 099", raw_answer(f"HTTP/1.1 099 OK\nContent-Length: {len(BODY)}", BODY), False),
     ("negative length", raw_answer("HTTP/1.1 200 OK\nContent-Length: -1", BODY), True),
     (
         "two lengths",
@@ -272,3 +278,61 @@ def test_the_environments_proxy_carries_sync_and_trigger_requests_and_no_proxy_b
         event, _ = _trigger_event(monkeypatch, nowhere, end_in=1.0)
         assert event["status"] == "timeout"  # refused connections are transient: it kept polling
         assert proxy.seen == []
+
+
+# -- 8. wrong names and wrong schemes: said as such, never retried ----------------------------------
+
+
+def _no_proxy(monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _retries_logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "; retry " in r.getMessage()]
+
+
+def test_plain_http_behind_an_https_url_is_said_so_sync_and_trigger(monkeypatch):
+    _no_proxy(monkeypatch)
+    with plain_http_server() as address:
+        error, _, _ = _timed(lambda: _hook(monkeypatch, f"https://{address}").get_job_run(PID, JID, RID))
+        event, _ = _trigger_event(monkeypatch, f"https://{address}")
+    for message in (str(error), event["message"]):
+        assert "answered in plain HTTP, not TLS" in message, message
+        assert f"http://{address}" in message and "certificate" not in message
+    assert type(error) is CmlConfigError and event["status"] == "error"
+
+
+def test_a_name_that_does_not_resolve_is_said_so_at_once_sync_and_trigger(monkeypatch, caplog):
+    _no_proxy(monkeypatch)
+    clock = FakeClock()
+    _hook(monkeypatch, "http://nonexistent.invalid", max_retries=5, retry_backoff=1)
+    hook = CmlHook("cml_hostile", clock=clock)
+    with caplog.at_level(logging.WARNING):
+        read = _timed(lambda: hook.get_job_run(PID, JID, RID))[0]
+        start = _timed(lambda: hook.start_job_run(PID, JID))[0]  # not idempotent: no look-ups either
+        event, _ = _trigger_event(monkeypatch, "http://nonexistent.invalid", max_retries=5, retry_backoff=1)
+    for message in (str(read), str(start), event["message"]):
+        assert "host name 'nonexistent.invalid' did not resolve" in message, message
+        assert "connection's host ('Workbench URL')" in message
+    assert type(read) is CmlConfigError and type(start) is CmlConfigError and event["status"] == "error"
+    assert clock.sleeps == [] and _retries_logged(caplog) == []  # failed at once: no retry, no back-off
+
+
+def test_a_model_service_name_that_does_not_resolve_names_model_service_url(monkeypatch, caplog):
+    _no_proxy(monkeypatch)
+    hook = _hook(monkeypatch, "http://127.0.0.1:9")  # the default model service: modelservice.127.0.0.1
+    with caplog.at_level(logging.WARNING):
+        error, _, _ = _timed(lambda: hook.models.call_model(PID, "m1", {"x": 1}, access_key="model-key-1"))
+    assert type(error) is CmlConfigError, repr(error)
+    assert "'modelservice.127.0.0.1' did not resolve" in str(error)
+    assert "connection extra 'model_service_url'" in str(error) and _retries_logged(caplog) == []
+
+
+def test_only_a_lasting_resolver_failure_counts_as_a_name_that_does_not_resolve():
+    lasting = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    temporary = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    wrapped = OSError("Cannot connect to host")
+    wrapped.__cause__ = lasting
+    assert unresolved(wrapped) == "Name or service not known"
+    assert unresolved(temporary) is None and unresolved(OSError("refused")) is None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
@@ -62,6 +65,49 @@ def test_provider_conn_fields_match_the_field_list():
     conn = get_provider_info()["connection-types"][0]
     assert list(conn["conn-fields"]) == [f.name for f in CONN_FIELDS]
     assert conn["conn-fields"]["api_version"]["schema"]["enum"] == ["v2", "v1"]
+
+
+def _airflows_masker() -> Any:
+    try:  # Airflow 3: what a task masks a connection's extra with
+        from airflow.sdk._shared.secrets_masker import SecretsMasker
+    except ImportError:  # Airflow 2
+        from airflow.utils.log.secrets_masker import SecretsMasker  # type: ignore[no-redef]
+    return SecretsMasker
+
+
+def test_no_form_default_is_a_value_airflow_warns_it_cannot_mask(monkeypatch):
+    from airflow_provider_cml.config import build_client_config
+    from airflow_provider_cml.connection_fields import CONN_FIELDS, MIN_MASKED_LENGTH, wtforms_widgets
+
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    # Airflow 3.3's form saves every field's value, untouched ones as their defaults, in the extra.
+    extra = {name: field["schema"].get("default") for name, field in fields.items()}
+    short = [
+        name for name, value in extra.items() if isinstance(value, str) and len(value) < MIN_MASKED_LENGTH
+    ]
+    assert short == []
+    assert [
+        f.name for f in CONN_FIELDS if isinstance(f.default, str) and len(f.default) < MIN_MASKED_LENGTH
+    ] == []
+    if importlib.util.find_spec("wtforms") and importlib.util.find_spec(
+        "flask_appbuilder"
+    ):  # Airflow 2/3.1 forms
+        defaults = {name: field.kwargs.get("default") for name, field in wtforms_widgets().items()}
+        assert [n for n, v in defaults.items() if isinstance(v, str) and len(v) < MIN_MASKED_LENGTH] == []
+    # What Airflow's own masker says when a task reads that extra: nothing.
+    masker = _airflows_masker()
+    warned: list[str] = []
+    monkeypatch.setattr(masker, "_has_warned_short_secret", False, raising=False)
+    monkeypatch.setattr(
+        sys.modules[masker.__module__],
+        "log",
+        SimpleNamespace(warning=lambda msg, *a, **k: warned.append(msg % a)),
+    )
+    masker().add_mask(extra, None)
+    assert not any("too short" in line for line in warned), warned
+    # ... and the empty API version it leaves is v2.
+    config = build_client_config(host="ml.example.com", password="k" * 10, extra=extra, environ={})
+    assert config.api_version == "v2"
 
 
 def test_command_line_workbench(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import Iterator
 
@@ -87,6 +88,12 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             deferrable=deferrable,
         )
 
+with DAG("cml_ui_form_connection", **ARGS):
+    # Through a connection saved as Airflow 3.3's form saves it: every field's default in the extra.
+    CmlRunJobOperator(
+        task_id="run", cml_conn_id="cml_ui_form", project="Analytics", job="train", poll_interval=0.5
+    )
+
 with DAG("cml_kill_sensor", **ARGS):
     CmlJobRunSensor(
         task_id="watches",
@@ -106,6 +113,7 @@ DAG_IDS = (
     "cml_kill_sensor",
     "cml_kill_deploy_sync",
     "cml_kill_deploy_deferrable",
+    "cml_ui_form_connection",
 )
 
 
@@ -306,3 +314,42 @@ def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deploymen
     stops = wb.requests("POST", r".*/deployments/[^/]+:stop")
     assert [entry.path.rsplit("/", 1)[1] for entry in stops] == [f"{mine.id}:stop"]
     assert len(wb.requests("POST", r".*/models/[^/]+/builds")) == 2  # the earlier task's and this one's
+
+
+def test_a_connection_saved_as_the_form_saves_it_logs_no_masking_warning(deployment, wb):
+    """Airflow 3.3's form writes every extra field's value (its default, untouched) into the extra,
+    and Airflow masks every extra value: a default under 5 characters would make each task log
+    "Skipping masking for a secret as it's too short"."""
+    url, headers = deployment.url, deployment.headers
+    meta = requests.get(f"{url}/ui/connections/hook_meta", headers=headers, timeout=60).json()
+    fields = next(item for item in meta if item["connection_type"] == "cml")["extra_fields"]
+    extra = {name: field["value"] for name, field in fields.items()}  # the form's initial values
+    assert set(extra) >= {"api_version", "verify_ssl", "timeout", "model_service_url"}
+    saved = requests.post(
+        f"{url}/api/v2/connections",
+        json={
+            "connection_id": "cml_ui_form",
+            "conn_type": "cml",
+            "host": wb.url,
+            "password": API_KEY,
+            "extra": json.dumps(extra),
+        },
+        headers=headers,
+        timeout=30,
+    )
+    assert saved.status_code == 201, saved.text
+    run_id = deployment.trigger("cml_ui_form_connection")
+    wait_for(
+        "the task to end",
+        lambda: (
+            [t["state"] for t in deployment.task_instances("cml_ui_form_connection", run_id)]
+            in (["success"], ["failed"])
+        ),
+    )
+    [ti] = deployment.task_instances("cml_ui_form_connection", run_id)
+    task_log = "".join(
+        p.read_text() for p in (deployment.home / "logs" / "dag_id=cml_ui_form_connection").rglob("*.log")
+    )
+    assert ti["state"] == "success", (task_log[-3000:], _logs(deployment))
+    assert "Started Cloudera AI" in task_log, task_log[-3000:]  # the log read is the task's
+    assert "too short" not in task_log and "Skipping masking" not in task_log, task_log[-3000:]

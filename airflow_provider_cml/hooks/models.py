@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_cml.answers import NotDone
 from airflow_provider_cml.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlModelCallError
 from airflow_provider_cml.hooks import listing
@@ -317,8 +318,9 @@ class Models(HookPart):
     ) -> Any:
         """Call a deployed model through the model service and return its ``response``.
 
-        Sent once (a model call may act): an error, or a lost answer, raises. The model's access
-        key is read from the model unless given; it is masked in messages.
+        Sent once (a model call may act): an error, or a lost answer, raises a :class:`CmlApiError`
+        naming the model service's URL (a name that does not resolve: a ``CmlConfigError``). The
+        model's access key is read from the model unless given; it is masked in messages.
 
         :param project_id: project ID.
         :param model_id: model ID.
@@ -326,14 +328,26 @@ class Models(HookPart):
         :param access_key: the model's access key, when the caller has it.
         """
         key = access_key or str(self.get_model(project_id, model_id).get("access_key") or "")
-        answer = self.hook.transport.request(
-            "POST",
-            self.hook.config.model_service,
-            body={"accessKey": key, "request": request},
-            idempotent=False,
-            secrets=[key],
-            not_found=f"a deployed model {model_id!r} at the model service {self.hook.config.model_service}",
-        )
+        url = self.hook.config.model_service
+        try:
+            answer = self.hook.transport.request(
+                "POST",
+                url,
+                body={"accessKey": key, "request": request},
+                idempotent=False,
+                secrets=[key],
+                not_found=f"a deployed model {model_id!r} at the model service {url}",
+            )
+        except NotDone as lost:  # never resent (a call may act): say where it went and how to point it
+            raise CmlApiError(
+                f"The call to model {model_id!r} at the model service {url} got no usable answer "
+                f"({lost.error}); it was not sent again, as a model call may act. If {url} is not where "
+                "your workbench serves models, set the connection extra 'model_service_url' (e.g. "
+                "https://modelservice.<workbench domain>/model).",
+                http_status=lost.error.http_status,
+                server_message=lost.error.server_message,
+                request_id=lost.error.request_id,
+            ) from None
         if not answer.get("success"):
             errors = "; ".join(map(str, answer.get("errors") or ["no reason given"]))[:500]
             raise CmlModelCallError(

@@ -1,13 +1,20 @@
-"""``python -m airflow_provider_cml.testing --spec spec.json --port 8765``: serve a local workbench."""
+"""``python -m airflow_provider_cml.testing --spec spec.json --port 8765``: serve a local workbench.
+
+It prints the workbench's URL, then a line to paste into a shell, ``export
+AIRFLOW_CONN_CML_DEFAULT='{...}'`` (Airflow's JSON form): host, the spec's first API key and every
+extra the workbench needs, its model service URL included (the default,
+``modelservice.<host>``, does not exist on loopback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import threading
 from pathlib import Path
 
-from airflow_provider_cml.testing import load_spec, local_workbench
+from airflow_provider_cml.testing import WorkbenchServer, load_spec, local_workbench
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         output_dir=args.output_dir,
     ) as server:
         print(f"Cloudera AI workbench simulator listening on {server.url}", flush=True)
+        print(connection_line(server), flush=True)
         if args.url_file:
             Path(args.url_file).write_text(server.url)
         stop.wait()
     return 0
+
+
+def connection_line(server: WorkbenchServer, conn_id: str = "cml_default") -> str:
+    """``export AIRFLOW_CONN_<ID>='<JSON>'`` for ``server``, with the spec's first API key.
+
+    :param server: the running workbench.
+    :param conn_id: the connection's id.
+    """
+    key = next(iter(server.workbench.key_users), "<API key>")
+    return f"export AIRFLOW_CONN_{conn_id.upper()}={shlex.quote(server.airflow_connection(key))}"
 
 
 if __name__ == "__main__":
