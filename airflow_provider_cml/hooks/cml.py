@@ -503,7 +503,7 @@ class CmlHook(BaseHook):
         :param kind: what the workload is.
         :param ref: its IDs.
         :param options: ``timeout``, ``poll_interval``, ``stop_on_timeout``, ``unknown_grace``,
-            ``follow_retries``, ``link``: see :func:`.waits.wait_for`.
+            ``follow_retries``, ``link``, ``since``: see :func:`.waits.wait_for`.
         """
         return waits.wait_for(self, kind, ref, **options)
 

@@ -103,9 +103,15 @@ class CmlBaseOperator(BaseOperator):
         owns: bool,
         resume: str,
         carry: Mapping[str, Any],
+        since: Mapping[str, Any] | None = None,
     ) -> Mapping[str, Any]:
-        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable."""
-        if kind.is_terminal(kind.status_of(answer)):
+        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable.
+
+        ``since``: after a restart request, ``kind.baseline`` of the answer read before it; then
+        ``answer`` (the request's acknowledgement) ends nothing, and only an answer showing the
+        workload started anew ends the wait.
+        """
+        if since is None and kind.is_terminal(kind.status_of(answer)):
             return self.hook.finished(ref, answer, kind=kind)
         if not self.deferrable:
             return self.hook.wait_for(
@@ -115,6 +121,7 @@ class CmlBaseOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 stop_on_timeout=owns,
                 unknown_grace=self.unknown_grace,
+                since=since,
             )
         from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
@@ -128,6 +135,7 @@ class CmlBaseOperator(BaseOperator):
                 owns=owns,
                 unknown_grace=self.unknown_grace,
                 carry={**carry, "deadline": deadline},
+                since=since,
             ),
             method_name=resume,
         )

@@ -194,6 +194,9 @@ class CmlApplicationOperator(CmlBaseOperator):
     ``action="restart"`` (default): the application is created from ``application`` when missing
     (creating starts it), else updated when the spec differs and restarted; the task waits until
     it is ``APPLICATION_RUNNING`` and fails on ``APPLICATION_FAILED`` or ``APPLICATION_STOPPED``.
+    After a restart only a new instance counts: one whose ``starting_at`` or ``running_at`` is later
+    than before the request, or that was seen starting; until then what reads show is the old
+    instance, tolerated for ``unknown_grace`` (and ``timeout``).
     ``action="ensure"``: as restart, but an application that already matches and runs is left
     alone. ``action="stop"``: stop it and wait until stopped (``application`` may be just a name).
     XComs: ``application_id`` and ``application_url`` (where it is served).
@@ -254,7 +257,7 @@ class CmlApplicationOperator(CmlBaseOperator):
                 app, action = apps.ensure_application(project_id, CmlApplicationSpec.of(self.application))
         ref = ApplicationRef(project_id, str(app["id"]))
         self._push(context, app)
-        kind = APPLICATION
+        kind, since = APPLICATION, None
         if self.action == "stop":
             kind, app = APPLICATION_STOP, apps.stop_application(ref)
             self.log.info("Stopping Cloudera AI application %s.", ref.application_id)
@@ -263,10 +266,14 @@ class CmlApplicationOperator(CmlBaseOperator):
             and action == "unchanged"
             and APPLICATION.is_success(APPLICATION.status_of(app))
         ):
+            # The instance before the restart, read fresh: reads may show it for a while after the
+            # request, so only a later start (or a transition seen) confirms the restart.
+            since = APPLICATION.baseline(apps.get_application(ref))
             app = apps.restart_application(ref)
             self.log.info("Restarting Cloudera AI application %s.", ref.application_id)
-            app = {**app, "status": "APPLICATION_STARTING"}  # the reply only acknowledges: poll for the state
-        self._wait(kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict())
+        self._wait(
+            kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict(), since=since
+        )
         return ref.application_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
