@@ -1,0 +1,79 @@
+"""A restart is confirmed, not assumed: only a new instance of the application ends the wait.
+
+The workbench's ``restart_lag`` keeps reads showing the old ``APPLICATION_RUNNING`` (with the old
+instance's times) for a while after ``:restart``, as a server whose reads lag would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from airflow_provider_cml.exceptions import CmlApplicationError
+from tests.test_serving import _app, _context, _run_app
+
+try:  # Airflow 3.2+ moved it to the Task SDK
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+
+
+@pytest.fixture
+def lagging(wb, monkeypatch):
+    """The application's reads lag 1 s behind a restart."""
+    monkeypatch.setattr(wb.workbench.serving, "restart_lag", 1.0)
+    return wb.workbench.serving
+
+
+def _running_anew(app, before: str) -> bool:
+    """The workbench's own state: running, its new instance started after ``before``."""
+    return app.status == "APPLICATION_RUNNING" and app.times["running_at"] > before
+
+
+def test_a_restart_waits_for_the_new_instance_not_the_old_running(wb, lagging):
+    app_id, _ = _run_app(_app("lagging-board"))
+    app = lagging.applications[app_id]
+    before = app.times["running_at"]
+    _run_app("lagging-board")  # restart: reads show the old APPLICATION_RUNNING for 1 s
+    assert _running_anew(app, before)  # the wait ended on the new instance, running
+
+
+def test_a_deferred_restart_carries_the_baseline_to_the_trigger(wb, lagging):
+    from airflow_provider_cml.operators.serving import CmlApplicationOperator
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+
+    app_id, _ = _run_app(_app("deferred-lagging-board"))
+    app = lagging.applications[app_id]
+    before = app.times["running_at"]
+    operator = CmlApplicationOperator(
+        task_id="app",
+        project="Analytics",
+        application="deferred-lagging-board",
+        poll_interval=0.05,
+        deferrable=True,
+    )
+    context = _context("app")
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute(context)
+    _, kwargs = info.value.trigger.serialize()
+    kwargs = json.loads(json.dumps(kwargs))  # what the triggerer gets: plain JSON
+    assert set(kwargs["since"]) == {"status", "starting_at", "running_at"}  # no environment
+    assert kwargs["since"]["running_at"] == before
+
+    async def first(trigger):
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first(CmlWorkloadTrigger(**kwargs)))
+    assert event["status"] == "success" and _running_anew(app, before)
+    assert operator.execute_complete(context, event) == app_id
+
+
+def test_a_restart_that_never_shows_is_graced_then_fails_saying_so(wb, lagging, monkeypatch):
+    _run_app(_app("stuck-board"))
+    monkeypatch.setattr(lagging, "restart_lag", 30.0)
+    with pytest.raises(CmlApplicationError, match="as it was before it \\(no new start seen\\)"):
+        _run_app("stuck-board", unknown_grace=0.3, timeout=10)
