@@ -70,6 +70,39 @@ def wait_for(
     return dict(conclude(hook, Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
 
 
+def wait_a_while(
+    hook: CmlHook,
+    kind: WorkloadKind,
+    ref: Any,
+    seconds: float,
+    *,
+    poll_interval: float = 30,
+    unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+    since: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """:func:`wait_for`, for ``seconds`` at most: ``None`` when the workload is still going then.
+
+    Nothing is stopped when the time is up: the caller goes on waiting elsewhere (a deferrable
+    task, in the triggerer).
+
+    :param hook: the hook.
+    :param kind: what the workload is.
+    :param ref: its IDs.
+    :param seconds: how long to wait here.
+    :param poll_interval: seconds between status checks.
+    :param unknown_grace: seconds it may stay in an unclear status.
+    :param since: as for :func:`wait_for`.
+    :raises CmlWorkloadError: it ended without success, or stayed unclear too long.
+    """
+    deadline = hook.clock.monotonic() + seconds
+    rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False, kind=kind, since=since)
+    with hook.within(deadline):
+        rule, decision = wait_loop(hook, ref, rule)
+    if decision.next is Next.TIMED_OUT:
+        return None
+    return dict(conclude(hook, Outcome(ref, rule, decision), stop_on_timeout=False))
+
+
 def wait_loop(hook: CmlHook, ref: Any, rule: WaitRule) -> tuple[WaitRule, Decision]:
     """Step, log and sleep until a decision ends the wait; raise when interrupted.
 

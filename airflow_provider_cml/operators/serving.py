@@ -110,7 +110,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
         ref = BuildRef(carried["project_id"], carried["model_id"], carried["build_id"])
         deadline = carried.get("deadline")
         with self._bounded(deadline):
-            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline)
+            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline, resumed=True)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the deployment ended (deferrable).
@@ -144,8 +144,21 @@ class CmlDeployModelOperator(CmlBaseOperator):
         return build
 
     def _deploy(
-        self, context: Context, build: BuildRef, spec: CmlModelSpec, deadline: float | None
+        self,
+        context: Context,
+        build: BuildRef,
+        spec: CmlModelSpec,
+        deadline: float | None,
+        *,
+        resumed: bool = False,
     ) -> dict[str, str]:
+        """Deploy the built build (or reuse this task instance's deployment) and wait on it.
+
+        ``resumed``: the task resumed from the build's deferral. It then waits here up to
+        ``[cml] trigger_event_hold`` before deferring again: the first deferral paid the hold
+        (Airflow's race with a quick event), a second quick one would pay it twice.
+        """
+        from airflow_provider_cml._compat import trigger_event_hold
         from airflow_provider_cml.reattach import task_identity
         from airflow_provider_cml.serving import MODEL_DEPLOYMENT, DeploymentRef
 
@@ -170,6 +183,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
             owns=True,
             resume="execute_complete",
             carry=ref._asdict(),
+            bridge=trigger_event_hold() if resumed else 0.0,
         )
         return self._served(ref, answer)
 

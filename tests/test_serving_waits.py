@@ -1,7 +1,9 @@
-"""A restart is confirmed, not assumed: only a new instance of the application ends the wait.
+"""Serving waits: a restart is confirmed, not assumed; a deferrable deploy pays the event hold once.
 
 The workbench's ``restart_lag`` keeps reads showing the old ``APPLICATION_RUNNING`` (with the old
-instance's times) for a while after ``:restart``, as a server whose reads lag would.
+instance's times) for a while after ``:restart``, as a server whose reads lag would. Airflow's
+race with quick trigger events (``[cml] trigger_event_hold``) is paid by the build's deferral
+only: the resumed task waits out a quick deployment itself.
 """
 
 from __future__ import annotations
@@ -77,3 +79,57 @@ def test_a_restart_that_never_shows_is_graced_then_fails_saying_so(wb, lagging, 
     monkeypatch.setattr(lagging, "restart_lag", 30.0)
     with pytest.raises(CmlApplicationError, match="as it was before it \\(no new start seen\\)"):
         _run_app("stuck-board", unknown_grace=0.3, timeout=10)
+
+
+# -- a deferrable deploy pays Airflow's event hold once ------------------------------------------
+
+
+def _deferred_build(name: str, **model):
+    """A deferrable deploy's first deferral (the build) and the event its trigger fires."""
+    from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+    from tests.test_serving import _model
+
+    operator = CmlDeployModelOperator(
+        task_id="deploy",
+        project="Analytics",
+        model=_model(name, **model),
+        poll_interval=0.05,
+        deferrable=True,
+    )
+    context = _context("deploy")
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute(context)
+    assert info.value.method_name == "execute_after_build"
+    _, kwargs = info.value.trigger.serialize()
+
+    async def first(trigger):
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return operator, context, asyncio.run(first(CmlWorkloadTrigger(**json.loads(json.dumps(kwargs)))))
+
+
+def test_a_deferrable_deploy_defers_once_when_its_deployment_comes_within_the_hold(wb, monkeypatch):
+    """The build's deferral pays the hold; the quick deployment is awaited by the resumed task."""
+    monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "5")
+    operator, context, event = _deferred_build("held-once")
+    assert event["status"] == "success"
+    ids = operator.execute_after_build(context, event)  # no second TaskDeferred: no second hold
+    assert wb.workbench.serving.deployments[ids["deployment_id"]].status == "deployed"
+    assert len(wb.requests("POST", r".*/deployments$")) == 1
+
+
+def test_a_deployment_still_going_after_the_hold_is_deferred(wb, monkeypatch):
+    from airflow_provider_cml.hooks.cml import CmlHook
+    from airflow_provider_cml.serving import DeploymentRef
+
+    monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "0.5")
+    operator, context, event = _deferred_build("slow-after-hold", environment={"SLOW_LOAD": "30"})
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute_after_build(context, event)
+    assert info.value.method_name == "execute_complete"
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["owns"] is True  # the trigger goes on waiting on our deployment (it posts nothing)
+    CmlHook().models.stop_deployment(DeploymentRef(**{k: kwargs["ref"][k] for k in DeploymentRef._fields}))
