@@ -57,8 +57,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
     :param timeout: seconds for build and deployment together; ``None``: no limit.
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param unknown_grace: seconds a build may stay ``unknown``, or a deployment ``unknown``, before
-        the task gives up; ``None``: no limit.
+    :param unknown_grace: seconds a build or a deployment may stay in a status that says nothing
+        of its progress (``unknown``, a build's ``succeeded``, a value no one listed) before the
+        task gives up naming it; ``None``: no limit.
     """
 
     template_fields: Sequence[str] = ("project", "model")
@@ -225,7 +226,8 @@ class CmlApplicationOperator(CmlBaseOperator):
     :param timeout: seconds to wait at most; ``None``: no limit.
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param unknown_grace: seconds it may stay ``APPLICATION_UNKNOWN``; ``None``: no limit.
+    :param unknown_grace: seconds it may stay ``APPLICATION_UNKNOWN`` (or a status no one listed),
+        or show the old instance after a restart; ``None``: no limit.
     """
 
     template_fields: Sequence[str] = ("project", "application")
