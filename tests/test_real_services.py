@@ -87,6 +87,16 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             deferrable=deferrable,
         )
 
+with DAG("cml_deploy_deferrable", **ARGS):
+    # A quick build and a quick deployment: the hold of Airflow's deferral race is paid once.
+    CmlDeployModelOperator(
+        task_id="deploy",
+        project="Analytics",
+        model={"name": "deferred-once", "file": "model_predict.py", "function": "predict"},
+        poll_interval=0.5,
+        deferrable=True,
+    )
+
 with DAG("cml_kill_sensor", **ARGS):
     CmlJobRunSensor(
         task_id="watches",
@@ -106,6 +116,7 @@ DAG_IDS = (
     "cml_kill_sensor",
     "cml_kill_deploy_sync",
     "cml_kill_deploy_deferrable",
+    "cml_deploy_deferrable",
 )
 
 
@@ -256,6 +267,29 @@ def test_killing_a_deferred_task_never_stops_a_run_it_does_not_own(deployment, w
         assert f"Cloudera AI run {other['id']} is not its own: left running" in log
     finally:
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
+
+
+def test_a_deferrable_deploy_defers_once_for_a_quick_deployment(deployment, wb):
+    """The build's deferral pays [cml] trigger_event_hold; the resumed task waits out the quick
+    deployment itself instead of deferring (and holding) again. The task succeeds: no race."""
+    run_id = deployment.trigger("cml_deploy_deferrable")
+
+    def state() -> str | None:
+        (ti,) = deployment.task_instances("cml_deploy_deferrable", run_id)
+        return ti["state"]
+
+    wait_for("the deploy to end", lambda: state() in ("success", "failed"), limit=240)
+    files = sorted((deployment.home / "logs" / "dag_id=cml_deploy_deferrable").rglob("*.log"))
+    worker_log = "".join(p.read_text() for p in files if ".trigger." not in p.name)
+    assert state() == "success", (worker_log[-3000:], _logs(deployment))
+    assert worker_log.count("Pausing task as DEFERRED") == 1, worker_log[-3000:]
+    (mine,) = [
+        d
+        for d in wb.workbench.serving.deployments.values()
+        if d.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_deploy_deferrable"
+    ]
+    assert mine.status == "deployed"
+    wb.workbench.serving.stop_deployment(mine)
 
 
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
