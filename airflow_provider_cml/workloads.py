@@ -270,8 +270,10 @@ def _moment(value: Any) -> datetime | None:
     """An RFC 3339 timestamp as an aware datetime; ``None`` when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
-    # Python 3.10 reads at most microseconds; servers may send nanoseconds.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00"))
+    # Python 3.10 reads exactly 3 or 6 fraction digits; servers may send from 1 to 9.
+    text = re.sub(
+        r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip().replace("Z", "+00:00")
+    )
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -133,3 +133,59 @@ def test_a_deployment_still_going_after_the_hold_is_deferred(wb, monkeypatch):
     _, kwargs = info.value.trigger.serialize()
     assert kwargs["owns"] is True  # the trigger goes on waiting on our deployment (it posts nothing)
     CmlHook().models.stop_deployment(DeploymentRef(**{k: kwargs["ref"][k] for k in DeploymentRef._fields}))
+
+
+# -- the rule itself (pure) -----------------------------------------------------------------------
+
+
+def _judge_all(answers, since):
+    from airflow_provider_cml.serving import APPLICATION
+    from airflow_provider_cml.waiting import WaitRule, WaitState
+
+    rule, state, decisions = WaitRule(1.0, None, 10.0, kind=APPLICATION, since=since), WaitState(), []
+    for now, answer in enumerate(answers):
+        decision = rule.judge(answer, float(now), state)
+        state = decision.state
+        decisions.append(decision.next.value)
+    return decisions
+
+
+OLD = {"status": "APPLICATION_RUNNING", "running_at": "2026-01-01T10:00:00.5Z"}
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        # The old instance, then the new one (a later running_at, in nanoseconds and without a fraction).
+        (
+            [OLD, {"status": "APPLICATION_RUNNING", "running_at": "2026-01-01T10:05:00.123456789Z"}],
+            ["wait", "finished"],
+        ),
+        ([OLD, {"status": "running", "running_at": "2026-01-01T10:05:00Z"}], ["wait", "finished"]),
+        # A start seen under way confirms it; the RUNNING after it ends the wait.
+        ([OLD, {"status": "starting"}, {"status": "APPLICATION_RUNNING"}], ["wait", "wait", "finished"]),
+        # The old instance's failure or stop says nothing about the restart either.
+        ([{**OLD, "status": "APPLICATION_STOPPED"}, OLD], ["wait", "wait"]),
+    ],
+)
+def test_only_a_new_instance_ends_a_wait_after_a_restart(answers, expected):
+    from airflow_provider_cml.serving import APPLICATION
+
+    assert _judge_all(answers, APPLICATION.baseline(OLD)) == expected
+
+
+def test_without_a_baseline_the_old_running_would_end_the_wait_at_once():
+    assert _judge_all([OLD], None) == ["finished"]  # what a wait without ``since`` concluded
+
+
+def test_the_old_instance_is_graced_then_the_wait_gives_up():
+    from airflow_provider_cml.serving import APPLICATION
+    from airflow_provider_cml.waiting import Next, WaitRule, WaitState
+
+    rule = WaitRule(1.0, None, 3.0, kind=APPLICATION, since=APPLICATION.baseline(OLD))
+    state = WaitState()
+    for now in (0.0, 1.0, 2.0):
+        state = rule.judge(OLD, now, state).state
+    decision = rule.judge(OLD, 3.0, state)
+    assert decision.next is Next.UNCLEAR
+    assert "as it was before it (no new start seen)" in rule.why_gave_up(decision, None)[0]
