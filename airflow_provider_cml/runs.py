@@ -2,7 +2,8 @@
 
 The one definition of run statuses, shared by hook, operator, sensor and trigger. Only
 ``ENGINE_SUCCEEDED`` is success. ``ENGINE_STOPPING``, ``ENGINE_UNKNOWN`` and statuses this module does
-not know are not terminal. Statuses are compared case-insensitively; a run without ``status`` is
+not know are not terminal (unknown ones are graced, then the wait fails naming them). A status is
+read in any case, with or without ``ENGINE_`` (``running`` is ``ENGINE_RUNNING``); a run without ``status`` is
 scheduling (it is the enum's zero value, which the API may leave out). Nothing here reads a run's
 ``environment`` into a message: it may hold secrets.
 """
@@ -376,6 +377,7 @@ JOB_RUN = WorkloadKind(
     succeeded=SUCCESS_STATES,
     failed=FAILURE_STATES,
     active=KNOWN_STATUSES - TERMINAL_STATES - {UNKNOWN},
+    prefix="ENGINE_",
     stop_path=lambda ref: run_path(ref) + ":stop",
     missing_status=SCHEDULING,
     hints=_FAILURE_HINTS,

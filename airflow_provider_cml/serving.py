@@ -5,11 +5,17 @@ trigger, the sensor and the sync wait read. The statuses are the fact sheet's
 (``docs`` of this project: "Cloudera AI Workbench API v2: models, builds, deployments, registry,
 applications"):
 
-* a build is lower case (``built``, ``build failed`` with a space); ``succeeded`` is listed by the
-  API but no client treats it as done, so it is waited through like ``unknown``;
+* a build is lower case (``built``, ``build failed`` with a space, read as ``BUILD_FAILED``); the
+  API lists ``queued``, ``pending`` and ``pushing`` as steps on the way; ``succeeded`` is listed
+  but no client treats it as done and the sheet calls it unclear, so it is graced like ``unknown``;
 * a deployment has no listed statuses at all: ``deployed`` succeeds, ``failed``, ``stopped`` and
-  ``deployment_failed`` fail, and every other value is progress, bounded by the wait's timeout;
-* an application has the ``ApplicationStatus`` enum (``APPLICATION_RUNNING``, ...).
+  ``deployment_failed`` fail; ``pending`` is seen in clients, ``deploying`` and ``stopping`` are
+  the sheet's in-between values;
+* an application has the ``ApplicationStatus`` enum (``APPLICATION_RUNNING``, ...); filters and
+  cai-mcp-server use the bare lower-case words (``running``), read as the same statuses.
+
+Any other value (``error``, say) says nothing about progress: a wait tolerates it for its
+``unknown_grace``, then fails naming it (:class:`~airflow_provider_cml.workloads.WorkloadKind`).
 """
 
 from __future__ import annotations
@@ -116,13 +122,14 @@ MODEL_BUILD = WorkloadKind(
     ref_type=BuildRef,
     read_path=build_path,
     succeeded=frozenset({"BUILT"}),
-    failed=frozenset({"BUILD FAILED", "TIMEDOUT"}),
-    # SUCCEEDED is listed by the API, but no client deploys from it: waited through (and logged,
-    # as every status change is) until BUILT or the wait's timeout. UNKNOWN gets the grace.
-    active=frozenset({"QUEUED", "PENDING", "PUSHING", "BUILDING", "SUCCEEDED"}),
+    failed=frozenset({"BUILD_FAILED", "TIMEDOUT"}),
+    # SUCCEEDED is listed by the API, but no client deploys from it and the sheet calls it
+    # unclear: graced (and logged, as every status change is) like UNKNOWN, then the wait fails.
+    active=frozenset({"QUEUED", "PENDING", "PUSHING", "BUILDING"}),
+    aliases=("MODEL_BUILD_",),
     missing_status="UNKNOWN",
     hints={
-        "BUILD FAILED": "the build failed: check that the model's file exists and defines its function, "
+        "BUILD_FAILED": "the build failed: check that the model's file exists and defines its function, "
         "and read the build's log on the model's page",
         "TIMEDOUT": "the build ran out of time on the workbench",
     },
@@ -138,9 +145,9 @@ MODEL_DEPLOYMENT = WorkloadKind(
     read_path=deployment_path,
     succeeded=frozenset({"DEPLOYED"}),
     failed=frozenset({"FAILED", "STOPPED", "DEPLOYMENT_FAILED"}),
-    active=frozenset({"PENDING"}),
-    unclear=frozenset({"UNKNOWN"}),
-    prefix="MODEL_DEPLOYMENT_",
+    active=frozenset({"PENDING", "DEPLOYING", "STOPPING"}),
+    aliases=("MODEL_DEPLOYMENT_",),
+    missing_status="UNKNOWN",
     stop_path=lambda ref: deployment_path(ref) + ":stop",
     hints={
         "FAILED": "the deployment failed: the model's function could not be loaded or its replicas "
@@ -167,11 +174,12 @@ APPLICATION = WorkloadKind(
     succeeded=frozenset({"APPLICATION_RUNNING"}),
     failed=frozenset({"APPLICATION_FAILED", "APPLICATION_STOPPED"}),
     active=frozenset({"APPLICATION_STARTING", "APPLICATION_STOPPING"}),
-    unclear=frozenset({"APPLICATION_UNKNOWN"}),
+    prefix="APPLICATION_",
     missing_status="APPLICATION_UNKNOWN",
     hints=_APP_HINTS,
     event_fields=("id", "name", "subdomain", "status", "running_at", "stopped_at"),
     error=CmlApplicationError,
+    instance_marks=("starting_at", "running_at"),
 )
 
 #: An application, waited on until it has stopped (after a stop request).

@@ -93,6 +93,8 @@ class WaitState:
     :param attempt: 0 for the started run, ``n`` for the platform's retry ``n``.
     :param failed: the failed run whose retry is expected (``None`` when none is).
     :param failed_since: when that failure was seen.
+    :param renewed: an answer has shown the workload since the restart the wait follows (always,
+        for a wait that follows none; see ``WaitRule.since``).
     """
 
     status: str | None = None
@@ -101,6 +103,7 @@ class WaitState:
     attempt: int = 0
     failed: Mapping[str, Any] | None = None
     failed_since: float | None = None
+    renewed: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ class WaitRule:
     :param retry: the job's retry settings, once read (see ``Next.NEED_JOB``).
     :param retry_known: whether ``retry`` has been read.
     :param kind: what is waited on: what its statuses mean.
+    :param since: after a restart request, the kind's ``baseline`` of the answer read before it.
+        Until an answer shows the workload renewed (``WorkloadKind.renewed``), what the wait reads
+        is the old instance: its status, even ``APPLICATION_RUNNING``, says nothing about the
+        restart, so it is unclear (graced, then the wait gives up) and never ends the wait.
     """
 
     poll_interval: float
@@ -145,6 +152,7 @@ class WaitRule:
     retry: JobRetry | None = None
     retry_known: bool = False
     kind: WorkloadKind = JOB_RUN
+    since: Mapping[str, Any] | None = None
 
     def knowing(self, retry: JobRetry | None) -> WaitRule:
         """This rule, with the job's retry settings read.
@@ -172,15 +180,22 @@ class WaitRule:
         if state.failed is not None and seen.get("id") != state.run_id:  # the platform's retry
             state = replace(state, attempt=state.attempt + 1, failed=None, failed_since=None, status=None)
         status = self.kind.status_of(seen)
-        changed = status != state.status
+        renewed = state.renewed or self.since is None or self.kind.renewed(seen, self.since)
+        changed = status != state.status or renewed != state.renewed
         unclear_since = None
-        if self.kind.is_unclear(status):
+        if not renewed or self.kind.is_unclear(status):
             unclear_since = now if state.unclear_since is None else state.unclear_since
         # The constructor, not dataclasses.replace: this runs on every poll of every trigger.
         state = WaitState(
-            status, unclear_since, str(seen.get("id")), state.attempt, state.failed, state.failed_since
+            status,
+            unclear_since,
+            str(seen.get("id")),
+            state.attempt,
+            state.failed,
+            state.failed_since,
+            renewed,
         )
-        if self.kind.is_terminal(status):
+        if renewed and self.kind.is_terminal(status):
             return self._ended(seen, status, now, state, changed)
         if self._unclear_too_long(state, now):
             return Decision(Next.UNCLEAR, state, changed=changed)
@@ -227,11 +242,19 @@ class WaitRule:
         :param decision: a ``TIMED_OUT`` or ``UNCLEAR`` decision.
         :param waited: seconds the wait lasted, when the caller knows them.
         """
+        noun = self.kind.name
+        if decision.next is Next.UNCLEAR and not decision.state.renewed:
+            return (
+                f"for {self.unknown_grace:g}s after the restart request, as it was before it (no new "
+                "start seen)",
+                f"Cloudera AI may not have restarted it: check the {noun} in the workbench, or raise "
+                "unknown_grace",
+            )
         if decision.next is Next.UNCLEAR:
             return (
                 f"for {self.unknown_grace:g}s, a status that says nothing about its progress",
-                "Cloudera AI may have lost track of it: check the run in the workbench, or raise "
-                "unknown_grace",
+                f"Cloudera AI may have lost track of it, or answers a status this provider does not "
+                f"know: check the {noun} in the workbench, or raise unknown_grace",
             )
         when = f"after {waited:g}s" if waited is not None else "when the task's time ran out"
         return when, "Raise the timeout if the job needs longer"
@@ -255,6 +278,8 @@ def log_decision(log: _Log, run_id: str, decision: Decision, noun: str = "run") 
         )
     elif decision.changed:
         retry = f" (the platform's retry {state.attempt} of run {run_id})" if state.attempt else ""
+        if not state.renewed:
+            retry = " (as before the restart: waiting for it to start anew)"
         log.info("Cloudera AI %s %s is %s%s.", noun, current, state.status, retry)
     elif decision.next is Next.WAIT and decision.error is not None:
         log.warning("Could not read %s %s this time (%s); polling again.", noun, current, decision.error)

@@ -8,15 +8,22 @@ a failure means. The waiting rule (:mod:`~airflow_provider_cml.waiting`), the st
 stop (:mod:`~airflow_provider_cml.steps`), the sync wait, the trigger and the sensors take a kind;
 adding a kind adds no waiting code.
 
-Statuses are compared case-insensitively. Nothing here puts a workload's answer into a message
+What a status means is read in one place, :meth:`WorkloadKind.status_of`: case, spaces and the
+kind's known prefixes do not matter (``running``, ``RUNNING`` and ``APPLICATION_RUNNING`` are one
+status, as are ``build failed`` and ``MODEL_BUILD_BUILD_FAILED``), since servers and clients spell
+them differently. A status that is none of the kind's successes, failures or known progress
+statuses (``error``, say) says nothing about progress: a wait tolerates it for its grace, then
+fails naming it. Nothing here puts a workload's answer into a message
 beyond its id and status: answers may hold secrets (a run's ``environment``).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
@@ -34,14 +41,14 @@ class WorkloadKind:
     :param read_path: the API path (below ``/api/v2``) that reads one workload.
     :param succeeded: statuses that mean it ended well.
     :param failed: statuses that mean it ended otherwise.
-    :param active: statuses that mean it is still going. Any other status (an "unknown" one, or
-        one the API never listed) says nothing about progress: a wait tolerates it for its
-        ``unknown_grace``, then gives up.
-    :param unclear: when given, only these statuses (and a missing one) say nothing about
-        progress; every other status that is not terminal counts as still going, bounded by the
-        wait's timeout. For kinds whose API lists no statuses (model deployments), where an
-        unlisted value such as ``deploying`` is progress, not doubt.
-    :param prefix: a prefix some servers put before the status, dropped before comparing (e.g.
+    :param active: the known statuses that mean it is still going. Any other status (an "unknown"
+        one, or one the API never listed) says nothing about progress: a wait tolerates it for its
+        ``unknown_grace``, then gives up naming it.
+    :param prefix: the prefix of the kind's own spelling (``ENGINE_``, ``APPLICATION_``; ``""`` for
+        the bare words of builds and deployments): added to a status that comes without it, so
+        ``running`` reads as ``ENGINE_RUNNING``. The statuses above are spelled with it, in upper
+        case, words joined by ``_``.
+    :param aliases: other prefixes a server may put before the status, dropped (e.g.
         ``MODEL_DEPLOYMENT_``).
     :param stop_path: the API path to POST to stop one, or ``None`` when it cannot be stopped.
     :param missing_status: the status of an answer without one (the enum's zero value, which the
@@ -55,6 +62,9 @@ class WorkloadKind:
         that ran out of time first.
     :param explained: whether the platform's usage and executions listings can say why one failed
         (job runs: the hook then reads them, when the key may).
+    :param instance_marks: timestamps that move when the workload starts anew (an application's
+        ``starting_at`` and ``running_at``): how a wait after a restart tells the new instance
+        from the old one (see :meth:`renewed`).
     """
 
     home: str
@@ -64,8 +74,8 @@ class WorkloadKind:
     succeeded: frozenset[str]
     failed: frozenset[str]
     active: frozenset[str]
-    unclear: frozenset[str] | None = None
     prefix: str = ""
+    aliases: tuple[str, ...] = ()
     stop_path: Callable[[Any], str] | None = None
     missing_status: str = ""
     hints: Mapping[str, str] = field(default_factory=dict)
@@ -75,42 +85,88 @@ class WorkloadKind:
     error: type[CmlWorkloadError] = CmlWorkloadError
     timeout_error: type[CmlWorkloadTimeout] = CmlWorkloadTimeout
     explained: bool = False
+    instance_marks: tuple[str, ...] = ()
 
     def status_of(self, answer: Mapping[str, Any]) -> str:
-        """The answer's status in upper case (:attr:`missing_status` when it has none).
+        """The answer's status in the kind's own spelling (:attr:`missing_status` when it has none).
 
         :param answer: the workload as the API returned it.
         """
         value = answer.get("status")
         if value is None or value == "":
             return self.missing_status
-        upper = str(value).strip().upper()
-        return upper.removeprefix(self.prefix) if self.prefix else upper
+        return self.canonical(str(value))
+
+    def canonical(self, status: str) -> str:
+        """``status`` in the kind's own spelling: upper case, words joined by ``_``, its prefix.
+
+        The one place where spellings are told apart: ``running``, ``RUNNING`` and
+        ``APPLICATION_RUNNING`` are one status; ``build failed`` and ``BUILD_FAILED`` another. A
+        word the kind does not know stays as the server spelled it, in upper case (``ERROR``).
+
+        :param status: a status as a server sent it.
+        """
+        word = spelled = "_".join(status.replace("-", " ").upper().split())
+        for prefix in (self.prefix, *self.aliases):
+            if prefix and word.startswith(prefix):
+                word = word[len(prefix) :]
+                break
+        known = self.prefix + word
+        if known in self.succeeded or known in self.failed or known in self.active:
+            return known
+        # Not one of ours: named as the server spelled it (upper case), so a message says "ERROR".
+        return known if known == self.missing_status.upper() else spelled
 
     def is_terminal(self, status: str | None) -> bool:
         """Whether a workload in ``status`` has ended, well or not.
 
-        :param status: a status as the API sends it (any case).
+        :param status: a status in any spelling.
         """
-        upper = (status or "").upper()
-        return upper in self.succeeded or upper in self.failed
+        word = self.canonical(status or "")
+        return word in self.succeeded or word in self.failed
 
     def is_success(self, status: str | None) -> bool:
         """Whether ``status`` means it ended well.
 
-        :param status: a status as the API sends it (any case).
+        :param status: a status in any spelling.
         """
-        return (status or "").upper() in self.succeeded
+        return self.canonical(status or "") in self.succeeded
 
     def is_unclear(self, status: str | None) -> bool:
-        """Whether ``status`` says nothing about progress (neither active nor terminal).
+        """Whether ``status`` says nothing about progress: neither a known progress status nor terminal.
 
-        :param status: a status as the API sends it (any case).
+        :param status: a status in any spelling (``None``: none was given).
         """
-        upper = (status or self.missing_status).upper()
-        if self.unclear is not None:
-            return upper in self.unclear or upper == self.missing_status.upper()
-        return upper not in self.active and not self.is_terminal(upper)
+        word = self.canonical(status or self.missing_status)
+        return word not in self.active and not self.is_terminal(word)
+
+    def baseline(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """What a wait after a restart needs of the answer read before it: status and instance marks.
+
+        Plain JSON, and never more (an application's answer holds its ``environment``): a trigger
+        carries it.
+
+        :param answer: the workload as it was before the restart request.
+        """
+        fields = {key: answer[key] for key in self.instance_marks if answer.get(key)}
+        return {**fields, "status": self.status_of(answer)}
+
+    def renewed(self, answer: Mapping[str, Any], before: Mapping[str, Any]) -> bool:
+        """Whether ``answer`` shows the workload since a restart, not as it was ``before`` it.
+
+        It does when one of :attr:`instance_marks` is later than before, or when it is in a
+        progress status other than before's (the restart is under way). Until then its status,
+        even a terminal one, belongs to the old instance and says nothing about the restart.
+
+        :param answer: a fresh answer.
+        :param before: :meth:`baseline` of the answer read before the restart request.
+        """
+        for key in self.instance_marks:
+            now, then = _moment(answer.get(key)), _moment(before.get(key))
+            if now is not None and (then is None or now > then):
+                return True
+        status = self.status_of(answer)
+        return status in self.active and status != self.canonical(str(before.get("status") or ""))
 
     def should_stop(self, seen: Any) -> bool:
         """The one "stop if still active" rule: stop it unless it is known to have ended.
@@ -127,7 +183,7 @@ class WorkloadKind:
 
         :param status: a terminal failure status.
         """
-        return self.hints.get((status or "").upper(), f"the {self.name} did not succeed")
+        return self.hints.get(self.canonical(status or ""), f"the {self.name} did not succeed")
 
     def id_of(self, ref: Any) -> str:
         """The workload's own id (the last field of its ref).
@@ -208,6 +264,21 @@ class WorkloadKind:
         :param answer: the workload's last answer.
         """
         return {key: answer[key] for key in self.event_fields if answer and key in answer}
+
+
+def _moment(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime; ``None`` when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    # Python 3.10 reads exactly 3 or 6 fraction digits; servers may send from 1 to 9.
+    text = re.sub(
+        r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip().replace("Z", "+00:00")
+    )
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def see(link: str | None) -> str:

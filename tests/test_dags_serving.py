@@ -43,7 +43,7 @@ def test_retrain_deploy_smoke_test_restart_the_dashboard(wb, dagbag, mode):
 def test_a_build_failure_fails_the_task_and_deploys_nothing(wb, dagbag, capfd, mode):
     dag_run = dagbag.get_dag(f"cml_test_build_failure_{mode}").test()
     assert _states(dag_run) == {"deploy": "failed"}
-    assert "BUILD FAILED" in "".join(capfd.readouterr())
+    assert "BUILD_FAILED" in "".join(capfd.readouterr())
     assert not wb.requests("POST", r".*/deployments")
 
 

@@ -94,6 +94,16 @@ with DAG("cml_ui_form_connection", **ARGS):
         task_id="run", cml_conn_id="cml_ui_form", project="Analytics", job="train", poll_interval=0.5
     )
 
+with DAG("cml_deploy_deferrable", **ARGS):
+    # A quick build and a quick deployment: the hold of Airflow's deferral race is paid once.
+    CmlDeployModelOperator(
+        task_id="deploy",
+        project="Analytics",
+        model={"name": "deferred-once", "file": "model_predict.py", "function": "predict"},
+        poll_interval=0.5,
+        deferrable=True,
+    )
+
 with DAG("cml_kill_sensor", **ARGS):
     CmlJobRunSensor(
         task_id="watches",
@@ -114,6 +124,7 @@ DAG_IDS = (
     "cml_kill_deploy_sync",
     "cml_kill_deploy_deferrable",
     "cml_ui_form_connection",
+    "cml_deploy_deferrable",
 )
 
 
@@ -266,6 +277,29 @@ def test_killing_a_deferred_task_never_stops_a_run_it_does_not_own(deployment, w
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
 
 
+def test_a_deferrable_deploy_defers_once_for_a_quick_deployment(deployment, wb):
+    """The build's deferral pays [cml] trigger_event_hold; the resumed task waits out the quick
+    deployment itself instead of deferring (and holding) again. The task succeeds: no race."""
+    run_id = deployment.trigger("cml_deploy_deferrable")
+
+    def state() -> str | None:
+        (ti,) = deployment.task_instances("cml_deploy_deferrable", run_id)
+        return ti["state"]
+
+    wait_for("the deploy to end", lambda: state() in ("success", "failed"), limit=240)
+    files = sorted((deployment.home / "logs" / "dag_id=cml_deploy_deferrable").rglob("*.log"))
+    worker_log = "".join(p.read_text() for p in files if ".trigger." not in p.name)
+    assert state() == "success", (worker_log[-3000:], _logs(deployment))
+    assert worker_log.count("Pausing task as DEFERRED") == 1, worker_log[-3000:]
+    (mine,) = [
+        d
+        for d in wb.workbench.serving.deployments.values()
+        if d.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_deploy_deferrable"
+    ]
+    assert mine.status == "deployed"
+    wb.workbench.serving.stop_deployment(mine)
+
+
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
 def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deployment, wb, mode):
     """The kill reaches the task (sync) or the triggerer (deferrable) while it waits on the task's
@@ -296,12 +330,15 @@ def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deploymen
     def ours() -> list:
         return [d for d in serving.deployments.values() if d.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
 
-    def task_log() -> str:
-        return "".join(p.read_text() for p in (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log"))
-
     wait_for("the task's deployment", lambda: len(ours()) == 1, limit=180)
     (mine,) = ours()
-    wait_for("the wait to poll it", lambda: f"model deployment {mine.id} is PENDING" in task_log(), limit=120)
+
+    def polled() -> bool:  # deferrable: by the trigger (the resumed task first waits out the hold itself)
+        files = (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log")
+        text = "".join(p.read_text() for p in files if mode == "sync" or ".trigger." in p.name)
+        return f"model deployment {mine.id} is PENDING" in text
+
+    wait_for("the wait to poll it", polled, limit=120)
     marked = requests.patch(
         f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deploy",
         json={"new_state": "failed"},

@@ -503,9 +503,21 @@ class CmlHook(BaseHook):
         :param kind: what the workload is.
         :param ref: its IDs.
         :param options: ``timeout``, ``poll_interval``, ``stop_on_timeout``, ``unknown_grace``,
-            ``follow_retries``, ``link``: see :func:`.waits.wait_for`.
+            ``follow_retries``, ``link``, ``since``: see :func:`.waits.wait_for`.
         """
         return waits.wait_for(self, kind, ref, **options)
+
+    def wait_a_while(
+        self, kind: WorkloadKind, ref: Any, seconds: float, **options: Any
+    ) -> dict[str, Any] | None:
+        """:meth:`wait_for` for ``seconds`` at most: ``None`` when it is still going then (not stopped).
+
+        :param kind: what the workload is.
+        :param ref: its IDs.
+        :param seconds: how long to wait.
+        :param options: ``poll_interval``, ``unknown_grace``, ``since``: see :func:`.waits.wait_a_while`.
+        """
+        return waits.wait_a_while(self, kind, ref, seconds, **options)
 
     def wait_for_job_run(
         self,

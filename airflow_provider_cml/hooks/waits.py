@@ -32,6 +32,7 @@ def wait_for(
     unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
     follow_retries: bool = False,
     link: str | Callable[[], str | None] | None = None,
+    since: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Poll a workload of any kind until it ends; return it on success, raise otherwise.
 
@@ -48,6 +49,8 @@ def wait_for(
     :param unknown_grace: seconds it may stay in an unclear status.
     :param follow_retries: wait for a job's Job Retry runs of a failed run.
     :param link: its page for messages, or how to find it when a message needs it.
+    :param since: after a restart request, ``kind.baseline`` of the answer read before it: only an
+        answer showing it started anew may end the wait (see ``WaitRule.since``).
     :raises CmlWorkloadError: it ended without success, or stayed unclear too long (for a job
         run, :class:`CmlJobRunError`).
     :raises CmlWorkloadTimeout: the timeout passed first.
@@ -56,13 +59,48 @@ def wait_for(
     validate_positive("timeout", timeout)
     validate_positive("unknown_grace", unknown_grace)
     deadline = None if timeout is None else hook.clock.monotonic() + timeout
-    rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=follow_retries, kind=kind)
+    rule = WaitRule(
+        poll_interval, deadline, unknown_grace, follow_retries=follow_retries, kind=kind, since=since
+    )
     with hook.within(deadline):
         rule, decision = wait_loop(hook, ref, rule)
         succeeded = decision.next is Next.FINISHED and kind.is_success(decision.state.status)
         if callable(link):
             link = None if succeeded else link()
     return dict(conclude(hook, Outcome(ref, rule, decision, link, timeout), stop_on_timeout))
+
+
+def wait_a_while(
+    hook: CmlHook,
+    kind: WorkloadKind,
+    ref: Any,
+    seconds: float,
+    *,
+    poll_interval: float = 30,
+    unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+    since: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """:func:`wait_for`, for ``seconds`` at most: ``None`` when the workload is still going then.
+
+    Nothing is stopped when the time is up: the caller goes on waiting elsewhere (a deferrable
+    task, in the triggerer).
+
+    :param hook: the hook.
+    :param kind: what the workload is.
+    :param ref: its IDs.
+    :param seconds: how long to wait here.
+    :param poll_interval: seconds between status checks.
+    :param unknown_grace: seconds it may stay in an unclear status.
+    :param since: as for :func:`wait_for`.
+    :raises CmlWorkloadError: it ended without success, or stayed unclear too long.
+    """
+    deadline = hook.clock.monotonic() + seconds
+    rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False, kind=kind, since=since)
+    with hook.within(deadline):
+        rule, decision = wait_loop(hook, ref, rule)
+    if decision.next is Next.TIMED_OUT:
+        return None
+    return dict(conclude(hook, Outcome(ref, rule, decision), stop_on_timeout=False))
 
 
 def wait_loop(hook: CmlHook, ref: Any, rule: WaitRule) -> tuple[WaitRule, Decision]:

@@ -103,19 +103,45 @@ class CmlBaseOperator(BaseOperator):
         owns: bool,
         resume: str,
         carry: Mapping[str, Any],
+        since: Mapping[str, Any] | None = None,
+        bridge: float = 0.0,
     ) -> Mapping[str, Any]:
-        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable."""
-        if kind.is_terminal(kind.status_of(answer)):
+        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable.
+
+        ``since``: after a restart request, ``kind.baseline`` of the answer read before it; then
+        ``answer`` (the request's acknowledgement) ends nothing, and only an answer showing the
+        workload started anew ends the wait.
+
+        ``bridge``: seconds a deferrable task first waits here. A task resumed from one deferral
+        that must wait again gives it ``[cml] trigger_event_hold``: a second deferral whose event
+        came within that hold would pay the hold again (see :func:`._compat.trigger_event_hold`),
+        while a wait here needs none. Only a workload still going after it is deferred.
+        """
+        if since is None and kind.is_terminal(kind.status_of(answer)):
             return self.hook.finished(ref, answer, kind=kind)
-        if not self.deferrable:
-            return self.hook.wait_for(
+        remaining = self._remaining(deadline)
+        if not self.deferrable or (bridge > 0 and remaining is not None and remaining <= bridge):
+            return self.hook.wait_for(  # here, to the end (what is left is shorter than the bridge)
                 kind,
                 ref,
-                timeout=self._remaining(deadline),
+                timeout=remaining,
                 poll_interval=self.poll_interval,
                 stop_on_timeout=owns,
                 unknown_grace=self.unknown_grace,
+                since=since,
             )
+        if bridge > 0:
+            ended = self.hook.wait_a_while(
+                kind,
+                ref,
+                bridge,
+                poll_interval=self.poll_interval,
+                unknown_grace=self.unknown_grace,
+                since=since,
+            )
+            if ended is not None:
+                return ended
+            self.log.info("Cloudera AI %s %s is still going: deferring.", kind.name, kind.id_of(ref))
         from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
         self.defer(
@@ -128,6 +154,7 @@ class CmlBaseOperator(BaseOperator):
                 owns=owns,
                 unknown_grace=self.unknown_grace,
                 carry={**carry, "deadline": deadline},
+                since=since,
             ),
             method_name=resume,
         )

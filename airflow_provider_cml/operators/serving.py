@@ -57,8 +57,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
     :param timeout: seconds for build and deployment together; ``None``: no limit.
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param unknown_grace: seconds a build may stay ``unknown``, or a deployment ``unknown``, before
-        the task gives up; ``None``: no limit.
+    :param unknown_grace: seconds a build or a deployment may stay in a status that says nothing
+        of its progress (``unknown``, a build's ``succeeded``, a value no one listed) before the
+        task gives up naming it; ``None``: no limit.
     """
 
     template_fields: Sequence[str] = ("project", "model")
@@ -110,7 +111,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
         ref = BuildRef(carried["project_id"], carried["model_id"], carried["build_id"])
         deadline = carried.get("deadline")
         with self._bounded(deadline):
-            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline)
+            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline, resumed=True)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the deployment ended (deferrable).
@@ -144,8 +145,21 @@ class CmlDeployModelOperator(CmlBaseOperator):
         return build
 
     def _deploy(
-        self, context: Context, build: BuildRef, spec: CmlModelSpec, deadline: float | None
+        self,
+        context: Context,
+        build: BuildRef,
+        spec: CmlModelSpec,
+        deadline: float | None,
+        *,
+        resumed: bool = False,
     ) -> dict[str, str]:
+        """Deploy the built build (or reuse this task instance's deployment) and wait on it.
+
+        ``resumed``: the task resumed from the build's deferral. It then waits here up to
+        ``[cml] trigger_event_hold`` before deferring again: the first deferral paid the hold
+        (Airflow's race with a quick event), a second quick one would pay it twice.
+        """
+        from airflow_provider_cml._compat import trigger_event_hold
         from airflow_provider_cml.reattach import task_identity
         from airflow_provider_cml.serving import MODEL_DEPLOYMENT, DeploymentRef
 
@@ -170,6 +184,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
             owns=True,
             resume="execute_complete",
             carry=ref._asdict(),
+            bridge=trigger_event_hold() if resumed else 0.0,
         )
         return self._served(ref, answer)
 
@@ -194,6 +209,9 @@ class CmlApplicationOperator(CmlBaseOperator):
     ``action="restart"`` (default): the application is created from ``application`` when missing
     (creating starts it), else updated when the spec differs and restarted; the task waits until
     it is ``APPLICATION_RUNNING`` and fails on ``APPLICATION_FAILED`` or ``APPLICATION_STOPPED``.
+    After a restart only a new instance counts: one whose ``starting_at`` or ``running_at`` is later
+    than before the request, or that was seen starting; until then what reads show is the old
+    instance, tolerated for ``unknown_grace`` (and ``timeout``).
     ``action="ensure"``: as restart, but an application that already matches and runs is left
     alone. ``action="stop"``: stop it and wait until stopped (``application`` may be just a name).
     XComs: ``application_id`` and ``application_url`` (where it is served).
@@ -208,7 +226,8 @@ class CmlApplicationOperator(CmlBaseOperator):
     :param timeout: seconds to wait at most; ``None``: no limit.
     :param cml_conn_id: Airflow connection of type ``cml``.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param unknown_grace: seconds it may stay ``APPLICATION_UNKNOWN``; ``None``: no limit.
+    :param unknown_grace: seconds it may stay ``APPLICATION_UNKNOWN`` (or a status no one listed),
+        or show the old instance after a restart; ``None``: no limit.
     """
 
     template_fields: Sequence[str] = ("project", "application")
@@ -254,7 +273,7 @@ class CmlApplicationOperator(CmlBaseOperator):
                 app, action = apps.ensure_application(project_id, CmlApplicationSpec.of(self.application))
         ref = ApplicationRef(project_id, str(app["id"]))
         self._push(context, app)
-        kind = APPLICATION
+        kind, since = APPLICATION, None
         if self.action == "stop":
             kind, app = APPLICATION_STOP, apps.stop_application(ref)
             self.log.info("Stopping Cloudera AI application %s.", ref.application_id)
@@ -263,10 +282,14 @@ class CmlApplicationOperator(CmlBaseOperator):
             and action == "unchanged"
             and APPLICATION.is_success(APPLICATION.status_of(app))
         ):
+            # The instance before the restart, read fresh: reads may show it for a while after the
+            # request, so only a later start (or a transition seen) confirms the restart.
+            since = APPLICATION.baseline(apps.get_application(ref))
             app = apps.restart_application(ref)
             self.log.info("Restarting Cloudera AI application %s.", ref.application_id)
-            app = {**app, "status": "APPLICATION_STARTING"}  # the reply only acknowledges: poll for the state
-        self._wait(kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict())
+        self._wait(
+            kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict(), since=since
+        )
         return ref.application_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:

@@ -24,7 +24,9 @@ APP_STATES = ("running", "stopped")
 class CmlModelDeploymentSensor(CmlWorkloadSensor):
     """Succeed when a model deployment is ``deployed``; fail when it is ``failed`` or ``stopped``.
 
-    Any other status is progress (the API lists none), bounded by the sensor's ``timeout``.
+    ``pending``, ``deploying`` and ``stopping`` are progress, bounded by the sensor's ``timeout``;
+    any other status says nothing about progress: tolerated for ``unknown_grace``, then the sensor
+    fails naming it.
 
     :param project: project name or ID (templated).
     :param model_id: model ID (templated; e.g. the deploy task's ``model_id`` XCom).

@@ -7,7 +7,9 @@
   that process. ``:stop`` ends the process (``stopped``); ``:restart`` starts a new one.
 * An application runs its script: ``APPLICATION_STARTING``, then ``APPLICATION_RUNNING`` once it
   has stayed up :attr:`Serving.app_ready_after` seconds; a script that exits is
-  ``APPLICATION_FAILED``. ``:stop`` and ``:restart`` act on the process.
+  ``APPLICATION_FAILED``. ``:stop`` and ``:restart`` act on the process; with
+  :attr:`Serving.restart_lag`, reads go on showing the old instance for a while after ``:restart``
+  (as a server whose reads lag behind would).
 
 Statuses and shapes are the fact sheet's (``cml-api-v2-models-apps.md``). Standard library only.
 """
@@ -204,9 +206,15 @@ class Application:
     times: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     generation: int = 0  # which start the process belongs to (a restart begins a new one)
+    #: What reads still show (the instance before a restart), and until when (monotonic time).
+    stale: tuple[dict[str, Any], float] | None = field(default=None, repr=False)
 
     def to_api(self) -> dict[str, Any]:
         """The Application as the API answers it (``environment`` a JSON string)."""
+        if self.stale is not None:
+            if time.monotonic() < self.stale[1]:
+                return dict(self.stale[0])
+            self.stale = None
         return {
             "id": self.id,
             "creator": _user(self.project.owner),
@@ -234,6 +242,8 @@ class Serving:
     :param workbench: the workbench (its lock, projects and keys).
     :param step: seconds each build or deployment step takes.
     :param app_ready_after: seconds an application's script must stay up to count as running.
+    :param restart_lag: seconds after ``:restart`` during which reads of the application still
+        show it as it was (``APPLICATION_RUNNING`` with the old instance's times, say).
     """
 
     def __init__(
@@ -242,6 +252,7 @@ class Serving:
         *,
         step: float = 0.2,
         app_ready_after: float = 1.0,
+        restart_lag: float = 0.0,
         registry: list[dict[str, Any]] | None = None,
     ) -> None:
         self.wb = workbench
@@ -251,6 +262,7 @@ class Serving:
             self.register(entry)
         self.step = step
         self.app_ready_after = app_ready_after
+        self.restart_lag = restart_lag
         self.models: dict[str, Model] = {}
         self.builds: dict[str, Build] = {}
         self.deployments: dict[str, Deployment] = {}
@@ -542,8 +554,11 @@ class Serving:
 
     def restart_application(self, app: Application) -> Application:
         """``:restart``: ends the script's process (if any) and starts it again."""
+        before = app.to_api() if self.restart_lag > 0 else None
         self._end_app(app)
         self._start_app(app)
+        if before is not None:
+            app.stale = (before, time.monotonic() + self.restart_lag)
         return app
 
     def stop_application(self, app: Application) -> Application:

@@ -283,8 +283,9 @@ class Workbench:
         "kernel", ...}], "api_keys": [...] or {key: user},
         "readonly_keys": [...], "legacy_keys": [...] (v1), "unknown_id_status": 404 or 403,
         "max_page_size": n, "omit_zero_status": bool, "omit_zero_values": bool,
-        "patch_zero_values": "apply" or "ignore",
-        "busy_refusal": {"status": 400, "message": "..."}, "serving": {"step", "app_ready_after"}}``.
+        "status_as": {status: spelling}, "patch_zero_values": "apply" or "ignore",
+        "busy_refusal": {"status": 400, "message": "..."},
+        "serving": {"step", "app_ready_after", "restart_lag"}}``.
         A key given in a list belongs to the user ``admin``; projects that are ``public`` or
         ``organization`` and owned by someone else are listed only with ``include_public_projects``.
     :param base_dir: folder that relative project folders are resolved against.
@@ -319,6 +320,11 @@ class Workbench:
         #: Leave out every zero-valued field of answers about jobs, models and applications, as
         #: proto3 JSON may (see :mod:`airflow_provider_cml.testing.answer_knobs`).
         self.omit_zero_values: bool = bool(spec.get("omit_zero_values"))
+        #: Statuses answered in another spelling, or replaced by a value the client may not know:
+        #: ``{"APPLICATION_RUNNING": "running", "built": "error"}``, as servers and clients that
+        #: spell them otherwise (or invent one) would send. Such answers are journaled
+        #: ``respelled``: off the contract on purpose.
+        self.status_as: dict[str, str] = dict(spec.get("status_as") or {})
         #: How a start of a busy job is refused: HTTP status and message (``{job_id}`` filled in).
         refusal = spec.get("busy_refusal") or {}
         self.busy_refusal: tuple[int, str] = (
@@ -644,6 +650,22 @@ class Workbench:
         if self.omit_zero_status and data["status"] == "ENGINE_SCHEDULING":
             del data["status"]
         return data
+
+    def respell(self, body: Any) -> bool:
+        """Answer ``body``'s statuses (its own, and its listing's items') as :attr:`status_as` says.
+
+        :param body: an answer about to be sent; changed in place.
+        :return: whether a status was respelled.
+        """
+        if not self.status_as or not isinstance(body, dict):
+            return False
+        items = [body] + [item for value in body.values() if isinstance(value, list) for item in value]
+        changed = False
+        for item in items:
+            status = item.get("status") if isinstance(item, dict) else None
+            if isinstance(status, str) and status in self.status_as:
+                item["status"], changed = self.status_as[status], True
+        return changed
 
     def job_by_name(self, project_name: str, job_name: str) -> Job:
         """For tests: the job with these names."""

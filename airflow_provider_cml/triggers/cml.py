@@ -58,6 +58,9 @@ class CmlWorkloadTrigger(BaseTrigger):
         can make Airflow mark a succeeded task failed (apache/airflow issues 71580, 72716).
     :param carry: what the deferring task needs back when it resumes (JSON-serialisable), echoed in
         every event: ``defer(kwargs=...)`` does not survive every runner.
+    :param since: after a restart request, the kind's ``baseline`` of the answer read before it
+        (status and instance timestamps: plain JSON, no secrets). Only an answer showing the
+        workload started anew may end the wait.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class CmlWorkloadTrigger(BaseTrigger):
         follow_retries: bool = False,
         not_before: float | None = None,
         carry: Mapping[str, Any] | None = None,
+        since: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -89,6 +93,7 @@ class CmlWorkloadTrigger(BaseTrigger):
         self.unknown_grace = unknown_grace
         self.follow_retries = follow_retries
         self.carry = dict(carry or {})
+        self.since = dict(since) if since is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -106,6 +111,7 @@ class CmlWorkloadTrigger(BaseTrigger):
                 "follow_retries": self.follow_retries,
                 "not_before": self.not_before,
                 "carry": self.carry,
+                "since": self.since,
             },
         )
 
@@ -151,6 +157,7 @@ class CmlWorkloadTrigger(BaseTrigger):
                 self.unknown_grace,
                 follow_retries=self.follow_retries,
                 kind=kind,
+                since=self.since,
             )
             state = WaitState()
             while True:
