@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_cml import __version__
-from airflow_provider_cml.exceptions import CmlApiError
+from airflow_provider_cml.exceptions import CmlApiError, CmlOutOfTimeError
 from airflow_provider_cml.http_errors import (
     cause_of,
     decode_object,
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: The largest answer read (after decompression): the API's biggest pages are well under 1 MiB, and
 #: a bomb (97 KB of deflate that would become 96 MiB) ends here, as a failed attempt.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: An attempt's failure when its deadline had passed before it could be sent.
+NO_TIME_LEFT = "no time left before the deadline"
 
 
 def too_big() -> Answer:
@@ -218,6 +220,14 @@ def settle(answer: Answer, *, config: CmlClientConfig, attempt: int, exchange: E
     if answer.unresolved is not None:  # a wrong name stays wrong: no retry, no look-up
         raise unresolved_error(urlsplit(url).hostname or url, answer.unresolved, setting)
     answer = valid_status(answer)
+    if answer.failure == NO_TIME_LEFT and attempt == 1:  # not the server's doing: nothing was sent
+        raise CmlOutOfTimeError(
+            f"{method} {path} was not sent: the deadline it had to keep had passed. Nothing was asked of "
+            "Cloudera AI; the task's timeout (or execution_timeout) ran out first. A deferred task also "
+            "waits out [cml] trigger_event_hold before it resumes: raise the timeout if it needs longer.",
+            method=method,
+            path=path,
+        )
     if answer.status_code is None:
         who = "the model service" if setting == SERVICE_SETTING else "Cloudera AI"
         error = CmlApiError(f"No answer from {who} at {url} ({answer.failure}).", method=method, path=path)

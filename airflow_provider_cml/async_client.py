@@ -41,6 +41,7 @@ import yarl
 
 from airflow_provider_cml.answers import (
     MAX_BODY_BYTES,
+    NO_TIME_LEFT,
     Answer,
     Exchange,
     attempts,
@@ -160,7 +161,7 @@ class AsyncTransport:
     async def _send(self, exchange: Exchange) -> Answer:
         limit = exchange.time_left(self.config.timeout, time.monotonic())
         if limit <= 0:
-            return Answer(None, failure="no time left before the deadline", maybe_acted=False)
+            return Answer(None, failure=NO_TIME_LEFT, maybe_acted=False)
         session = await self.session()
         try:
             async with _time_limit(limit):

@@ -55,6 +55,10 @@ class CmlApiError(CmlException):
         super().__init__(" ".join(parts))
 
 
+class CmlOutOfTimeError(CmlApiError):
+    """A request was not sent: the deadline it had to keep had already passed (nothing was asked)."""
+
+
 class CmlJobAlreadyActiveError(CmlApiError):
     """Cloudera AI allows one active run per job, and this job already has one."""
 

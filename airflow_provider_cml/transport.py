@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.answers import (
     MAX_BODY_BYTES,
+    NO_TIME_LEFT,
     Answer,
     Exchange,
     NotDone,
@@ -100,7 +101,7 @@ class SyncTransport:
     def _send(self, exchange: Exchange) -> Answer:
         limit = exchange.time_left(self.config.timeout, self.clock.monotonic())
         if limit <= 0:
-            return Answer(None, failure="no time left before the deadline", maybe_acted=False)
+            return Answer(None, failure=NO_TIME_LEFT, maybe_acted=False)
         outcome: list[Any] = []
         done = threading.Event()
 

@@ -463,3 +463,26 @@ def test_the_trigger_waits_on_a_deployment_and_stops_it_on_timeout_only_when_it_
         CmlWorkloadTrigger(kind=MODEL_DEPLOYMENT.home, ref=DeploymentRef(**ids)._asdict(), poll_interval=0.05)
     )
     assert asyncio.run(first_event(done))["status"] == "success"
+
+
+def test_a_deploy_resumed_after_its_deadline_says_time_ran_out_and_sends_nothing(wb):
+    """The trigger's event hold may use up the deadline: the resumed task blames the time, not the server."""
+    try:  # Airflow 3.2+ moved it to the Task SDK
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+    from airflow_provider_cml.exceptions import CmlOutOfTimeError
+
+    context = _context("deploy")
+    with pytest.raises(TaskDeferred) as info:
+        operator, _ = _deploy("late-model", context, deferrable=True, timeout=60)
+    carry = {**info.value.trigger.serialize()[1]["carry"], "deadline": time.time() - 1}
+    wb.clear_journal()
+    resumed = CmlDeployModelOperator(
+        task_id="deploy", project="Analytics", model=_model("late-model"), deferrable=True, timeout=60
+    )
+    with pytest.raises(CmlOutOfTimeError) as error:
+        resumed.execute_after_build(context, {"status": "success", "carry": carry, "answer": {}})
+    assert "was not sent" in str(error.value) and "No answer" not in str(error.value)
+    assert "trigger_event_hold" in str(error.value)
+    assert not wb.requests(None, r".*")  # nothing reached the workbench
