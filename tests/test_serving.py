@@ -475,7 +475,7 @@ def test_a_deploy_resumed_after_its_deadline_says_time_ran_out_and_sends_nothing
 
     context = _context("deploy")
     with pytest.raises(TaskDeferred) as info:
-        operator, _ = _deploy("late-model", context, deferrable=True, timeout=60)
+        _deploy("late-model", context, deferrable=True, timeout=60)
     carry = {**info.value.trigger.serialize()[1]["carry"], "deadline": time.time() - 1}
     wb.clear_journal()
     resumed = CmlDeployModelOperator(
