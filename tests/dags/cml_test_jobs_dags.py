@@ -102,3 +102,10 @@ with DAG("cml_test_submit_not_nested", **ARGS):
         poll_interval=0.2,
         allow_nested_operators=False,
     )
+    CmlSubmitRunOperator(  # Airflow's default (True): 2.10 would log the warning instead
+        task_id="default_nesting",
+        project="Analytics",
+        job_spec={"script": "report_env.py", "runtime_identifier": RUNTIME_ID},
+        job_name="default-nesting",
+        poll_interval=0.2,
+    )
