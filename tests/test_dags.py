@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -167,24 +167,35 @@ def test_retry_reattaches_instead_of_starting_a_second_run(wb, dagbag, mode):
 def _keep_the_dag_run(monkeypatch) -> None:
     """dag.test() clears the logical date's task instances (Airflow's own Clear), then deletes the DAG
     run; kept instead, the cleared task runs again in it, as after a Clear in the UI."""
-    import airflow.models.dagrun as dagrun_module
     from sqlalchemy import select
 
-    original = dagrun_module.get_or_create_dagrun
+    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
 
-    def keep(*, dag, logical_date, session, **kwargs):
-        DagRun = dagrun_module.DagRun
+    if AIRFLOW_V_3_0_PLUS:
+        import airflow.models.dagrun as module
+
+        name, date_field = "get_or_create_dagrun", "logical_date"
+    else:
+        import airflow.models.dag as module  # type: ignore[no-redef]
+
+        name, date_field = "_get_or_create_dagrun", "execution_date"
+    original = getattr(module, name)
+
+    def keep(*, dag, session, **kwargs):
+        from airflow.models.dagrun import DagRun
+
+        when = kwargs[date_field]
         found = session.scalar(
-            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.logical_date == logical_date)
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, getattr(DagRun, date_field) == when)
         )
         if found is None:
-            return original(dag=dag, logical_date=logical_date, session=session, **kwargs)
+            return original(dag=dag, session=session, **kwargs)
         found.state = "running"
         found.dag = dag  # as the original sets it on the run it makes
         session.commit()
         return found
 
-    monkeypatch.setattr(dagrun_module, "get_or_create_dagrun", keep)
+    monkeypatch.setattr(module, name, keep)
 
 
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
@@ -192,17 +203,14 @@ def test_clearing_a_succeeded_task_runs_the_job_again(wb, dagbag, mode, capfd, m
     """Try 2 after a Clear of a success starts a new run instead of taking the old one's result."""
     from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
 
-    if not AIRFLOW_V_3_0_PLUS:
-        pytest.skip(
-            "Airflow 2's dag.test() has another run loop; the rule is tested in tests/test_reattach.py"
-        )
     _keep_the_dag_run(monkeypatch)
     sleeper = wb.workbench.job_by_name("Analytics", "sleeper")
     before = len(wb.workbench.runs_of(sleeper))
     dag = dagbag.get_dag(f"cml_test_retry_{mode}")
-    when = datetime(2024, 3, 1, tzinfo=__import__("datetime").timezone.utc)
-    first = dag.test(logical_date=when, run_after=when)
-    again = dag.test(logical_date=when, run_after=when)
+    when = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    dates = {"logical_date": when, "run_after": when} if AIRFLOW_V_3_0_PLUS else {"execution_date": when}
+    first = dag.test(**dates)
+    again = dag.test(**dates)
     assert again.run_id == first.run_id and _states(again) == {"flaky_wait": "success"}
     assert [ti.try_number for ti in again.get_task_instances()] == [2]
     runs = wb.workbench.runs_of(sleeper)[before:]
