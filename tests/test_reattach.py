@@ -67,6 +67,8 @@ def test_a_failed_earlier_run_is_not_reattached(wb):
         hook.wait_for_job_run(pid, jid, run["id"], poll_interval=0.1)
     assert wb.workbench.runs[run["id"]].status == "ENGINE_FAILED"
     assert EarlierRunFinder(hook, _context(2)).find(pid, jid) is None
+    # Nor after a Clear (max_tries = 1 + retries): the job runs again.
+    assert EarlierRunFinder(hook, _context(2, max_tries=4, retries=3)).find(pid, jid) is None
 
 
 def test_the_store_is_used_when_there_is_one(wb):
