@@ -7,8 +7,18 @@ One interface, two mechanisms:
   (``AIRFLOW_CTX_DAG_ID``, ``AIRFLOW_CTX_TASK_ID``, ``AIRFLOW_CTX_DAG_RUN_ID``, ``AIRFLOW_CTX_MAP_INDEX``,
   ``AIRFLOW_CTX_TRY_NUMBER``), and the job's recent runs are searched for it.
 
-A run found this way is reattached to while it is active, taken as the result if it succeeded, and
-ignored (a new run is started) if it failed.
+What a run found this way means depends on how the new try came about. A Clear is how people run a
+task again; a retry after a lost worker is the same attempt going on. So:
+
+* a run that is still active is reattached to (whichever try started it);
+* a run that succeeded is taken as the result only when a try of the *current attempt* started it
+  (the worker was lost, or the try failed, before it saw the run end); after a Clear, it is history
+  and a new run is started;
+* a run that failed is never reused: a new run is started.
+
+The current attempt's first try is ``max_tries - retries + 1``: Airflow sets ``max_tries`` to
+``try_number + retries`` when a task instance is cleared and leaves it alone on a retry (2.10 to
+3.3; Airflow's own sensors find a rescheduled sensor's first try with the same sum).
 """
 
 from __future__ import annotations
@@ -50,6 +60,29 @@ def carries_identity(run: dict[str, Any], context: Context) -> bool:
     return all(env.get(k) == v for k, v in wanted.items())
 
 
+def first_try_of_attempt(context: Context) -> int:
+    """The try number this task instance's current attempt began with: 1, or the first after a Clear.
+
+    A Clear sets ``max_tries`` to the last try number plus ``retries``; a retry keeps it. When the
+    context does not say (no ``max_tries``), every earlier try counts as this attempt's.
+
+    :param context: the task's Airflow context.
+    """
+    ti = context["ti"]
+    task = context.get("task") or getattr(ti, "task", None)
+    max_tries, retries = getattr(ti, "max_tries", None), getattr(task, "retries", None)
+    if not isinstance(max_tries, int) or not isinstance(retries, int) or max_tries < 0:
+        return 1
+    return max(1, max_tries - retries + 1)
+
+
+def _try_number(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class EarlierRunFinder:
     """Remembers the run a try started and finds it again on a later try."""
 
@@ -67,22 +100,50 @@ class EarlierRunFinder:
         :param run_id: run ID.
         """
         if self.store is not None:
-            self.store.set(STATE_KEY, {"project_id": project_id, "job_id": job_id, "run_id": run_id})
+            self.store.set(
+                STATE_KEY,
+                {
+                    "project_id": project_id,
+                    "job_id": job_id,
+                    "run_id": run_id,
+                    "try_number": int(self.identity[TRY_NUMBER_VAR]),
+                },
+            )
 
     def find(self, project_id: str, job_id: str) -> dict[str, Any] | None:
-        """An active or succeeded run from an earlier try of this task instance, else ``None``."""
-        if int(self.identity[TRY_NUMBER_VAR]) <= 1:
+        """An earlier try's run to adopt (active, or a success of this attempt), else ``None``.
+
+        :param project_id: project ID.
+        :param job_id: job ID.
+        """
+        current = int(self.identity[TRY_NUMBER_VAR])
+        if current <= 1:
             return None
-        run = self._from_store(project_id, job_id) or self._from_environment(project_id, job_id)
-        if run is None:
+        found = self._from_store(project_id, job_id) or self._from_environment(project_id, job_id)
+        if found is None:
             return None
+        run, started_by = found
         status = runs.status_of(run)
-        if runs.is_success(status) or not runs.is_terminal(status):
+        if not runs.is_terminal(status):
             return run
-        self.hook.log.info("The earlier try's run %s ended %s; starting a new run.", run.get("id"), status)
+        first = first_try_of_attempt(self.context)
+        if runs.is_success(status) and started_by is not None and first <= started_by < current:
+            return run
+        why = (
+            "this task instance was cleared since"
+            if runs.is_success(status)
+            else "a failed run is not reused"
+        )
+        self.hook.log.info(
+            "The earlier run %s (try %s) ended %s and %s; starting a new run.",
+            run.get("id"),
+            started_by if started_by is not None else "unknown",
+            status,
+            why,
+        )
         return None
 
-    def _from_store(self, project_id: str, job_id: str) -> dict[str, Any] | None:
+    def _from_store(self, project_id: str, job_id: str) -> tuple[dict[str, Any], int | None] | None:
         stored: Any = self.store.get(STATE_KEY) if self.store is not None else None
         if (
             not isinstance(stored, dict)
@@ -91,13 +152,15 @@ class EarlierRunFinder:
         ):
             return None
         try:
-            return self.hook.get_job_run(project_id, job_id, stored["run_id"])
+            run = self.hook.get_job_run(project_id, job_id, stored["run_id"])
         except CmlApiError as exc:
             self.hook.log.warning("Could not read the earlier try's run %s: %s", stored["run_id"], exc)
             return None
+        started_by = _try_number(runs.run_environment(run).get(TRY_NUMBER_VAR))
+        return run, started_by if started_by is not None else _try_number(stored.get("try_number"))
 
-    def _from_environment(self, project_id: str, job_id: str) -> dict[str, Any] | None:
+    def _from_environment(self, project_id: str, job_id: str) -> tuple[dict[str, Any], int | None] | None:
         for run in self.hook.list_job_runs(project_id, job_id, limit=RECENT_RUNS_SEARCHED):
-            if carries_identity(run, self.context):
-                return run  # newest first: the latest earlier try
+            if carries_identity(run, self.context):  # newest first: the latest earlier try
+                return run, _try_number(runs.run_environment(run).get(TRY_NUMBER_VAR))
         return None

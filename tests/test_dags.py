@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -164,6 +164,63 @@ def test_retry_reattaches_instead_of_starting_a_second_run(wb, dagbag, mode):
     assert runs[-1].environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"
 
 
+def _keep_the_dag_run(monkeypatch) -> None:
+    """dag.test() clears the logical date's task instances (Airflow's own Clear), then deletes the DAG
+    run; kept instead, the cleared task runs again in it, as after a Clear in the UI."""
+    from sqlalchemy import select
+
+    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        import airflow.models.dagrun as module
+
+        name, date_field = "get_or_create_dagrun", "logical_date"
+    else:
+        import airflow.models.dag as module  # type: ignore[no-redef]
+
+        name, date_field = "_get_or_create_dagrun", "execution_date"
+    original = getattr(module, name)
+
+    def keep(*, dag, session, **kwargs):
+        from airflow.models.dagrun import DagRun
+
+        when = kwargs[date_field]
+        found = session.scalar(
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, getattr(DagRun, date_field) == when)
+        )
+        if found is None:
+            return original(dag=dag, session=session, **kwargs)
+        found.state = "running"
+        found.dag = dag  # as the original sets it on the run it makes
+        session.commit()
+        return found
+
+    monkeypatch.setattr(module, name, keep)
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_clearing_a_succeeded_task_runs_the_job_again(wb, dagbag, mode, capfd, monkeypatch):
+    """Try 2 after a Clear of a success starts a new run instead of taking the old one's result."""
+    from airflow_provider_cml._compat import AIRFLOW_V_3_0_PLUS
+
+    _keep_the_dag_run(monkeypatch)
+    sleeper = wb.workbench.job_by_name("Analytics", "sleeper")
+    before = len(wb.workbench.runs_of(sleeper))
+    dag = dagbag.get_dag(f"cml_test_retry_{mode}")
+    when = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    dates = {"logical_date": when, "run_after": when} if AIRFLOW_V_3_0_PLUS else {"execution_date": when}
+    first = dag.test(**dates)
+    again = dag.test(**dates)
+    assert again.run_id == first.run_id and _states(again) == {"flaky_wait": "success"}
+    assert [ti.try_number for ti in again.get_task_instances()] == [2]
+    runs = wb.workbench.runs_of(sleeper)[before:]
+    assert [r.environment["AIRFLOW_CTX_TRY_NUMBER"] for r in runs] == ["1", "2"]
+    assert [r.status for r in runs] == ["ENGINE_SUCCEEDED"] * 2
+    out = "".join(capfd.readouterr())
+    assert "this task instance was cleared since; starting a new run" in out
+    assert "taking its result" not in out
+
+
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
 def test_what_the_platform_does(wb, dagbag, capfd, mode):
     """OOM kill named; ENGINE_UNKNOWN fails after the grace period; Job Retry followed; public project found."""
@@ -300,3 +357,15 @@ def test_deferrable_waits_on_a_run_not_their_own_never_stop_it(wb, dagbag):
         assert len(started) == 1  # the test's own: the busy wait started nothing
     finally:
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
+
+
+def test_a_submitted_run_never_calls_execute_from_execute(wb, dagbag, capfd, caplog):
+    """Airflow 2.10 warns about a nested execute ("cannot be called outside TaskInstance!"), and
+    raises with allow_nested_operators=False, which this DAG sets."""
+    dag_run = dagbag.get_dag("cml_test_submit_not_nested").test()
+    assert _states(dag_run) == {"not_nested": "success", "default_nesting": "success"}
+    ours = [r for r in wb.workbench.runs.values() if r.job.name in ("not-nested", "default-nesting")]
+    assert sorted(r.status for r in ours) == ["ENGINE_SUCCEEDED"] * 2
+    logged = "".join(capfd.readouterr()) + caplog.text
+    assert "Started Cloudera AI run" in logged  # the task's log is what is searched
+    assert "cannot be called outside" not in logged

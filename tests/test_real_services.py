@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 DAG_FILE = """
-from datetime import datetime
+from datetime import datetime, timedelta
 from airflow.sdk import DAG
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.serving import CmlDeployModelOperator
@@ -104,6 +104,22 @@ with DAG("cml_deploy_deferrable", **ARGS):
         deferrable=True,
     )
 
+with DAG("cml_clear_rerun", **ARGS):
+    # Succeeds, then is cleared through the REST API: the job runs again.
+    CmlRunJobOperator(task_id="runs", project="Analytics", job="sleeper", environment={"SLEEP": "1"}, poll_interval=0.5)
+
+with DAG("cml_kill_worker", **ARGS):
+    # Its worker process is killed with -9 while the run goes on: the retry reattaches to that run.
+    CmlRunJobOperator(
+        task_id="survives",
+        project="Analytics",
+        job="sleeper",
+        environment={"SLEEP": "20"},
+        poll_interval=0.5,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
 with DAG("cml_kill_sensor", **ARGS):
     CmlJobRunSensor(
         task_id="watches",
@@ -125,6 +141,8 @@ DAG_IDS = (
     "cml_kill_deploy_deferrable",
     "cml_ui_form_connection",
     "cml_deploy_deferrable",
+    "cml_clear_rerun",
+    "cml_kill_worker",
 )
 
 
@@ -390,3 +408,75 @@ def test_a_connection_saved_as_the_form_saves_it_logs_no_masking_warning(deploym
     assert ti["state"] == "success", (task_log[-3000:], _logs(deployment))
     assert "Started Cloudera AI" in task_log, task_log[-3000:]  # the log read is the task's
     assert "too short" not in task_log and "Skipping masking" not in task_log, task_log[-3000:]
+
+
+def _runs_started_by(wb, job: str, dag_id: str) -> list:
+    """The job's runs whose environment names ``dag_id`` (the task identity every run carries)."""
+    found = wb.workbench.runs_of(wb.workbench.job_by_name("Analytics", job))
+    return [r for r in found if r.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
+
+
+def _task_log(deployment: Services, dag_id: str) -> str:
+    return "".join(p.read_text() for p in (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log"))
+
+
+def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment, wb):
+    dag_id = "cml_clear_rerun"
+    run_id = deployment.trigger(dag_id)
+
+    def task() -> dict:
+        (ti,) = deployment.task_instances(dag_id, run_id)
+        return ti
+
+    wait_for("the first try", lambda: task()["state"] in FINAL, limit=180)
+    assert task()["state"] == "success", _logs(deployment)
+    cleared = requests.post(
+        f"{deployment.url}/api/v2/dags/{dag_id}/clearTaskInstances",
+        json={"dag_run_id": run_id, "task_ids": ["runs"], "dry_run": False, "only_failed": False},
+        headers=deployment.headers,
+        timeout=30,
+    )
+    cleared.raise_for_status()
+    wait_for(
+        "the cleared task's second try",
+        lambda: task()["try_number"] == 2 and task()["state"] in FINAL,
+        limit=180,
+    )
+    assert task()["state"] == "success", _task_log(deployment, dag_id)[-3000:]
+    ours = _runs_started_by(wb, "sleeper", dag_id)
+    assert [r.environment["AIRFLOW_CTX_TRY_NUMBER"] for r in ours] == ["1", "2"]
+    assert [r.status for r in ours] == ["ENGINE_SUCCEEDED"] * 2
+    assert "this task instance was cleared since; starting a new run" in _task_log(deployment, dag_id)
+
+
+def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb):
+    """kill -9 of the process running the task: no on_kill, the run goes on; try 2 reattaches."""
+    import psutil
+
+    dag_id = "cml_kill_worker"
+    run_id = deployment.trigger(dag_id)
+
+    def task() -> dict:
+        (ti,) = deployment.task_instances(dag_id, run_id)
+        return ti
+
+    def running() -> bool:
+        ours = _runs_started_by(wb, "sleeper", dag_id)
+        return (
+            len(ours) == 1
+            and ours[0].status == "ENGINE_RUNNING"
+            and "is ENGINE_RUNNING" in (_task_log(deployment, dag_id))
+        )
+
+    wait_for("the task to wait on its running run", running, limit=180)
+    title = f"airflow worker -- {task()['id']}"  # the task runner's process title (Airflow 3)
+    victims = [p for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
+    assert len(victims) == 1, [p.info["cmdline"] for p in victims]
+    victims[0].kill()
+    wait_for("the retry to end", lambda: task()["state"] in FINAL and task()["try_number"] == 2, limit=240)
+    log = _task_log(deployment, dag_id)
+    assert task()["state"] == "success", log[-3000:]
+    (run,) = _runs_started_by(wb, "sleeper", dag_id)  # no second run
+    assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
+    assert run.environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"
+    assert f"Run {run.id} (ENGINE_RUNNING) was started by an earlier try of this attempt: reattaching" in log

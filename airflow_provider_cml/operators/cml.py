@@ -51,7 +51,9 @@ class CmlRunJobOperator(CmlBaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
         ``[operators] default_deferrable``). The timeout still stops the run.
     :param reattach_on_retry: on a retry of the same task instance, reattach to the run an earlier
-        try started while it is active (or take its success) instead of starting another run.
+        try started while it is active, or take its success when a try of the same attempt started
+        it (the worker was lost before the run ended), instead of starting another run. After a
+        Clear, an ended run is not reused: the task runs the job again.
     :param unknown_grace: seconds a run may stay ``ENGINE_UNKNOWN`` (a status that says nothing of
         its progress) before the task gives up on it, stops it and fails; ``None``: no limit.
     :param follow_retries: when the job has Job Retry and the run fails in a way it retries, wait
@@ -109,6 +111,16 @@ class CmlRunJobOperator(CmlBaseOperator):
 
         Everything is checked before the start: a rendered ``environment`` that is not a mapping,
         a NUL byte, a bad URL template or timeout fails here, with nothing started.
+
+        :param context: the task's Airflow context.
+        """
+        return self.run_job(context)
+
+    def run_job(self, context: Context) -> str:
+        """What :meth:`execute` does, as a plain method: subclasses call it from their own ``execute``.
+
+        Airflow 2.10 warns about (or, with ``[core] allow_nested_operators = False``, refuses) an
+        ``execute`` called from another ``execute``, so ``super().execute`` is never used.
 
         :param context: the task's Airflow context.
         """
@@ -174,8 +186,12 @@ class CmlRunJobOperator(CmlBaseOperator):
             finder.find(ids.project_id, ids.job_id) if self.reattach_on_retry else None
         )
         if run is not None:
+            status = runs.status_of(run)
             self.log.info(
-                "Reattaching to run %s (%s) started by an earlier try.", run["id"], runs.status_of(run)
+                "Run %s (%s) was started by an earlier try of this attempt: %s.",
+                run["id"],
+                status,
+                "taking its result" if runs.is_terminal(status) else "reattaching to it",
             )
         else:
             run = self._start(context, ids, deadline)

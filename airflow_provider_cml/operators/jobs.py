@@ -151,7 +151,7 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
         self._job_created = action == "created"
         context["ti"].xcom_push(key="job_action", value=action)
         try:
-            result = super().execute(context)
+            result = self.run_job(context)  # not super().execute: see run_job
         except Exception:
             self._clean_up(self._started)  # a failure: the run may still be active
             raise

@@ -91,3 +91,21 @@ for _deferrable in (False, True):
             poll_interval=0.2,
             deferrable=_deferrable,
         )
+
+with DAG("cml_test_submit_not_nested", **ARGS):
+    # Airflow 2.10 raises on an execute called from another execute when this is False.
+    CmlSubmitRunOperator(
+        task_id="not_nested",
+        project="Analytics",
+        job_spec={"script": "report_env.py", "runtime_identifier": RUNTIME_ID},
+        job_name="not-nested",
+        poll_interval=0.2,
+        allow_nested_operators=False,
+    )
+    CmlSubmitRunOperator(  # Airflow's default (True): 2.10 would log the warning instead
+        task_id="default_nesting",
+        project="Analytics",
+        job_spec={"script": "report_env.py", "runtime_identifier": RUNTIME_ID},
+        job_name="default-nesting",
+        poll_interval=0.2,
+    )
