@@ -359,11 +359,17 @@ def test_deferrable_waits_on_a_run_not_their_own_never_stop_it(wb, dagbag):
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
 
 
-def test_a_submitted_run_never_calls_execute_from_execute(wb, dagbag, capfd, caplog):
+def test_a_submitted_run_and_a_sensor_never_call_execute_from_execute(wb, dagbag, capfd, caplog):
     """Airflow 2.10 warns about a nested execute ("cannot be called outside TaskInstance!"), and
-    raises with allow_nested_operators=False, which this DAG sets."""
+    raises with allow_nested_operators=False, which this DAG sets (on the sensors too, sync and
+    deferrable)."""
     dag_run = dagbag.get_dag("cml_test_submit_not_nested").test()
-    assert _states(dag_run) == {"not_nested": "success", "default_nesting": "success"}
+    assert _states(dag_run) == {
+        "not_nested": "success",
+        "default_nesting": "success",
+        "sensed_sync": "success",
+        "sensed_deferrable": "success",
+    }
     ours = [r for r in wb.workbench.runs.values() if r.job.name in ("not-nested", "default-nesting")]
     assert sorted(r.status for r in ours) == ["ENGINE_SUCCEEDED"] * 2
     logged = "".join(capfd.readouterr()) + caplog.text

@@ -102,10 +102,22 @@ class CmlWorkloadSensor(BaseSensorOperator):
             ) from None
 
     def poke(self, context: Context) -> bool:
-        """One status check, judged by the shared waiting rule.
+        """One status check, judged by the shared waiting rule; deferrable, what is still going is
+        then awaited in the triggerer.
+
+        Airflow's own ``execute`` calls this: the sensor does not override ``execute``, since calling
+        ``super().execute`` from it is a nested operator call (Airflow 2.10 warns, or refuses with
+        ``allow_nested_operators=False``).
 
         :param context: the task's Airflow context.
         """
+        done = self._check(context)
+        if not done and self.deferrable:
+            self.defer(trigger=self._trigger(context), method_name="execute_complete")
+        return done
+
+    def _check(self, context: Context) -> bool:
+        """One status check: ``True`` when it ended well, ``False`` while it goes on; else it raises."""
         from airflow_provider_cml import waiting
         from airflow_provider_cml.runs import StopResult
         from airflow_provider_cml.waiting import Next
@@ -158,18 +170,6 @@ class CmlWorkloadSensor(BaseSensorOperator):
             "unknown_grace": self.unknown_grace,
             "follow_retries": self.follow_retries,
         }
-
-    def execute(self, context: Context) -> Any:
-        """Poke (in a worker), or check once and then defer to the triggerer.
-
-        :param context: the task's Airflow context.
-        """
-        if not self.deferrable:
-            return super().execute(context)
-        if self.poke(context):
-            return None
-        self.defer(trigger=self._trigger(context), method_name="execute_complete")
-        return None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message.

@@ -12,6 +12,7 @@ except ImportError:  # Airflow 2
 from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
+from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
 
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
@@ -94,7 +95,7 @@ for _deferrable in (False, True):
 
 with DAG("cml_test_submit_not_nested", **ARGS):
     # Airflow 2.10 raises on an execute called from another execute when this is False.
-    CmlSubmitRunOperator(
+    not_nested = CmlSubmitRunOperator(
         task_id="not_nested",
         project="Analytics",
         job_spec={"script": "report_env.py", "runtime_identifier": RUNTIME_ID},
@@ -109,3 +110,14 @@ with DAG("cml_test_submit_not_nested", **ARGS):
         job_name="default-nesting",
         poll_interval=0.2,
     )
+    for _mode, _deferrable in (("sync", False), ("deferrable", True)):
+        # A sensor's execute is Airflow's own: sync or deferred, nothing calls one execute from another.
+        CmlJobRunSensor(
+            task_id=f"sensed_{_mode}",
+            project=not_nested.output["project_id"],
+            job=not_nested.output["job_id"],
+            run_id=not_nested.output,
+            poke_interval=0.2,
+            deferrable=_deferrable,
+            allow_nested_operators=False,
+        )
