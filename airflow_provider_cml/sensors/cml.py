@@ -102,8 +102,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
             ) from None
 
     def poke(self, context: Context) -> bool:
-        """One status check, judged by the shared waiting rule; deferrable, what is still going is
-        then awaited in the triggerer.
+        """One status check, judged by the shared waiting rule (deferrable: then wait in the triggerer).
 
         Airflow's own ``execute`` calls this: the sensor does not override ``execute``, since calling
         ``super().execute`` from it is a nested operator call (Airflow 2.10 warns, or refuses with
