@@ -140,6 +140,8 @@ class WaitRule:
     :param retry_known: whether ``retry`` has been read.
     :param kind: what is waited on: what its statuses mean.
     :param since: after a restart request, the kind's ``baseline`` of the answer read before it.
+    :param limit: the task's setting whose end is ``deadline`` (``timeout`` or
+        ``execution_timeout``): the one a timeout's message says to raise.
         Until an answer shows the workload renewed (``WorkloadKind.renewed``), what the wait reads
         is the old instance: its status, even ``APPLICATION_RUNNING``, says nothing about the
         restart, so it is unclear (graced, then the wait gives up) and never ends the wait.
@@ -153,6 +155,7 @@ class WaitRule:
     retry_known: bool = False
     kind: WorkloadKind = JOB_RUN
     since: Mapping[str, Any] | None = None
+    limit: str = "timeout"
 
     def knowing(self, retry: JobRetry | None) -> WaitRule:
         """This rule, with the job's retry settings read.
@@ -256,8 +259,8 @@ class WaitRule:
                 f"Cloudera AI may have lost track of it, or answers a status this provider does not "
                 f"know: check the {noun} in the workbench, or raise unknown_grace",
             )
-        when = f"after {waited:g}s" if waited is not None else "when the task's time ran out"
-        return when, "Raise the timeout if the job needs longer"
+        when = f"after {waited:g}s" if waited is not None else f"when the task's {self.limit} ran out"
+        return when, f"Raise {self.limit} if the {noun} needs longer"
 
 
 def log_decision(log: _Log, run_id: str, decision: Decision, noun: str = "run") -> None:

@@ -259,6 +259,8 @@ def test_a_deferred_deploy_ends_its_wait_when_execution_timeout_does(wb):
     assert info.value.method_name == "execute_after_build"
     assert kwargs["end_time"] == pytest.approx(started + 600, abs=2)
     assert kwargs["carry"]["deadline"] == pytest.approx(started + 600, abs=2)
+    # What ended it is said, and travels to the task that resumes (which may defer again).
+    assert kwargs["limit"] == kwargs["carry"]["limit"] == "execution_timeout"
 
 
 @pytest.mark.parametrize("operator", ["deploy", "application"])

@@ -160,12 +160,14 @@ def test_an_event_is_held_until_the_race_window_after_the_deferral_passed(wb, mo
 def test_the_hold_never_passes_the_deadline(wb, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "30")
     ids = _start("report-env")
+    end_time = time.time() + 1.0
     trigger = CmlJobRunTrigger(
-        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, end_time=time.time() + 1.0
+        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, end_time=end_time
     )
-    started = time.monotonic()
+    assert trigger.not_before == end_time  # 30 s from now, cut to the deadline
+    trigger = CmlJobRunTrigger(**trigger.serialize()[1])
+    assert trigger.not_before == end_time
     assert _first_event(trigger)["status"] == "success"
-    assert time.monotonic() - started < 3
 
 
 def test_one_connection_reused_across_polls(wb):
@@ -210,3 +212,21 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
     polls = len(wb.requests("GET", RUN_PATH))
     assert polls >= 8
     assert wb.connections_opened - before <= 4 < polls  # never a connection per poll
+
+
+@pytest.mark.parametrize("limit", ["timeout", "execution_timeout"])
+def test_a_timeout_event_names_the_setting_that_ended_the_wait(wb, limit):
+    ids = _start("sleeper")
+    trigger = CmlJobRunTrigger(
+        project_id=ids[0],
+        job_id=ids[1],
+        run_id=ids[2],
+        poll_interval=0.1,
+        end_time=time.time() + 0.3,
+        limit=limit,
+    )
+    trigger = CmlJobRunTrigger(**trigger.serialize()[1])  # the limit travels with the trigger
+    event = _first_event(trigger)
+    assert event["status"] == "timeout"
+    assert f"when the task's {limit} ran out" in event["message"]
+    assert f"Raise {limit} if the run needs longer" in event["message"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
-from airflow_provider_cml.runs import KNOWN_STATUSES, TERMINAL_STATES
+from airflow_provider_cml.runs import JOB_RUN, KNOWN_STATUSES, TERMINAL_STATES
+from airflow_provider_cml.serving import APPLICATION, MODEL_DEPLOYMENT
 from airflow_provider_cml.waiting import (
     NO_RETRY_YET,
     RETRY_START_GRACE,
@@ -157,8 +158,8 @@ def test_status_changes_are_flagged_once():
 @pytest.mark.parametrize(
     ("next_", "waited", "words"),
     [
-        (Next.TIMED_OUT, 25, ("after 25s", "Raise the timeout")),
-        (Next.TIMED_OUT, None, ("when the task's time ran out", "Raise the timeout")),
+        (Next.TIMED_OUT, 25, ("after 25s", "Raise timeout if the run needs longer")),
+        (Next.TIMED_OUT, None, ("when the task's timeout ran out", "Raise timeout")),
         (Next.UNCLEAR, None, ("for 60s", "unknown_grace")),
     ],
 )
@@ -271,3 +272,20 @@ def test_polls_keep_their_cadence_whatever_the_answers_latency():
     assert on_cadence(waiting, 0.0) is waiting
     done = Decision(Next.FINISHED, WaitState())
     assert on_cadence(done, 0.4) is done
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit", "advice"),
+    [
+        (MODEL_DEPLOYMENT, "timeout", "Raise timeout if the model deployment needs longer"),
+        (APPLICATION, "execution_timeout", "Raise execution_timeout if the application needs longer"),
+        (JOB_RUN, "execution_timeout", "Raise execution_timeout if the run needs longer"),
+    ],
+)
+def test_a_timeout_names_what_was_waited_on_and_the_setting_that_ended_it(kind, limit, advice):
+    rule = WaitRule(poll_interval=10, deadline=5, kind=kind, limit=limit)
+    decision = rule.judge({"id": "w1", "status": "pending"}, 10, WaitState())
+    assert decision.next is Next.TIMED_OUT
+    when, said = rule.why_gave_up(decision, None)
+    assert said == advice and when == f"when the task's {limit} ran out"
+    assert "job" not in said

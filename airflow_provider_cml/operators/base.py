@@ -60,6 +60,8 @@ class CmlBaseOperator(BaseOperator):
         self.cml_conn_id = cml_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.unknown_grace = unknown_grace
+        #: The setting whose end is the deadline (see :meth:`_deadline`), named in a timeout's message.
+        self._limit = "timeout"
 
     def _deadline(self, context: Context) -> float | None:
         """UNIX time when waiting must end: ``timeout`` from now, or the end of ``execution_timeout``.
@@ -69,16 +71,19 @@ class CmlBaseOperator(BaseOperator):
         the workload going. A synchronous wait leaves ``execution_timeout`` to Airflow, whose kill
         stops what the task owns (``on_kill``).
         """
-        deadlines = []
+        deadlines: list[tuple[float, str]] = []
         now = time.time()
         if self.timeout is not None:
-            deadlines.append(now + self.timeout)
+            deadlines.append((now + self.timeout, "timeout"))
         if self.deferrable and self.execution_timeout is not None:
             # The task's start; now when Airflow has not recorded it (Airflow 2's dag.test()).
             start_date = getattr(context["ti"], "start_date", None)
             started = start_date.timestamp() if start_date is not None else now
-            deadlines.append(started + self.execution_timeout.total_seconds())
-        return min(deadlines) if deadlines else None
+            deadlines.append((started + self.execution_timeout.total_seconds(), "execution_timeout"))
+        if not deadlines:
+            return None
+        deadline, self._limit = min(deadlines)
+        return deadline
 
     def _bounded(self, deadline: float | None) -> AbstractContextManager[None]:
         """Every request made inside ends by ``deadline`` (UNIX time), retries and back-offs included.
@@ -153,8 +158,9 @@ class CmlBaseOperator(BaseOperator):
                 end_time=deadline,
                 owns=owns,
                 unknown_grace=self.unknown_grace,
-                carry={**carry, "deadline": deadline},
+                carry={**carry, "deadline": deadline, "limit": self._limit},
                 since=since,
+                limit=self._limit,
             ),
             method_name=resume,
         )
@@ -165,4 +171,5 @@ class CmlBaseOperator(BaseOperator):
         from airflow_provider_cml.triggers.cml import outcome_of_event
 
         carried = dict((event or {}).get("carry") or {})
+        self._limit = str(carried.get("limit") or "timeout")
         return outcome_of_event(event, self.hook.finished), carried

@@ -286,7 +286,8 @@ class CmlRunJobOperator(CmlBaseOperator):
                     owns_run=False,  # not ours to stop
                     unknown_grace=self.unknown_grace,
                     follow_retries=False,
-                    carry={"deadline": deadline, **self._carried()},
+                    carry={"deadline": deadline, "limit": self._limit, **self._carried()},
+                    limit=self._limit,
                 ),
                 method_name="execute_after_busy",
             )
@@ -310,8 +311,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         return CmlJobRunTimeout(
             f"Job {self.job!r} was still busy"
             + (f" with run {blocker}" if blocker else "")
-            + " when this task's timeout passed; nothing was started. Raise timeout, or run the "
-            "tasks of this job one after another.",
+            + f" when this task's {self._limit} passed; nothing was started. Raise {self._limit}, or "
+            "run the tasks of this job one after another.",
             run_id=blocker or "",
             status=None,
         )
@@ -323,6 +324,7 @@ class CmlRunJobOperator(CmlBaseOperator):
         :param event: the trigger's event about the other run (its ``carry`` holds the deadline).
         """
         carried = self._restore(event)
+        self._limit = str(carried.get("limit") or "timeout")
         if event and event.get("status") == "timeout":
             raise self._busy_timeout(str(event.get("run_id")))
         return self._start_and_wait(context, carried.get("deadline"))
@@ -359,6 +361,7 @@ class CmlRunJobOperator(CmlBaseOperator):
                 unknown_grace=self.unknown_grace,
                 follow_retries=self.follow_retries,
                 carry=self._carried(),
+                limit=self._limit,
             ),
             method_name="execute_complete",
         )

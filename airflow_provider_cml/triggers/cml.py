@@ -61,6 +61,8 @@ class CmlWorkloadTrigger(BaseTrigger):
     :param since: after a restart request, the kind's ``baseline`` of the answer read before it
         (status and instance timestamps: plain JSON, no secrets). Only an answer showing the
         workload started anew may end the wait.
+    :param limit: the task's setting whose end is ``end_time`` (``timeout`` or
+        ``execution_timeout``), named in a timeout's message.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class CmlWorkloadTrigger(BaseTrigger):
         not_before: float | None = None,
         carry: Mapping[str, Any] | None = None,
         since: Mapping[str, Any] | None = None,
+        limit: str = "timeout",
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -94,6 +97,7 @@ class CmlWorkloadTrigger(BaseTrigger):
         self.follow_retries = follow_retries
         self.carry = dict(carry or {})
         self.since = dict(since) if since is not None else None
+        self.limit = limit
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -112,6 +116,7 @@ class CmlWorkloadTrigger(BaseTrigger):
                 "not_before": self.not_before,
                 "carry": self.carry,
                 "since": self.since,
+                "limit": self.limit,
             },
         )
 
@@ -158,6 +163,7 @@ class CmlWorkloadTrigger(BaseTrigger):
                 follow_retries=self.follow_retries,
                 kind=kind,
                 since=self.since,
+                limit=self.limit,
             )
             state = WaitState()
             while True:
