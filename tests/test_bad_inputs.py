@@ -283,7 +283,7 @@ CASES = [
         "unknown status that never ends",
         unknown_status_forever,
         CmlJobRunTimeout,
-        "still ENGINE_NEW_STATE after 1s; it has been asked to stop.*Raise the timeout",
+        "still ENGINE_NEW_STATE after 1s; it has been asked to stop.*Raise timeout if the run needs longer",
     ),
     (
         "script fails",
