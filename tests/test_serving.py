@@ -194,6 +194,23 @@ def test_a_rerun_of_the_same_task_instance_builds_and_deploys_once(wb):
     assert other_run["build_id"] != first["build_id"]
 
 
+def test_a_cleared_deploy_builds_and_deploys_again_and_a_retry_does_not(wb):
+    def attempt(try_number: int, max_tries: int) -> dict:
+        context = _context("deploy", try_number=try_number)
+        context["ti"].max_tries = max_tries  # Airflow's: a Clear sets it to the last try + retries
+        context["task"] = SimpleNamespace(retries=1)
+        return context
+
+    _, first = _deploy("cleared-model", attempt(1, 1))
+    _, retry = _deploy("cleared-model", attempt(2, 1))  # a retry of the same attempt
+    assert retry == first
+    _, cleared = _deploy("cleared-model", attempt(3, 3))  # the first try after a Clear
+    assert cleared["build_id"] != first["build_id"] and cleared["deployment_id"] != first["deployment_id"]
+    assert len(wb.requests("POST", BUILDS)) == 2 and len(wb.requests("POST", DEPLOYMENTS)) == 2
+    # The earlier attempt's deployment is left serving, as any other deployment of the model.
+    assert wb.workbench.serving.deployments[first["deployment_id"]].status == "deployed"
+
+
 def test_a_rerun_after_a_failed_deployment_deploys_again_on_the_same_build(wb):
     context = _context("deploy", try_number=1)
     with pytest.raises(CmlModelDeploymentError):

@@ -43,9 +43,10 @@ class CmlDeployModelOperator(CmlBaseOperator):
     with ``project_id``. A downstream task calls the model with
     ``CmlHook().models.call_model(project_id, model_id, request)``.
 
-    A re-run of the same task instance (a retry, or a cleared task) does not build or deploy twice:
-    its build is found again by the build's comment and its deployment by the task's variables in
-    the deployment's environment, and each is reused unless it failed.
+    A retry of the same task instance does not build or deploy twice: its build is found again by
+    the build's comment and its deployment by the task's variables in the deployment's
+    environment, and each is reused unless it failed. A Clear builds and deploys again (a build
+    still going is reused), as Clear runs a job again.
 
     On kill or timeout the deployment this task created is stopped; nothing that was serving before
     is touched. A build cannot be stopped: it finishes on its own and is left as it ends.
@@ -128,18 +129,27 @@ class CmlDeployModelOperator(CmlBaseOperator):
     def _build(
         self, context: Context, project_id: str, model_id: str, spec: CmlModelSpec
     ) -> Mapping[str, Any]:
-        """This task instance's build: an earlier try's unless it failed, else a new one."""
+        """This task instance's build: an earlier try's that is still going, or that was built by a
+        try since the last Clear (a Clear builds again, as it runs a job again); else a new one."""
+        from airflow_provider_cml.reattach import first_try_of_attempt
         from airflow_provider_cml.serving import MODEL_BUILD
 
         marker = _marker(context)
         ti = context["ti"]
         for build in self.hook.models.list_builds(project_id, model_id):
-            if str(build.get("comment", "")).startswith(marker):
+            comment = str(build.get("comment", ""))
+            if comment.startswith(marker):
                 status = MODEL_BUILD.status_of(build)
-                if not MODEL_BUILD.is_terminal(status) or MODEL_BUILD.is_success(status):
+                going = not MODEL_BUILD.is_terminal(status)
+                this_attempt = _try_of(comment, marker) >= first_try_of_attempt(context)
+                if going or (MODEL_BUILD.is_success(status) and this_attempt):
                     self.log.info("Reusing build %s of an earlier try (%s).", build.get("id"), status)
                     return build
-                break  # the newest one failed: build again
+                if MODEL_BUILD.is_success(status):
+                    self.log.info(
+                        "Build %s was made before the task was cleared: building again.", build.get("id")
+                    )
+                break  # the newest one failed, or came before a Clear: build again
         build = self.hook.models.create_build(project_id, model_id, spec, f"{marker} try {ti.try_number}")
         self.log.info("Started build %s of Cloudera AI model %r.", build.get("id"), spec.name)
         return build
@@ -309,6 +319,12 @@ class CmlApplicationOperator(CmlBaseOperator):
         subdomain = app.get("subdomain")
         url = application_url(self.hook.config.base_url, str(subdomain)) if subdomain else None
         ti.xcom_push(key=APPLICATION_URL_XCOM_KEY, value=url)
+
+
+def _try_of(comment: str, marker: str) -> int:
+    """The try number a build's comment names (``<marker> try <n>``); 0 when it names none."""
+    tail = comment[len(marker) :].strip().removeprefix("try").strip()
+    return int(tail) if tail.isdigit() else 0
 
 
 def _marker(context: Context) -> str:
