@@ -129,8 +129,10 @@ class CmlDeployModelOperator(CmlBaseOperator):
     def _build(
         self, context: Context, project_id: str, model_id: str, spec: CmlModelSpec
     ) -> Mapping[str, Any]:
-        """This task instance's build: an earlier try's that is still going, or that was built by a
-        try since the last Clear (a Clear builds again, as it runs a job again); else a new one."""
+        """This task instance's build: an earlier try's still going or built since the last Clear.
+
+        Else a new one: a Clear builds again, as it runs a job again.
+        """
         from airflow_provider_cml.reattach import first_try_of_attempt
         from airflow_provider_cml.serving import MODEL_BUILD
 
