@@ -79,18 +79,20 @@ def test_an_application_answer_without_its_zero_fields_matches_the_spec():
     assert changed == {"nvidia_gpu": 0}
 
 
+#: A job spec's fields set to their zero values, every type of them.
+JOB_ZEROS = {
+    "nvidia_gpu": 0,
+    "timeout": 0,
+    "kill_on_timeout": False,
+    "arguments": "",
+    "environment": {},
+    "retry_enabled": False,
+    "max_retry": 0,
+}
+
+
 def test_a_job_answer_without_its_zero_fields_matches_the_spec():
-    spec = CmlJobSpec(
-        name="j",
-        script="a.py",
-        nvidia_gpu=0,
-        timeout=0,
-        kill_on_timeout=False,
-        arguments="",
-        environment={},
-        retry_enabled=False,
-        max_retry=0,
-    )
+    spec = CmlJobSpec(name="j", script="a.py", **JOB_ZEROS)
     assert spec.differences({"name": "j", "script": "a.py"}, None) == {}
 
 
@@ -146,18 +148,7 @@ def test_an_empty_listing_left_out_entirely_is_read_as_empty(omitting):
 
 def test_a_second_ensure_of_a_job_sends_no_patch(omitting):
     hook = CmlHook()
-    spec = CmlJobSpec(
-        name="zero-job",
-        script="report_env.py",
-        runtime_identifier=RUNTIME_ID,
-        nvidia_gpu=0,
-        timeout=0,
-        kill_on_timeout=False,
-        arguments="",
-        environment={},
-        retry_enabled=False,
-        max_retry=0,
-    )
+    spec = CmlJobSpec(name="zero-job", script="report_env.py", runtime_identifier=RUNTIME_ID, **JOB_ZEROS)
     assert hook.jobs.ensure_job("Analytics", spec)[1] == "created"
     assert hook.jobs.ensure_job("Analytics", spec)[1] == "unchanged"
     answer = json.loads(omitting.requests("GET", r"/api/v2/projects/[^/]+/jobs")[-1].response_body)
