@@ -29,6 +29,10 @@ from typing import Any
 from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
 
 
+#: How many spellings of statuses a kind remembers (a kind has a dozen statuses, in a few spellings).
+MAX_SPELLINGS = 256
+
+
 @dataclass(frozen=True)
 class WorkloadKind:
     """How to wait on one kind of workload.
@@ -86,6 +90,8 @@ class WorkloadKind:
     timeout_error: type[CmlWorkloadTimeout] = CmlWorkloadTimeout
     explained: bool = False
     instance_marks: tuple[str, ...] = ()
+    # Spellings already read: a wait reads the same few statuses on every poll of every trigger.
+    _spellings: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def status_of(self, answer: Mapping[str, Any]) -> str:
         """The answer's status in the kind's own spelling (:attr:`missing_status` when it has none).
@@ -106,6 +112,14 @@ class WorkloadKind:
 
         :param status: a status as a server sent it.
         """
+        known = self._spellings.get(status)
+        if known is None:
+            known = self._spell(status)
+            if len(self._spellings) < MAX_SPELLINGS:  # a server inventing words cannot grow it
+                self._spellings[status] = known
+        return known
+
+    def _spell(self, status: str) -> str:
         word = spelled = "_".join(status.replace("-", " ").upper().split())
         for prefix in (self.prefix, *self.aliases):
             if prefix and word.startswith(prefix):
