@@ -28,7 +28,6 @@ from typing import Any
 
 from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
 
-
 #: How many spellings of statuses a kind remembers (a kind has a dozen statuses, in a few spellings).
 MAX_SPELLINGS = 256
 
