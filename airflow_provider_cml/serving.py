@@ -190,11 +190,3 @@ APPLICATION_STOP = replace(
     failed=frozenset({"APPLICATION_FAILED"}),
     active=frozenset({"APPLICATION_STARTING", "APPLICATION_RUNNING", "APPLICATION_STOPPING"}),
 )
-
-#: The kinds a sensor or operator may name by a short word.
-KINDS = {
-    "model_build": MODEL_BUILD,
-    "model_deployment": MODEL_DEPLOYMENT,
-    "application": APPLICATION,
-    "application_stopped": APPLICATION_STOP,
-}

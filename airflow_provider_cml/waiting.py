@@ -25,7 +25,6 @@ from airflow_provider_cml.workloads import WorkloadKind
 RETRY_START_GRACE = 60.0
 
 
-NO_RETRY_YET = runs.NO_RETRY_YET
 #: Final statuses Job Retry can retry (a success needs none; a stopped run is never retried).
 RETRIED_STATUSES = frozenset({runs.FAILED, runs.TIMEDOUT, runs.SKIPPED})
 

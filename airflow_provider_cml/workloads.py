@@ -219,17 +219,12 @@ class WorkloadKind:
             return ref
         return ref._replace(**{ref._fields[-1]: latest})
 
-    def ref_from(self, fields: Mapping[str, Any], *, partial: bool = False) -> Any:
+    def ref_from(self, fields: Mapping[str, Any]) -> Any:
         """The ref named by a dict of its fields (as a trigger carries it).
 
         :param fields: the ref's fields.
-        :param partial: fill missing fields with ``""`` instead of raising ``KeyError`` (an event
-            of an earlier build may lack some; its workload's id is always there).
         """
-        names = self.ref_type._fields
-        if partial:
-            return self.ref_type(**{name: str(fields.get(name) or "") for name in names})
-        return self.ref_type(**{name: str(fields[name]) for name in names})
+        return self.ref_type(**{name: str(fields[name]) for name in self.ref_type._fields})
 
     def summary(self, answer: Mapping[str, Any]) -> str:
         """A one-line, secret-free summary of an answer, e.g. ``run r1 of job j1: ENGINE_FAILED ...``.

@@ -186,29 +186,28 @@ def test_deferrable_hands_the_run_to_the_trigger():
     assert kwargs["run_url"].endswith(REF.run_id)
 
 
+#: What every event of the job-run trigger carries: the kind and the run's IDs.
+EVENT = {
+    "kind": "airflow_provider_cml.runs:JOB_RUN",
+    "ref": {"project_id": "p", "job_id": "j", "run_id": "r9"},
+}
+
+
 @pytest.mark.parametrize(
     ("event", "error", "words"),
     [
-        ({"status": "success", "run": {"id": "r9", "status": "ENGINE_SUCCEEDED"}}, None, None),
+        ({**EVENT, "status": "success", "answer": {"id": "r9", "status": "ENGINE_SUCCEEDED"}}, None, None),
         (
-            {
-                "status": "failed",
-                "run_id": "r9",
-                "run": {"id": "r9", "status": "ENGINE_FAILED"},
-                "run_url": "L",
-            },
+            {**EVENT, "status": "failed", "answer": {"id": "r9", "status": "ENGINE_FAILED"}, "link": "L"},
             CmlJobRunError,
             "ENGINE_FAILED did not succeed.*See L",
         ),
-        (
-            {"status": "timeout", "run_id": "r9", "message": "still running"},
-            CmlJobRunTimeout,
-            "still running",
-        ),
-        ({"status": "unclear", "run_id": "r9", "message": "lost track"}, CmlJobRunError, "lost track"),
+        ({**EVENT, "status": "timeout", "message": "still running"}, CmlJobRunTimeout, "still running"),
+        ({**EVENT, "status": "unclear", "message": "lost track"}, CmlJobRunError, "lost track"),
         ({"status": "error", "message": "HTTP 403"}, CmlException, "HTTP 403"),
         (None, CmlException, "unexpected event"),
         ({"nothing": 1}, CmlException, "unexpected event"),
+        ({"status": "success", "answer": {"id": "r9"}}, CmlException, "unexpected event"),  # no ref
     ],
 )
 def test_execute_complete(event, error, words):

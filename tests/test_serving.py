@@ -501,7 +501,8 @@ def test_a_deploy_resumed_after_its_deadline_says_time_ran_out_and_sends_nothing
         task_id="deploy", project="Analytics", model=_model("late-model"), deferrable=True, timeout=60
     )
     with pytest.raises(CmlOutOfTimeError) as error:
-        resumed.execute_after_build(context, {"status": "success", "carry": carry, "answer": {}})
+        event = {"status": "success", "kind": MODEL_BUILD.home, "carry": carry, "answer": {}}
+        resumed.execute_after_build(context, {**event, "ref": {k: carry[k] for k in BuildRef._fields}})
     assert "was not sent" in str(error.value) and "No answer" not in str(error.value)
     assert "trigger_event_hold" in str(error.value)
     assert not wb.requests(None, r".*")  # nothing reached the workbench

@@ -133,11 +133,10 @@ def test_on_kill_stops_the_run(wb):
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("kwargs", [{"owns_run": False}, {"stop_on_timeout": False}])
-def test_on_kill_leaves_a_run_the_task_does_not_own(wb, kwargs):
+def test_on_kill_leaves_a_run_the_task_does_not_own(wb):
     """A sensor's run, or the run a busy job was waited for: killing the task must not stop it."""
     ids = _start("sleeper")
-    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], **kwargs)
+    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], owns_run=False)
     rebuilt = CmlJobRunTrigger(**trigger.serialize()[1])  # as the triggerer builds it
     asyncio.run(rebuilt.on_kill())
     assert not wb.requests("POST", RUN_PATH + ":stop")

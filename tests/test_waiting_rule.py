@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
-from airflow_provider_cml.runs import JOB_RUN, KNOWN_STATUSES, TERMINAL_STATES
+from airflow_provider_cml.runs import JOB_RUN, KNOWN_STATUSES, NO_RETRY_YET, TERMINAL_STATES
 from airflow_provider_cml.serving import APPLICATION, MODEL_DEPLOYMENT
 from airflow_provider_cml.waiting import (
-    NO_RETRY_YET,
     RETRY_START_GRACE,
     JobRetry,
     Next,

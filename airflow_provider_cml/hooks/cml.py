@@ -48,7 +48,6 @@ from airflow_provider_cml.transport import SyncTransport
 from airflow_provider_cml.validation import Overrides
 from airflow_provider_cml.waiting import (
     Decision,
-    Observation,
     WaitRule,
     WaitState,
 )
@@ -433,24 +432,6 @@ class CmlHook(BaseHook):
         return self._run_request("POST", project, job, run_id, doing="Stopping a job run", action=":stop")
 
     # -- waiting on a workload: a job run, or any other kind ------------------------------------
-
-    def poll(
-        self,
-        ref: Any,
-        state: WaitState | None = None,
-        deadline: float | None = None,
-        kind: WorkloadKind = JOB_RUN,
-    ) -> Observation:
-        """One status check: the workload's answer, or the error that came instead.
-
-        :param ref: the workload (a :class:`RunRef` for a job run).
-        :param state: the waiting rule's state (while a job run's platform retry is awaited, the
-            job's newest runs are searched for it instead).
-        :param deadline: the check (retries and ``Retry-After`` sleeps included) ends by then, on
-            the hook's clock.
-        :param kind: what the workload is.
-        """
-        return self.run_steps(steps.poll(kind, ref, state, deadline))
 
     def step(self, ref: Any, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
         """One poll, judged by the waiting rule (of the rule's kind); its deadline on the hook's clock.

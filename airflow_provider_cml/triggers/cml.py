@@ -252,7 +252,6 @@ class CmlJobRunTrigger(CmlWorkloadTrigger):
         else's run to free the job, never stops it.
     :param run_url: the run's page, repeated in failure messages.
     :param follow_retries: wait for the platform's Job Retry runs of a failed run.
-    :param stop_on_timeout: the former name of ``owns_run`` (triggers serialised by earlier builds).
     :param options: ``conn_id``, ``poll_interval``, ``end_time``, ``unknown_grace``,
         ``not_before``, ``carry``: as for :class:`CmlWorkloadTrigger`.
     """
@@ -266,22 +265,16 @@ class CmlJobRunTrigger(CmlWorkloadTrigger):
         owns_run: bool = True,
         run_url: str | None = None,
         follow_retries: bool = True,
-        stop_on_timeout: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
             kind=JOB_RUN.home,
             ref=RunRef(project_id, job_id, run_id)._asdict(),
-            owns=owns_run if stop_on_timeout is None else stop_on_timeout,
+            owns=owns_run,
             link=run_url,
             follow_retries=follow_retries,
             **options,
         )
-
-    @property
-    def owns_run(self) -> bool:
-        """Whether the deferring task started the run (see ``owns``)."""
-        return self.owns
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -307,19 +300,23 @@ Finish = Callable[..., Mapping[str, Any]]
 def outcome_of_event(event: Mapping[str, Any] | None, finish: Finish | None = None) -> Mapping[str, Any]:
     """Turn a trigger event into the finished workload's answer, or raise the matching clear error.
 
-    Shared by the deferrable operators and sensors so all read events the same way. Events of
-    earlier builds (job runs only, without ``kind`` and ``ref``) are read too.
+    Shared by the deferrable operators and sensors so all read events the same way.
 
     :param event: the event's payload.
     :param finish: ``CmlHook.finished`` of the task's hook; without it a failure says the status's hint.
     """
+    unexpected = CmlException(f"The Cloudera AI trigger sent an unexpected event: {event!r}")
     if not event or "status" not in event:
-        raise CmlException(f"The Cloudera AI trigger sent an unexpected event: {event!r}")
+        raise unexpected
     status = event["status"]
+    if status not in ("success", "failed", "timeout", "unclear"):
+        raise CmlException(event.get("message") or f"The Cloudera AI trigger failed: {event!r}")
+    if not isinstance(event.get("ref"), Mapping):
+        raise unexpected
     kind = load_kind(str(event.get("kind") or JOB_RUN.home))
-    ref = kind.ref_from(event["ref"] if isinstance(event.get("ref"), Mapping) else event, partial=True)
-    answer = event.get("answer") or event.get("run")
-    link = event.get("link") or event.get("run_url")
+    ref = kind.ref_from(event["ref"])
+    answer = event.get("answer")
+    link = event.get("link")
     if status in ("success", "failed") and finish is not None and answer:
         return finish(ref, answer, note=event.get("note", ""), link=link, kind=kind)
     if status == "success":
@@ -329,6 +326,4 @@ def outcome_of_event(event: Mapping[str, Any] | None, finish: Finish | None = No
     message = str(event.get("message"))
     if status == "timeout":
         raise kind.timeout_error(message, workload_id=kind.id_of(ref), status=None)
-    if status == "unclear":
-        raise kind.error(message, workload_id=kind.id_of(ref), status=None)
-    raise CmlException(event.get("message") or f"The Cloudera AI trigger failed: {event!r}")
+    raise kind.error(message, workload_id=kind.id_of(ref), status=None)  # unclear
