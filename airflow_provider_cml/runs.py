@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.validation import path_segment
-from airflow_provider_cml.workloads import WorkloadKind, see
+from airflow_provider_cml.workloads import WorkloadKind, parse_time, see
 
 SCHEDULING = "ENGINE_SCHEDULING"
 UNKNOWN = "ENGINE_UNKNOWN"
@@ -133,21 +133,12 @@ def created_before(run: Mapping[str, Any], moment: datetime) -> bool:
     :param run: a JobRun answer.
     :param moment: an aware datetime.
     """
-    created = _parse_time(run.get("created_at"))
+    created = parse_time(run.get("created_at"))
     return created is not None and created < moment
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _seconds(start: Any, end: Any) -> float | None:
-    begin, finish = _parse_time(start), _parse_time(end)
+    begin, finish = parse_time(start), parse_time(end)
     return max(0.0, (finish - begin).total_seconds()) if begin and finish else None
 
 
@@ -207,8 +198,8 @@ def time_window(run: Mapping[str, Any]) -> tuple[datetime, datetime]:
 
     :param run: a finished JobRun answer.
     """
-    start = _parse_time(run.get("created_at")) or datetime.now(timezone.utc)
-    end = _parse_time(run.get("finished_at")) or datetime.now(timezone.utc)
+    start = parse_time(run.get("created_at")) or datetime.now(timezone.utc)
+    end = parse_time(run.get("finished_at")) or datetime.now(timezone.utc)
     return start - WINDOW_SLACK, end + WINDOW_SLACK
 
 
@@ -278,7 +269,7 @@ def _workload_crns(answer: Any, job: Mapping[str, Any]) -> set[str]:
 def _closest(
     candidates: list[Mapping[str, Any]], key: str, when: datetime | None
 ) -> Mapping[str, Any] | None:
-    timed = [(c, _parse_time(c.get(key))) for c in candidates]
+    timed = [(c, parse_time(c.get(key))) for c in candidates]
     timed = [(c, t) for c, t in timed if t is not None and when is not None and abs(t - when) <= WINDOW_SLACK]
     return min(timed, key=lambda ct: abs(ct[1] - when))[0] if timed else None  # type: ignore[operator]
 
@@ -304,7 +295,7 @@ def match_usage(usage: Any, job: Mapping[str, Any], run: Mapping[str, Any]) -> M
         and e.get("name") == job.get("name")
         and (project_name is None or e.get("project_name") in (None, project_name))
     ]
-    return _closest(same, "created_at", _parse_time(run.get("created_at")))
+    return _closest(same, "created_at", parse_time(run.get("created_at")))
 
 
 def match_execution(answer: Any, job: Mapping[str, Any], run: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -320,7 +311,7 @@ def match_execution(answer: Any, job: Mapping[str, Any], run: Mapping[str, Any])
     mine = [
         e for e in answer.get("executions") or [] if isinstance(e, Mapping) and e.get("workload_crn") in crns
     ]
-    started = _parse_time(run.get("running_at")) or _parse_time(run.get("created_at"))
+    started = parse_time(run.get("running_at")) or parse_time(run.get("created_at"))
     return _closest(mine, "start_time", started)
 
 

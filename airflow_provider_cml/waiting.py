@@ -139,11 +139,11 @@ class WaitRule:
     :param retry_known: whether ``retry`` has been read.
     :param kind: what is waited on: what its statuses mean.
     :param since: after a restart request, the kind's ``baseline`` of the answer read before it.
-    :param limit: the task's setting whose end is ``deadline`` (``timeout`` or
-        ``execution_timeout``): the one a timeout's message says to raise.
         Until an answer shows the workload renewed (``WorkloadKind.renewed``), what the wait reads
         is the old instance: its status, even ``APPLICATION_RUNNING``, says nothing about the
         restart, so it is unclear (graced, then the wait gives up) and never ends the wait.
+    :param limit: the task's setting whose end is ``deadline`` (``timeout`` or
+        ``execution_timeout``): the one a timeout's message says to raise.
     """
 
     poll_interval: float

@@ -175,7 +175,7 @@ class WorkloadKind:
         :param before: :meth:`baseline` of the answer read before the restart request.
         """
         for key in self.instance_marks:
-            now, then = _moment(answer.get(key)), _moment(before.get(key))
+            now, then = parse_time(answer.get(key)), parse_time(before.get(key))
             if now is not None and (then is None or now > then):
                 return True
         status = self.status_of(answer)
@@ -274,8 +274,11 @@ class WorkloadKind:
         return {key: answer[key] for key in self.event_fields if answer and key in answer}
 
 
-def _moment(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime; ``None`` when absent or unreadable."""
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp of an answer as an aware datetime; ``None`` when absent or unreadable.
+
+    :param value: e.g. ``2024-06-01T00:00:00.123456789Z`` (no zone: UTC).
+    """
     if not isinstance(value, str) or not value:
         return None
     # Python 3.10 reads exactly 3 or 6 fraction digits; servers may send from 1 to 9.

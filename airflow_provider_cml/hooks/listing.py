@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
+from airflow_provider_cml.workloads import parse_time
 
 if TYPE_CHECKING:
     from airflow_provider_cml.transport import SyncTransport
@@ -124,13 +125,9 @@ def first_created(items: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
     """
 
     def key(item: Mapping[str, Any]) -> tuple[bool, datetime, str]:
-        stamp = str(item.get("created_at") or "")
-        try:
-            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
+        when = parse_time(item.get("created_at"))
+        if when is None:
             return True, datetime.max.replace(tzinfo=timezone.utc), str(item.get("id"))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
         return False, when, str(item.get("id"))
 
     return min(items, key=key)

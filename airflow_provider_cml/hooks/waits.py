@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
+from airflow_provider_cml.exceptions import CmlWorkloadTimeout
 from airflow_provider_cml.runs import RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
 from airflow_provider_cml.waiting import Next, Outcome, WaitRule, WaitState, log_decision
@@ -94,13 +95,19 @@ def wait_a_while(
     :param since: as for :func:`wait_for`.
     :raises CmlWorkloadError: it ended without success, or stayed unclear too long.
     """
-    deadline = hook.clock.monotonic() + seconds
-    rule = WaitRule(poll_interval, deadline, unknown_grace, follow_retries=False, kind=kind, since=since)
-    with hook.within(deadline):
-        rule, decision = wait_loop(hook, ref, rule)
-    if decision.next is Next.TIMED_OUT:
+    try:
+        return wait_for(
+            hook,
+            kind,
+            ref,
+            timeout=seconds,
+            poll_interval=poll_interval,
+            stop_on_timeout=False,
+            unknown_grace=unknown_grace,
+            since=since,
+        )
+    except CmlWorkloadTimeout:
         return None
-    return dict(conclude(hook, Outcome(ref, rule, decision), stop_on_timeout=False))
 
 
 def wait_loop(hook: CmlHook, ref: Any, rule: WaitRule) -> tuple[WaitRule, Decision]:
