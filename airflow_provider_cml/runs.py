@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from airflow_provider_cml import api_fields
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.validation import path_segment
 from airflow_provider_cml.workloads import WorkloadKind, parse_time, see
@@ -163,13 +164,8 @@ def run_environment(run: Mapping[str, Any]) -> dict[str, str]:
 
     :param run: a JobRun answer.
     """
-    value = run.get("environment")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except ValueError:
-            return {}
-    return dict(value) if isinstance(value, Mapping) else {}
+    value = api_fields.as_type("json", run.get("environment"))  # a map, or what did not parse
+    return value if isinstance(value, dict) else {}
 
 
 def describe_run(run: Mapping[str, Any]) -> str:
