@@ -39,7 +39,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_cml.operators.base",
                     "airflow_provider_cml.operators.cml",
                     "airflow_provider_cml.operators.jobs",
-                    "airflow_provider_cml.operators.serving",
+                    "airflow_provider_cml.operators.models",
+                    "airflow_provider_cml.operators.applications",
                 ],
             }
         ],
@@ -48,7 +49,8 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     "airflow_provider_cml.sensors.cml",
-                    "airflow_provider_cml.sensors.serving",
+                    "airflow_provider_cml.sensors.models",
+                    "airflow_provider_cml.sensors.applications",
                 ],
             }
         ],

@@ -1,6 +1,6 @@
 """Where a run's, a model's and an application's pages are, and the operators' extra links.
 
-The URL pattern lives in one place, :data:`airflow_provider_cml.config.DEFAULT_RUN_URL_TEMPLATE`:
+The URL pattern lives in one place, :data:`airflow_provider_cml.client.config.DEFAULT_RUN_URL_TEMPLATE`:
 the project's jobs page ``{base_url}/{owner}/{project_slug}/jobs``, which exists on every workbench.
 A run's own page needs the web UI's numeric job id, which API v2 does not give, so a workbench where
 users know a better page sets the connection extra ``run_url_template`` (placeholders

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml import runs
 from airflow_provider_cml.exceptions import CmlApiError
+from airflow_provider_cml.workloads import job_runs as runs
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context

@@ -22,9 +22,9 @@ try:
 except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
 
-from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 
 PROJECT = "Demo Analytics"
 RUNTIME = (

@@ -25,9 +25,11 @@ except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
     from airflow.decorators import task
 
+from airflow_provider_cml.operators.applications import CmlApplicationOperator
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.operators.serving import CmlApplicationOperator, CmlDeployModelOperator
-from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
+from airflow_provider_cml.operators.models import CmlDeployModelOperator
+from airflow_provider_cml.workloads.applications import CmlApplicationSpec
+from airflow_provider_cml.workloads.models import CmlModelSpec
 
 PROJECT = "Demo Analytics"
 RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"

@@ -112,7 +112,7 @@ def summarize() -> bool:
                     saw = _override_seen(run_id)
                 elif "deployment_id" in xcoms:  # the model's deployment, read back from the workbench
                     ids = _value(xcoms["return_value"])
-                    from airflow_provider_cml.serving import DeploymentRef
+                    from airflow_provider_cml.workloads.models import DeploymentRef
 
                     status = str(hook.models.get_deployment(DeploymentRef(**ids))["status"])
                     run_id = ids["deployment_id"][:18]

@@ -29,7 +29,7 @@ for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_") or n.starts
 
 import pytest  # noqa: E402
 
-from airflow_provider_cml.retry import Clock  # noqa: E402
+from airflow_provider_cml.client.retry import Clock  # noqa: E402
 from airflow_provider_cml.testing import WorkbenchServer, local_workbench  # noqa: E402
 from tests.contract import check_exchanges  # noqa: E402
 

@@ -165,7 +165,7 @@ def budgets() -> Iterator[list[Budget]]:
     How long a call took depends on the machine's load; the limits the client gave its attempts do
     not (load only makes later limits smaller), so tests that show a deadline holds assert on these.
     """
-    from airflow_provider_cml.answers import Exchange
+    from airflow_provider_cml.client.attempts import Exchange
 
     seen: list[Budget] = []
     original = Exchange.time_left

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_cml.config import build_client_config, normalize_base_url
+from airflow_provider_cml.client.config import build_client_config, normalize_base_url
+from airflow_provider_cml.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.retry import RetryPolicy, parse_retry_after
 from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_positive
 
 
@@ -183,7 +183,7 @@ def test_retry_after_parsing_and_backoff():
     ],
 )
 def test_one_definition_of_statuses(status, terminal, success):
-    from airflow_provider_cml import runs
+    from airflow_provider_cml.workloads import job_runs as runs
 
     assert runs.is_terminal(status) is terminal
     assert runs.is_success(status) is success

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from airflow_provider_cml.create_once import LOOKUPS, Undecidable, post_once
+from airflow_provider_cml.client.create_once import LOOKUPS, Undecidable, post_once
+from airflow_provider_cml.client.retry import RetryPolicy
+from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import CmlApiError
-from airflow_provider_cml.retry import RetryPolicy
-from airflow_provider_cml.transport import NotDone
 
 LOG = logging.getLogger("test")
 

@@ -25,11 +25,11 @@ USER_FACING = {
     "airflow_provider_cml.sensors.cml",
     "airflow_provider_cml.triggers.cml",
     "airflow_provider_cml.links",
-    "airflow_provider_cml.runs",
-    "airflow_provider_cml.waiting",
-    "airflow_provider_cml.retry",
+    "airflow_provider_cml.workloads.job_runs",
+    "airflow_provider_cml.waiting.rule",
+    "airflow_provider_cml.client.retry",
     "airflow_provider_cml.exceptions",
-    "airflow_provider_cml.config",
+    "airflow_provider_cml.client.config",
     "airflow_provider_cml.validation",
 }
 

@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from airflow_provider_cml.create_once import LOOKUPS
+from airflow_provider_cml.client.create_once import LOOKUPS
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -19,8 +19,8 @@ from airflow_provider_cml.exceptions import (
     CmlLookupError,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.runs import RunRef
 from airflow_provider_cml.validation import START_TOKEN_ENV
+from airflow_provider_cml.workloads.job_runs import RunRef
 from tests.conftest import MOCK_KEY, MOCK_URL
 
 API = f"{MOCK_URL}/api/v2"
@@ -449,7 +449,7 @@ class TestWaiting:
         "status", ["ENGINE_FAILED", "ENGINE_TIMEDOUT", "ENGINE_STOPPED", "ENGINE_SKIPPED"]
     )
     def test_terminal_failures_raise_with_status_and_hint(self, hook, requests_mock, status):
-        from airflow_provider_cml.runs import failure_hint
+        from airflow_provider_cml.workloads.job_runs import failure_hint
 
         _project_route(requests_mock)
         requests_mock.get(f"{RUNS}/{RID}", json=_run(status))

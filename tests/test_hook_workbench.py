@@ -15,8 +15,8 @@ from airflow_provider_cml.exceptions import (
     CmlLookupError,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.runs import RunRef
 from airflow_provider_cml.testing import Faults, local_workbench
+from airflow_provider_cml.workloads.job_runs import RunRef
 from tests.conftest import API_KEY, READONLY_KEY, seen_by
 
 RUNS = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"

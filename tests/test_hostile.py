@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cml.create_once import LOOKUPS
+from airflow_provider_cml.client.create_once import LOOKUPS
+from airflow_provider_cml.client.listing import MAX_EMPTY_PAGES
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -23,7 +24,6 @@ from airflow_provider_cml.exceptions import (
     CmlJobRunTimeout,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.hooks.listing import MAX_EMPTY_PAGES
 from airflow_provider_cml.hooks.starting import START_BUDGET
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
 from airflow_provider_cml.validation import START_TOKEN_ENV
@@ -211,7 +211,7 @@ def test_user_and_password_in_the_host_are_refused_and_never_printed(monkeypatch
 def test_plain_http_warns_once_per_process_and_never_for_this_machine(
     monkeypatch, caplog, capfd, host, times
 ):
-    from airflow_provider_cml import answers
+    from airflow_provider_cml.client import attempts as answers
 
     monkeypatch.setattr(answers, "_warned", set())
     with hostile(lambda r: [answer(200, run_json())]) as server:
@@ -327,7 +327,7 @@ def test_a_silent_server_holds_a_start_for_one_budget_at_most(monkeypatch):
 
 
 def test_a_silent_server_holds_a_job_create_for_one_budget_at_most(monkeypatch):
-    from airflow_provider_cml.create_once import CREATE_BUDGET
+    from airflow_provider_cml.client.create_once import CREATE_BUDGET
 
     with hostile(lambda r: [("sleep", 30)]) as server:
         hook = _hook(monkeypatch, server.url, timeout=1, max_retries=5)

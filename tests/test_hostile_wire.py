@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cml.answers import MAX_BODY_BYTES, unresolved
-from airflow_provider_cml.async_client import POOL_SIZE
+from airflow_provider_cml.client.async_client import POOL_SIZE
+from airflow_provider_cml.client.attempts import MAX_BODY_BYTES, unresolved
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger

@@ -12,11 +12,11 @@ import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlJobRunTimeout, CmlLookupError
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
 from airflow_provider_cml.testing import Faults
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 from tests.conftest import READONLY_KEY
 
 JOBS = r"/api/v2/projects/[^/]+/jobs"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.jobs import CmlJobSpec
-from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
+from airflow_provider_cml.workloads.applications import CmlApplicationSpec
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
+from airflow_provider_cml.workloads.models import CmlModelSpec
 from tests.test_serving import APPS, BUILDS, _deploy, _run_app
 
 BOTH = {"runtime_identifier": RUNTIME_ID, "kernel": "python3"}

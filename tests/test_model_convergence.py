@@ -14,7 +14,7 @@ import threading
 import requests
 
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.serving_specs import CmlModelSpec
+from airflow_provider_cml.workloads.models import CmlModelSpec
 from tests.conftest import API_KEY, MOCK_URL
 from tests.test_serving import MODEL, _deploy, _model
 

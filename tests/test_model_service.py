@@ -23,7 +23,7 @@ import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+from airflow_provider_cml.operators.models import CmlDeployModelOperator
 from tests.test_serving import _context
 
 TESTS = Path(__file__).parent

@@ -24,7 +24,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.runs import RunRef, StopResult, check_run_outcome
+from airflow_provider_cml.workloads.job_runs import RunRef, StopResult, check_run_outcome
 
 REF = RunRef("pppp-pppp-pppp-pppp", "jjjj-jjjj-jjjj-jjjj", "run0000000000001")
 
@@ -188,7 +188,7 @@ def test_deferrable_hands_the_run_to_the_trigger():
 
 #: What every event of the job-run trigger carries: the kind and the run's IDs.
 EVENT = {
-    "kind": "airflow_provider_cml.runs:JOB_RUN",
+    "kind": "airflow_provider_cml.workloads.job_runs:JOB_RUN",
     "ref": {"project_id": "p", "job_id": "j", "run_id": "r9"},
 }
 

@@ -76,7 +76,7 @@ def _airflows_masker() -> Any:
 
 
 def test_no_form_default_is_a_value_airflow_warns_it_cannot_mask(monkeypatch):
-    from airflow_provider_cml.config import build_client_config
+    from airflow_provider_cml.client.config import build_client_config
     from airflow_provider_cml.connection_fields import CONN_FIELDS, MIN_MASKED_LENGTH, wtforms_widgets
 
     fields = get_provider_info()["connection-types"][0]["conn-fields"]

@@ -35,7 +35,7 @@ DAG_FILE = """
 from datetime import datetime, timedelta
 from airflow.sdk import DAG
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+from airflow_provider_cml.operators.models import CmlDeployModelOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 
 ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
@@ -322,7 +322,7 @@ def test_a_deferrable_deploy_defers_once_for_a_quick_deployment(deployment, wb):
 def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deployment, wb, mode):
     """The kill reaches the task (sync) or the triggerer (deferrable) while it waits on the task's
     deployment: that one is stopped, and a deployment of the same model serving before is not."""
-    from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+    from airflow_provider_cml.operators.models import CmlDeployModelOperator
 
     dag_id, model = f"cml_kill_deploy_{mode}", f"kill-deploy-{mode}"
     serving = wb.workbench.serving

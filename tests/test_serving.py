@@ -25,16 +25,17 @@ from airflow_provider_cml.exceptions import (
     CmlWorkloadTimeout,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.operators.serving import CmlApplicationOperator, CmlDeployModelOperator
-from airflow_provider_cml.serving import (
-    APPLICATION,
+from airflow_provider_cml.operators.applications import CmlApplicationOperator
+from airflow_provider_cml.operators.models import CmlDeployModelOperator
+from airflow_provider_cml.testing.server import Faults
+from airflow_provider_cml.workloads.applications import APPLICATION, CmlApplicationSpec
+from airflow_provider_cml.workloads.models import (
     MODEL_BUILD,
     MODEL_DEPLOYMENT,
     BuildRef,
+    CmlModelSpec,
     DeploymentRef,
 )
-from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
-from airflow_provider_cml.testing.server import Faults
 from tests.conftest import API_KEY
 from tests.hostile import budgets
 
@@ -421,7 +422,8 @@ def test_an_unknown_action_is_refused_when_the_dag_is_parsed():
 
 
 def test_the_sensors_see_a_deployment_deployed_and_an_application_running_or_failed(wb):
-    from airflow_provider_cml.sensors.serving import CmlApplicationSensor, CmlModelDeploymentSensor
+    from airflow_provider_cml.sensors.applications import CmlApplicationSensor
+    from airflow_provider_cml.sensors.models import CmlModelDeploymentSensor
 
     _, ids = _deploy("sensed-model")
     sensor = CmlModelDeploymentSensor(

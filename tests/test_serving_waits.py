@@ -43,7 +43,7 @@ def test_a_restart_waits_for_the_new_instance_not_the_old_running(wb, lagging):
 
 
 def test_a_deferred_restart_carries_the_baseline_to_the_trigger(wb, lagging):
-    from airflow_provider_cml.operators.serving import CmlApplicationOperator
+    from airflow_provider_cml.operators.applications import CmlApplicationOperator
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
     app_id, _ = _run_app(_app("deferred-lagging-board"))
@@ -86,7 +86,7 @@ def test_a_restart_that_never_shows_is_graced_then_fails_saying_so(wb, lagging, 
 
 def _deferred_build(name: str, **model):
     """A deferrable deploy's first deferral (the build) and the event its trigger fires."""
-    from airflow_provider_cml.operators.serving import CmlDeployModelOperator
+    from airflow_provider_cml.operators.models import CmlDeployModelOperator
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
     from tests.test_serving import _model
 
@@ -123,7 +123,7 @@ def test_a_deferrable_deploy_defers_once_when_its_deployment_comes_within_the_ho
 
 def test_a_deployment_still_going_after_the_hold_is_deferred(wb, monkeypatch):
     from airflow_provider_cml.hooks.cml import CmlHook
-    from airflow_provider_cml.serving import DeploymentRef
+    from airflow_provider_cml.workloads.models import DeploymentRef
 
     monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "0.5")
     operator, context, event = _deferred_build("slow-after-hold", environment={"SLOW_LOAD": "30"})
@@ -139,8 +139,8 @@ def test_a_deployment_still_going_after_the_hold_is_deferred(wb, monkeypatch):
 
 
 def _judge_all(answers, since):
-    from airflow_provider_cml.serving import APPLICATION
-    from airflow_provider_cml.waiting import WaitRule, WaitState
+    from airflow_provider_cml.waiting.rule import WaitRule, WaitState
+    from airflow_provider_cml.workloads.applications import APPLICATION
 
     rule, state, decisions = WaitRule(1.0, None, 10.0, kind=APPLICATION, since=since), WaitState(), []
     for now, answer in enumerate(answers):
@@ -169,7 +169,7 @@ OLD = {"status": "APPLICATION_RUNNING", "running_at": "2026-01-01T10:00:00.5Z"}
     ],
 )
 def test_only_a_new_instance_ends_a_wait_after_a_restart(answers, expected):
-    from airflow_provider_cml.serving import APPLICATION
+    from airflow_provider_cml.workloads.applications import APPLICATION
 
     assert _judge_all(answers, APPLICATION.baseline(OLD)) == expected
 
@@ -179,8 +179,8 @@ def test_without_a_baseline_the_old_running_would_end_the_wait_at_once():
 
 
 def test_the_old_instance_is_graced_then_the_wait_gives_up():
-    from airflow_provider_cml.serving import APPLICATION
-    from airflow_provider_cml.waiting import Next, WaitRule, WaitState
+    from airflow_provider_cml.waiting.rule import Next, WaitRule, WaitState
+    from airflow_provider_cml.workloads.applications import APPLICATION
 
     rule = WaitRule(1.0, None, 3.0, kind=APPLICATION, since=APPLICATION.baseline(OLD))
     state = WaitState()

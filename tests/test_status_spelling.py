@@ -23,17 +23,16 @@ from airflow_provider_cml.exceptions import (
     CmlWorkloadError,
 )
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.runs import JOB_RUN, RunRef
-from airflow_provider_cml.serving import (
-    APPLICATION,
+from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.workloads.applications import APPLICATION, ApplicationRef, CmlApplicationSpec
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
+from airflow_provider_cml.workloads.models import (
     MODEL_BUILD,
     MODEL_DEPLOYMENT,
-    ApplicationRef,
     BuildRef,
+    CmlModelSpec,
     DeploymentRef,
 )
-from airflow_provider_cml.serving_specs import CmlApplicationSpec, CmlModelSpec
-from airflow_provider_cml.workloads import WorkloadKind
 
 GRACE = 0.4
 

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from airflow_provider_cml import steps
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.runs import JOB_RUN, RunRef
 from airflow_provider_cml.testing import Faults
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, outcome_of_event
+from airflow_provider_cml.waiting import steps
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
 from tests.conftest import API_KEY
 
 RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"

@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
-from airflow_provider_cml.runs import JOB_RUN, KNOWN_STATUSES, NO_RETRY_YET, TERMINAL_STATES
-from airflow_provider_cml.serving import APPLICATION, MODEL_DEPLOYMENT
-from airflow_provider_cml.waiting import (
+from airflow_provider_cml.waiting.rule import (
     RETRY_START_GRACE,
     JobRetry,
     Next,
@@ -19,6 +17,9 @@ from airflow_provider_cml.waiting import (
     WaitState,
     attempt_note,
 )
+from airflow_provider_cml.workloads.applications import APPLICATION
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, KNOWN_STATUSES, NO_RETRY_YET, TERMINAL_STATES
+from airflow_provider_cml.workloads.models import MODEL_DEPLOYMENT
 
 
 def _run(status: str | None) -> dict:
@@ -263,7 +264,7 @@ def test_the_deadline_still_applies_while_waiting_for_a_retry():
 
 
 def test_polls_keep_their_cadence_whatever_the_answers_latency():
-    from airflow_provider_cml.waiting import Decision, Next, WaitState, on_cadence
+    from airflow_provider_cml.waiting.rule import Decision, Next, WaitState, on_cadence
 
     waiting = Decision(Next.WAIT, WaitState(), sleep=30.0)
     assert on_cadence(waiting, 0.4).sleep == pytest.approx(29.6)

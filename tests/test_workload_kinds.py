@@ -19,7 +19,7 @@ from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.sensors.cml import CmlWorkloadSensor
 from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger, outcome_of_event
-from airflow_provider_cml.workloads import WorkloadKind
+from airflow_provider_cml.waiting.kinds import WorkloadKind
 from tests.hostile import Seen, answer, hostile
 
 KEY = "toy-kind-test-key-0001"

@@ -11,12 +11,12 @@ import json
 import pytest
 import requests
 
-from airflow_provider_cml import api_fields
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.jobs import CmlJobSpec
-from airflow_provider_cml.serving_specs import CmlApplicationSpec
 from airflow_provider_cml.testing.answer_knobs import without_zeros
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
+from airflow_provider_cml.workloads import api_fields
+from airflow_provider_cml.workloads.applications import CmlApplicationSpec
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 from tests.conftest import API_KEY
 from tests.test_serving import APPS, DEPLOYMENTS, _context, _deploy, _run_app
 
@@ -161,7 +161,7 @@ def test_a_model_answer_leaves_out_a_nested_zero_and_reads_as_it(omitting):
     hook = CmlHook()
     project_id = str(hook.resolve_project("Analytics")["id"])
     spec_fields = {"name": "zero-model", "file": "model_predict.py", "function": "predict"}
-    from airflow_provider_cml.serving_specs import CmlModelSpec
+    from airflow_provider_cml.workloads.models import CmlModelSpec
 
     model, created = hook.models.ensure_model(project_id, CmlModelSpec.of(spec_fields))
     assert created

@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_cml.create_once import post_once_for
+from airflow_provider_cml.client import listing
+from airflow_provider_cml.client.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
-from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.hooks.part import EnsureAction, HookPart
-from airflow_provider_cml.runs import run_environment
-from airflow_provider_cml.serving import ApplicationRef, application_path, applications_path
-from airflow_provider_cml.serving_specs import CmlApplicationSpec
+from airflow_provider_cml.workloads.applications import (
+    ApplicationRef,
+    CmlApplicationSpec,
+    application_path,
+    applications_path,
+)
+from airflow_provider_cml.workloads.job_runs import run_environment
 
 
 class Applications(HookPart):

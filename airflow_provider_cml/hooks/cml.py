@@ -3,7 +3,7 @@
 It owns the connection (URL, key, TLS, timeouts, retries), looks names up as IDs, and offers every
 operation as a method. How each operation is done lives in a module of its own, which the hook
 composes: starting runs (:mod:`.starting`), explaining failures (:mod:`.failures`), job
-definitions (:mod:`.jobs`), the requests a wait makes (:mod:`airflow_provider_cml.steps`). Sync
+definitions (:mod:`.jobs`), the requests a wait makes (:mod:`airflow_provider_cml.waiting.steps`). Sync
 methods send with ``requests``, async ones (for triggers) with aiohttp; both run the same steps.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_cml import links, runs, steps
+from airflow_provider_cml import links
 from airflow_provider_cml._compat import (
     AirflowNotFoundException,
     BaseHook,
@@ -24,8 +24,11 @@ from airflow_provider_cml._compat import (
     amask_secret,
     mask_secret,
 )
-from airflow_provider_cml.answers import resume
-from airflow_provider_cml.config import CmlClientConfig, client_config_for
+from airflow_provider_cml.client import listing
+from airflow_provider_cml.client.attempts import resume
+from airflow_provider_cml.client.config import CmlClientConfig, client_config_for
+from airflow_provider_cml.client.retry import Clock
+from airflow_provider_cml.client.sync_client import SyncTransport
 from airflow_provider_cml.connection_fields import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -36,25 +39,25 @@ from airflow_provider_cml.exceptions import (
     CmlConfigError,
     CmlException,
 )
-from airflow_provider_cml.hooks import connection_test, listing, waits
+from airflow_provider_cml.hooks import connection_test, waits
 from airflow_provider_cml.hooks.failures import FailureExplainer
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.hooks.names import NameCache
 from airflow_provider_cml.hooks.starting import RunStarter
-from airflow_provider_cml.retry import Clock
-from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
-from airflow_provider_cml.steps import Steps
-from airflow_provider_cml.transport import SyncTransport
 from airflow_provider_cml.validation import Overrides
-from airflow_provider_cml.waiting import (
+from airflow_provider_cml.waiting import steps
+from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.waiting.rule import (
     Decision,
     WaitRule,
     WaitState,
 )
-from airflow_provider_cml.workloads import WorkloadKind
+from airflow_provider_cml.waiting.steps import Steps
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef, StopResult
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.async_client import AsyncTransport
+    from airflow_provider_cml.client.async_client import AsyncTransport
     from airflow_provider_cml.hooks.applications import Applications
     from airflow_provider_cml.hooks.models import Models
 
@@ -204,7 +207,7 @@ class CmlHook(BaseHook):
     # -- running steps: the one place where sync and async differ ------------------------------
 
     def run_steps(self, plan: Steps[T]) -> T:
-        """Run :mod:`~airflow_provider_cml.steps` with ``requests``: send each request, hand back its answer.
+        """Run :mod:`~airflow_provider_cml.waiting.steps` with ``requests``: send each, hand back its answer.
 
         :param plan: the steps (a generator of requests).
         """
@@ -223,7 +226,7 @@ class CmlHook(BaseHook):
         :param plan: the steps (a generator of requests).
         """
         if self._async_transport is None:
-            from airflow_provider_cml.async_client import AsyncTransport  # aiohttp: triggers only
+            from airflow_provider_cml.client.async_client import AsyncTransport  # aiohttp: triggers only
 
             self._async_transport = AsyncTransport(await self.aconfig())
         done, value = resume(plan)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from airflow_provider_cml.exceptions import CmlApiError, CmlException
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.client.config import CmlClientConfig
     from airflow_provider_cml.hooks.cml import CmlHook
 
 

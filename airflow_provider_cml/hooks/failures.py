@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml import runs
 from airflow_provider_cml.exceptions import CmlApiError, CmlException
-from airflow_provider_cml.runs import RunRef
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.job_runs import RunRef
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook

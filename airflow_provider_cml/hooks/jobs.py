@@ -10,12 +10,12 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_cml import runs
-from airflow_provider_cml.create_once import post_once_for
+from airflow_provider_cml.client.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.hooks.part import EnsureAction, HookPart
-from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 
 
 class JobDefinitions(HookPart):
@@ -53,9 +53,9 @@ class JobDefinitions(HookPart):
         """Create a job (CreateJob) and return it; :meth:`ensure_job` is the usual way in.
 
         Never creates it twice: when the answer is lost, a job of that name is looked for through
-        a listing that may lag (:func:`~airflow_provider_cml.create_once.post_once`) before the
+        a listing that may lag (:func:`~airflow_provider_cml.client.create_once.post_once`) before the
         request is sent again; the whole create ends within
-        :data:`~airflow_provider_cml.create_once.CREATE_BUDGET` request timeouts. A job of that
+        :data:`~airflow_provider_cml.client.create_once.CREATE_BUDGET` request timeouts. A job of that
         name that existed before is taken for it, so call this only for a name no job has.
 
         :param project: project name or ID.
@@ -135,7 +135,7 @@ class JobDefinitions(HookPart):
         (when it is set and would change) the runtime.
 
         :param project: project name or ID.
-        :param spec: the definition (a :class:`~airflow_provider_cml.jobs.CmlJobSpec` or its fields).
+        :param spec: the definition (a :class:`~.workloads.jobs.CmlJobSpec` or its fields).
         :returns: the job as the API answers it, and what was done.
         """
         spec = CmlJobSpec.of(spec)

@@ -2,7 +2,7 @@
 
 API v2's model endpoints through one :class:`~airflow_provider_cml.hooks.cml.CmlHook` (its
 connection, retries and bounds). Creating a model, a build or a deployment goes through
-:func:`~airflow_provider_cml.create_once.post_once_for`: a lost answer is looked up before any
+:func:`~airflow_provider_cml.client.create_once.post_once_for`: a lost answer is looked up before any
 resend, so nothing is created twice. Restart and stop are POSTs without a body whose answers are
 only acknowledgements: the caller waits on the deployment (``CmlHook.wait_for``) to see the effect.
 """
@@ -13,22 +13,22 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_cml.answers import NotDone
-from airflow_provider_cml.create_once import post_once_for
+from airflow_provider_cml.client import listing
+from airflow_provider_cml.client.attempts import NotDone
+from airflow_provider_cml.client.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlModelCallError
-from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.hooks.part import HookPart
-from airflow_provider_cml.runs import run_environment
-from airflow_provider_cml.serving import (
+from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.workloads.job_runs import run_environment
+from airflow_provider_cml.workloads.models import (
     BuildRef,
+    CmlModelSpec,
     DeploymentRef,
     build_path,
     deployment_path,
     model_path,
     models_path,
 )
-from airflow_provider_cml.serving_specs import CmlModelSpec
-from airflow_provider_cml.validation import path_segment
 
 #: Builds or deployments read when looking for the one a task made.
 RECENT_SEARCHED = 50

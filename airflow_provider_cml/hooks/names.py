@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cml.client import listing
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.hooks import listing
 from airflow_provider_cml.validation import looks_like_id
 
 if TYPE_CHECKING:

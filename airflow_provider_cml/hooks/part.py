@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_cml.hooks import listing
+from airflow_provider_cml.client import listing
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook

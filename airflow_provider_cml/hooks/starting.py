@@ -1,7 +1,7 @@
 """Starting a job run exactly once, and telling a busy job from a refusal.
 
 The start carries a fresh token in the run's environment; a lost answer is looked up by it
-(:mod:`airflow_provider_cml.create_once`). A refused start is checked against the job's runs
+(:mod:`airflow_provider_cml.client.create_once`). A refused start is checked against the job's runs
 listing: one active run per job is allowed, and the listing, not the refusal's wording, says
 whether the job is busy.
 """
@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_cml import runs
-from airflow_provider_cml.create_once import Attempt, Undecidable, look_up_lagging, post_once_for
+from airflow_provider_cml.client.create_once import Attempt, Undecidable, look_up_lagging, post_once_for
+from airflow_provider_cml.client.retry import is_refusal
+from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import (
     CmlApiError,
     CmlConfigError,
@@ -22,9 +23,6 @@ from airflow_provider_cml.exceptions import (
     CmlJobAlreadyActiveError,
 )
 from airflow_provider_cml.hooks.part import HookPart
-from airflow_provider_cml.retry import is_refusal
-from airflow_provider_cml.runs import describe_run, run_environment
-from airflow_provider_cml.transport import NotDone
 from airflow_provider_cml.validation import (
     START_TOKEN_ENV,
     Overrides,
@@ -32,6 +30,8 @@ from airflow_provider_cml.validation import (
     path_segment,
     validate_arguments,
 )
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.job_runs import describe_run, run_environment
 
 #: A start (every attempt, look-up and back-off) ends within this many request timeouts.
 START_BUDGET = 3
@@ -166,7 +166,7 @@ class RunStarter(HookPart):
     ) -> dict[str, Any] | None:
         """One look for the run carrying ``token`` among the runs created since the start.
 
-        Callers read it through :func:`~airflow_provider_cml.create_once.look_up_lagging` (a listing
+        Callers read it through :func:`~airflow_provider_cml.client.create_once.look_up_lagging` (a listing
         lags behind). Pages are followed until runs older than the start appear (a server may
         ignore ``sort``), at most :data:`LOOKUP_PAGES` pages. A skipped run carrying the token (a
         resent start meeting our own active run) loses to one that was not skipped. A listing that

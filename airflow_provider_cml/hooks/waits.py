@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlWorkloadTimeout
-from airflow_provider_cml.runs import RunRef, StopResult
 from airflow_provider_cml.validation import validate_positive
-from airflow_provider_cml.waiting import Next, Outcome, WaitRule, WaitState, log_decision
+from airflow_provider_cml.waiting.rule import Next, Outcome, WaitRule, WaitState, log_decision
+from airflow_provider_cml.workloads.job_runs import RunRef, StopResult
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
-    from airflow_provider_cml.waiting import Decision
-    from airflow_provider_cml.workloads import WorkloadKind
+    from airflow_provider_cml.waiting.kinds import WorkloadKind
+    from airflow_provider_cml.waiting.rule import Decision
 
 
 def wait_for(
@@ -37,7 +37,7 @@ def wait_for(
 ) -> dict[str, Any]:
     """Poll a workload of any kind until it ends; return it on success, raise otherwise.
 
-    The rule is :class:`~airflow_provider_cml.waiting.WaitRule`: transient errors do not end the
+    The rule is :class:`~airflow_provider_cml.waiting.rule.WaitRule`: transient errors do not end the
     wait, a status that stays unclear ends it after ``unknown_grace``. :meth:`interrupt` (from
     ``on_kill``) wakes it at once.
 

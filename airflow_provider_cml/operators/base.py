@@ -20,7 +20,7 @@ from airflow_provider_cml.validation import validate_positive
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.workloads import WorkloadKind
+    from airflow_provider_cml.waiting.kinds import WorkloadKind
 
 
 class CmlBaseOperator(BaseOperator):

@@ -15,7 +15,7 @@ from airflow_provider_cml.validation import normalize_environment, validate_argu
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.runs import RunRef
+    from airflow_provider_cml.workloads.job_runs import RunRef
 
 # The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
 # pulls in the transport and the trigger pulls in Airflow's trigger machinery.
@@ -146,7 +146,7 @@ class CmlRunJobOperator(CmlBaseOperator):
             return self._start_and_wait_within(context, deadline)
 
     def _start_and_wait_within(self, context: Context, deadline: float | None) -> str:
-        from airflow_provider_cml.runs import describe_run
+        from airflow_provider_cml.workloads.job_runs import describe_run
 
         hook = self.hook
         ref, run = self._start_or_reattach(context, deadline)
@@ -176,8 +176,8 @@ class CmlRunJobOperator(CmlBaseOperator):
     def _start_or_reattach(
         self, context: Context, deadline: float | None
     ) -> tuple[RunRef, Mapping[str, Any]]:
-        from airflow_provider_cml import runs
         from airflow_provider_cml.reattach import EarlierRunFinder
+        from airflow_provider_cml.workloads import job_runs as runs
 
         hook = self.hook
         ids = hook.resolve_run(self.project, self.job, "")
@@ -266,7 +266,7 @@ class CmlRunJobOperator(CmlBaseOperator):
 
     def _wait_for_blocker(self, blocker: RunRef, run: Mapping[str, Any], deadline: float | None) -> None:
         """Wait (or defer) until another run of the job ends; then the start is tried again."""
-        from airflow_provider_cml import runs
+        from airflow_provider_cml.workloads import job_runs as runs
 
         self.log.info(
             "Job %r is busy with run %s (%s); waiting for it to end before starting (if_active='wait').",
@@ -344,8 +344,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
         asking again right away would only cost a request.
         """
-        from airflow_provider_cml import runs
         from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+        from airflow_provider_cml.workloads import job_runs as runs
 
         assert self._started is not None
         if runs.is_terminal(runs.status_of(run)):
@@ -372,8 +372,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
-        from airflow_provider_cml.runs import describe_run
         from airflow_provider_cml.triggers.cml import outcome_of_event
+        from airflow_provider_cml.workloads.job_runs import describe_run
 
         self._restore(event)
         run = outcome_of_event(event, self.hook.finished)

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cml._compat import BaseOperator, mask_if_sensitive
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlConfigError, CmlException
-from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.hooks.cml import CmlHook
-    from airflow_provider_cml.runs import RunRef
+    from airflow_provider_cml.workloads.job_runs import RunRef
 
 JobSpecLike = CmlJobSpec | Mapping[str, Any]
 #: Seconds a failed task's clean-up waits for its stopped run to end before deleting the job.
@@ -35,7 +35,7 @@ class CmlCreateOrUpdateJobOperator(BaseOperator):
     checked against the workbench's runtimes before the job is created or changed.
 
     :param project: project name or ID (templated).
-    :param job_spec: the job's definition: a :class:`~airflow_provider_cml.jobs.CmlJobSpec`, or a
+    :param job_spec: the job's definition: a :class:`~airflow_provider_cml.workloads.jobs.CmlJobSpec`, or a
         mapping of its fields (templated when a mapping), e.g. ``{"name": "train", "script":
         "train.py", "memory": 4, "runtime_identifier": "..."}``.
     :param cml_conn_id: Airflow connection of type ``cml``.
@@ -85,7 +85,7 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
 
     :param project: project name or ID (templated).
     :param job_spec: the job's definition (``name`` optional): a
-        :class:`~airflow_provider_cml.jobs.CmlJobSpec` or a mapping of its fields (templated).
+        :class:`~airflow_provider_cml.workloads.jobs.CmlJobSpec` or a mapping of its fields (templated).
     :param job_name: the job's name instead of the task's (the map index is still added).
     :param delete_job_after: delete the job once its run ended (success or not), if this task
         created it; needs ``wait_for_completion``.
@@ -179,7 +179,7 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
     @staticmethod
     def _run_of(event: Mapping[str, Any] | None) -> RunRef | None:
         ids = [str((event or {}).get(key) or "") for key in ("project_id", "job_id", "run_id")]
-        from airflow_provider_cml.runs import RunRef
+        from airflow_provider_cml.workloads.job_runs import RunRef
 
         return RunRef(*ids) if all(ids) else None
 

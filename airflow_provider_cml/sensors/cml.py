@@ -1,6 +1,6 @@
 """Wait for a Cloudera AI workload to end; CmlJobRunSensor for a v2 job run.
 
-:class:`CmlWorkloadSensor` watches any :class:`~airflow_provider_cml.workloads.WorkloadKind`;
+:class:`CmlWorkloadSensor` watches any :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`;
 :class:`CmlJobRunSensor` is it for a job run named by project, job and run.
 """
 
@@ -26,10 +26,10 @@ RESOLVED_KEY = "cml_sensor_ids"
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.runs import RunRef
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
-    from airflow_provider_cml.waiting import WaitRule, WaitState
-    from airflow_provider_cml.workloads import WorkloadKind
+    from airflow_provider_cml.waiting.kinds import WorkloadKind
+    from airflow_provider_cml.waiting.rule import WaitRule, WaitState
+    from airflow_provider_cml.workloads.job_runs import RunRef
 
 # The waiting rule, the job-run definitions and the hook are imported when a task runs, not when a
 # DAG is parsed: parsing pays only for the classes.
@@ -43,7 +43,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
     poke. With ``soft_fail=True`` a failed workload skips the task instead of failing it. The sensor
     never stops what it watches: it does not own it.
 
-    :param kind: what is watched (see :class:`~airflow_provider_cml.workloads.WorkloadKind`;
+    :param kind: what is watched (see :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`;
         ``None``: a job run).
     :param ref: its IDs, as a dict of the kind's ref fields (templated).
     :param cml_conn_id: Airflow connection of type ``cml``.
@@ -86,7 +86,7 @@ class CmlWorkloadSensor(BaseSensorOperator):
     def kind(self) -> WorkloadKind:
         """What is watched."""
         if self._kind is None:
-            from airflow_provider_cml.runs import JOB_RUN
+            from airflow_provider_cml.workloads.job_runs import JOB_RUN
 
             return JOB_RUN
         return self._kind
@@ -117,9 +117,9 @@ class CmlWorkloadSensor(BaseSensorOperator):
 
     def _check(self, context: Context) -> bool:
         """One status check: ``True`` when it ended well, ``False`` while it goes on; else it raises."""
-        from airflow_provider_cml import waiting
-        from airflow_provider_cml.runs import StopResult
-        from airflow_provider_cml.waiting import Next
+        from airflow_provider_cml.waiting import rule as waiting
+        from airflow_provider_cml.waiting.rule import Next
+        from airflow_provider_cml.workloads.job_runs import StopResult
 
         ref, kind = self._ref(context), self.kind
         rule = self._rule or waiting.WaitRule(
@@ -249,7 +249,7 @@ class CmlJobRunSensor(CmlWorkloadSensor):
         store = context.get("task_state_store") if context else None  # type: ignore[call-overload]
         cached: Any = store.get(RESOLVED_KEY) if store is not None else None
         if isinstance(cached, dict) and cached.get("names") == [self.project, self.job]:
-            from airflow_provider_cml.runs import RunRef
+            from airflow_provider_cml.workloads.job_runs import RunRef
 
             return RunRef(str(cached["project_id"]), str(cached["job_id"]), run_id)
         ref = self.hook.resolve_run(self.project, self.job, run_id)

@@ -1,6 +1,6 @@
 """Wait for a Cloudera AI workload in the triggerer, without holding a worker slot.
 
-:class:`CmlWorkloadTrigger` waits on any :class:`~airflow_provider_cml.workloads.WorkloadKind`;
+:class:`CmlWorkloadTrigger` waits on any :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`;
 :class:`CmlJobRunTrigger` is it for a job run, with the arguments and events job runs always had.
 """
 
@@ -16,8 +16,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_cml._compat import trigger_event_hold
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID
 from airflow_provider_cml.exceptions import CmlException
-from airflow_provider_cml.runs import JOB_RUN, RunRef, StopResult
-from airflow_provider_cml.waiting import (
+from airflow_provider_cml.waiting.kinds import WorkloadKind, load_kind
+from airflow_provider_cml.waiting.rule import (
     DEFAULT_UNKNOWN_GRACE,
     Next,
     Outcome,
@@ -25,7 +25,7 @@ from airflow_provider_cml.waiting import (
     WaitState,
     log_decision,
 )
-from airflow_provider_cml.workloads import WorkloadKind, load_kind
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef, StopResult
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
@@ -43,7 +43,7 @@ class CmlWorkloadTrigger(BaseTrigger):
     :func:`outcome_of_event` turns it back into a result or an error.
 
     :param kind: the kind's ``home`` (``module:NAME``; see
-        :class:`~airflow_provider_cml.workloads.WorkloadKind`).
+        :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`).
     :param ref: the workload's IDs, as a dict of its kind's ref fields.
     :param conn_id: Airflow connection of type ``cml``.
     :param poll_interval: seconds between status checks.

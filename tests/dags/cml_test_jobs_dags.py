@@ -9,11 +9,11 @@ try:
 except ImportError:  # Airflow 2
     from airflow import DAG
 
-from airflow_provider_cml.jobs import CmlJobSpec
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 from airflow_provider_cml.testing.workbench import RUNTIME_ID
+from airflow_provider_cml.workloads.jobs import CmlJobSpec
 
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
 DATES = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]

@@ -10,8 +10,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
+from airflow_provider_cml.operators.applications import CmlApplicationOperator
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.operators.serving import CmlApplicationOperator, CmlDeployModelOperator
+from airflow_provider_cml.operators.models import CmlDeployModelOperator
 
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
 POLL = {"poll_interval": 0.2}

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from airflow_provider_cml import api_fields
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.specs import ScriptSpec, check_number
 from airflow_provider_cml.validation import validate_arguments
+from airflow_provider_cml.workloads import api_fields
+from airflow_provider_cml.workloads.specs import ScriptSpec, check_number
 
 #: Job fields that are output only (spec §3.4): never sent back in an UpdateJob body.
 READ_ONLY_JOB_FIELDS = frozenset(

@@ -1,7 +1,7 @@
 """The tasks' HTTP client: ``requests``, one session per hook, every attempt bounded in time and size.
 
-What an answer means is decided in :mod:`airflow_provider_cml.answers`, the same for the triggers'
-client (:mod:`airflow_provider_cml.async_client`); this module only sends, reads and sleeps.
+What an answer means is decided in :mod:`airflow_provider_cml.client.attempts`, the same for the triggers'
+client (:mod:`airflow_provider_cml.client.async_client`); this module only sends, reads and sleeps.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml.answers import (
+from airflow_provider_cml.client.attempts import (
     MAX_BODY_BYTES,
     NO_TIME_LEFT,
     Answer,
@@ -26,14 +26,14 @@ from airflow_provider_cml.answers import (
     unresolved,
     warn_about_transport_security,
 )
+from airflow_provider_cml.client.http_errors import tls_error
+from airflow_provider_cml.client.retry import Clock
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.http_errors import tls_error
-from airflow_provider_cml.retry import Clock
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.client.config import CmlClientConfig
 
 __all__ = ["Exchange", "NotDone", "SyncTransport"]
 

@@ -12,11 +12,11 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from airflow_provider_cml.client.retry import is_retryable_status
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
-from airflow_provider_cml.retry import is_retryable_status
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.client.config import CmlClientConfig
 
 E = TypeVar("E", bound=BaseException)
 
@@ -42,7 +42,7 @@ def load_json(text: str) -> Any:
 
     The parser is C and bounds its own recursion: no character-by-character scan is needed (one
     took 0.8 s of event loop on a 30 MB answer). Bodies are bounded before they get here
-    (:data:`~airflow_provider_cml.answers.MAX_BODY_BYTES`).
+    (:data:`~airflow_provider_cml.client.attempts.MAX_BODY_BYTES`).
 
     :param text: the answer's body.
     """

@@ -1,11 +1,11 @@
 """The requests a wait makes, and what their answers mean: written once, run by the sync and async hook.
 
-Each step here is a generator that yields the :class:`~airflow_provider_cml.answers.Exchange` it
+Each step here is a generator that yields the :class:`~airflow_provider_cml.client.attempts.Exchange` it
 needs sent and is sent back the decoded answer (or has the :class:`CmlException` that came instead
 thrown in). It does no I/O: ``CmlHook.run_steps`` sends with ``requests`` and
 ``CmlHook.arun_steps`` with aiohttp, so a sync and an async method differ only in that one call.
 
-Steps take a :class:`~airflow_provider_cml.workloads.WorkloadKind`: a job run, or any other kind.
+Steps take a :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`: a job run, or any other kind.
 Deadlines and ``now`` are on the driving hook's monotonic clock.
 """
 
@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from airflow_provider_cml import runs
-from airflow_provider_cml.answers import Exchange
+from airflow_provider_cml.client.attempts import Exchange
 from airflow_provider_cml.exceptions import CmlException
-from airflow_provider_cml.runs import StopResult
-from airflow_provider_cml.waiting import (
+from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.waiting.rule import (
     Decision,
     JobRetry,
     Next,
@@ -27,7 +26,8 @@ from airflow_provider_cml.waiting import (
     WaitState,
     on_cadence,
 )
-from airflow_provider_cml.workloads import WorkloadKind
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.job_runs import StopResult
 
 T = TypeVar("T")
 #: A step: yields requests, is sent their answers, returns its result.

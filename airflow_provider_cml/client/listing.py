@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlLookupError
-from airflow_provider_cml.workloads import parse_time
+from airflow_provider_cml.waiting.kinds import parse_time
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.transport import SyncTransport
+    from airflow_provider_cml.client.sync_client import SyncTransport
 
 DEFAULT_PAGE_SIZE = 100
 #: Bounds on one listing: 1,000 pages of 100 are far beyond any workbench; a loop is a broken server.

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cml.client.retry import Clock, RetryPolicy, is_transient
+from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import CmlApiError
-from airflow_provider_cml.retry import Clock, RetryPolicy, is_transient
-from airflow_provider_cml.transport import NotDone
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook

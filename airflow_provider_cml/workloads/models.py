@@ -1,25 +1,134 @@
-"""Models and applications as code: what a DAG says a served model or an application should be.
+"""Models: what a model should be (:class:`CmlModelSpec`), and its builds and deployments as workloads.
 
-:class:`CmlModelSpec` defines a model, how it is built (a file and function on a runtime, or a
-registered model version) and how it is deployed (cpu, memory, GPUs, replicas, environment).
-:class:`CmlApplicationSpec` defines an application. Both check their fields when built, so a DAG
-with a mistake fails at parse time, and both write the request bodies exactly as API v2 wants them:
-``environment`` is a map when creating and a JSON string in an application update, GPUs are
-``nvidia_gpus`` on a deployment and ``nvidia_gpu`` on an application.
+Their API paths are here too.
+
+The statuses are the fact sheet's ("Cloudera AI Workbench API v2: models, builds, deployments"):
+
+* a build is lower case (``built``, ``build failed`` with a space, read as ``BUILD_FAILED``); the
+  API lists ``queued``, ``pending`` and ``pushing`` as steps on the way; ``succeeded`` is listed
+  but no client treats it as done and the sheet calls it unclear, so it is graced like ``unknown``;
+* a deployment has no listed statuses at all: ``deployed`` succeeds, ``failed``, ``stopped`` and
+  ``deployment_failed`` fail; ``pending`` is seen in clients, ``deploying`` and ``stopping`` are
+  the sheet's in-between values.
+
+Any other value (``error``, say) says nothing about progress: a wait tolerates it for its
+``unknown_grace``, then fails naming it. :class:`CmlModelSpec` checks its fields when built and
+writes the request bodies as API v2 wants them (``environment`` a map, ``nvidia_gpus`` plural).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import lru_cache
+from typing import Any, ClassVar, NamedTuple
 
-from airflow_provider_cml import api_fields
-from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.specs import ScriptSpec, Spec, check_number, check_project_file, check_text
+from airflow_provider_cml.exceptions import CmlConfigError, CmlModelBuildError, CmlModelDeploymentError
+from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.workloads.job_runs import project_path
+from airflow_provider_cml.workloads.specs import Spec, check_number, check_project_file, check_text
 
-_SUBDOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+class BuildRef(NamedTuple):
+    """The IDs that name one model build."""
+
+    project_id: str
+    model_id: str
+    build_id: str
+
+
+class DeploymentRef(NamedTuple):
+    """The IDs that name one model deployment (deployments hang under a build)."""
+
+    project_id: str
+    model_id: str
+    build_id: str
+    deployment_id: str
+
+
+def models_path(project_id: str) -> str:
+    """``/projects/{project_id}/models``.
+
+    :param project_id: project ID.
+    """
+    return project_path(project_id) + "/models"
+
+
+def model_path(project_id: str, model_id: str) -> str:
+    """One model's path.
+
+    :param project_id: project ID.
+    :param model_id: model ID.
+    """
+    return f"{models_path(project_id)}/{path_segment('model_id', model_id)}"
+
+
+@lru_cache(maxsize=4096)
+def build_path(ref: tuple[str, str, str]) -> str:
+    """One build's path (cached: a wait reads it every poll).
+
+    :param ref: project, model and build IDs.
+    """
+    project_id, model_id, build_id = ref
+    return f"{model_path(project_id, model_id)}/builds/{path_segment('build_id', build_id)}"
+
+
+@lru_cache(maxsize=4096)
+def deployment_path(ref: tuple[str, str, str, str]) -> str:
+    """One deployment's path (cached: a wait reads it every poll).
+
+    :param ref: project, model, build and deployment IDs.
+    """
+    project_id, model_id, build_id, deployment_id = ref
+    return f"{build_path((project_id, model_id, build_id))}/deployments/" + path_segment(
+        "deployment_id", deployment_id
+    )
+
+
+#: A model build: from ``queued`` to ``built``. It cannot be stopped (the API has no such call).
+MODEL_BUILD = WorkloadKind(
+    home="airflow_provider_cml.workloads.models:MODEL_BUILD",
+    name="model build",
+    ref_type=BuildRef,
+    read_path=build_path,
+    succeeded=frozenset({"BUILT"}),
+    failed=frozenset({"BUILD_FAILED", "TIMEDOUT"}),
+    # SUCCEEDED is listed by the API, but no client deploys from it and the sheet calls it
+    # unclear: graced (and logged, as every status change is) like UNKNOWN, then the wait fails.
+    active=frozenset({"QUEUED", "PENDING", "PUSHING", "BUILDING"}),
+    aliases=("MODEL_BUILD_",),
+    missing_status="UNKNOWN",
+    hints={
+        "BUILD_FAILED": "the build failed: check that the model's file exists and defines its function, "
+        "and read the build's log on the model's page",
+        "TIMEDOUT": "the build ran out of time on the workbench",
+    },
+    event_fields=("id", "model_id", "status", "created_at", "built_at"),
+    error=CmlModelBuildError,
+)
+
+#: A model deployment, waited on until ``deployed``. Stopping one stops serving it.
+MODEL_DEPLOYMENT = WorkloadKind(
+    home="airflow_provider_cml.workloads.models:MODEL_DEPLOYMENT",
+    name="model deployment",
+    ref_type=DeploymentRef,
+    read_path=deployment_path,
+    succeeded=frozenset({"DEPLOYED"}),
+    failed=frozenset({"FAILED", "STOPPED", "DEPLOYMENT_FAILED"}),
+    active=frozenset({"PENDING", "DEPLOYING", "STOPPING"}),
+    aliases=("MODEL_DEPLOYMENT_",),
+    missing_status="UNKNOWN",
+    stop_path=lambda ref: deployment_path(ref) + ":stop",
+    hints={
+        "FAILED": "the deployment failed: the model's function could not be loaded or its replicas "
+        "did not start; read the deployment's log on the model's page",
+        "DEPLOYMENT_FAILED": "the deployment failed: read the deployment's log on the model's page",
+        "STOPPED": "the deployment was stopped before it was serving",
+    },
+    event_fields=("id", "model_id", "build_id", "status", "created_at"),
+    error=CmlModelDeploymentError,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,65 +239,3 @@ class CmlModelSpec(Spec):
                 body[key] = getattr(self, key)
         body["environment"] = {**dict(self.environment or {}), **marks}
         return body
-
-
-@dataclass(frozen=True, kw_only=True)
-class CmlApplicationSpec(ScriptSpec):
-    """An application (a dashboard, say) served from the workbench at ``<subdomain>.<domain>``.
-
-    :param name: the application's name in the project (applications are found by it).
-    :param subdomain: where it is served: lower-case letters, digits and single hyphens.
-    :param script: the entry point, relative to the project.
-    :param runtime_identifier: the ML Runtime image it runs on.
-    :param kernel: the kernel, alone on a legacy engine or beside the runtime.
-    :param cpu: vCPU.
-    :param memory: GB.
-    :param nvidia_gpu: GPUs.
-    :param environment: variables it sees (values may be secrets: masked).
-    :param description: its description.
-    :param bypass_authentication: serve it without a login.
-    """
-
-    noun: ClassVar[str] = "application"
-
-    subdomain: str
-    description: str | None = None
-    bypass_authentication: bool | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()  # name, script, engine, cpu, memory, GPUs, environment
-        self._set("subdomain", check_text("application", "subdomain", self.subdomain, required=True))
-        self._set("description", check_text("application", "description", self.description))
-        parts = self.subdomain.split("-")
-        if not set(self.subdomain) <= _SUBDOMAIN_CHARS or not all(parts):
-            raise CmlConfigError(
-                f"Application {self.name!r} has subdomain {self.subdomain!r}: use lower-case letters, "
-                "digits and single hyphens, not at either end (e.g. 'sales-dashboard')."
-            )
-        if self.bypass_authentication is not None and not isinstance(self.bypass_authentication, bool):
-            raise CmlConfigError(
-                "The application spec's bypass_authentication must be True or False, "
-                f"not {self.bypass_authentication!r}."
-            )
-
-    def create_body(self, project_id: str) -> dict[str, Any]:
-        """The CreateApplicationRequest body (``environment`` a map).
-
-        :param project_id: the project's ID.
-        """
-        body = {"project_id": project_id, **self.managed()}
-        if self.environment is not None:
-            body["environment"] = dict(self.environment)
-        return body
-
-    def differences(self, app: Mapping[str, Any]) -> dict[str, Any]:
-        """The UpdateApplication body: only the fields that differ (``environment`` a JSON string).
-
-        :param app: the application as read.
-        """
-        changed: dict[str, Any] = {}
-        for key, wanted in self.managed().items():
-            # A field the answer leaves out is its type's zero (proto3 JSON omits zeros), not a change.
-            if api_fields.read("Application", app, key) != wanted:
-                changed[key] = json.dumps(dict(wanted), sort_keys=True) if key == "environment" else wanted
-        return changed

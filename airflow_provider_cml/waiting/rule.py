@@ -4,7 +4,7 @@
 that came instead), the time now and the state so far, and says what to do next. Callers only
 fetch, sleep (or await) and act on its :class:`Decision`, so a change to how waiting works is
 made once. What the statuses mean comes from the rule's
-:class:`~airflow_provider_cml.workloads.WorkloadKind` (a job run by default).
+:class:`~airflow_provider_cml.waiting.kinds.WorkloadKind` (a job run by default).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from airflow_provider_cml import runs
+from airflow_provider_cml.client.retry import is_transient
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlApiError, CmlException, CmlWorkloadError
-from airflow_provider_cml.retry import is_transient
-from airflow_provider_cml.runs import JOB_RUN, StopResult
-from airflow_provider_cml.workloads import WorkloadKind
+from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, StopResult
 
 #: How long after ``retry_delay`` a platform retry may take to appear before the wait stops expecting it.
 RETRY_START_GRACE = 60.0

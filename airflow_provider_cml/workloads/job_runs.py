@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from airflow_provider_cml import api_fields
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.validation import path_segment
-from airflow_provider_cml.workloads import WorkloadKind, parse_time, see
+from airflow_provider_cml.waiting.kinds import WorkloadKind, parse_time, see
+from airflow_provider_cml.workloads import api_fields
 
 SCHEDULING = "ENGINE_SCHEDULING"
 UNKNOWN = "ENGINE_UNKNOWN"
@@ -355,9 +355,9 @@ def gave_up_message(
     return f"Cloudera AI {noun} {run_id} {still}. {advice}.{see(link)}"
 
 
-#: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.workloads`).
+#: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.waiting.kinds`).
 JOB_RUN = WorkloadKind(
-    home="airflow_provider_cml.runs:JOB_RUN",
+    home="airflow_provider_cml.workloads.job_runs:JOB_RUN",
     name="run",
     ref_type=RunRef,
     read_path=run_path,

@@ -4,7 +4,7 @@ Both clients (``requests`` for tasks, aiohttp for triggers) describe what came b
 :class:`Answer`; :func:`settle` alone decides what it means, and :func:`attempts` alone decides
 when to send again, so the two clients differ only in how they send and how they sleep. A request
 that is not idempotent is never resent here: its caller decides (see
-:mod:`airflow_provider_cml.create_once`).
+:mod:`airflow_provider_cml.client.create_once`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_cml import __version__
-from airflow_provider_cml.exceptions import CmlApiError, CmlOutOfTimeError
-from airflow_provider_cml.http_errors import (
+from airflow_provider_cml.client.http_errors import (
     cause_of,
     decode_object,
     error_for_response,
     redirect_error,
     unresolved_error,
 )
-from airflow_provider_cml.retry import is_retryable_status
+from airflow_provider_cml.client.retry import is_retryable_status
+from airflow_provider_cml.exceptions import CmlApiError, CmlOutOfTimeError
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.client.config import CmlClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def resume(
     """Hand a generator its next input: ``(False, what it yields next)`` or ``(True, what it returned)``.
 
     The one driver step for :func:`attempts` (sent each attempt's :class:`Answer`) and for
-    :mod:`~airflow_provider_cml.steps` (sent each decoded answer, or thrown the error).
+    :mod:`~airflow_provider_cml.waiting.steps` (sent each decoded answer, or thrown the error).
 
     :param plan: the generator.
     :param reply: what to send it (``None`` to start it).

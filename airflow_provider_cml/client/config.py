@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_cml.client.retry import RetryPolicy
 from airflow_provider_cml.connection_fields import CONN_FIELDS, CONN_TYPE
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.retry import RetryPolicy
 
 API_VERSIONS = ("v2", "v1")
 #: The project's jobs page: a page that exists. A run's own page needs the web UI's numeric job id,

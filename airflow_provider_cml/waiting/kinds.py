@@ -4,8 +4,8 @@ A workload is anything the platform runs and reports a status for: a job run tod
 build, a model deployment or an application next. A :class:`WorkloadKind` says how to read its
 state, which statuses are terminal successes and failures, which are still going (any other
 status says nothing about progress and is tolerated for a grace period), how to stop it and what
-a failure means. The waiting rule (:mod:`~airflow_provider_cml.waiting`), the steps that read and
-stop (:mod:`~airflow_provider_cml.steps`), the sync wait, the trigger and the sensors take a kind;
+a failure means. The waiting rule (:mod:`~airflow_provider_cml.waiting.rule`), the steps that read and
+stop (:mod:`~airflow_provider_cml.waiting.steps`), the sync wait, the trigger and the sensors take a kind;
 adding a kind adds no waiting code.
 
 What a status means is read in one place, :meth:`WorkloadKind.status_of`: case, spaces and the

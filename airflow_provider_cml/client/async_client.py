@@ -1,7 +1,7 @@
 """The triggers' HTTP client: aiohttp, one shared session per event loop, every attempt bounded.
 
 aiohttp is the asyncio client of the field (Airflow's ``HttpAsyncHook``, the dbt Cloud and
-Databricks providers). What an answer means is decided in :mod:`airflow_provider_cml.answers`, as
+Databricks providers). What an answer means is decided in :mod:`airflow_provider_cml.client.attempts`, as
 for the tasks' client; this module only sends, reads and sleeps. Imported only when a trigger runs,
 so parsing a DAG never pays for aiohttp.
 
@@ -18,7 +18,7 @@ Why each setting:
   certificate's subjectAltName only, like ``requests``;
 - no redirects, no cookies; each attempt has one total time limit (one timer), the pool wait
   included;
-- bodies are read up to :data:`~airflow_provider_cml.answers.MAX_BODY_BYTES` after decompression:
+- bodies are read up to :data:`~airflow_provider_cml.client.attempts.MAX_BODY_BYTES` after decompression:
   parsing the largest allowed answer holds the event loop well under a tenth of a second (a
   thread would not help: ``json.loads`` keeps the GIL).
 """
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-from airflow_provider_cml.answers import (
+from airflow_provider_cml.client.attempts import (
     MAX_BODY_BYTES,
     NO_TIME_LEFT,
     Answer,
@@ -54,11 +54,11 @@ from airflow_provider_cml.answers import (
     unresolved,
     warn_about_transport_security,
 )
+from airflow_provider_cml.client.http_errors import tls_error
 from airflow_provider_cml.exceptions import CmlConfigError
-from airflow_provider_cml.http_errors import tls_error
 
 if TYPE_CHECKING:
-    from airflow_provider_cml.config import CmlClientConfig
+    from airflow_provider_cml.client.config import CmlClientConfig
 
 #: Connections the triggers of one event loop keep open to a workbench; a burst waits for one.
 POOL_SIZE = 20
@@ -203,7 +203,7 @@ class AsyncTransport:
         """Send a request, retrying what the policy allows; return the decoded JSON object.
 
         The same policy and errors as :meth:`SyncTransport.send
-        <airflow_provider_cml.transport.SyncTransport.send>`; ``exchange.deadline`` is on
+        <airflow_provider_cml.client.sync_client.SyncTransport.send>`; ``exchange.deadline`` is on
         ``time.monotonic()``.
 
         :param exchange: the request.

@@ -1,0 +1,1 @@
+"""The HTTP client: settings, sending (requests and aiohttp), retries, errors, create-once POSTs."""

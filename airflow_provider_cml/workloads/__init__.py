@@ -1,0 +1,1 @@
+"""One module per Cloudera AI domain: its workload kinds, refs, API paths, statuses and specs."""
