@@ -158,7 +158,7 @@ def test_polls_keep_their_timeout_and_triggers_their_deadline_when_the_pool_is_e
     with hostile(lambda r: [("sleep", 20)]) as server:
         _hook(monkeypatch, server.url, timeout=1, max_retries=0)
         end_in = 2.0
-        triggers = [hostile_trigger(end_in=end_in, owns_run=False) for _ in range(count)]
+        triggers = [hostile_trigger(end_in=end_in, owns=False) for _ in range(count)]
 
         async def first(trigger: CmlJobRunTrigger) -> dict:
             async for event in trigger.run():
@@ -201,7 +201,7 @@ def test_a_big_answer_is_refused_past_the_body_bound_and_parsed_under_it(monkeyp
     page = raw_answer(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body)
     with hostile(lambda r: [page]) as server:
         _hook(monkeypatch, server.url, timeout=10, max_retries=0)
-        trigger = hostile_trigger(end_in=3, owns_run=False)
+        trigger = hostile_trigger(end_in=3, owns=False)
 
         async def first() -> dict:
             async for event in trigger.run():

@@ -24,7 +24,9 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.workloads.job_runs import RunRef, StopResult, check_run_outcome
+from airflow_provider_cml.waiting.kinds import StopResult
+from airflow_provider_cml.waiting.plan import Ended, Wait
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
 
 REF = RunRef("pppp-pppp-pppp-pppp", "jjjj-jjjj-jjjj-jjjj", "run0000000000001")
 
@@ -64,15 +66,16 @@ class StubHook:
     def within(self, deadline: float | None) -> Iterator[None]:
         yield  # the bound itself is tested over real HTTP (test_hostile)
 
-    def wait_for_job_run(self, *ref: str, **options: Any) -> dict:
-        self._record("wait_for_job_run", *ref, **options)
-        return {"id": ref[2], "status": "ENGINE_SUCCEEDED"}
+    def wait(self, wait: Wait, timeout: float | None = None) -> Ended:
+        options = {"poll_interval": wait.poll_interval, "unknown_grace": wait.unknown_grace}
+        options.update(follow_retries=wait.follow_retries, run_url=wait.link, owns=wait.owns)
+        self._record("wait", *wait.ref, timeout=timeout, **options)
+        answer = {"id": wait.ref.run_id, "status": "ENGINE_SUCCEEDED"}
+        return Ended("success", JOB_RUN, wait.ref, answer, "ENGINE_SUCCEEDED")
 
-    def finished(
-        self, ref: RunRef, run: dict, *, note: str = "", link: str | None = None, kind: Any = None
-    ) -> dict:
-        self._record("finished", ref, run, note=note, link=link)
-        return dict(check_run_outcome(run, link=link))
+    def explain(self, kind: Any, ref: RunRef, run: dict) -> str | None:
+        self._record("explain", ref, run)
+        return None
 
     def interrupt(self) -> None:
         self._record("interrupt")
@@ -104,7 +107,7 @@ def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
     hook, ti = StubHook(), StubTI()
     operator = _operator(hook, environment={"RUN_DATE": "2024-06-01"}, poll_interval=7, timeout=70)
     assert operator.execute({"ti": ti}) == REF.run_id
-    assert hook.names() == ["resolve_run", "start_job_run", "wait_for_job_run"]
+    assert hook.names() == ["resolve_run", "start_job_run", "wait"]
     _, args, _ = hook.calls[1]
     assert args[2]["RUN_DATE"] == "2024-06-01" and args[2]["AIRFLOW_CTX_TASK_ID"] == "t"
     _, args, options = hook.calls[2]
@@ -115,6 +118,7 @@ def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
         "unknown_grace": 600.0,
         "follow_retries": True,
         "run_url": ti.xcom[RUN_URL_XCOM_KEY],
+        "owns": True,
     }
     assert {k: ti.xcom[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
     assert ti.xcom[RUN_URL_XCOM_KEY].endswith(f"/runs/{REF.run_id}")
@@ -123,7 +127,7 @@ def test_sync_execute_starts_pushes_ids_and_waits_with_the_operator_settings():
 def test_no_wait_returns_after_the_start():
     hook = StubHook()
     assert _operator(hook, wait_for_completion=False).execute({"ti": StubTI()}) == REF.run_id
-    assert "wait_for_job_run" not in hook.names()
+    assert "wait" not in hook.names()
 
 
 def test_v1_branch_starts_and_returns_the_engine_id():
@@ -180,10 +184,10 @@ def test_deferrable_hands_the_run_to_the_trigger():
     with pytest.raises(TaskDeferred) as info:
         operator.execute({"ti": StubTI()})
     path, kwargs = info.value.trigger.serialize()
-    assert path.endswith("CmlJobRunTrigger") and info.value.method_name == "execute_complete"
-    assert {k: kwargs[k] for k in ("project_id", "job_id", "run_id")} == REF._asdict()
-    assert kwargs["poll_interval"] == 15 and kwargs["unknown_grace"] == 120 and kwargs["owns_run"]
-    assert kwargs["run_url"].endswith(REF.run_id)
+    assert path.endswith("CmlWorkloadTrigger") and info.value.method_name == "execute_complete"
+    assert kwargs["kind"] == JOB_RUN.home and kwargs["ref"] == REF._asdict()
+    assert kwargs["poll_interval"] == 15 and kwargs["unknown_grace"] == 120 and kwargs["owns"]
+    assert kwargs["link"].endswith(REF.run_id)
 
 
 #: What every event of the job-run trigger carries: the kind and the run's IDs.
@@ -265,9 +269,16 @@ class BusyHook(StubHook):
         self._record("active_run", project_id, job_id)
         return self.blocker
 
-    def wait_until_ended(self, ref: RunRef, **options: Any) -> bool:
-        self._record("wait_until_ended", ref, **options)
-        return self.ended
+    def wait(self, wait: Wait, timeout: float | None = None) -> Ended:
+        if wait.owns:  # this task's own run
+            return super().wait(wait, timeout)
+        options = {
+            "timeout": timeout,
+            "poll_interval": wait.poll_interval,
+            "unknown_grace": wait.unknown_grace,
+        }
+        self._record("wait_until_ended", wait.ref, **options)
+        return Ended("success" if self.ended else "timeout", JOB_RUN, wait.ref)
 
 
 def test_if_active_must_be_known():
@@ -322,7 +333,7 @@ def test_if_active_wait_waits_for_the_other_run_then_starts():
         "active_run",
         "wait_until_ended",
         "start_job_run",
-        "wait_for_job_run",
+        "wait",
     ]
     _, (blocker,), options = hook.calls[3]
     assert blocker == REF._replace(run_id=BLOCKER["id"])
@@ -352,27 +363,28 @@ def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
         operator.execute({"ti": StubTI()})
     _, kwargs = info.value.trigger.serialize()
     assert info.value.method_name == "execute_after_busy"
-    assert kwargs["run_id"] == BLOCKER["id"] and not kwargs["owns_run"] and not kwargs["follow_retries"]
+    assert kwargs["ref"]["run_id"] == BLOCKER["id"] and not kwargs["owns"] and not kwargs["follow_retries"]
     assert kwargs["carry"]["deadline"] == pytest.approx(time.time() + 60, abs=5)
     # The other run ended: the start happens now (and defers on this task's own run).
     resumed = _operator(StubHook(), if_active="wait", deferrable=True)
     with pytest.raises(TaskDeferred) as info:
         resumed.execute_after_busy(
-            {"ti": StubTI()}, {"status": "failed", "run_id": BLOCKER["id"], "carry": {}}
+            {"ti": StubTI()},
+            {**EVENT, "status": "failed", "ref": {**EVENT["ref"], "run_id": BLOCKER["id"]}, "carry": {}},
         )
     assert info.value.method_name == "execute_complete"
-    assert info.value.trigger.serialize()[1]["run_id"] == REF.run_id
+    assert info.value.trigger.serialize()[1]["ref"]["run_id"] == REF.run_id
     # The deadline set before the first deferral still bounds the wait after it.
     resumed = _operator(StubHook(), if_active="wait", deferrable=True)
     later = time.time() + 30
     with pytest.raises(TaskDeferred) as info:
-        resumed.execute_after_busy({"ti": StubTI()}, {"status": "success", "carry": {"deadline": later}})
+        resumed.execute_after_busy({"ti": StubTI()}, {**EVENT, "status": "success", "carry": {"deadline": later}})
     assert info.value.trigger.serialize()[1]["end_time"] == later
     # The deadline passed first: nothing is started.
     late = StubHook()
     with pytest.raises(CmlJobRunTimeout, match="nothing was started"):
         _operator(late, if_active="wait").execute_after_busy(
-            {"ti": StubTI()}, {"status": "timeout", "run_id": "b"}
+            {"ti": StubTI()}, {**EVENT, "status": "timeout", "ref": {**EVENT["ref"], "run_id": "b"}}
         )
     assert late.calls == []
 

@@ -143,7 +143,8 @@ def _sync(hook: CmlHook, kind: WorkloadKind, ref: Any) -> Any:
 
 
 def _trigger(hook: CmlHook, kind: WorkloadKind, ref: Any) -> Any:
-    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger, outcome_of_event
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+    from airflow_provider_cml.waiting.plan import Ended
 
     trigger = CmlWorkloadTrigger(
         kind=kind.home,
@@ -161,7 +162,7 @@ def _trigger(hook: CmlHook, kind: WorkloadKind, ref: Any) -> Any:
             return event.payload
         raise AssertionError("no event")
 
-    return outcome_of_event(asyncio.run(first()))
+    return Ended.of_event(asyncio.run(first())).result()
 
 
 def _sensor(hook: CmlHook, kind: WorkloadKind, ref: Any) -> Any:

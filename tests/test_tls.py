@@ -80,7 +80,7 @@ def test_ca_bundle_is_accepted_sync_and_async(https_workbench, monkeypatch, pki)
     assert [p["name"] for p in hook.list_projects()] == ["secure"]
     run = hook.start_job_run("secure", "quick")
     event = _trigger_event(monkeypatch, https_workbench, run, ca_bundle=pki["ca"])
-    assert event["status"] == "success" and event["run_id"] == run["id"]
+    assert event["status"] == "success" and event["ref"]["run_id"] == run["id"]
 
 
 def test_a_certificate_naming_the_host_only_in_its_cn_is_refused_sync_and_trigger(monkeypatch, tmp_path):
@@ -108,4 +108,4 @@ def test_verify_off_works_and_warns_once(https_workbench, monkeypatch, caplog):
 def test_verify_off_in_the_trigger_too(https_workbench, monkeypatch):
     run = _hook(monkeypatch, https_workbench, verify_ssl=False).start_job_run("secure", "quick")
     event = _trigger_event(monkeypatch, https_workbench, run, verify_ssl=False)
-    assert event["status"] == "success" and event["run_id"] == run["id"]
+    assert event["status"] == "success" and event["ref"]["run_id"] == run["id"]

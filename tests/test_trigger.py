@@ -11,8 +11,9 @@ import pytest
 from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing import Faults
-from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, outcome_of_event
-from airflow_provider_cml.waiting import steps
+from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, CmlWorkloadTrigger
+from airflow_provider_cml.waiting import plan
+from airflow_provider_cml.waiting.plan import Ended
 from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
 from tests.conftest import API_KEY
 
@@ -37,33 +38,34 @@ def _first_event(trigger: CmlJobRunTrigger, limit: float = 30) -> dict:
 def test_serialize_round_trip_uses_plain_json_types():
     trigger = CmlJobRunTrigger(project_id="p", job_id="j", run_id="r", poll_interval=5, end_time=1700000000.5)
     path, kwargs = trigger.serialize()
-    assert path == "airflow_provider_cml.triggers.cml.CmlJobRunTrigger"
+    assert path == "airflow_provider_cml.triggers.cml.CmlWorkloadTrigger"  # one trigger class for every kind
     assert json.loads(json.dumps(kwargs)) == kwargs
-    assert CmlJobRunTrigger(**kwargs).serialize() == (path, kwargs)
+    assert kwargs["ref"] == {"project_id": "p", "job_id": "j", "run_id": "r"}
+    assert CmlWorkloadTrigger(**kwargs).serialize() == (path, kwargs)
 
 
 def test_success_event_carries_the_run_without_its_environment(wb):
     ids = _start("report-env", {"DB_PASSWORD": "hunter2-very-secret"})
     event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
-    assert event["status"] == "success" and event["run"]["status"] == "ENGINE_SUCCEEDED"
-    assert "environment" not in event["run"] and "hunter2" not in json.dumps(event)
-    assert outcome_of_event(event)["id"] == ids[2]
+    assert event["status"] == "success" and event["answer"]["status"] == "ENGINE_SUCCEEDED"
+    assert "environment" not in event["answer"] and "hunter2" not in json.dumps(event)
+    assert Ended.of_event(event).result()["id"] == ids[2]
 
 
 @pytest.mark.parametrize(("job", "status"), [("fail", "ENGINE_FAILED"), ("times-out", "ENGINE_TIMEDOUT")])
 def test_failure_events(wb, job, status):
     ids = _start(job)
     event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
-    assert event["status"] == "failed" and event["run"]["status"] == status
+    assert event["status"] == "failed" and event["answer"]["status"] == status
     with pytest.raises(CmlJobRunError, match=status):
-        outcome_of_event(event)
+        Ended.of_event(event).result()
 
 
 def test_stopped_run_is_a_failure_event(wb):
     ids = _start("sleeper")
     CmlHook().stop_job_run(*ids)
     event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
-    assert event["status"] == "failed" and event["run"]["status"] == "ENGINE_STOPPED"
+    assert event["status"] == "failed" and event["answer"]["status"] == "ENGINE_STOPPED"
 
 
 def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb, monkeypatch):
@@ -89,7 +91,7 @@ def test_a_non_transient_error_fires_an_error_event(wb):
     event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
     assert event["status"] == "error" and "HTTP 403" in event["message"]
     with pytest.raises(Exception, match="HTTP 403"):
-        outcome_of_event(event)
+        Ended.of_event(event).result()
 
 
 def test_deadline_stops_the_run(wb, tmp_path):
@@ -101,7 +103,7 @@ def test_deadline_stops_the_run(wb, tmp_path):
     event = _first_event(trigger)
     assert event["status"] == "timeout" and "asked to stop" in event["message"]
     with pytest.raises(CmlJobRunTimeout):
-        outcome_of_event(event)
+        Ended.of_event(event).result()
     deadline = time.monotonic() + 10
     while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
         assert time.monotonic() < deadline
@@ -117,7 +119,7 @@ def test_sensor_style_deadline_does_not_stop_the_run(wb):
         run_id=ids[2],
         poll_interval=0.1,
         end_time=time.time(),
-        owns_run=False,
+        owns=False,
     )
     assert _first_event(trigger)["status"] == "timeout"
     assert not wb.requests("POST", RUN_PATH + ":stop")
@@ -136,8 +138,8 @@ def test_on_kill_stops_the_run(wb):
 def test_on_kill_leaves_a_run_the_task_does_not_own(wb):
     """A sensor's run, or the run a busy job was waited for: killing the task must not stop it."""
     ids = _start("sleeper")
-    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], owns_run=False)
-    rebuilt = CmlJobRunTrigger(**trigger.serialize()[1])  # as the triggerer builds it
+    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], owns=False)
+    rebuilt = CmlWorkloadTrigger(**trigger.serialize()[1])  # as the triggerer builds it
     asyncio.run(rebuilt.on_kill())
     assert not wb.requests("POST", RUN_PATH + ":stop")
     assert not wb.workbench.runs[ids[2]].stop_requested
@@ -148,7 +150,7 @@ def test_an_event_is_held_until_the_race_window_after_the_deferral_passed(wb, mo
     ids = _start("report-env")
     deferred = time.time()
     trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1)
-    trigger = CmlJobRunTrigger(**trigger.serialize()[1])  # the hold travels with the trigger
+    trigger = CmlWorkloadTrigger(**trigger.serialize()[1])  # the hold travels with the trigger
     event = _first_event(trigger)
     assert event["status"] == "success"
     assert time.time() - deferred >= 1.5
@@ -164,7 +166,7 @@ def test_the_hold_never_passes_the_deadline(wb, monkeypatch):
         project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, end_time=end_time
     )
     assert trigger.not_before == end_time  # 30 s from now, cut to the deadline
-    trigger = CmlJobRunTrigger(**trigger.serialize()[1])
+    trigger = CmlWorkloadTrigger(**trigger.serialize()[1])
     assert trigger.not_before == end_time
     assert _first_event(trigger)["status"] == "success"
 
@@ -196,7 +198,7 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
 
         for _ in range(2):
             hook = Hook()
-            await hook.arun_steps(steps.poll(JOB_RUN, RunRef(*started[0]), None, None))
+            await hook.arun_steps(plan.poll(JOB_RUN, RunRef(*started[0]), None))
             hooks.append(hook)
         clients = [await hook._async_transport.session() for hook in hooks]
         same = clients[0] is clients[1]
@@ -224,7 +226,7 @@ def test_a_timeout_event_names_the_setting_that_ended_the_wait(wb, limit):
         end_time=time.time() + 0.3,
         limit=limit,
     )
-    trigger = CmlJobRunTrigger(**trigger.serialize()[1])  # the limit travels with the trigger
+    trigger = CmlWorkloadTrigger(**trigger.serialize()[1])  # the limit travels with the trigger
     event = _first_event(trigger)
     assert event["status"] == "timeout"
     assert f"when the task's {limit} ran out" in event["message"]

@@ -6,20 +6,28 @@ own tests check that wiring.
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import pytest
 
+from airflow_provider_cml.client.attempts import resume
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
-from airflow_provider_cml.waiting.rule import (
-    RETRY_START_GRACE,
-    JobRetry,
-    Next,
-    WaitRule,
-    WaitState,
-    attempt_note,
-)
+from airflow_provider_cml.waiting import rule as rules
+from airflow_provider_cml.waiting.plan import Sleep, Wait, whole_wait
+from airflow_provider_cml.waiting.rule import Next, WaitState
 from airflow_provider_cml.workloads.applications import APPLICATION
-from airflow_provider_cml.workloads.job_runs import JOB_RUN, KNOWN_STATUSES, NO_RETRY_YET, TERMINAL_STATES
+from airflow_provider_cml.workloads.job_runs import (
+    JOB_RUN,
+    KNOWN_STATUSES,
+    RETRY_START_GRACE,
+    TERMINAL_STATES,
+    RunRef,
+)
 from airflow_provider_cml.workloads.models import MODEL_DEPLOYMENT
+
+#: The rule on a job run unless a test says otherwise.
+WaitRule = functools.partial(rules.WaitRule, deadline=None, unknown_grace=600, kind=JOB_RUN)
 
 
 def _run(status: str | None) -> dict:
@@ -38,7 +46,7 @@ REFUSED = CmlApiError("bad", http_status=400)
 BAD_CONFIG = CmlConfigError("bad TLS")
 LOOKUP = CmlLookupError("no such job")
 
-RULE = WaitRule(poll_interval=10, deadline=100, unknown_grace=60, follow_retries=False)
+RULE = WaitRule(poll_interval=10, deadline=100, unknown_grace=60)
 ACTIVE = ["ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING"]
 
 
@@ -80,7 +88,7 @@ def test_one_poll(seen, now, expected, sleep):
     assert decision.next is expected
     assert decision.sleep == sleep
     if expected is Next.FINISHED:
-        assert decision.run is seen
+        assert decision.answer is seen
     if expected is Next.ERROR:
         assert decision.error is seen
     if expected is Next.WAIT and isinstance(seen, CmlApiError):
@@ -165,12 +173,13 @@ def test_status_changes_are_flagged_once():
 )
 def test_why_the_wait_gave_up(next_, waited, words):
     rule = WaitRule(poll_interval=10, unknown_grace=60)
-    decision = rule.judge(_run("ENGINE_UNKNOWN"), 0, WaitState())
-    when, advice = rule.why_gave_up(type(decision)(next_, decision.state), waited)
+    when, advice = rule.why_gave_up(next_, True, waited)
     assert words[0] in when and words[1] in advice
 
 
 # -- Job Retry: the platform starts each retry as a new run of the job -----------------------------
+# A whole wait (waiting.plan) driven against canned answers and a fake clock: the job-run kind's
+# retries strategy, followed by the generic plan.
 
 RETRY_JOB = {
     "retry_enabled": True,
@@ -179,99 +188,108 @@ RETRY_JOB = {
     "retry_for_script_failure": True,
     "retry_for_timedout_runs": False,
 }
+JOB, RUNS = "/projects/p/jobs/j", "/projects/p/jobs/j/runs"
 
 
-def _failed(run_id: str = "r1", status: str = "ENGINE_FAILED") -> dict:
-    return {"id": run_id, "status": status, "created_at": "2024-06-01T00:00:00Z"}
+def _failed(run_id: str = "r1", status: str = "ENGINE_FAILED", minute: int = 0) -> dict:
+    return {"id": run_id, "status": status, "created_at": f"2024-06-01T00:{minute:02d}:00Z"}
 
 
-def test_a_retryable_failure_asks_for_the_jobs_retry_settings_once():
-    rule = WaitRule(poll_interval=10)
-    assert rule.judge(_failed(), 0, WaitState()).next is Next.NEED_JOB
-    # a stopped run is never retried: no need to read the job
-    assert rule.judge(_failed(status="ENGINE_STOPPED"), 0, WaitState()).next is Next.FINISHED
-    assert rule.knowing(None).judge(_failed(), 0, WaitState()).next is Next.FINISHED
+def _listing(*runs: dict) -> dict:
+    return {"job_runs": list(runs)}
+
+
+def _drive(answers: dict, *, deadline: float | None = None, follow: bool = True):
+    """Run a whole wait on run r1: each path answers its list in turn (the last repeats)."""
+    clock, sent = [0.0], []
+    wait = Wait(JOB_RUN, RunRef("p", "j", "r1"), poll_interval=10, follow_retries=follow)
+    steps = whole_wait(wait, deadline, lambda: clock[0], logging.getLogger(__name__), 5.0)
+    done, value = resume(steps)
+    while not done:
+        if isinstance(value, Sleep):
+            clock[0] += value.seconds
+            done, value = resume(steps, False)
+            continue
+        sent.append(value.path)
+        queue = answers[value.path]
+        done, value = resume(steps, queue.pop(0) if len(queue) > 1 else queue[0])
+    return value, sent, clock[0]
+
+
+def test_a_retryable_failure_reads_the_jobs_retry_settings_once_and_a_stop_never():
+    ended, sent, _ = _drive({f"{RUNS}/r1": [_failed()], JOB: [{}]})
+    assert ended.how == "failed" and sent.count(JOB) == 1  # the job does not retry: its failure stands
+    ended, sent, _ = _drive({f"{RUNS}/r1": [_failed(status="ENGINE_STOPPED")]})
+    assert (
+        ended.how == "failed" and JOB not in sent
+    )  # a stopped run is never retried: no need to read the job
+    ended, sent, _ = _drive({f"{RUNS}/r1": [_failed()]}, follow=False)
+    assert ended.how == "failed" and sent == [f"{RUNS}/r1"]
 
 
 @pytest.mark.parametrize(
-    ("job", "status", "expected"),
+    ("job", "status", "retried"),
     [
-        (RETRY_JOB, "ENGINE_FAILED", Next.WAIT),
-        (RETRY_JOB, "ENGINE_TIMEDOUT", Next.FINISHED),  # the job does not retry timeouts
-        ({**RETRY_JOB, "retry_enabled": False}, "ENGINE_FAILED", Next.FINISHED),
-        ({**RETRY_JOB, "max_retry": 0}, "ENGINE_FAILED", Next.FINISHED),
+        (RETRY_JOB, "ENGINE_FAILED", True),
+        (RETRY_JOB, "ENGINE_TIMEDOUT", False),  # the job does not retry timeouts
+        ({**RETRY_JOB, "retry_enabled": False}, "ENGINE_FAILED", False),
+        ({**RETRY_JOB, "max_retry": 0}, "ENGINE_FAILED", False),
         (
             {**RETRY_JOB, "retry_for_script_failure": False, "retry_for_system_failure": True},
             "ENGINE_FAILED",
-            Next.WAIT,
+            True,
         ),
-        ({**RETRY_JOB, "retry_for_skipped_runs": True}, "ENGINE_SKIPPED", Next.WAIT),
+        ({**RETRY_JOB, "retry_for_skipped_runs": True}, "ENGINE_SKIPPED", True),
     ],
 )
-def test_which_failures_wait_for_a_retry(job, status, expected):
-    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(job))
-    decision = rule.judge(_failed(status=status), 0, WaitState())
-    assert decision.next is expected
-    if expected is Next.WAIT:
-        assert decision.state.failed["id"] == "r1" and decision.run["id"] == "r1"
+def test_which_failures_wait_for_a_retry(job, status, retried):
+    retry = {"id": "r2", "status": "ENGINE_SUCCEEDED", "created_at": "2024-06-01T00:01:00Z"}
+    ended, _, _ = _drive({f"{RUNS}/r1": [_failed(status=status)], JOB: [job], RUNS: [_listing(retry)]})
+    assert (ended.how, ended.ref.run_id) == (("success", "r2") if retried else ("failed", "r1"))
 
 
 def test_follows_retries_to_the_final_run_and_counts_them():
-    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(RETRY_JOB))
-    timeline = [
-        (0, _failed("r1")),  # the started run fails: a retry is expected
-        (10, NO_RETRY_YET),
-        (40, {"id": "r2", "status": "ENGINE_RUNNING"}),  # retry 1
-        (50, _failed("r2")),  # fails too: retry 2 expected
-        (90, {"id": "r3", "status": "ENGINE_SUCCEEDED"}),  # retry 2 succeeds
-    ]
-    state, seen = WaitState(), []
-    for now, observation in timeline:
-        decision = rule.judge(observation, now, state)
-        state = decision.state
-        seen.append((decision.next, state.run_id, state.attempt))
-    assert seen == [
-        (Next.WAIT, "r1", 0),
-        (Next.WAIT, "r1", 0),
-        (Next.WAIT, "r2", 1),
-        (Next.WAIT, "r2", 1),
-        (Next.FINISHED, "r3", 2),
-    ]
-    assert attempt_note(state, rule) == " on the platform's retry 2 of 2"
+    r2 = {**_failed("r2", minute=1), "status": "ENGINE_RUNNING"}
+    r3 = {**_failed("r3", minute=2), "status": "ENGINE_SUCCEEDED"}
+    ended, sent, _ = _drive(
+        {
+            f"{RUNS}/r1": [_failed("r1")],
+            JOB: [RETRY_JOB],
+            RUNS: [_listing(), _listing(r2), _listing(r3, r2)],  # newest first
+            f"{RUNS}/r2": [{**r2, "status": "ENGINE_FAILED"}],
+        }
+    )
+    assert (ended.how, ended.ref.run_id) == ("success", "r3")
+    assert ended.note == " on the platform's retry 2 of 2" and sent.count(JOB) == 1
 
 
 def test_the_last_allowed_retry_failing_ends_the_wait():
-    rule = WaitRule(poll_interval=10).knowing(JobRetry.of({**RETRY_JOB, "max_retry": 1}))
-    state = rule.judge(_failed("r1"), 0, WaitState()).state
-    state = rule.judge({"id": "r2", "status": "ENGINE_RUNNING"}, 30, state).state
-    decision = rule.judge(_failed("r2"), 40, state)
-    assert decision.next is Next.FINISHED and decision.run["id"] == "r2" and decision.state.attempt == 1
+    r2 = _failed("r2", minute=1)
+    ended, _, _ = _drive(
+        {f"{RUNS}/r1": [_failed("r1")], JOB: [{**RETRY_JOB, "max_retry": 1}], RUNS: [_listing(r2)]}
+    )
+    assert (ended.how, ended.ref.run_id, ended.note) == ("failed", "r2", " on the platform's retry 1 of 1")
 
 
 def test_a_retry_that_never_comes_ends_the_wait_with_the_failure():
-    rule = WaitRule(poll_interval=10).knowing(JobRetry.of(RETRY_JOB))
-    state = rule.judge(_failed("r1"), 0, WaitState()).state
-    due = 30 + RETRY_START_GRACE
-    assert rule.judge(NO_RETRY_YET, due - 1, state).next is Next.WAIT
-    decision = rule.judge(NO_RETRY_YET, due, state)
-    assert decision.next is Next.FINISHED and decision.run["id"] == "r1"
+    ended, _, waited = _drive({f"{RUNS}/r1": [_failed("r1")], JOB: [RETRY_JOB], RUNS: [_listing()]})
+    assert (ended.how, ended.ref.run_id) == ("failed", "r1")
+    assert 30 + RETRY_START_GRACE <= waited < 30 + RETRY_START_GRACE + 10
 
 
 def test_the_deadline_still_applies_while_waiting_for_a_retry():
-    rule = WaitRule(poll_interval=10, deadline=20).knowing(JobRetry.of(RETRY_JOB))
-    state = rule.judge(_failed("r1"), 0, WaitState()).state
-    assert rule.judge(NO_RETRY_YET, 20, state).next is Next.TIMED_OUT
+    ended, _, waited = _drive(
+        {f"{RUNS}/r1": [_failed("r1")], JOB: [RETRY_JOB], RUNS: [_listing()]}, deadline=20
+    )
+    assert ended.how == "timeout" and waited == 20
 
 
 def test_polls_keep_their_cadence_whatever_the_answers_latency():
-    from airflow_provider_cml.waiting.rule import Decision, Next, WaitState, on_cadence
+    from airflow_provider_cml.waiting.rule import on_cadence
 
-    waiting = Decision(Next.WAIT, WaitState(), sleep=30.0)
-    assert on_cadence(waiting, 0.4).sleep == pytest.approx(29.6)
-    assert on_cadence(waiting, 45.0).sleep == 0.0  # a poll slower than the interval: poll at once
-    assert on_cadence(waiting, 0.0) is waiting
-    done = Decision(Next.FINISHED, WaitState())
-    assert on_cadence(done, 0.4) is done
+    assert on_cadence(30.0, 0.4) == pytest.approx(29.6)
+    assert on_cadence(30.0, 45.0) == 0.0  # a poll slower than the interval: poll at once
+    assert on_cadence(30.0, 0.0) == 30.0
 
 
 @pytest.mark.parametrize(
@@ -286,6 +304,6 @@ def test_a_timeout_names_what_was_waited_on_and_the_setting_that_ended_it(kind, 
     rule = WaitRule(poll_interval=10, deadline=5, kind=kind, limit=limit)
     decision = rule.judge({"id": "w1", "status": "pending"}, 10, WaitState())
     assert decision.next is Next.TIMED_OUT
-    when, said = rule.why_gave_up(decision, None)
+    when, said = rule.why_gave_up(decision.next, decision.state.renewed, None)
     assert said == advice and when == f"when the task's {limit} ran out"
     assert "job" not in said

@@ -18,8 +18,9 @@ from airflow_provider_cml._compat import AirflowSensorTimeout, AirflowSkipExcept
 from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.sensors.cml import CmlWorkloadSensor
-from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger, outcome_of_event
+from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 from airflow_provider_cml.waiting.kinds import WorkloadKind
+from airflow_provider_cml.waiting.plan import Ended
 from tests.hostile import Seen, answer, hostile
 
 KEY = "toy-kind-test-key-0001"
@@ -147,17 +148,17 @@ def test_the_trigger_follows_a_toy_to_its_end(toys):
     assert event["status"] == "success" and event["kind"] == TOY.home
     assert event["ref"] == {"project_id": "p", "toy_id": "done"}
     assert event["answer"] == {"id": "done", "status": "TOY_DONE"}  # the kind's event fields only
-    assert outcome_of_event(event)["status"] == "TOY_DONE"
+    assert Ended.of_event(event).result()["status"] == "TOY_DONE"
 
 
 def test_the_triggers_failure_and_timeout_events_become_the_kinds_errors(toys):
     with pytest.raises(CmlWorkloadError, match="the toy broke"):
-        outcome_of_event(_trigger_event("broken"))
+        Ended.of_event(_trigger_event("broken")).result()
     event = _trigger_event("forever", end_time=time.time() + 0.4, owns=True)
     assert event["status"] == "timeout" and "asked to stop" in event["message"]
     assert "forever" in toys.halted
     with pytest.raises(CmlWorkloadTimeout):
-        outcome_of_event(event)
+        Ended.of_event(event).result()
 
 
 # -- the sensor -----------------------------------------------------------------------------------

@@ -139,6 +139,8 @@ class Exchange:
     :param secrets: values in the body to mask in the server's messages.
     :param deadline: the time (on the transport's monotonic clock) by which the whole request,
         retries and sleeps included, ends.
+    :param own_bound: ``deadline`` replaces any bound the caller is under (``CmlHook.within``): a
+        stop sent when a wait's deadline has passed still gets its own short time.
     """
 
     method: str
@@ -149,6 +151,7 @@ class Exchange:
     idempotent: bool = True
     secrets: Collection[str] = ()
     deadline: float | None = None
+    own_bound: bool = False
 
     def url(self, api_root: str) -> str:
         """Where the request goes: ``api_root`` + ``path``, or ``path`` when it is absolute.

@@ -150,7 +150,7 @@ class SyncTransport:
 
         :param exchange: the request.
         """
-        if self.bound is not None:
+        if self.bound is not None and not exchange.own_bound:
             deadline = self.bound if exchange.deadline is None else min(exchange.deadline, self.bound)
             exchange = replace(exchange, deadline=deadline)
         plan = attempts(exchange, self.config, self.clock.monotonic)

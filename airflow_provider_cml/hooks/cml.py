@@ -3,16 +3,18 @@
 It owns the connection (URL, key, TLS, timeouts, retries), looks names up as IDs, and offers every
 operation as a method. How each operation is done lives in a module of its own, which the hook
 composes: starting runs (:mod:`.starting`), explaining failures (:mod:`.failures`), job
-definitions (:mod:`.jobs`), the requests a wait makes (:mod:`airflow_provider_cml.waiting.steps`). Sync
-methods send with ``requests``, async ones (for triggers) with aiohttp; both run the same steps.
+definitions (:mod:`.jobs`), a whole wait (:mod:`airflow_provider_cml.waiting.plan`). Sync methods
+send with ``requests``, async ones (for triggers) with aiohttp; both run the same steps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,26 +37,22 @@ from airflow_provider_cml.connection_fields import (
     UI_FIELD_BEHAVIOUR,
     wtforms_widgets,
 )
+from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import (
     CmlConfigError,
     CmlException,
 )
-from airflow_provider_cml.hooks import connection_test, waits
+from airflow_provider_cml.hooks import connection_test
 from airflow_provider_cml.hooks.failures import FailureExplainer
 from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.hooks.names import NameCache
 from airflow_provider_cml.hooks.starting import RunStarter
-from airflow_provider_cml.validation import Overrides
-from airflow_provider_cml.waiting import steps
-from airflow_provider_cml.waiting.kinds import WorkloadKind
-from airflow_provider_cml.waiting.rule import (
-    Decision,
-    WaitRule,
-    WaitState,
-)
-from airflow_provider_cml.waiting.steps import Steps
+from airflow_provider_cml.validation import Overrides, validate_positive
+from airflow_provider_cml.waiting import plan
+from airflow_provider_cml.waiting.kinds import StopResult, WorkloadKind
+from airflow_provider_cml.waiting.plan import Ended, Sleep, Steps, Wait, whole_wait
 from airflow_provider_cml.workloads import job_runs as runs
-from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef, StopResult
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
 
 if TYPE_CHECKING:
     from airflow_provider_cml.client.async_client import AsyncTransport
@@ -206,36 +204,49 @@ class CmlHook(BaseHook):
 
     # -- running steps: the one place where sync and async differ ------------------------------
 
-    def run_steps(self, plan: Steps[T]) -> T:
-        """Run :mod:`~airflow_provider_cml.waiting.steps` with ``requests``: send each, hand back its answer.
+    def run_steps(self, steps: Steps[T], *, paused: bool = False, until_sleep: bool = False) -> T:
+        """Run steps with ``requests`` and ``time``: send each request, hand back its answer; sleep.
 
-        :param plan: the steps (a generator of requests).
+        :param steps: the steps (a generator of requests and sleeps).
+        :param paused: the steps were left at a sleep (``until_sleep``): go on past it.
+        :param until_sleep: return the first :class:`Sleep` instead of sleeping it (a sensor's poke:
+            Airflow sleeps between pokes).
         """
-        done, value = resume(plan)
+        done, value = resume(steps, False) if paused else resume(steps)
         while not done:
+            if isinstance(value, Sleep) and until_sleep:
+                return value  # type: ignore[return-value]
+            if isinstance(value, Sleep):  # True back when the task is being killed
+                self.clock.sleep(value.seconds, self.interrupted)
+                done, value = resume(steps, self.interrupted.is_set())
+                continue
             try:
                 reply, error = self.transport.send(value), None
             except CmlException as exc:
                 reply, error = None, exc
-            done, value = resume(plan, reply, error)
+            done, value = resume(steps, reply, error)
         return value
 
-    async def arun_steps(self, plan: Steps[T]) -> T:
+    async def arun_steps(self, steps: Steps[T]) -> T:
         """Async :meth:`run_steps`, with aiohttp (one session per event loop, shared by triggers).
 
-        :param plan: the steps (a generator of requests).
+        :param steps: the steps (a generator of requests and sleeps).
         """
         if self._async_transport is None:
             from airflow_provider_cml.client.async_client import AsyncTransport  # aiohttp: triggers only
 
             self._async_transport = AsyncTransport(await self.aconfig())
-        done, value = resume(plan)
+        done, value = resume(steps)
         while not done:
+            if isinstance(value, Sleep):
+                await asyncio.sleep(value.seconds)
+                done, value = resume(steps, False)
+                continue
             try:
                 reply, error = await self._async_transport.send(value), None
             except CmlException as exc:
                 reply, error = None, exc
-            done, value = resume(plan, reply, error)
+            done, value = resume(steps, reply, error)
         return value
 
     def require_v2(self, what: str) -> None:
@@ -436,72 +447,66 @@ class CmlHook(BaseHook):
 
     # -- waiting on a workload: a job run, or any other kind ------------------------------------
 
-    def step(self, ref: Any, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
-        """One poll, judged by the waiting rule (of the rule's kind); its deadline on the hook's clock.
+    def wait(self, wait: Wait, timeout: float | None = None) -> Ended:
+        """Drive a whole wait here (:func:`~airflow_provider_cml.waiting.plan.whole_wait`): how it ended.
 
-        :param ref: what the wait started with.
-        :param rule: the rule so far.
-        :param state: the rule's state so far.
+        Every request ends by the deadline, retries and ``Retry-After`` sleeps included; a stop sent
+        when it passed has its own bound. :meth:`interrupt` (from ``on_kill``) wakes it at once.
+
+        :param wait: what is waited on, and how.
+        :param timeout: seconds to wait at most; ``None``: until it ends.
         """
-        return self.run_steps(steps.step(ref, rule, state, self.clock.monotonic, self.log))
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        with self.within(deadline):
+            plan = whole_wait(wait, deadline, self.clock.monotonic, self.log, self.config.timeout)
+            return self.run_steps(plan)
 
-    async def astep(self, ref: Any, rule: WaitRule, state: WaitState) -> tuple[WaitRule, Decision]:
-        """Async :meth:`step`; the rule's deadline on ``time.monotonic()``."""
-        return await self.arun_steps(steps.step(ref, rule, state, time.monotonic, self.log))
-
-    def stop_if_active(self, ref: Any, kind: WorkloadKind = JOB_RUN) -> StopResult:
-        """Stop a workload unless it has ended; report instead of raising (for clean-up paths).
-
-        The whole call ends within one request timeout, whatever bound the caller is under (a
-        wait's deadline has usually passed when it is called); see :func:`steps.stop_if_active`.
-
-        :param ref: the workload.
-        :param kind: what it is.
-        """
-        now, limit = self.clock.monotonic(), self.config.timeout
-        with self.within(now + limit):  # its own bound: the wait's deadline may have passed
-            return self._stop_said(kind, ref, self.run_steps(steps.stop_if_active(kind, ref, now, limit)))
-
-    async def astop_if_active(self, ref: Any, kind: WorkloadKind = JOB_RUN) -> StopResult:
-        """Async :meth:`stop_if_active`."""
-        limit = (await self.aconfig()).timeout
-        plan = steps.stop_if_active(kind, ref, time.monotonic(), limit)
-        return self._stop_said(kind, ref, await self.arun_steps(plan))
-
-    def _stop_said(self, kind: WorkloadKind, ref: Any, result: StopResult | CmlException) -> StopResult:
-        if isinstance(result, CmlException):
-            self.log.warning(
-                "Could not stop Cloudera AI %s %s; it may still be running: %s",
-                kind.name,
-                kind.id_of(ref),
-                result,
-            )
-            return StopResult.FAILED
-        if result is StopResult.STOPPED:
-            self.log.info("Asked Cloudera AI to stop %s %s.", kind.name, kind.id_of(ref))
-        return result
-
-    def wait_for(self, kind: WorkloadKind, ref: Any, **options: Any) -> dict[str, Any]:
-        """Poll a workload of any kind until it ends; return it on success, raise otherwise.
+    def wait_for(
+        self,
+        kind: WorkloadKind,
+        ref: Any,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 30,
+        stop_on_timeout: bool = True,
+        unknown_grace: float | None = DEFAULT_UNKNOWN_GRACE,
+        follow_retries: bool = False,
+        link: str | Callable[[], str | None] | None = None,
+        since: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, Any]:
+        """Poll a workload of any kind until it ends; return its answer on success, raise otherwise.
 
         :param kind: what the workload is.
         :param ref: its IDs.
-        :param options: ``timeout``, ``poll_interval``, ``stop_on_timeout``, ``unknown_grace``,
-            ``follow_retries``, ``link``, ``since``: see :func:`.waits.wait_for`.
+        :param timeout: seconds to wait at most; ``None`` waits until it ends.
+        :param poll_interval: seconds between status checks.
+        :param stop_on_timeout: stop it when the wait gives up (only for what the task started).
+        :param unknown_grace: seconds it may stay in an unclear status.
+        :param follow_retries: follow the platform's retries of a failed one (a job's Job Retry).
+        :param link: its page for messages, or how to find it when a message needs it.
+        :param since: after a restart request, ``kind.baseline`` of the answer read before it.
+        :raises CmlWorkloadError: it ended without success, or stayed unclear too long (for a job
+            run, :class:`CmlJobRunError`).
+        :raises CmlWorkloadTimeout: the timeout passed first.
         """
-        return waits.wait_for(self, kind, ref, **options)
-
-    def wait_a_while(
-        self, kind: WorkloadKind, ref: Any, seconds: float, **options: Any
-    ) -> dict[str, Any] | None:
-        """:meth:`wait_for` for ``seconds`` at most: ``None`` when it is still going then (not stopped).
-
-        :param kind: what the workload is.
-        :param ref: its IDs.
-        :param seconds: how long to wait.
-        :param options: ``poll_interval``, ``unknown_grace``, ``since``: see :func:`.waits.wait_a_while`.
-        """
-        return waits.wait_a_while(self, kind, ref, seconds, **options)
+        validate_positive("timeout", timeout)
+        wait = Wait(
+            kind,
+            ref,
+            poll_interval,
+            unknown_grace,
+            owns=stop_on_timeout,
+            follow_retries=follow_retries,
+            since=since,
+            link=link if isinstance(link, str) else None,
+            waited=timeout,
+        )
+        ended = self.wait(wait, timeout)
+        if callable(link) and not ended.succeeded:
+            ended = replace(ended, link=link())
+        if ended.succeeded and ended.note:
+            self.log.info("Cloudera AI %s %s succeeded%s.", kind.name, kind.id_of(ended.ref), ended.note)
+        return ended.result(self.explain)
 
     def wait_for_job_run(
         self,
@@ -512,7 +517,7 @@ class CmlHook(BaseHook):
         follow_retries: bool = True,
         run_url: str | None = None,
         **options: Any,
-    ) -> dict[str, Any]:
+    ) -> Mapping[str, Any]:
         """Poll until the run ends; return it on success, raise on failure or timeout.
 
         :meth:`wait_for` for a job run given by names or IDs: transient errors do not end the wait,
@@ -527,7 +532,7 @@ class CmlHook(BaseHook):
         :param run_url: the link for messages, when the caller has it (saves reading the project).
         :param options: ``timeout`` (seconds, ``None``: until the run ends), ``poll_interval``
             (seconds, default 30), ``stop_on_timeout`` (default ``True``), ``unknown_grace``
-            (seconds a run may stay ``ENGINE_UNKNOWN``, default 600): see :func:`.waits.wait_for`.
+            (seconds a run may stay ``ENGINE_UNKNOWN``, default 600): see :meth:`wait_for`.
         :raises CmlJobRunError: the run ended without success, or stayed unclear too long.
         :raises CmlJobRunTimeout: the timeout passed first.
         """
@@ -535,28 +540,46 @@ class CmlHook(BaseHook):
         link = run_url or (lambda: self.job_run_url(project, ref.job_id, ref.run_id))
         return self.wait_for(JOB_RUN, ref, follow_retries=follow_retries, link=link, **options)
 
-    def wait_until_ended(
-        self, ref: RunRef, *, timeout: float | None, poll_interval: float, unknown_grace: float | None
-    ) -> bool:
-        """Wait for a run that is not ours to end, whichever way; never stop it. ``False``: timed out.
+    def stop_if_active(self, ref: Any, kind: WorkloadKind = JOB_RUN) -> StopResult:
+        """Stop a workload unless it has ended; report instead of raising (for clean-up paths).
 
-        :param ref: the run.
-        :param timeout: seconds to wait at most.
-        :param poll_interval: seconds between status checks.
-        :param unknown_grace: seconds the run may stay ``ENGINE_UNKNOWN``.
+        The whole call ends within one request timeout, whatever bound the caller is under (a
+        wait's deadline has usually passed when it is called).
+
+        :param ref: the workload.
+        :param kind: what it is.
         """
-        return waits.wait_until_ended(
-            self, ref, timeout=timeout, poll_interval=poll_interval, unknown_grace=unknown_grace
-        )
+        said = self.run_steps(plan.stop_if_active(kind, ref, self.clock.monotonic(), self.config.timeout))
+        return plan.stopped_as_said(self.log, kind, ref, said)
+
+    async def astop_if_active(self, ref: Any, kind: WorkloadKind = JOB_RUN) -> StopResult:
+        """Async :meth:`stop_if_active`."""
+        limit = (await self.aconfig()).timeout
+        said = await self.arun_steps(plan.stop_if_active(kind, ref, time.monotonic(), limit))
+        return plan.stopped_as_said(self.log, kind, ref, said)
 
     def end_run(self, ref: RunRef, *, timeout: float, poll_interval: float = 1.0) -> bool:
-        """Stop a run unless it has ended, then wait until it has (see :func:`.waits.end_run`).
+        """Stop a run unless it has ended, then wait until it has; ``True`` once it has ended.
+
+        For clean-up that must not act under a live run (deleting its job): ``False`` when the run
+        is still active (or its status unreadable) after ``timeout`` seconds.
 
         :param ref: the run (one this task started).
         :param timeout: seconds to wait for the run to end after the stop.
         :param poll_interval: seconds between status checks.
         """
-        return waits.end_run(self, ref, timeout=timeout, poll_interval=poll_interval)
+        if self.stop_if_active(ref) is StopResult.ALREADY_ENDED:
+            return True
+        return self.wait(Wait(JOB_RUN, ref, poll_interval, None), timeout).how in ("success", "failed")
+
+    def explain(self, kind: WorkloadKind, ref: Any, answer: Mapping[str, Any]) -> str | None:
+        """Why a workload failed, from what else the platform says (its kind's ``explain``), or ``None``.
+
+        :param kind: what it is.
+        :param ref: the workload.
+        :param answer: its final answer.
+        """
+        return kind.explain(self, ref, answer) if kind.explain is not None else None
 
     def interrupt(self) -> None:
         """Wake a synchronous wait at once (called from ``on_kill``); it stops the run and raises."""
@@ -570,35 +593,6 @@ class CmlHook(BaseHook):
         :param run_id: run ID.
         """
         return links.run_url_for(self, project, job_id, run_id)
-
-    def finished(
-        self,
-        ref: Any,
-        run: Mapping[str, Any],
-        *,
-        note: str = "",
-        link: str | None = None,
-        kind: WorkloadKind = JOB_RUN,
-    ) -> Mapping[str, Any]:
-        """Return a finished workload that succeeded; raise why it did not otherwise.
-
-        A failed job run's message carries what Cloudera AI's usage and workload listings say
-        (exit code, OOM kill, the platform's message) when the key may read them.
-
-        :param ref: the workload (a job run: the run).
-        :param run: its final answer.
-        :param note: words for a result reached on a platform retry.
-        :param link: its page.
-        :param kind: what it is.
-        """
-        status = kind.status_of(run)
-        if kind.is_success(status):
-            if note:
-                self.log.info("Cloudera AI %s %s succeeded%s.", kind.name, kind.id_of(ref), note)
-            return run
-        details = self.failure_details(ref, run) if kind.explained else None
-        message = kind.failure_message(run, link=link, details=details, note=note)
-        raise kind.error(message, workload_id=kind.id_of(ref), status=status)
 
     def failure_details(self, ref: RunRef, run: Mapping[str, Any]) -> str | None:
         """Why a run failed, from the usage and executions listings the key may read; ``None`` if unknown.

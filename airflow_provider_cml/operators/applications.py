@@ -78,6 +78,7 @@ class CmlApplicationOperator(CmlBaseOperator):
             return self._apply(context, deadline)
 
     def _apply(self, context: Context, deadline: float | None) -> str:
+        from airflow_provider_cml.waiting.plan import Wait
         from airflow_provider_cml.workloads.applications import (
             APPLICATION,
             APPLICATION_STOP,
@@ -113,9 +114,10 @@ class CmlApplicationOperator(CmlBaseOperator):
             since = APPLICATION.baseline(apps.get_application(ref))
             app = apps.restart_application(ref)
             self.log.info("Restarting Cloudera AI application %s.", ref.application_id)
-        self._wait(
-            kind, ref, app, deadline, owns=False, resume="execute_complete", carry=ref._asdict(), since=since
-        )
+        # Never owned: an application may have been serving before the task started.
+        wait = Wait(kind, ref, self.poll_interval, self.unknown_grace, since=since)
+        ended = self.wait_or_defer(wait, deadline, resume="execute_complete", answer=app, carry=ref._asdict())
+        ended.result(self.hook.explain)
         return ref.application_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -124,7 +126,8 @@ class CmlApplicationOperator(CmlBaseOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
-        _, carried = self._resumed(event)
+        ended, carried = self.resumed(event)
+        ended.result(self.hook.explain)
         return str(carried["application_id"])
 
     def _push(self, context: Context, app: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import BaseOperator, default_deferrable
@@ -20,7 +21,7 @@ from airflow_provider_cml.validation import validate_positive
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
-    from airflow_provider_cml.waiting.kinds import WorkloadKind
+    from airflow_provider_cml.waiting.plan import Ended, Wait
 
 
 class CmlBaseOperator(BaseOperator):
@@ -98,78 +99,60 @@ class CmlBaseOperator(BaseOperator):
         """Seconds left before ``deadline`` (at least a millisecond), or ``None`` for no deadline."""
         return None if deadline is None else max(deadline - time.time(), 0.001)
 
-    def _wait(
+    def wait_or_defer(
         self,
-        kind: WorkloadKind,
-        ref: Any,
-        answer: Mapping[str, Any],
+        wait: Wait,
         deadline: float | None,
         *,
-        owns: bool,
         resume: str,
-        carry: Mapping[str, Any],
-        since: Mapping[str, Any] | None = None,
+        answer: Mapping[str, Any] | None = None,
+        carry: Mapping[str, Any] | None = None,
         bridge: float = 0.0,
-    ) -> Mapping[str, Any]:
-        """Wait on ``ref`` unless ``answer`` already ended it; defer to ``resume`` when deferrable.
+    ) -> Ended:
+        """Wait here, or defer to ``resume`` when deferrable: the one way every operator waits.
 
-        ``since``: after a restart request, ``kind.baseline`` of the answer read before it; then
-        ``answer`` (the request's acknowledgement) ends nothing, and only an answer showing the
-        workload started anew ends the wait.
-
-        ``bridge``: seconds a deferrable task first waits here. A task resumed from one deferral
-        that must wait again gives it ``[cml] trigger_event_hold``: a second deferral whose event
-        came within that hold would pay the hold again (see :func:`._compat.trigger_event_hold`),
-        while a wait here needs none. Only a workload still going after it is deferred.
+        :param wait: what is waited on, and how.
+        :param deadline: UNIX time when the wait ends (``None``: no limit).
+        :param resume: the method the task resumes in after the trigger fired; it gets the event,
+            which :meth:`resumed` reads.
+        :param answer: the workload's fresh answer, when the caller has one: if it has already
+            ended (and no restart is followed), that is the end, without a poll or a deferral.
+        :param carry: what the resumed task needs back (JSON); the deadline and ``_limit`` are added.
+        :param bridge: seconds a deferrable task first waits here. A task resumed from one deferral
+            that must wait again gives it ``[cml] trigger_event_hold``: a second deferral whose event
+            came within that hold would pay the hold again (see :func:`._compat.trigger_event_hold`),
+            while a wait here needs none. Only a workload still going after it is deferred.
         """
-        if since is None and kind.is_terminal(kind.status_of(answer)):
-            return self.hook.finished(ref, answer, kind=kind)
+        from airflow_provider_cml.waiting.plan import Ended
+
+        if answer is not None and wait.since is None and wait.kind.is_terminal(wait.kind.status_of(answer)):
+            return Ended.of_answer(wait, answer)
+        wait = replace(wait, limit=self._limit)
         remaining = self._remaining(deadline)
         if not self.deferrable or (bridge > 0 and remaining is not None and remaining <= bridge):
-            return self.hook.wait_for(  # here, to the end (what is left is shorter than the bridge)
-                kind,
-                ref,
-                timeout=remaining,
-                poll_interval=self.poll_interval,
-                stop_on_timeout=owns,
-                unknown_grace=self.unknown_grace,
-                since=since,
-            )
+            return self.hook.wait(replace(wait, waited=remaining), remaining)
         if bridge > 0:
-            ended = self.hook.wait_a_while(
-                kind,
-                ref,
-                bridge,
-                poll_interval=self.poll_interval,
-                unknown_grace=self.unknown_grace,
-                since=since,
-            )
-            if ended is not None:
+            ended = self.hook.wait(replace(wait, owns=False), bridge)
+            if ended.how != "timeout":
                 return ended
-            self.log.info("Cloudera AI %s %s is still going: deferring.", kind.name, kind.id_of(ref))
+            self.log.info(
+                "Cloudera AI %s %s is still going: deferring.", wait.kind.name, wait.kind.id_of(wait.ref)
+            )
         from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
-        self.defer(
-            trigger=CmlWorkloadTrigger(
-                kind=kind.home,
-                ref=ref._asdict(),
-                conn_id=self.cml_conn_id,
-                poll_interval=self.poll_interval,
-                end_time=deadline,
-                owns=owns,
-                unknown_grace=self.unknown_grace,
-                carry={**carry, "deadline": deadline, "limit": self._limit},
-                since=since,
-                limit=self._limit,
-            ),
-            method_name=resume,
-        )
+        carry = {**(carry or {}), "deadline": deadline, "limit": self._limit}
+        trigger = CmlWorkloadTrigger.of(wait, conn_id=self.cml_conn_id, end_time=deadline, carry=carry)
+        self.defer(trigger=trigger, method_name=resume)
         raise AssertionError("defer() returns only by raising")  # pragma: no cover
 
-    def _resumed(self, event: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], dict[str, Any]]:
-        """The finished workload of a trigger's event (or its clear error), and what the task carried."""
-        from airflow_provider_cml.triggers.cml import outcome_of_event
+    def resumed(self, event: Mapping[str, Any] | None) -> tuple[Ended, dict[str, Any]]:
+        """How the deferred wait ended, from the trigger's event, and what the task carried.
 
-        carried = dict((event or {}).get("carry") or {})
+        :param event: the trigger's event.
+        """
+        from airflow_provider_cml.waiting.plan import Ended
+
+        carried = (event or {}).get("carry")
+        carried = dict(carried) if isinstance(carried, Mapping) else {}
         self._limit = str(carried.get("limit") or "timeout")
-        return outcome_of_event(event, self.hook.finished), carried
+        return Ended.of_event(event), carried

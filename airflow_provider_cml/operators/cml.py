@@ -15,6 +15,7 @@ from airflow_provider_cml.validation import normalize_environment, validate_argu
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
+    from airflow_provider_cml.waiting.plan import Ended
     from airflow_provider_cml.workloads.job_runs import RunRef
 
 # The hook and trigger modules are imported when a task runs, not when a DAG is parsed: the hook
@@ -146,7 +147,6 @@ class CmlRunJobOperator(CmlBaseOperator):
             return self._start_and_wait_within(context, deadline)
 
     def _start_and_wait_within(self, context: Context, deadline: float | None) -> str:
-        from airflow_provider_cml.workloads.job_runs import describe_run
 
         hook = self.hook
         ref, run = self._start_or_reattach(context, deadline)
@@ -159,19 +159,30 @@ class CmlRunJobOperator(CmlBaseOperator):
         ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
         if not self.wait_for_completion:
             return ref.run_id
-        if self.deferrable:
-            self._defer_unless_ended(context, run, deadline)
-            return ref.run_id
-        final = hook.wait_for_job_run(
-            *ref,
-            poll_interval=self.poll_interval,
-            timeout=self._remaining(deadline),
-            unknown_grace=self.unknown_grace,
+        from airflow_provider_cml.waiting.plan import Wait
+        from airflow_provider_cml.workloads.job_runs import JOB_RUN
+
+        wait = Wait(
+            JOB_RUN,
+            ref,
+            self.poll_interval,
+            self.unknown_grace,
+            owns=True,
             follow_retries=self.follow_retries,
-            run_url=self._run_url,
+            link=self._run_url,
         )
-        self.log.info("Cloudera AI %s.", describe_run(final))
-        return str(final.get("id") or ref.run_id)
+        ended = self.wait_or_defer(
+            wait, deadline, resume="execute_complete", answer=run, carry=self._carried()
+        )
+        return self._finish(ended)
+
+    def _finish(self, ended: Ended) -> str:
+        """The run's id once it succeeded (a platform retry's, perhaps); raise why it did not otherwise."""
+        from airflow_provider_cml.workloads.job_runs import describe_run
+
+        run = ended.result(self.hook.explain)
+        self.log.info("Cloudera AI %s%s.", describe_run(run), ended.note)
+        return str(run.get("id") or ended.kind.id_of(ended.ref))
 
     def _start_or_reattach(
         self, context: Context, deadline: float | None
@@ -266,38 +277,19 @@ class CmlRunJobOperator(CmlBaseOperator):
 
     def _wait_for_blocker(self, blocker: RunRef, run: Mapping[str, Any], deadline: float | None) -> None:
         """Wait (or defer) until another run of the job ends; then the start is tried again."""
-        from airflow_provider_cml.workloads import job_runs as runs
+        from airflow_provider_cml.waiting.plan import Wait
+        from airflow_provider_cml.workloads import job_runs
 
         self.log.info(
             "Job %r is busy with run %s (%s); waiting for it to end before starting (if_active='wait').",
             self.job,
             blocker.run_id,
-            runs.status_of(run),
+            job_runs.status_of(run),
         )
-        if self.deferrable:
-            from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-
-            self.defer(
-                trigger=CmlJobRunTrigger(
-                    **blocker._asdict(),
-                    conn_id=self.cml_conn_id,
-                    poll_interval=self.poll_interval,
-                    end_time=deadline,
-                    owns_run=False,  # not ours to stop
-                    unknown_grace=self.unknown_grace,
-                    follow_retries=False,
-                    carry={"deadline": deadline, "limit": self._limit, **self._carried()},
-                    limit=self._limit,
-                ),
-                method_name="execute_after_busy",
-            )
-        ended = self.hook.wait_until_ended(
-            blocker,
-            timeout=self._check_deadline(deadline, blocker.run_id),
-            poll_interval=self.poll_interval,
-            unknown_grace=self.unknown_grace,
-        )
-        if not ended:
+        self._check_deadline(deadline, blocker.run_id)
+        wait = Wait(job_runs.JOB_RUN, blocker, self.poll_interval, self.unknown_grace)  # not ours to stop
+        ended = self.wait_or_defer(wait, deadline, resume="execute_after_busy", carry=self._carried())
+        if ended.how == "timeout":
             raise self._busy_timeout(blocker.run_id)
 
     def _check_deadline(self, deadline: float | None, blocker: str | None) -> float | None:
@@ -318,53 +310,26 @@ class CmlRunJobOperator(CmlBaseOperator):
         )
 
     def execute_after_busy(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        """Resume after the run that kept the job busy ended: start this task's run now.
+        """Resume after the run that kept the job busy ended (whichever way): start this task's run now.
 
         :param context: the task's Airflow context.
         :param event: the trigger's event about the other run (its ``carry`` holds the deadline).
         """
-        carried = self._restore(event)
-        self._limit = str(carried.get("limit") or "timeout")
-        if event and event.get("status") == "timeout":
-            raise self._busy_timeout(str(event.get("run_id")))
+        ended, carried = self.resumed(event)
+        self._restore(carried)
+        if ended.how == "timeout":
+            raise self._busy_timeout(ended.kind.id_of(ended.ref))
         return self._start_and_wait(context, carried.get("deadline"))
 
     def _carried(self) -> dict[str, Any]:
         """Operator state a resumed task needs (subclasses add theirs); JSON-serialisable."""
         return {}
 
-    def _restore(self, event: Mapping[str, Any] | None) -> dict[str, Any]:
-        """What :meth:`_carried` gave the trigger, back from its event (subclasses take theirs)."""
-        carried = (event or {}).get("carry")
-        return dict(carried) if isinstance(carried, Mapping) else {}
+    def _restore(self, carried: Mapping[str, Any]) -> None:
+        """Take back what :meth:`_carried` gave the trigger (subclasses take theirs).
 
-    def _defer_unless_ended(self, context: Context, run: Mapping[str, Any], deadline: float | None) -> None:
-        """Hand the waiting to the triggerer unless ``run`` already ended.
-
-        ``run`` is the start's (or the reattach look-up's) fresh answer, so it is the status check;
-        asking again right away would only cost a request.
+        :param carried: the event's ``carry``.
         """
-        from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-        from airflow_provider_cml.workloads import job_runs as runs
-
-        assert self._started is not None
-        if runs.is_terminal(runs.status_of(run)):
-            runs.check_run_outcome(run, link=self._run_url)
-            return
-        self.defer(
-            trigger=CmlJobRunTrigger(
-                **self._started._asdict(),
-                conn_id=self.cml_conn_id,
-                poll_interval=self.poll_interval,
-                end_time=deadline,
-                run_url=self._run_url,
-                unknown_grace=self.unknown_grace,
-                follow_retries=self.follow_retries,
-                carry=self._carried(),
-                limit=self._limit,
-            ),
-            method_name="execute_complete",
-        )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger fired: return the run id on success, raise a clear error otherwise.
@@ -372,13 +337,9 @@ class CmlRunJobOperator(CmlBaseOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
-        from airflow_provider_cml.triggers.cml import outcome_of_event
-        from airflow_provider_cml.workloads.job_runs import describe_run
-
-        self._restore(event)
-        run = outcome_of_event(event, self.hook.finished)
-        self.log.info("Cloudera AI %s.", describe_run(run))
-        return str(run.get("id"))
+        ended, carried = self.resumed(event)
+        self._restore(carried)
+        return self._finish(ended)
 
     def _execute_v1(self, context: Context) -> str:
         if self.wait_for_completion:

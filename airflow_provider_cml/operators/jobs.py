@@ -178,19 +178,22 @@ class CmlSubmitRunOperator(CmlRunJobOperator):
 
     @staticmethod
     def _run_of(event: Mapping[str, Any] | None) -> RunRef | None:
-        ids = [str((event or {}).get(key) or "") for key in ("project_id", "job_id", "run_id")]
+        ref = (event or {}).get("ref")
+        ids = (
+            [str(ref.get(key) or "") for key in ("project_id", "job_id", "run_id")]
+            if isinstance(ref, Mapping)
+            else []
+        )
         from airflow_provider_cml.workloads.job_runs import RunRef
 
-        return RunRef(*ids) if all(ids) else None
+        return RunRef(*ids) if ids and all(ids) else None
 
     def _carried(self) -> dict[str, Any]:
         return {"job_id": self.job, "job_created": self._job_created}
 
-    def _restore(self, event: Mapping[str, Any] | None) -> dict[str, Any]:
-        carried = super()._restore(event)
+    def _restore(self, carried: Mapping[str, Any]) -> None:
         self.job = str(carried.get("job_id") or self.job)
         self._job_created = bool(carried.get("job_created"))
-        return carried
 
     def _clean_up(self, active: RunRef | None) -> None:
         """Delete the job this task created, once its run ended (never fails the task).

@@ -69,6 +69,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
         :param context: the task's Airflow context.
         """
         from airflow_provider_cml.links import project_page
+        from airflow_provider_cml.waiting.plan import Wait
         from airflow_provider_cml.workloads.models import MODEL_BUILD, BuildRef, CmlModelSpec
 
         spec = CmlModelSpec.of(self.model)
@@ -83,10 +84,11 @@ class CmlDeployModelOperator(CmlBaseOperator):
             build = self._build(context, project_id, str(model["id"]), spec)
             ref = BuildRef(project_id, str(model["id"]), str(build["id"]))
             ti.xcom_push(key="build_id", value=ref.build_id)
-            carry = ref._asdict()
-            self._wait(
-                MODEL_BUILD, ref, build, deadline, owns=False, resume="execute_after_build", carry=carry
+            wait = Wait(MODEL_BUILD, ref, self.poll_interval, self.unknown_grace)  # a build cannot be stopped
+            ended = self.wait_or_defer(
+                wait, deadline, resume="execute_after_build", answer=build, carry=ref._asdict()
             )
+            ended.result(self.hook.explain)
             return self._deploy(context, ref, spec, deadline)
 
     def execute_after_build(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
@@ -97,7 +99,8 @@ class CmlDeployModelOperator(CmlBaseOperator):
         """
         from airflow_provider_cml.workloads.models import BuildRef, CmlModelSpec
 
-        _, carried = self._resumed(event)
+        ended, carried = self.resumed(event)
+        ended.result(self.hook.explain)
         ref = BuildRef(carried["project_id"], carried["model_id"], carried["build_id"])
         deadline = carried.get("deadline")
         with self._bounded(deadline):
@@ -111,9 +114,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
         """
         from airflow_provider_cml.workloads.models import DeploymentRef
 
-        answer, carried = self._resumed(event)
+        ended, carried = self.resumed(event)
         ref = DeploymentRef(**{k: carried[k] for k in DeploymentRef._fields})
-        return self._served(ref, answer)
+        return self._served(ref, ended.result(self.hook.explain))
 
     def _build(
         self, context: Context, project_id: str, model_id: str, spec: CmlModelSpec
@@ -162,6 +165,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
         """
         from airflow_provider_cml._compat import trigger_event_hold
         from airflow_provider_cml.reattach import task_identity
+        from airflow_provider_cml.waiting.plan import Wait
         from airflow_provider_cml.workloads.models import MODEL_DEPLOYMENT, DeploymentRef
 
         marks = {key: value for key, value in task_identity(context).items() if key in TASK_MARKS}
@@ -177,17 +181,16 @@ class CmlDeployModelOperator(CmlBaseOperator):
         ref = DeploymentRef(*build, str(deployment["id"]))
         self._deployment = ref
         context["ti"].xcom_push(key="deployment_id", value=ref.deployment_id)
-        answer = self._wait(
-            MODEL_DEPLOYMENT,
-            ref,
-            deployment,
+        wait = Wait(MODEL_DEPLOYMENT, ref, self.poll_interval, self.unknown_grace, owns=True)
+        ended = self.wait_or_defer(
+            wait,
             deadline,
-            owns=True,
             resume="execute_complete",
+            answer=deployment,
             carry=ref._asdict(),
             bridge=trigger_event_hold() if resumed else 0.0,
         )
-        return self._served(ref, answer)
+        return self._served(ref, ended.result(self.hook.explain))
 
     def _served(self, ref: DeploymentRef, answer: Mapping[str, Any]) -> dict[str, str]:
         self._deployment = None  # serving: nothing left to stop on kill

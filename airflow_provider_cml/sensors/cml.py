@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml._compat import (
     AirflowSensorTimeout,
@@ -17,7 +17,7 @@ from airflow_provider_cml._compat import (
     default_deferrable,
 )
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
-from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlWorkloadError, CmlWorkloadTimeout
+from airflow_provider_cml.exceptions import CmlConfigError, CmlException, CmlWorkloadTimeout
 from airflow_provider_cml.hooks.lazy import LazyHook
 from airflow_provider_cml.validation import validate_positive
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
     from airflow_provider_cml.waiting.kinds import WorkloadKind
-    from airflow_provider_cml.waiting.rule import WaitRule, WaitState
+    from airflow_provider_cml.waiting.plan import Ended, Steps, Wait
     from airflow_provider_cml.workloads.job_runs import RunRef
 
 # The waiting rule, the job-run definitions and the hook are imported when a task runs, not when a
@@ -75,9 +75,8 @@ class CmlWorkloadSensor(BaseSensorOperator):
         self.ref = dict(ref or {})
         self.cml_conn_id = cml_conn_id
         self.unknown_grace = unknown_grace
-        # What the waiting rule learnt so far, kept across pokes of one worker process.
-        self._wait_state: WaitState | None = None
-        self._rule: WaitRule | None = None
+        # The wait so far (a plan paused at its sleep), kept across pokes of one worker process.
+        self._plan: Steps[Ended] | None = None
 
     #: The :class:`~airflow_provider_cml.hooks.cml.CmlHook` for ``cml_conn_id``, made on first use.
     hook = LazyHook()
@@ -101,74 +100,67 @@ class CmlWorkloadSensor(BaseSensorOperator):
                 f"ref must name the {self.kind.name}'s {fields}, not {self.ref!r}."
             ) from None
 
-    def poke(self, context: Context) -> bool:
-        """One status check, judged by the shared waiting rule (deferrable: then wait in the triggerer).
+    def _wait(self, context: Context) -> Wait:
+        """What the sensor waits on: never owned (a sensor never stops what it watches)."""
+        from airflow_provider_cml.waiting.plan import Wait
 
-        Airflow's own ``execute`` calls this: the sensor does not override ``execute``, since calling
-        ``super().execute`` from it is a nested operator call (Airflow 2.10 warns, or refuses with
-        ``allow_nested_operators=False``).
+        return Wait(
+            self.kind,
+            self._ref(context),
+            self.poke_interval,
+            self.unknown_grace,
+            owns=False,
+            follow_retries=self.follow_retries,
+        )
+
+    def poke(self, context: Context) -> bool:
+        """One status check: the whole-wait plan, driven until it sleeps (deferrable: then defer).
+
+        The plan is kept between pokes of one worker process (``mode="poke"``), so a status that stays
+        unclear, or a platform retry awaited, is counted across them. Airflow's own ``execute`` calls
+        this: the sensor does not override ``execute``, since calling ``super().execute`` from it is a
+        nested operator call (Airflow 2.10 warns, or refuses with ``allow_nested_operators=False``).
 
         :param context: the task's Airflow context.
         """
-        done = self._check(context)
-        if not done and self.deferrable:
-            self.defer(trigger=self._trigger(context), method_name="execute_complete")
-        return done
+        from airflow_provider_cml.waiting.plan import Sleep, whole_wait
 
-    def _check(self, context: Context) -> bool:
-        """One status check: ``True`` when it ended well, ``False`` while it goes on; else it raises."""
-        from airflow_provider_cml.waiting import rule as waiting
-        from airflow_provider_cml.waiting.rule import Next
-        from airflow_provider_cml.workloads.job_runs import StopResult
-
-        ref, kind = self._ref(context), self.kind
-        rule = self._rule or waiting.WaitRule(
-            self.poke_interval, None, self.unknown_grace, follow_retries=self.follow_retries, kind=kind
-        )
-        self._rule, decision = self.hook.step(ref, rule, self._wait_state or waiting.WaitState())
-        self._wait_state = decision.state
-        waiting.log_decision(self.log, kind.id_of(ref), decision, kind.name)
-        if decision.next is Next.WAIT:
-            return False
-        if decision.next is Next.ERROR:
-            raise decision.error  # type: ignore[misc]
-        outcome = waiting.Outcome(ref, self._rule, decision)
-        if decision.next is Next.FINISHED and decision.run is not None:
-            current = kind.current(ref, decision.state)
-            answer = decision.run
-            self._fail_unless_succeeded(
-                lambda: self.hook.finished(current, answer, note=outcome.note, kind=kind)
+        paused = self._plan is not None
+        if self._plan is None:
+            hook = self.hook
+            self._plan = whole_wait(
+                self._wait(context), None, hook.clock.monotonic, self.log, hook.config.timeout
             )
-            return True
-        self._fail(outcome.gave_up(StopResult.NOT_ASKED))
+        step = self.hook.run_steps(self._plan, paused=paused, until_sleep=True)
+        if isinstance(step, Sleep):
+            if self.deferrable:
+                self._plan = None
+                self.defer(trigger=self._trigger(context), method_name="execute_complete")
+            return False
+        self._plan = None
+        self._done(step)
+        return True
 
-    def _fail_unless_succeeded(self, finish: Callable[[], Any]) -> None:
+    def _done(self, ended: Ended) -> None:
+        """Succeed, or fail (skip with ``soft_fail``; a timeout as Airflow's sensor timeout)."""
         try:
-            finish()
-        except CmlWorkloadError as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: CmlException) -> NoReturn:
-        if self.soft_fail:
-            raise AirflowSkipException(str(exc)) from exc
-        raise exc
+            answer = ended.result(self.hook.explain)
+        except CmlWorkloadTimeout as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            raise AirflowSensorTimeout(str(exc)) from exc
+        except CmlException as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            raise
+        self.log.info("Cloudera AI %s%s.", self.kind.summary(answer), ended.note)
 
     def _trigger(self, context: Context) -> CmlWorkloadTrigger:
-        """The trigger that waits in the triggerer: never the owner of what it watches."""
+        """The trigger that waits in the triggerer, until the sensor's ``timeout``."""
         from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
-        ref = self._ref(context)._asdict()
-        return CmlWorkloadTrigger(kind=self.kind.home, ref=ref, owns=False, **self._trigger_options())
-
-    def _trigger_options(self) -> dict[str, Any]:
-        """What every trigger of this sensor is given: its connection, cadence, deadline, grace."""
-        return {
-            "conn_id": self.cml_conn_id,
-            "poll_interval": self.poke_interval,
-            "end_time": time.time() + self.timeout,
-            "unknown_grace": self.unknown_grace,
-            "follow_retries": self.follow_retries,
-        }
+        wait = self._wait(context)
+        return CmlWorkloadTrigger.of(wait, conn_id=self.cml_conn_id, end_time=time.time() + self.timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         """Resume after the trigger fired: succeed, or fail (skip with ``soft_fail``) with a clear message.
@@ -176,17 +168,9 @@ class CmlWorkloadSensor(BaseSensorOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
-        from airflow_provider_cml.triggers.cml import outcome_of_event
+        from airflow_provider_cml.waiting.plan import Ended
 
-        try:
-            answer = outcome_of_event(event, self.hook.finished)
-        except CmlWorkloadTimeout as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from exc
-            raise AirflowSensorTimeout(str(exc)) from exc
-        except CmlException as exc:
-            self._fail(exc)
-        self.log.info("Cloudera AI %s.", self.kind.summary(answer))
+        self._done(Ended.of_event(event))
 
 
 class CmlJobRunSensor(CmlWorkloadSensor):
@@ -256,8 +240,3 @@ class CmlJobRunSensor(CmlWorkloadSensor):
         if store is not None:
             store.set(RESOLVED_KEY, {"names": [self.project, self.job], **ref._asdict()})
         return ref
-
-    def _trigger(self, context: Context) -> CmlWorkloadTrigger:
-        from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-
-        return CmlJobRunTrigger(**self._ref(context)._asdict(), owns_run=False, **self._trigger_options())

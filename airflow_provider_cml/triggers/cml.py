@@ -1,46 +1,37 @@
 """Wait for a Cloudera AI workload in the triggerer, without holding a worker slot.
 
-:class:`CmlWorkloadTrigger` waits on any :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`;
-:class:`CmlJobRunTrigger` is it for a job run, with the arguments and events job runs always had.
+:class:`CmlWorkloadTrigger` drives the same whole-wait plan as a task's wait
+(:func:`~airflow_provider_cml.waiting.plan.whole_wait`), with aiohttp, for any
+:class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`; :func:`CmlJobRunTrigger` makes one for a
+job run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_cml._compat import trigger_event_hold
-from airflow_provider_cml.defaults import DEFAULT_CONN_ID
+from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlException
-from airflow_provider_cml.waiting.kinds import WorkloadKind, load_kind
-from airflow_provider_cml.waiting.rule import (
-    DEFAULT_UNKNOWN_GRACE,
-    Next,
-    Outcome,
-    WaitRule,
-    WaitState,
-    log_decision,
-)
-from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef, StopResult
+from airflow_provider_cml.waiting.kinds import load_kind
+from airflow_provider_cml.waiting.plan import Wait, whole_wait
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
-
-#: Event kinds for a wait that ended before the run did, and the error each becomes.
-_GAVE_UP = {Next.TIMED_OUT: "timeout", Next.UNCLEAR: "unclear"}
 
 
 class CmlWorkloadTrigger(BaseTrigger):
     """Poll one workload of any kind until it ends, then fire one event.
 
-    The event is a dict with ``status`` one of ``success``, ``failed``, ``timeout``, ``unclear``,
-    ``error``, plus ``message``, ``kind``, ``ref`` (the IDs of what it ended on), ``answer`` (the
-    kind's event fields of its last answer), ``link``, ``note`` and ``carry``.
-    :func:`outcome_of_event` turns it back into a result or an error.
+    The event is :meth:`Ended.event <airflow_provider_cml.waiting.plan.Ended.event>`: a dict with
+    ``status`` one of ``success``, ``failed``, ``timeout``, ``unclear``, ``error``, plus ``message``,
+    ``kind``, ``ref`` (the IDs of what it ended on), ``answer`` (the kind's event fields of its last
+    answer), ``link``, ``note`` and ``carry``. ``Ended.of_event`` turns it back.
 
     :param kind: the kind's ``home`` (``module:NAME``; see
         :class:`~airflow_provider_cml.waiting.kinds.WorkloadKind`).
@@ -120,71 +111,78 @@ class CmlWorkloadTrigger(BaseTrigger):
             },
         )
 
+    @classmethod
+    def of(
+        cls, wait: Wait, *, conn_id: str, end_time: float | None, carry: Mapping[str, Any] | None = None
+    ) -> CmlWorkloadTrigger:
+        """The trigger that goes on with ``wait`` in the triggerer: the one way tasks defer.
+
+        :param wait: what is waited on, and how.
+        :param conn_id: Airflow connection of type ``cml``.
+        :param end_time: UNIX time when the wait ends (``None``: no limit).
+        :param carry: what the deferring task needs back when it resumes.
+        """
+        return cls(
+            kind=wait.kind.home,
+            ref=wait.ref._asdict(),
+            conn_id=conn_id,
+            poll_interval=wait.poll_interval,
+            end_time=end_time,
+            owns=wait.owns,
+            link=wait.link,
+            unknown_grace=wait.unknown_grace,
+            follow_retries=wait.follow_retries,
+            carry=carry,
+            since=wait.since,
+            limit=wait.limit,
+        )
+
     def _hook(self) -> CmlHook:
         from airflow_provider_cml.hooks.cml import CmlHook
 
         return CmlHook(self.conn_id)
 
-    def _event(
-        self, kind: WorkloadKind, status: str, message: str, outcome: Outcome | None = None
-    ) -> TriggerEvent:
-        answer = outcome.decision.run if outcome else None
-        ref = kind.ref_from(self.ref)
-        current = kind.current(ref, outcome.decision.state if outcome else None)
-        payload = {
-            "status": status,
-            "message": message,
-            "kind": self.kind,
-            "ref": current._asdict(),
-            "answer": kind.event_answer(answer),
-            "link": self.link,
-            "note": outcome.note if outcome else "",
-            "carry": self.carry,
-        }
-        return TriggerEvent({**payload, **self._more(ref, current, payload)})
-
-    def _more(self, started: Any, current: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """What a subclass adds to every event (nothing here)."""
-        return {}
+    def _wait(self) -> Wait:
+        return Wait(
+            load_kind(self.kind),
+            load_kind(self.kind).ref_from(self.ref),
+            self.poll_interval,
+            self.unknown_grace,
+            owns=self.owns,
+            follow_retries=self.follow_retries,
+            since=self.since,
+            limit=self.limit,
+            link=self.link,
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll, sleep and act on the waiting rule's decisions until one ends the wait."""
+        """Drive the whole wait with aiohttp, hold the event until ``not_before``, fire it."""
         hook = self._hook()
-        kind = JOB_RUN
         try:
-            kind = load_kind(self.kind)
-            ref = kind.ref_from(self.ref)
-            # The rule's clock is the transport's: monotonic (a UNIX end time is converted once).
+            wait = self._wait()
+            # The plan's clock is the transport's: monotonic (a UNIX end time is converted once).
             deadline = None if self.end_time is None else time.monotonic() + (self.end_time - time.time())
-            rule = WaitRule(
-                self.poll_interval,
-                deadline,
-                self.unknown_grace,
-                follow_retries=self.follow_retries,
-                kind=kind,
-                since=self.since,
-                limit=self.limit,
-            )
-            state = WaitState()
-            while True:
-                rule, decision = await hook.astep(ref, rule, state)
-                state = decision.state
-                log_decision(self.log, kind.id_of(ref), decision, kind.name)
-                if decision.next is not Next.WAIT:
-                    event = await self._final_event(hook, Outcome(ref, rule, decision, self.link))
-                    break
-                await asyncio.sleep(decision.sleep)
+            limit = (await hook.aconfig()).timeout
+            ended = await hook.arun_steps(whole_wait(wait, deadline, time.monotonic, self.log, limit))
+            event = ended.event(self.carry)
         except CmlException as exc:  # e.g. a bad connection: one error event, not a crashed trigger
-            event = self._event(kind, "error", str(exc))
+            event = self._error(str(exc))
         except Exception as exc:  # anything else a broken server provokes: the same, without details
             self.log.exception("Cloudera AI trigger for %s failed unexpectedly.", self.ref)
-            event = self._event(
-                kind, "error", f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__})."
-            )
+            event = self._error(f"The Cloudera AI trigger failed unexpectedly ({type(exc).__name__}).")
         finally:
             await hook.aclose()
         await self._hold()
-        yield event
+        yield TriggerEvent(event)
+
+    def _error(self, message: str) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": message,
+            "kind": self.kind,
+            "ref": self.ref,
+            "carry": self.carry,
+        }
 
     async def _hold(self) -> None:
         """Keep the event until ``not_before``: the scheduler must first see the deferral end."""
@@ -192,25 +190,6 @@ class CmlWorkloadTrigger(BaseTrigger):
         if early > 0:
             self.log.debug("Holding the event %.1fs (Airflow's deferral race window).", early)
             await asyncio.sleep(early)
-
-    async def _final_event(self, hook: CmlHook, outcome: Outcome) -> TriggerEvent:
-        decision, kind = outcome.decision, outcome.rule.kind
-        if decision.next is Next.ERROR:
-            return self._event(kind, "error", str(decision.error))
-        status = decision.state.status
-        if decision.next is Next.FINISHED:
-            result = "success" if kind.is_success(status) else "failed"
-            message = f"Cloudera AI {kind.name} {outcome.current_id} ended {status}{outcome.note}."
-            return self._event(kind, result, message, outcome)
-        if self.owns:
-            current = kind.current(outcome.ref, decision.state)
-            stop = await hook.astop_if_active(current, kind)
-            self.log.info(
-                "Cloudera AI %s %s: %s.", kind.name, outcome.current_id, stop.value or "not stopped"
-            )
-        else:
-            stop = StopResult.NOT_ASKED
-        return self._event(kind, _GAVE_UP[decision.next], outcome.gave_up_message(stop), outcome)
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user killed the deferred task (mark failed/success, clear).
@@ -237,93 +216,32 @@ class CmlWorkloadTrigger(BaseTrigger):
             await hook.aclose()
 
 
-class CmlJobRunTrigger(CmlWorkloadTrigger):
-    """Poll one job run until it ends, then fire one event.
-
-    Its events also carry ``run_id``, ``project_id``, ``job_id`` (of the run it ended on, a
-    platform retry perhaps), ``started_run_id``, ``run`` (the run without its environment) and
-    ``run_url``.
+def CmlJobRunTrigger(
+    *,
+    project_id: str,
+    job_id: str,
+    run_id: str,
+    owns: bool = True,
+    run_url: str | None = None,
+    follow_retries: bool = True,
+    **options: Any,
+) -> CmlWorkloadTrigger:
+    """The trigger that waits for one job run: :class:`CmlWorkloadTrigger` on the job-run kind.
 
     :param project_id: project ID (not a name: names are resolved before deferring).
     :param job_id: job ID.
     :param run_id: run ID.
-    :param owns_run: whether the deferring task started this run. Only then does the trigger stop
-        it, when the wait gives up or the task is killed; a sensor, or a task waiting for someone
-        else's run to free the job, never stops it.
+    :param owns: whether the deferring task started this run. Only then does the trigger stop it,
+        when the wait gives up or the task is killed; a sensor, or a task waiting for someone else's
+        run to free the job, never stops it.
     :param run_url: the run's page, repeated in failure messages.
     :param follow_retries: wait for the platform's Job Retry runs of a failed run.
-    :param options: ``conn_id``, ``poll_interval``, ``end_time``, ``unknown_grace``,
-        ``not_before``, ``carry``: as for :class:`CmlWorkloadTrigger`.
+    :param options: ``conn_id``, ``poll_interval``, ``end_time``, ``unknown_grace``, ``not_before``,
+        ``carry``, ``limit``: as for :class:`CmlWorkloadTrigger`.
     """
+    from airflow_provider_cml.workloads.job_runs import JOB_RUN
 
-    def __init__(
-        self,
-        *,
-        project_id: str,
-        job_id: str,
-        run_id: str,
-        owns_run: bool = True,
-        run_url: str | None = None,
-        follow_retries: bool = True,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            kind=JOB_RUN.home,
-            ref=RunRef(project_id, job_id, run_id)._asdict(),
-            owns=owns_run,
-            link=run_url,
-            follow_retries=follow_retries,
-            **options,
-        )
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """The class path and keyword arguments that rebuild this trigger in the triggerer."""
-        path, kwargs = super().serialize()
-        for generic in ("kind", "ref", "owns", "link"):
-            kwargs.pop(generic)
-        return path, {**self.ref, **kwargs, "owns_run": self.owns, "run_url": self.link}
-
-    def _more(self, started: Any, current: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            **current._asdict(),
-            "started_run_id": started.run_id,
-            "run": payload["answer"],
-            "run_url": self.link,
-        }
-
-
-#: What turns a finished run into its result or its error: :meth:`CmlHook.finished`, which adds
-#: what the platform's listings say about a failure.
-Finish = Callable[..., Mapping[str, Any]]
-
-
-def outcome_of_event(event: Mapping[str, Any] | None, finish: Finish | None = None) -> Mapping[str, Any]:
-    """Turn a trigger event into the finished workload's answer, or raise the matching clear error.
-
-    Shared by the deferrable operators and sensors so all read events the same way.
-
-    :param event: the event's payload.
-    :param finish: ``CmlHook.finished`` of the task's hook; without it a failure says the status's hint.
-    """
-    unexpected = CmlException(f"The Cloudera AI trigger sent an unexpected event: {event!r}")
-    if not event or "status" not in event:
-        raise unexpected
-    status = event["status"]
-    if status not in ("success", "failed", "timeout", "unclear"):
-        raise CmlException(event.get("message") or f"The Cloudera AI trigger failed: {event!r}")
-    if not isinstance(event.get("ref"), Mapping):
-        raise unexpected
-    kind = load_kind(str(event.get("kind") or JOB_RUN.home))
-    ref = kind.ref_from(event["ref"])
-    answer = event.get("answer")
-    link = event.get("link")
-    if status in ("success", "failed") and finish is not None and answer:
-        return finish(ref, answer, note=event.get("note", ""), link=link, kind=kind)
-    if status == "success":
-        return answer or {"id": kind.id_of(ref)}
-    if status == "failed":
-        kind.outcome(answer or {"id": kind.id_of(ref)}, link=link)
-    message = str(event.get("message"))
-    if status == "timeout":
-        raise kind.timeout_error(message, workload_id=kind.id_of(ref), status=None)
-    raise kind.error(message, workload_id=kind.id_of(ref), status=None)  # unclear
+    ref = {"project_id": project_id, "job_id": job_id, "run_id": run_id}
+    return CmlWorkloadTrigger(
+        kind=JOB_RUN.home, ref=ref, owns=owns, link=run_url, follow_retries=follow_retries, **options
+    )

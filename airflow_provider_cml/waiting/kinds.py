@@ -19,14 +19,81 @@ beyond its id and status: answers may hold secrets (a run's ``environment``).
 
 from __future__ import annotations
 
+import enum
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_cml.exceptions import CmlWorkloadError, CmlWorkloadTimeout
+
+if TYPE_CHECKING:
+    from airflow_provider_cml.client.attempts import Exchange
+
+    #: A step: yields requests, is sent their answers, returns its result.
+    Steps = Generator[Exchange, Any, Any]
+
+
+class StopResult(enum.Enum):
+    """What became of a request to stop a workload; messages say only what really happened."""
+
+    STOPPED = "it has been asked to stop"
+    ALREADY_ENDED = "it had already ended"
+    NOT_ASKED = ""
+    FAILED = "it could not be stopped and may still be running"
+
+
+class Retries(Protocol):
+    """How a platform retries a failed workload by starting a new one (a job's Job Retry).
+
+    A wait that follows retries reads the ``policy`` once, after the first failure it may cover;
+    then it looks for the retry every poll (``find``) until one appears or ``patience`` has passed.
+    """
+
+    def covers(self, answer: Mapping[str, Any]) -> bool:
+        """Whether the platform ever retries a failure such as this one (before any settings are read).
+
+        :param answer: the failed workload's final answer.
+        """
+
+    def policy(self, ref: Any, deadline: float | None) -> Steps:
+        """Steps that read the retry settings (``None``: the platform will not retry).
+
+        :param ref: the failed workload.
+        :param deadline: when the read must end.
+        """
+
+    def expects(self, policy: Any, answer: Mapping[str, Any], retries: int) -> bool:
+        """Whether the platform will retry this failure.
+
+        :param policy: what ``policy`` read.
+        :param answer: the failed workload's final answer.
+        :param retries: retries already seen.
+        """
+
+    def find(self, ref: Any, failed: Mapping[str, Any], deadline: float | None) -> Steps:
+        """Steps that look for the retry of ``failed``: its answer, or ``None`` while there is none.
+
+        :param ref: the failed workload.
+        :param failed: its final answer.
+        :param deadline: when the look must end.
+        """
+
+    def patience(self, policy: Any) -> float:
+        """Seconds after the failure when a retry that has not appeared is taken as not coming.
+
+        :param policy: what ``policy`` read.
+        """
+
+    def note(self, policy: Any, retries: int) -> str:
+        """Words for a result reached on a retry, e.g. ``" on the platform's retry 2 of 3"``.
+
+        :param policy: what ``policy`` read.
+        :param retries: retries seen.
+        """
+
 
 #: How many spellings of statuses a kind remembers (a kind has a dozen statuses, in a few spellings).
 MAX_SPELLINGS = 256
@@ -58,13 +125,14 @@ class WorkloadKind:
         API may leave out).
     :param hints: a few words on what each failure status means.
     :param event_fields: the answer's fields a trigger event may carry (never secrets).
-    :param platform_retries: whether the platform may start a new workload to retry a failed one
-        (a job's Job Retry); only then does a wait look for one.
+    :param retries: how to follow the platform's retries of a failed workload (a job's Job Retry
+        starts each as a new run), or ``None`` when the platform makes none.
     :param describe: a one-line, secret-free summary of an answer (default: name, id, status).
     :param error: the error for a workload that ended badly; :param timeout_error: for a wait
         that ran out of time first.
-    :param explained: whether the platform's usage and executions listings can say why one failed
-        (job runs: the hook then reads them, when the key may).
+    :param explain: why one failed, from what else the platform says (job runs: the usage and
+        executions listings), given the hook, the ref and the final answer; ``None``: only the
+        status's hint is said.
     :param instance_marks: timestamps that move when the workload starts anew (an application's
         ``starting_at`` and ``running_at``): how a wait after a restart tells the new instance
         from the old one (see :meth:`renewed`).
@@ -83,11 +151,11 @@ class WorkloadKind:
     missing_status: str = ""
     hints: Mapping[str, str] = field(default_factory=dict)
     event_fields: tuple[str, ...] = ("id", "status")
-    platform_retries: bool = False
+    retries: Retries | None = None
     describe: Callable[[Mapping[str, Any]], str] | None = None
     error: type[CmlWorkloadError] = CmlWorkloadError
     timeout_error: type[CmlWorkloadTimeout] = CmlWorkloadTimeout
-    explained: bool = False
+    explain: Callable[[Any, Any, Mapping[str, Any]], str | None] | None = None
     instance_marks: tuple[str, ...] = ()
     # Spellings already read: a wait reads the same few statuses on every poll of every trigger.
     _spellings: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -205,19 +273,13 @@ class WorkloadKind:
         """
         return str(ref[-1])
 
-    def current(self, ref: Any, state: Any) -> Any:
-        """What a wait is on now: what it started with, or the platform's latest retry of it.
+    def with_id(self, ref: Any, workload_id: str) -> Any:
+        """``ref`` naming another workload of the same parent (a platform's retry of it).
 
-        Only a kind with ``platform_retries`` moves on: its ref's last field becomes the id the
-        waiting rule last read.
-
-        :param ref: what the wait started with.
-        :param state: the waiting rule's state (``None`` at first).
+        :param ref: its IDs.
+        :param workload_id: the other workload's own id.
         """
-        latest = getattr(state, "run_id", None)
-        if not (self.platform_retries and latest):
-            return ref
-        return ref._replace(**{ref._fields[-1]: latest})
+        return ref._replace(**{ref._fields[-1]: workload_id})
 
     def ref_from(self, fields: Mapping[str, Any]) -> Any:
         """The ref named by a dict of its fields (as a trigger carries it).

@@ -10,16 +10,17 @@ scheduling (it is the enum's zero value, which the API may leave out). Nothing h
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from airflow_provider_cml.exceptions import CmlJobRunError, CmlJobRunTimeout
+from airflow_provider_cml.exceptions import CmlException, CmlJobRunError, CmlJobRunTimeout
 from airflow_provider_cml.validation import path_segment
-from airflow_provider_cml.waiting.kinds import WorkloadKind, parse_time, see
+from airflow_provider_cml.waiting.kinds import WorkloadKind, parse_time
 from airflow_provider_cml.workloads import api_fields
 
 SCHEDULING = "ENGINE_SCHEDULING"
@@ -45,17 +46,6 @@ _FAILURE_HINTS: dict[str, str] = {
     STOPPED: "the run was stopped by a person or by an API call",
     SKIPPED: "Cloudera AI skipped the run, usually because the job already had an active run",
 }
-
-
-class NoRetryYet:
-    """A look for the platform's retry run found none yet."""
-
-    def __repr__(self) -> str:
-        return "NO_RETRY_YET"
-
-
-#: What a look for the platform's retry of a failed run returns while there is none.
-NO_RETRY_YET = NoRetryYet()
 
 
 class RunRef(NamedTuple):
@@ -99,17 +89,8 @@ def run_path(ref: RunRef) -> str:
     return f"{runs_path(ref)}/{path_segment('run_id', ref.run_id)}"
 
 
-class StopResult(enum.Enum):
-    """What became of a request to stop a run; messages say only what really happened."""
-
-    STOPPED = "it has been asked to stop"
-    ALREADY_ENDED = "it had already ended"
-    NOT_ASKED = ""
-    FAILED = "it could not be stopped and may still be running"
-
-
-def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
-    """The platform's retry of ``failed`` in a newest-first runs listing, else ``NO_RETRY_YET``.
+def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The platform's retry of ``failed`` in a newest-first runs listing, else ``None``.
 
     Inference: a retry is the oldest run of the job created after the failed run ended (the API
     marks no run as a retry, and a person could start one at the same time).
@@ -125,7 +106,7 @@ def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Any:
         and run.get("id") != failed.get("id")
         and str(run.get("created_at", "")) > after
     ]
-    return later[-1] if later else NO_RETRY_YET
+    return later[-1] if later else None
 
 
 def created_before(run: Mapping[str, Any], moment: datetime) -> bool:
@@ -330,29 +311,118 @@ def describe_failure(usage: Mapping[str, Any] | None, execution: Mapping[str, An
     return "; ".join(parts) or None
 
 
-def gave_up_message(
-    run_id: str,
-    *,
-    noun: str = "run",
-    status: str | None,
-    when: str,
-    advice: str,
-    stop: StopResult,
-    link: str | None = None,
-) -> str:
-    """Why a wait ended before the run did (timeout, or a status that stayed unclear too long).
+#: How long after ``retry_delay`` a platform retry may take to appear before the wait stops expecting it.
+RETRY_START_GRACE = 60.0
+#: Final statuses Job Retry can retry (a success needs none; a stopped run is never retried).
+RETRIED_STATUSES = frozenset({FAILED, TIMEDOUT, SKIPPED})
+#: One page of a job's newest runs: where the platform's retry of a failed run shows up.
+RETRY_LISTING = {"sort": "-created_at", "page_size": 10}
 
-    :param run_id: the run's id (or another workload's).
-    :param noun: what is waited on: ``"run"``, or another kind's name.
-    :param status: the last status read, ``None`` if none could be read.
-    :param when: what ended the wait, e.g. ``"after 25s"``.
-    :param advice: what the DAG author can do about it.
-    :param stop: what became of stopping the run.
-    :param link: the run's page, if known.
+
+@dataclass(frozen=True)
+class JobRetry:
+    """The job's own Job Retry settings: Cloudera AI starts each retry as a new run of the job.
+
+    :param max_retry: retries the platform makes at most.
+    :param delay: seconds it waits before each.
+    :param statuses: final statuses it retries. ``retry_for_script_failure`` and
+        ``retry_for_system_failure`` both cover ``ENGINE_FAILED`` (inference: a JobRun does not say
+        which kind of failure it was, so either flag makes the wait expect a retry; when none comes,
+        the wait ends ``retry_delay`` + :data:`RETRY_START_GRACE` later with the failure).
     """
-    stopped = f"; {stop.value}" if stop.value else ""
-    still = f"was still {status or 'unreadable'} {when}{stopped}"
-    return f"Cloudera AI {noun} {run_id} {still}. {advice}.{see(link)}"
+
+    max_retry: int
+    delay: float
+    statuses: frozenset[str]
+
+    @classmethod
+    def of(cls, job: Mapping[str, Any] | None) -> JobRetry | None:
+        """The settings of a Job answer; ``None`` when the job does not retry.
+
+        :param job: a Job answer (``None`` if it could not be read).
+        """
+        if not job or not job.get("retry_enabled") or int(job.get("max_retry") or 0) <= 0:
+            return None
+        flags = {
+            FAILED: job.get("retry_for_script_failure") or job.get("retry_for_system_failure"),
+            TIMEDOUT: job.get("retry_for_timedout_runs"),
+            SKIPPED: job.get("retry_for_skipped_runs"),
+        }
+        statuses = frozenset(status for status, on in flags.items() if on)
+        return cls(int(job["max_retry"]), float(job.get("retry_delay") or 0), statuses) if statuses else None
+
+
+class JobRetries:
+    """How a wait follows a job's Job Retry (the :class:`~.waiting.kinds.Retries` of :data:`JOB_RUN`)."""
+
+    def covers(self, answer: Mapping[str, Any]) -> bool:
+        """Whether Job Retry may retry a run that ended so (a stopped run never is).
+
+        :param answer: the failed run.
+        """
+        return status_of(answer) in RETRIED_STATUSES
+
+    def policy(self, ref: RunRef, deadline: float | None) -> Any:
+        """Steps that read the job's Job Retry settings (``None`` when it does not retry, or cannot be read).
+
+        :param ref: the failed run.
+        :param deadline: when the read must end.
+        """
+        from airflow_provider_cml.client.attempts import Exchange  # not at DAG parsing: specs import this
+
+        try:
+            job = yield Exchange("GET", job_path(ref), deadline=deadline)
+        except CmlException as exc:
+            logging.getLogger(__name__).warning(
+                "Could not read the job's retry settings (%s); not waiting for platform retries.", exc
+            )
+            return None
+        return JobRetry.of(job)
+
+    def expects(self, policy: JobRetry | None, answer: Mapping[str, Any], retries: int) -> bool:
+        """Whether Job Retry will retry this failure.
+
+        :param policy: the job's settings.
+        :param answer: the failed run.
+        :param retries: retries already seen.
+        """
+        status = status_of(answer)
+        return (
+            policy is not None and status in RETRIED_STATUSES & policy.statuses and retries < policy.max_retry
+        )
+
+    def find(self, ref: RunRef, failed: Mapping[str, Any], deadline: float | None) -> Any:
+        """Steps that look for the retry among the job's newest runs (``None`` while there is none).
+
+        :param ref: the failed run.
+        :param failed: its final answer.
+        :param deadline: when the look must end.
+        """
+        from airflow_provider_cml.client.attempts import Exchange
+
+        page = yield Exchange("GET", runs_path(ref), RETRY_LISTING, deadline=deadline)
+        return retry_run_among(page, failed)
+
+    def patience(self, policy: JobRetry | None) -> float:
+        """``retry_delay`` + :data:`RETRY_START_GRACE`.
+
+        :param policy: the job's settings.
+        """
+        return (policy.delay if policy else 0.0) + RETRY_START_GRACE
+
+    def note(self, policy: JobRetry | None, retries: int) -> str:
+        """E.g. ``" on the platform's retry 2 of 3"``.
+
+        :param policy: the job's settings.
+        :param retries: retries seen.
+        """
+        of = f" of {policy.max_retry}" if policy else ""
+        return f" on the platform's retry {retries}{of}"
+
+
+def _explain(hook: Any, ref: RunRef, answer: Mapping[str, Any]) -> str | None:
+    """Why a run failed, from the usage and executions listings the hook's key may read."""
+    return hook.failure_details(ref, answer)
 
 
 #: A job run, as a workload to wait on (see :mod:`airflow_provider_cml.waiting.kinds`).
@@ -378,11 +448,11 @@ JOB_RUN = WorkloadKind(
         "running_at",
         "finished_at",
     ),
-    platform_retries=True,
+    retries=JobRetries(),
     describe=describe_run,
     error=CmlJobRunError,
     timeout_error=CmlJobRunTimeout,
-    explained=True,
+    explain=_explain,
 )
 
 #: The run's status in upper case; ``ENGINE_SCHEDULING`` when the answer leaves it out.
