@@ -9,17 +9,16 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_cml.exceptions import CmlConfigError
+from airflow_provider_cml.values import START_TOKEN_ENV as START_TOKEN_ENV  # still read from here
+from airflow_provider_cml.values import Arguments, Environment
 
 #: Environment-variable overrides as a DAG passes them: names to strings (numbers and booleans allowed).
 Overrides = Mapping[str, Any]
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Project and job IDs look like "lv1g-4hu5-a359-wagc".
 _RESOURCE_ID = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
 # What may never be in one path segment: it would change which resource the request names.
 _UNSAFE_SEGMENT = re.compile(r"[/?#\\\x00-\x1f\x7f]")
-#: Added to every v2 run's environment by the provider; a DAG may not set it.
-START_TOKEN_ENV = "AIRFLOW_CML_START_TOKEN"
 
 
 def path_segment(field: str, value: Any) -> str:
@@ -49,60 +48,22 @@ def looks_like_id(value: str) -> bool:
 
 
 def normalize_environment(environment: Mapping[str, Any] | None) -> dict[str, str]:
-    """Check override names and turn values into strings, as the API requires.
+    """The overrides as checked by :meth:`Environment.of <.values.Environment.of>`, as a dict.
 
-    str passes; int, float and bool become ``str(value)``; anything else is refused, naming the key
-    (never the value, which may be a secret).
+    For what keeps a plain dict (a job's, model's or application's spec); a run's overrides travel
+    as the :class:`~airflow_provider_cml.values.Environment` itself.
 
     :param environment: the overrides as the DAG gave them.
     """
-    if environment is None:
-        return {}
-    if not isinstance(environment, Mapping):
-        raise CmlConfigError(
-            f"environment must be a dict of NAME -> string, not {type(environment).__name__}."
-        )
-    result: dict[str, str] = {}
-    for name, value in environment.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise CmlConfigError(
-                f"environment key {name!r} is not a valid environment variable name: use letters, digits "
-                "and underscores, not starting with a digit."
-            )
-        if name == START_TOKEN_ENV:
-            raise CmlConfigError(
-                f"environment may not set {START_TOKEN_ENV}: the provider sets it to find a start whose "
-                "answer was lost. Use another name."
-            )
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise CmlConfigError(
-                    f"environment[{name!r}] contains a NUL character, which no process can receive."
-                )
-            result[name] = value
-        elif isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
-            result[name] = str(value)
-        else:
-            raise CmlConfigError(
-                f"environment[{name!r}] is a {type(value).__name__}; Cloudera AI accepts only strings. "
-                "Pass a string (json.dumps it if it is structured data)."
-            )
-    return result
+    return dict(Environment.of(environment))
 
 
 def validate_arguments(arguments: Any) -> str | None:
-    """``arguments`` reaches the job as one string (``JOB_ARGUMENTS``).
+    """``arguments`` as checked by :meth:`Arguments.of <.values.Arguments.of>`.
 
     :param arguments: what the DAG gave.
     """
-    if isinstance(arguments, str) and "\x00" in arguments:
-        raise CmlConfigError("arguments contains a NUL character, which no process can receive.")
-    if arguments is None or isinstance(arguments, str):
-        return arguments
-    raise CmlConfigError(
-        f"arguments must be a string (it reaches the script as JOB_ARGUMENTS), not "
-        f"{type(arguments).__name__}. Join a list with ' '.join(...) first."
-    )
+    return Arguments.of(arguments)
 
 
 def validate_positive(name: str, value: float | None, *, allow_none: bool = True) -> None:

@@ -31,6 +31,7 @@ USER_FACING = {
     "airflow_provider_cml.exceptions",
     "airflow_provider_cml.client.config",
     "airflow_provider_cml.validation",
+    "airflow_provider_cml.values",
 }
 
 

@@ -48,6 +48,7 @@ from airflow_provider_cml.hooks.jobs import JobDefinitions
 from airflow_provider_cml.hooks.names import NameCache
 from airflow_provider_cml.hooks.starting import RunStarter
 from airflow_provider_cml.validation import Overrides, validate_positive
+from airflow_provider_cml.values import Arguments, Environment
 from airflow_provider_cml.waiting import plan
 from airflow_provider_cml.waiting.kinds import StopResult, WorkloadKind
 from airflow_provider_cml.waiting.plan import Ended, Sleep, Steps, Wait, whole_wait
@@ -364,10 +365,13 @@ class CmlHook(BaseHook):
 
         :param project: project name or ID (v1: ``owner/slug``).
         :param job: job name or ID (v1: numeric job ID).
-        :param environment: overrides of the job's environment variables (values become strings).
+        :param environment: overrides of the job's environment variables: a mapping (values become
+            strings), checked here before any request, or an
+            :class:`~airflow_provider_cml.values.Environment`, already checked.
         :param arguments: one string, seen by the script as ``JOB_ARGUMENTS`` (v2 only).
+        :raises CmlConfigError: ``environment`` or ``arguments`` is not what the API can take.
         """
-        return self._starter.start(project, job, environment, arguments)
+        return self._starter.start(project, job, Environment.of(environment), Arguments.of(arguments))
 
     def active_run(self, project_id: str, job_id: str) -> dict[str, Any] | None:
         """The job's active run (the one that makes a start fail "already active"), or ``None``.

@@ -23,13 +23,8 @@ from airflow_provider_cml.exceptions import (
     CmlJobAlreadyActiveError,
 )
 from airflow_provider_cml.hooks.part import HookPart
-from airflow_provider_cml.validation import (
-    START_TOKEN_ENV,
-    Overrides,
-    normalize_environment,
-    path_segment,
-    validate_arguments,
-)
+from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.values import START_TOKEN_ENV, Arguments, Environment
 from airflow_provider_cml.workloads import job_runs as runs
 from airflow_provider_cml.workloads.job_runs import describe_run, run_environment
 
@@ -52,7 +47,7 @@ class RunStarter(HookPart):
     """
 
     def start(
-        self, project: str, job: str, environment: Overrides | None = None, arguments: str | None = None
+        self, project: str, job: str, environment: Environment, arguments: Arguments | None
     ) -> dict[str, Any]:
         """Start one run of a job and return the API's answer, never starting it twice.
 
@@ -73,23 +68,21 @@ class RunStarter(HookPart):
 
         :param project: project name or ID (v1: ``owner/slug``).
         :param job: job name or ID (v1: numeric job ID).
-        :param environment: overrides of the job's environment variables (values become strings).
-        :param arguments: one string, seen by the script as ``JOB_ARGUMENTS`` (v2 only).
+        :param environment: overrides of the job's environment variables, checked where they were given.
+        :param arguments: one string, seen by the script as ``JOB_ARGUMENTS`` (v2 only), checked too.
         """
-        env = normalize_environment(environment)
-        args = validate_arguments(arguments)
         if self.hook.is_legacy_v1:
-            return self._start_v1(project, job, env, args)
+            return self._start_v1(project, job, environment, arguments)
         ref = self.hook.resolve_run(project, job, "")
         path = runs.runs_path(ref)
         token = uuid.uuid4().hex
         body: dict[str, Any] = {
             "project_id": ref.project_id,
             "job_id": ref.job_id,
-            "environment": {**env, START_TOKEN_ENV: token},
+            "environment": {**environment, START_TOKEN_ENV: token},
         }
-        if args is not None:
-            body["arguments"] = args
+        if arguments is not None:
+            body["arguments"] = str(arguments)
         deadline = self.hook.budget(START_BUDGET * self.hook.config.timeout)
         since = datetime.now(timezone.utc) - CLOCK_SKEW
         refused_idle = False
@@ -133,7 +126,7 @@ class RunStarter(HookPart):
             deadline=deadline,
             what=f"start of job {job!r}",
             not_found=f"job {job!r} in project {project!r}",
-            secrets=list(env.values()),
+            secrets=list(environment.values()),
             on_refusal=on_refusal,
         )
         self.hook.log.info("Started Cloudera AI %s.", describe_run(run))
@@ -204,7 +197,9 @@ class RunStarter(HookPart):
         ours.sort(key=lambda run: runs.status_of(run) == runs.SKIPPED)
         return (ours[0] if ours else None), (not ours and listed_any and not shows_environment)
 
-    def _start_v1(self, project: str, job: str, env: dict[str, str], args: str | None) -> dict[str, Any]:
+    def _start_v1(
+        self, project: str, job: str, environment: Environment, arguments: Arguments | None
+    ) -> dict[str, Any]:
         owner, _, slug = str(project).strip("/").partition("/")
         if not owner or not slug or "/" in slug:
             raise CmlConfigError(
@@ -216,7 +211,7 @@ class RunStarter(HookPart):
                 f"On a v1 connection, job must be the numeric job ID from the job's web address "
                 f"(.../jobs/208 -> '208'), not {job!r}."
             )
-        if args is not None:
+        if arguments is not None:
             raise CmlConfigError("The legacy v1 Jobs API cannot pass arguments; use a v2 connection.")
         path = (
             f"/projects/{path_segment('owner', owner)}/{path_segment('project slug', slug)}/jobs/{job}/start"
@@ -225,7 +220,7 @@ class RunStarter(HookPart):
             answer = self.hook.transport.request(
                 "POST",
                 path,
-                body={"environment": env} if env else {},
+                body={"environment": dict(environment)} if environment else {},
                 idempotent=False,
                 not_found=f"v1 job {job!r} of project {project!r}",
             )

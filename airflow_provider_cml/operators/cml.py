@@ -6,12 +6,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml._compat import mask_if_sensitive
 from airflow_provider_cml.defaults import DEFAULT_CONN_ID, DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlConfigError, CmlJobAlreadyActiveError, CmlJobRunTimeout
 from airflow_provider_cml.links import RUN_URL_XCOM_KEY, CmlJobRunLink
 from airflow_provider_cml.operators.base import CmlBaseOperator
-from airflow_provider_cml.validation import normalize_environment, validate_arguments, validate_choice
+from airflow_provider_cml.validation import validate_choice
+from airflow_provider_cml.values import Arguments, Environment
 
 if TYPE_CHECKING:
     from airflow_provider_cml._compat import Context
@@ -105,6 +105,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         self.reattach_on_retry = reattach_on_retry
         self.follow_retries = follow_retries
         self._started: RunRef | None = None
+        #: ``environment`` and ``arguments`` as checked values, once templates are rendered.
+        self._checked: tuple[Environment, Arguments | None] | None = None
         self._run_url: str | None = None
 
     def execute(self, context: Context) -> str:
@@ -128,13 +130,17 @@ class CmlRunJobOperator(CmlBaseOperator):
         # The extra link reads this XCom; it exists from the first moment so that Airflow, asking for
         # the link of a task that failed before starting anything, does not log "XCom not found".
         context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=None)
-        overrides = normalize_environment(self.environment)
-        validate_arguments(self.arguments)
-        for name, value in overrides.items():
-            mask_if_sensitive(name, value)
+        # Checked, and secret values masked, before anything is asked or started; the start sends these.
+        self._checked = self._check_inputs()
         if self.hook.is_legacy_v1:
             return self._execute_v1(context)
         return self._start_and_wait(context, self._deadline(context))
+
+    def _check_inputs(self) -> tuple[Environment, Arguments | None]:
+        """The rendered ``environment`` and ``arguments`` as checked values; secret values masked in logs."""
+        environment = Environment.of(self.environment)
+        environment.mask_sensitive()
+        return environment, Arguments.of(self.arguments)
 
     def _start_and_wait(self, context: Context, deadline: float | None) -> str:
         """Start (or adopt) the run, publish its ids, then wait by ``deadline`` (UNIX time).
@@ -214,11 +220,13 @@ class CmlRunJobOperator(CmlBaseOperator):
         from airflow_provider_cml.reattach import task_identity
 
         hook = self.hook
-        environment = {**normalize_environment(self.environment), **task_identity(context)}
+        # Made by run_job; a task resumed after a busy job's deferral (a new operator) checks them here.
+        environment, arguments = self._checked or self._check_inputs()
+        environment = environment.tagged(task_identity(context))
         vanished = 0
         while True:
             try:
-                return hook.start_job_run(ids.project_id, ids.job_id, environment, self.arguments)
+                return hook.start_job_run(ids.project_id, ids.job_id, environment, arguments)
             except CmlJobAlreadyActiveError as exc:
                 busy = exc
             # Acted on outside the except block: an error raised below (a timeout, a kill) must not
@@ -348,7 +356,8 @@ class CmlRunJobOperator(CmlBaseOperator):
                 "status, so this task cannot wait for the job. Set wait_for_completion=False (the task "
                 "then only starts the job), or use a v2 connection."
             )
-        answer = self.hook.start_job_run(self.project, self.job, self.environment, self.arguments)
+        environment, arguments = self._checked or self._check_inputs()
+        answer = self.hook.start_job_run(self.project, self.job, environment, arguments)
         engine_id = str(answer.get("engine_id"))
         context["ti"].xcom_push(key="engine_id", value=engine_id)
         return engine_id
