@@ -113,3 +113,10 @@ class CmlApplicationError(CmlWorkloadError):
 
 class CmlModelCallError(CmlException):
     """A deployed model answered a call without success (its function raised, or refused the input)."""
+
+
+class Undecidable(CmlApiError):
+    """A create whose answer was lost, and whose result no listing can show (e.g. one that hides what marks it).
+
+    Nothing is sent again: the message says what to check in the workbench.
+    """

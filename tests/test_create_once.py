@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from airflow_provider_cml.client.create_once import LOOKUPS, Undecidable, post_once
+from airflow_provider_cml.client.create_once import LOOKUPS, post_once
+from airflow_provider_cml.exceptions import Undecidable
 from airflow_provider_cml.client.retry import RetryPolicy
 from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import CmlApiError

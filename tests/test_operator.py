@@ -378,7 +378,9 @@ def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
     resumed = _operator(StubHook(), if_active="wait", deferrable=True)
     later = time.time() + 30
     with pytest.raises(TaskDeferred) as info:
-        resumed.execute_after_busy({"ti": StubTI()}, {**EVENT, "status": "success", "carry": {"deadline": later}})
+        resumed.execute_after_busy(
+            {"ti": StubTI()}, {**EVENT, "status": "success", "carry": {"deadline": later}}
+        )
     assert info.value.trigger.serialize()[1]["end_time"] == later
     # The deadline passed first: nothing is started.
     late = StubHook()

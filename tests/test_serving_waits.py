@@ -188,4 +188,7 @@ def test_the_old_instance_is_graced_then_the_wait_gives_up():
         state = rule.judge(OLD, now, state).state
     decision = rule.judge(OLD, 3.0, state)
     assert decision.next is Next.UNCLEAR
-    assert "as it was before it (no new start seen)" in rule.why_gave_up(decision.next, decision.state.renewed, None)[0]
+    assert (
+        "as it was before it (no new start seen)"
+        in rule.why_gave_up(decision.next, decision.state.renewed, None)[0]
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.client.retry import Clock, RetryPolicy, is_transient
 from airflow_provider_cml.client.sync_client import NotDone
-from airflow_provider_cml.exceptions import CmlApiError
+from airflow_provider_cml.exceptions import CmlApiError, Undecidable
 
 if TYPE_CHECKING:
     from airflow_provider_cml.hooks.cml import CmlHook
@@ -29,13 +29,6 @@ CREATE_BUDGET = 3
 LookUp = Callable[[], "Mapping[str, Any] | None"]
 #: What a refusal (an HTTP error answer) means: raise, return what exists, or ``None`` to resend.
 OnRefusal = Callable[[CmlApiError, "Attempt"], "Mapping[str, Any] | None"]
-
-
-class Undecidable(CmlApiError):
-    """A look-up that cannot tell whether the lost POST acted (e.g. the listing hides what marks it).
-
-    Raised through :func:`look_up_lagging` at once: nothing is sent again.
-    """
 
 
 class Attempt:

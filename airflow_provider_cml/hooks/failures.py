@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cml.exceptions import CmlApiError, CmlException
-from airflow_provider_cml.workloads import job_runs as runs
+from airflow_provider_cml.workloads import run_failures
 from airflow_provider_cml.workloads.job_runs import RunRef
 
 if TYPE_CHECKING:
@@ -53,12 +53,14 @@ class FailureExplainer:
             except CmlException as exc:
                 self.hook.log.warning("Could not read why run %s failed: %s", ref.run_id, exc)
                 return None
-            low, high = runs.time_window(run)
+            low, high = run_failures.time_window(run)
             usage = self._from_listing(
                 "usage",
                 ref,
-                lambda: runs.match_usage(
-                    self.hook.transport.request("GET", "/usage", params=runs.usage_query(job, low, high)),
+                lambda: run_failures.match_usage(
+                    self.hook.transport.request(
+                        "GET", "/usage", params=run_failures.usage_query(job, low, high)
+                    ),
                     job,
                     run,
                 ),
@@ -66,7 +68,7 @@ class FailureExplainer:
             execution = self._from_listing(
                 "executions", ref, lambda: self._find_execution(job, run, low, high)
             )
-        return runs.describe_failure(usage, execution)
+        return run_failures.describe_failure(usage, execution)
 
     def _from_listing(
         self, listing: str, ref: RunRef, read: Callable[[], Mapping[str, Any] | None]
@@ -103,17 +105,17 @@ class FailureExplainer:
         On a busy workbench the run may not be on the first page: once the job's workload (and so
         its CRN) is seen, the listing is narrowed to that workload (``multi_column_search_filter``).
         """
-        query = runs.executions_query(low, high)
+        query = run_failures.executions_query(low, high)
         best: Mapping[str, Any] | None = None
         for _ in range(EXECUTION_PAGES):
             page = self.hook.transport.request("GET", "/workloads/executions", params=query)
             token = page.get("next_page_token") if isinstance(page, Mapping) else None
-            crn = runs.workload_crn(page, job)
+            crn = run_failures.workload_crn(page, job)
             if token and crn and "multi_column_search_filter" not in query:
                 # More pages: a closer execution of this job may be on one. Ask for the job's alone.
-                query = runs.executions_query(low, high, workload_crn=crn)
+                query = run_failures.executions_query(low, high, workload_crn=crn)
                 continue
-            best = runs.match_execution(page, job, run) or best
+            best = run_failures.match_execution(page, job, run) or best
             if not token:
                 break
             query = {**query, "page_token": token}

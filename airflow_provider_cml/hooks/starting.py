@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_cml.client.create_once import Attempt, Undecidable, look_up_lagging, post_once_for
+from airflow_provider_cml.client.create_once import Attempt, look_up_lagging, post_once_for
+from airflow_provider_cml.exceptions import Undecidable
 from airflow_provider_cml.client.retry import is_refusal
 from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import (
