@@ -24,8 +24,18 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
-from tests.airflow_services import FINAL, ROOT, UV, Services, environment, free_port, install, run, wait_for
 from tests.conftest import API_KEY
+from tests.system.airflow_services import (
+    FINAL,
+    ROOT,
+    UV,
+    Services,
+    environment,
+    free_port,
+    install,
+    run,
+    wait_for,
+)
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
-from tests.airflow_services import FINAL, UV, Services, environment, free_port, install, wait_for
 from tests.conftest import API_KEY
+from tests.system.airflow_services import FINAL, UV, Services, environment, free_port, install, wait_for
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
