@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
 # A public client of the real API that no one here wrote, in a virtualenv of its own (its
-# dependencies are not Airflow's): tests/test_third_party_clients.py drives the workbench with it.
+# dependencies are not Airflow's): tests/system/test_third_party_clients.py drives the workbench with it.
 MCP_VENV := .venv-mcp
 MCP_VERSION := 0.2.13
 MCP_STAMP := $(MCP_VENV)/.installed-cai-mcp-server-$(MCP_VERSION)

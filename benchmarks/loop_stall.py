@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tests.client.test_hostile_servers import hostile_trigger
+from tests.client.test_hostile_wire import big_answer, raw_answer
 from tests.hostile import hostile
-from tests.test_hostile import hostile_trigger
-from tests.test_hostile_wire import big_answer, raw_answer
 
 
 async def _with_ticker(trigger: Any) -> tuple[str, float]:

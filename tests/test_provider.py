@@ -42,7 +42,7 @@ def test_providers_manager_finds_the_hook_and_the_form_fields():
 
     if not widgets and importlib.util.find_spec("wtforms") is None:
         # Airflow 3.0/3.1 read only the hook's wtforms widgets and mock wtforms in the API server:
-        # tests/test_ui.py checks that path through the real server.
+        # tests/system/test_ui.py checks that path through the real server.
         pytest.skip("this Airflow builds the form from wtforms widgets, and wtforms is not installed")
     assert {"extra__cml__api_version", "extra__cml__ca_bundle", "extra__cml__verify_ssl"} <= set(widgets)
     behaviour = manager.field_behaviours["cml"]

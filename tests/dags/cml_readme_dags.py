@@ -2,7 +2,7 @@
 
 Each ```python block of the README that imports an operator or a sensor is run as the body of a
 DAG, unchanged (so it must bring its own imports and names); :func:`fast_polls` then shortens the
-production poll intervals it shows, as ``make demo`` does. ``tests/test_readme.py`` runs the DAGs
+production poll intervals it shows, as ``make demo`` does. ``tests/system/test_readme.py`` runs the DAGs
 against a local workbench holding the demo project.
 """
 

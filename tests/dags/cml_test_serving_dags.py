@@ -109,7 +109,7 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             **POLL,
         )
 
-# tests/test_secrets.py: a secret in a deployment's and an application's environment, and the
+# tests/system/test_secrets.py: a secret in a deployment's and an application's environment, and the
 # model's access key (read by call_model), must appear nowhere Airflow keeps things.
 SECRET_ENV = {"DB_PASSWORD": "s3cr3t-Pa55w0rd-XYZ"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_dags import _states, _xcom
+from tests.system.test_dags import _states, _xcom
 
 pytestmark = pytest.mark.airflow_dag
 

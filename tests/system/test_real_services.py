@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
-from tests.airflow_services import FINAL, UV, Services, environment, free_port, install, wait_for
 from tests.conftest import API_KEY
+from tests.system.airflow_services import FINAL, UV, Services, wait_for
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -147,31 +147,14 @@ DAG_IDS = (
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, workbench) -> Iterator[Services]:
-    base = tmp_path_factory.mktemp("deployment")
-    venv = install(base, f"apache-airflow=={AIRFLOW_VERSION}")
-    (base / "dags").mkdir()
-    (base / "dags" / "cml_real_services.py").write_text(DAG_FILE)
-    port = free_port()
-    env = environment(
-        base, port, workbench.airflow_connection(API_KEY), AIRFLOW__CORE__EXECUTOR="LocalExecutor"
-    )
-    services = Services(
-        base,
-        venv,
-        env,
-        {
-            "api-server": ["api-server", "--port", str(port)],
-            "scheduler": ["scheduler", "--skip-serve-logs"],  # else a log server listens on every interface
-            "dag-processor": ["dag-processor"],
-            "triggerer": ["triggerer", "--skip-serve-logs"],
-        },
-    )
-    try:
-        services.up(DAG_IDS)
+def deployment(airflow_deployment) -> Iterator[Services]:
+    with airflow_deployment(
+        "deployment",
+        dag_file={"cml_real_services.py": DAG_FILE},
+        dag_ids=DAG_IDS,
+        settings={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"},
+    ) as services:
         yield services
-    finally:
-        services.down()
 
 
 def _logs(deployment: Services) -> str:

@@ -16,7 +16,7 @@ import requests
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.workloads.models import CmlModelSpec
 from tests.conftest import API_KEY, MOCK_URL
-from tests.test_serving import MODEL, _deploy, _model
+from tests.workloads.test_serving import MODEL, _deploy, _model
 
 ONE_MODEL = MODEL + r"/[^/]+"
 

@@ -32,7 +32,7 @@ class ToyRef(NamedTuple):
 
 
 TOY = WorkloadKind(
-    home="tests.test_workload_kinds:TOY",
+    home="tests.waiting.test_kinds:TOY",
     name="toy",
     ref_type=ToyRef,
     read_path=lambda ref: f"/projects/{ref.project_id}/toys/{ref.toy_id}",

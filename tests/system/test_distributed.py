@@ -24,8 +24,15 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
-from tests.airflow_services import FINAL, ROOT, UV, Services, environment, free_port, install, run, wait_for
-from tests.conftest import API_KEY
+from tests.system.airflow_services import (
+    FINAL,
+    ROOT,
+    UV,
+    Services,
+    free_port,
+    run,
+    wait_for,
+)
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -245,57 +252,46 @@ class Cluster(Services):
         return split
 
 
+@contextlib.contextmanager
+def _celery_on_postgres(base: Path) -> Iterator[dict[str, str]]:
+    """Postgres and Redis for the deployment in ``base``, and the settings that use them."""
+    with _postgres(base) as database, _redis(base) as broker:
+        yield {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "256",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}",
+            # SQLAlchemy 2: the Celery result backend needs the psycopg2 dialect named.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}",
+            "AIRFLOW__CELERY__BROKER_URL": broker,
+            # A killed worker's task is noticed in seconds, not the default five minutes.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            # A killed triggerer's triggers move to the other one after this many seconds.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
+        }
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, workbench) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("distributed")
+def cluster(airflow_deployment, workbench) -> Iterator[Cluster]:
     project = workbench.workbench.job_by_name("Analytics", "train").project
     existing = {job.name for job in workbench.workbench.jobs.values()}
     for i in range(MANY):  # scriptless jobs (90 s runs: a steady stretch of polling) for scenario 5
         if f"dist-{i:03d}" not in existing:
             workbench.workbench.add_job(project, f"dist-{i:03d}", script="", duration=90)
-    venv = install(base, f"apache-airflow[celery,postgres]=={AIRFLOW_VERSION}")
-    (base / "dags").mkdir()
-    (base / "dags" / "dist_dags.py").write_text(DAG_FILE)
-    with _postgres(base) as database, _redis(base) as broker:
-        port = free_port()
-        env = environment(
-            base,
-            port,
-            workbench.airflow_connection(API_KEY),
-            AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
-            AIRFLOW__CORE__PARALLELISM="256",
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://{database}",
-            # SQLAlchemy 2: the Celery result backend needs the psycopg2 dialect named.
-            AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql+psycopg2://{database}",
-            AIRFLOW__CELERY__BROKER_URL=broker,
-            # A killed worker's task is noticed in seconds, not the default five minutes.
-            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC="2",
-            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="12",
-            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="2",
-            # A killed triggerer's triggers move to the other one after this many seconds.
-            AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
-            AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD="6",
-        )
-        worker = ["celery", "worker", "-c", "8", "--skip-serve-logs", "--celery-hostname"]
-        cluster = Cluster(
-            base,
-            venv,
-            env,
-            {
-                "api-server": ["api-server", "--port", str(port)],
-                "scheduler": ["scheduler", "--skip-serve-logs"],
-                "dag-processor": ["dag-processor"],
-                "triggerer-1": ["triggerer", "--skip-serve-logs"],
-                "triggerer-2": ["triggerer", "--skip-serve-logs"],
-                "worker-1": [*worker, "w1@%h"],
-                "worker-2": [*worker, "w2@%h"],
-            },
-        )
-        try:
-            cluster.up(DAG_IDS)
-            yield cluster
-        finally:
-            cluster.down()
+    worker = ["celery", "worker", "-c", "8", "--skip-serve-logs", "--celery-hostname"]
+    with airflow_deployment(
+        "distributed",
+        dag_file={"dist_dags.py": DAG_FILE},
+        dag_ids=DAG_IDS,
+        extras="celery,postgres",
+        backing=_celery_on_postgres,
+        triggerers=2,
+        more={"worker-1": [*worker, "w1@%h"], "worker-2": [*worker, "w2@%h"]},
+        kind=Cluster,
+    ) as cluster:
+        yield cluster
 
 
 def _states(cluster: Cluster, dag_id: str, run_id: str) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_cml.hooks.cml import CmlHook
 from tests.conftest import API_KEY, seen_by
-from tests.test_dags import _states, _xcom
+from tests.system.test_dags import _states, _xcom
 
 pytestmark = pytest.mark.airflow_dag
 

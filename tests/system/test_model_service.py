@@ -24,9 +24,9 @@ import pytest
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
-from tests.test_serving import _context
+from tests.workloads.test_serving import _context
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 KEY = "model-service-key-1"
 #: Nothing listens on the discard port of this machine: the connection is refused.
 NOWHERE = "http://127.0.0.1:9/model"

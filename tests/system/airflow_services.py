@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 #: Task states that end a task instance.
 FINAL = ("success", "failed", "upstream_failed", "skipped")

@@ -9,7 +9,7 @@ from airflow_provider_cml.testing.workbench import RUNTIME_ID
 from airflow_provider_cml.workloads.applications import CmlApplicationSpec
 from airflow_provider_cml.workloads.jobs import CmlJobSpec
 from airflow_provider_cml.workloads.models import CmlModelSpec
-from tests.test_serving import APPS, BUILDS, _deploy, _run_app
+from tests.workloads.test_serving import APPS, BUILDS, _deploy, _run_app
 
 BOTH = {"runtime_identifier": RUNTIME_ID, "kernel": "python3"}
 

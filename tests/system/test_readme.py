@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_cml.testing import local_workbench
 from tests.dags.cml_readme_dags import MAKES_TASKS, snippets
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 BLOCK = re.compile(r"# \[START (howto_\w+)\]\n(.*?)\n\s*# \[END \1\]", re.S)
 
 
@@ -69,7 +69,7 @@ def demo_workbench(tmp_path_factory):
 def test_each_snippet_that_makes_tasks_runs_in_a_dag_against_the_workbench(
     number, demo_workbench, dagbag, monkeypatch
 ):
-    from tests.test_dags import _states
+    from tests.system.test_dags import _states
 
     server, key = demo_workbench
     monkeypatch.setenv("AIRFLOW_CONN_CML_DEFAULT", server.airflow_connection(key))

@@ -372,7 +372,7 @@ def test_retry_after_cannot_stretch_a_wait_and_a_refused_stop_is_reported_as_suc
 
 def _operator_run(monkeypatch, url: str, **kwargs: Any) -> tuple[BaseException | None, float]:
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
-    from tests.test_operator import StubTI
+    from tests.operators.test_cml import StubTI
 
     _hook(monkeypatch, url, timeout=1, max_retries=3)
     operator = CmlRunJobOperator(
@@ -463,7 +463,7 @@ def test_bad_connection_settings_fail_before_any_request(monkeypatch, extra, wor
 )
 def test_bad_task_arguments_fail_before_any_request(monkeypatch, kwargs, words):
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
-    from tests.test_operator import StubTI
+    from tests.operators.test_cml import StubTI
 
     with hostile(lambda r: [answer(200, run_json())]) as server:
         _hook(monkeypatch, server.url)

@@ -23,9 +23,7 @@ from airflow_provider_cml.client.attempts import MAX_BODY_BYTES, unresolved
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
-from tests.conftest import FakeClock
-from tests.hostile import budgets, hostile, plain_http_server
-from tests.test_hostile import (
+from tests.client.test_hostile_servers import (
     JID,
     KEY,
     PID,
@@ -38,6 +36,8 @@ from tests.test_hostile import (
     hostile_trigger,
     run_json,
 )
+from tests.conftest import FakeClock
+from tests.hostile import budgets, hostile, plain_http_server
 
 
 def raw_answer(head: str, body: bytes) -> bytes:

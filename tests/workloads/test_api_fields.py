@@ -18,7 +18,7 @@ from airflow_provider_cml.workloads import api_fields
 from airflow_provider_cml.workloads.applications import CmlApplicationSpec
 from airflow_provider_cml.workloads.jobs import CmlJobSpec
 from tests.conftest import API_KEY
-from tests.test_serving import APPS, DEPLOYMENTS, _context, _deploy, _run_app
+from tests.workloads.test_serving import APPS, DEPLOYMENTS, _context, _deploy, _run_app
 
 #: One spec field per category a proto3 answer leaves out.
 ZERO_APP_FIELDS = {

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from airflow_provider_cml.exceptions import CmlApplicationError
-from tests.test_serving import _app, _context, _run_app
+from tests.workloads.test_serving import _app, _context, _run_app
 
 try:  # Airflow 3.2+ moved it to the Task SDK
     from airflow.sdk.exceptions import TaskDeferred
@@ -88,7 +88,7 @@ def _deferred_build(name: str, **model):
     """A deferrable deploy's first deferral (the build) and the event its trigger fires."""
     from airflow_provider_cml.operators.models import CmlDeployModelOperator
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
-    from tests.test_serving import _model
+    from tests.workloads.test_serving import _model
 
     operator = CmlDeployModelOperator(
         task_id="deploy",
