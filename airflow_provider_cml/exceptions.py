@@ -116,7 +116,7 @@ class CmlModelCallError(CmlException):
 
 
 class Undecidable(CmlApiError):
-    """A create whose answer was lost, and whose result no listing can show (e.g. one that hides what marks it).
+    """A create whose answer was lost, and whose result no listing can show (it hides what marks it).
 
     Nothing is sent again: the message says what to check in the workbench.
     """

@@ -15,9 +15,9 @@ from airflow_provider_cml import values
 from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.values import START_TOKEN_ENV, Arguments, Environment
+from tests.client.test_hostile_servers import JID, PID, _hook, run_json
 from tests.hostile import Seen, answer, hostile
-from tests.test_hostile import JID, PID, _hook, run_json
-from tests.test_operator import StubHook, StubTI, _operator
+from tests.operators.test_cml import StubHook, StubTI, _operator
 
 SECRET = "s3cr3t-value-0042"
 

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_cml.client.create_once import Attempt, look_up_lagging, post_once_for
-from airflow_provider_cml.exceptions import Undecidable
 from airflow_provider_cml.client.retry import is_refusal
 from airflow_provider_cml.client.sync_client import NotDone
 from airflow_provider_cml.exceptions import (
@@ -22,6 +21,7 @@ from airflow_provider_cml.exceptions import (
     CmlConfigError,
     CmlException,
     CmlJobAlreadyActiveError,
+    Undecidable,
 )
 from airflow_provider_cml.hooks.part import HookPart
 from airflow_provider_cml.validation import path_segment

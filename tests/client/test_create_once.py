@@ -7,10 +7,9 @@ import logging
 import pytest
 
 from airflow_provider_cml.client.create_once import LOOKUPS, post_once
-from airflow_provider_cml.exceptions import Undecidable
 from airflow_provider_cml.client.retry import RetryPolicy
 from airflow_provider_cml.client.sync_client import NotDone
-from airflow_provider_cml.exceptions import CmlApiError
+from airflow_provider_cml.exceptions import CmlApiError, Undecidable
 
 LOG = logging.getLogger("test")
 
