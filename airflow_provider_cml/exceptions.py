@@ -16,6 +16,14 @@ class CmlConfigError(CmlException):
     """The connection or the task's arguments are wrong; the message says how to fix them."""
 
 
+class CmlTaskReturnError(CmlConfigError):
+    """A ``@task.cml`` function returned something that is not a run's overrides.
+
+    The message names what was returned (its type, its keys and the types of their values), never
+    a value: an environment may hold secrets.
+    """
+
+
 class CmlLookupError(CmlException):
     """A project or job name matched nothing, or more than one thing."""
 

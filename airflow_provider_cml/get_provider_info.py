@@ -57,6 +57,8 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_cml.triggers.cml"]}
         ],
+        # @task.cml: Airflow's TaskFlow collection looks the name up here.
+        "task-decorators": [{"name": "cml", "class-name": "airflow_provider_cml.decorators.cml.cml_task"}],
         "extra-links": [
             "airflow_provider_cml.links.CmlJobRunLink",
             "airflow_provider_cml.links.CmlModelLink",

@@ -1,0 +1,1 @@
+"""TaskFlow decorators: ``@task.cml`` (registered through ``get_provider_info()``)."""
