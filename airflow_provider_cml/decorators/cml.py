@@ -51,15 +51,19 @@ def describe(value: object) -> str:
     """
     if isinstance(value, Mapping):
         shown = [
-            f"{key!r}: {type(item).__name__}" if isinstance(key, str) else f"<{type(key).__name__} key>"
+            f"{repr(key) if isinstance(key, str) else f'<{type(key).__name__} key>'}: {type(item).__name__}"
             for key, item in list(value.items())[:NAMED_KEYS]
         ]
         if len(value) > NAMED_KEYS:
             shown.append(f"... {len(value) - NAMED_KEYS} more")
-        return f"a {type(value).__name__} {{{', '.join(shown)}}}"
+        return f"{_a(type(value).__name__)} {{{', '.join(shown)}}}"
     if isinstance(value, (list, tuple, set, frozenset)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"a {type(value).__name__}"
+        return f"{_a(type(value).__name__)} of {len(value)} items"
+    return _a(type(value).__name__)
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def parse_overrides(returned: object, function: str = "function") -> Overrides:
