@@ -7,6 +7,8 @@ What it shows:
 * One job, five mapped task instances (``.expand()`` over dates). Cloudera AI allows one active run
   per job; ``if_active="wait"`` makes each instance wait for the job to be free, so the five runs
   happen one after another and none fails "already active".
+* ``@task.cml``: a Python function decides the run's overrides when the task runs (here the model,
+  by the day of the week); the job then runs and is awaited as by ``CmlRunJobOperator``.
 * ``CmlSubmitRunOperator``: no hand-made job at all. Each mapped instance gets a job of its own
   (named for the task and map index), runs it, and deletes it afterwards (``delete_job_after``).
 
@@ -15,12 +17,13 @@ What it shows:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 try:
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, task
 except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.jobs import CmlCreateOrUpdateJobOperator, CmlSubmitRunOperator
@@ -69,6 +72,16 @@ with DAG(
     ).expand(environment=PARTITIONS)
     # [END howto_cml_fan_out]
 
+    # [START howto_cml_task_decorator]
+    @task.cml(project=PROJECT, job="score-partition", if_active="wait", poll_interval=30, timeout=60 * 60)
+    def score_today(day: str) -> dict[str, str]:
+        """Runs in the worker; returns the run's environment (or {"job": ..., "environment": ...})."""
+        weekend = date.fromisoformat(day).weekday() >= 5
+        return {"PARTITION_DATE": day, "MODEL": "churn-v3-weekend" if weekend else "churn-v3"}
+
+    score_today_run = score_today(f"{{{{ {DAY} }}}}")  # templated; the task returns the run's id
+    # [END howto_cml_task_decorator]
+
     # [START howto_cml_submit_run]
     backfill = CmlSubmitRunOperator.partial(
         task_id="backfill_day",
@@ -79,4 +92,4 @@ with DAG(
     ).expand(environment=PARTITIONS[:2])
     # [END howto_cml_submit_run]
 
-    define_scoring >> score_each_day >> backfill
+    define_scoring >> score_each_day >> score_today_run >> backfill

@@ -21,7 +21,7 @@ def fast_polls(task: Any) -> None:
         arguments in ``partial_kwargs``.
     """
     settings = getattr(task, "partial_kwargs", None)
-    if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator"):
+    if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator", "CmlDecoratedOperator"):
         if settings is not None:
             settings["poll_interval"] = FAST
         else:

@@ -25,6 +25,7 @@ with DAG("cml_test_decorator", **ARGS):
             "KEEP": "{{ dag.dag_id }}",
         },
         poll_interval=0.2,
+        allow_nested_operators=False,  # Airflow 2.10 raises on an execute called from another execute
     )
     def pick(from_arg: str, ds=None):
         return {

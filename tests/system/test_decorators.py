@@ -18,8 +18,9 @@ def _variables(wb, run_id: str) -> dict[str, str]:
 pytestmark = pytest.mark.airflow_dag
 
 
-def test_the_functions_overrides_win_over_the_decorators(wb, dagbag):
+def test_the_functions_overrides_win_over_the_decorators(wb, dagbag, capfd, caplog):
     dag_run = dagbag.get_dag("cml_test_decorator").test()
+    assert "cannot be called outside" not in "".join(capfd.readouterr()) + caplog.text
     assert _states(dag_run) == {"pick": "success", "env_only": "success"}
     run_id = _xcom(dag_run, "pick", "return_value")
     assert run_id == _xcom(dag_run, "pick", "run_id")
