@@ -24,6 +24,11 @@ CANDIDATES = {
     "airflow-provider-cml (operators + sensors)": (
         "airflow_provider_cml.operators.cml, airflow_provider_cml.sensors.cml"
     ),
+    # @task.cml adds Airflow's decorator base, which a DAG file using @task has imported already.
+    "airflow-provider-cml (+ @task.cml decorator)": (
+        "airflow_provider_cml.operators.cml, airflow_provider_cml.sensors.cml, "
+        "airflow_provider_cml.decorators.cml"
+    ),
     "dbt Cloud provider (operators.dbt)": "airflow.providers.dbt.cloud.operators.dbt",
     "requests alone": "requests",
 }

@@ -72,7 +72,7 @@ with DAG(
     ).expand(environment=PARTITIONS)
     # [END howto_cml_fan_out]
 
-    # [START howto_cml_task_decorator]
+    # @task.cml: a function decides the run's overrides when the task runs; the job then runs as above.
     @task.cml(project=PROJECT, job="score-partition", if_active="wait", poll_interval=30, timeout=60 * 60)
     def score_today(day: str) -> dict[str, str]:
         """Runs in the worker; returns the run's environment (or {"job": ..., "environment": ...})."""
@@ -80,7 +80,6 @@ with DAG(
         return {"PARTITION_DATE": day, "MODEL": "churn-v3-weekend" if weekend else "churn-v3"}
 
     score_today_run = score_today(f"{{{{ {DAY} }}}}")  # templated; the task returns the run's id
-    # [END howto_cml_task_decorator]
 
     # [START howto_cml_submit_run]
     backfill = CmlSubmitRunOperator.partial(

@@ -48,6 +48,9 @@ def test_demo_runs_the_example_dags():
         "2024-05-30",
         "2024-05-31",
     }
+    # @task.cml: the function chose the model by the day (2024-06-01 is a Saturday).
+    assert "ENGINE_SUCCEEDED" in lines["cml_example_jobs_as_code.score_today"]
+    assert "PARTITION_DATE=2024-06-01 MODEL=churn-v3-weekend" in lines["cml_example_jobs_as_code.score_today"]
     # MLOps: retrain, deploy (built, deployed), one prediction, the dashboard restarted.
     assert "ENGINE_SUCCEEDED" in lines["cml_example_mlops.retrain"]
     assert " deployed " in lines["cml_example_mlops.deploy_model"]  # read back from the workbench
