@@ -10,6 +10,8 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
+from airflow_provider_cml.operators.cml import CmlRunJobOperator
+
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
 DATES = ["2024-01-01", "2024-01-02", "2024-01-03"]
 SECRET = "s3cr3t-Pa55w0rd-DECORATED"
@@ -63,3 +65,21 @@ with DAG("cml_test_decorator_deferrable", **ARGS):
         return {"environment": {"REPORT_VARS": "MODE", "MODE": "deferred"}, "arguments": "--deferred"}
 
     deferred()
+
+with DAG("cml_test_decorator_busy", **ARGS):
+    # The job is busy: the task waits in the triggerer, then calls the function again and starts.
+    @task.cml(
+        project="Analytics", job="fanout", if_active="wait", poll_interval=0.2, timeout=60, deferrable=True
+    )
+    def when_free():
+        return {"SLEEP": "0.1", "PICKED": "by-the-function"}
+
+    # Started right before (not by the test: the first dag.test() takes seconds to get going).
+    blocker = CmlRunJobOperator(
+        task_id="blocker",
+        project="Analytics",
+        job="fanout",
+        environment={"SLEEP": "2"},
+        wait_for_completion=False,
+    )
+    blocker >> when_free()

@@ -60,11 +60,27 @@ def test_a_bad_return_value_fails_clearly_and_starts_nothing(wb, dagbag, capfd, 
     assert not wb.requests("POST", RUNS_PATH)
 
 
-def test_deferrable(wb, dagbag):
+def test_deferrable(wb, dagbag, capfd, caplog):
     dag_run = dagbag.get_dag("cml_test_decorator_deferrable").test()
     assert _states(dag_run) == {"deferred": "success"}
+    assert "[DAG TEST] running trigger in line" in "".join(capfd.readouterr()) + caplog.text
     run_id = _xcom(dag_run, "deferred", "run_id")
     assert _xcom(dag_run, "deferred", "return_value") == run_id
     run = wb.workbench.runs[run_id]
     assert run.status == "ENGINE_SUCCEEDED" and run.arguments == "--deferred"
     assert _variables(wb, run_id) == {"MODE": "deferred"}
+
+
+def test_a_busy_job_waited_for_in_the_triggerer_then_the_functions_overrides_start(wb, dagbag, capfd, caplog):
+    dag_run = dagbag.get_dag("cml_test_decorator_busy").test()
+    assert _states(dag_run) == {"blocker": "success", "when_free": "success"}
+    out, text = "".join(capfd.readouterr()), caplog.text
+    assert "waiting for it to end before starting (if_active='wait')" in out + text
+    # Called once before the deferral, once after it: the overrides never went through the triggerer.
+    called = "The function's overrides: job unchanged, environment ['PICKED', 'SLEEP']"
+    assert max(out.count(called), text.count(called)) == 2
+    run = wb.workbench.runs[_xcom(dag_run, "when_free", "return_value")]
+    assert run.environment["PICKED"] == "by-the-function" and run.environment["SLEEP"] == "0.1"
+    assert run.status == "ENGINE_SUCCEEDED"
+    blocker = wb.workbench.runs[_xcom(dag_run, "blocker", "run_id")]
+    assert blocker.times["finished_at"] <= run.created_at
