@@ -204,12 +204,15 @@ class CmlDecoratedOperator(DecoratedOperator, CmlRunJobOperator):
 
     def _call(self, context: Context) -> object:
         """The function's return value, called as Airflow's ``@task`` calls one (context keys by name)."""
+        # Where Airflow's own @task finds them (as apache-airflow-providers-common-compat looks them up).
         try:  # Airflow 3
             from airflow.sdk.bases.decorator import determine_kwargs
+        except ImportError:  # Airflow 2.10 / 2.11
+            from airflow.utils.operator_helpers import determine_kwargs  # type: ignore[no-redef]
+        try:  # Airflow 3
             from airflow.sdk.definitions.context import context_merge
         except ImportError:  # Airflow 2.10 / 2.11
             from airflow.utils.context import context_merge  # type: ignore[no-redef,attr-defined]
-            from airflow.utils.operator_helpers import determine_kwargs  # type: ignore[no-redef]
 
         context_merge(context, self.op_kwargs)
         kwargs = determine_kwargs(self.python_callable, self.op_args, context)
