@@ -77,7 +77,7 @@ $(RELEASE_STAMP): $(STAMP)
 
 dist: $(RELEASE_STAMP)
 	rm -rf dist
-	$(BIN)/python -m build --installer uv --outdir dist .
+	$(BIN)/python -m build --quiet --installer uv --outdir dist .
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python scripts/check_dist.py --airflow $(DIST_AIRFLOW_VERSIONS)
 
