@@ -8,6 +8,7 @@ pages GitHub shows and the site are one text.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +43,21 @@ html_theme = "furo"
 html_title = f"airflow-provider-cml {release}"
 
 
+#: The README links the guide and the maintainers' pages on GitHub (absolute, for PyPI's sake).
+GITHUB_DOCS = re.compile(r"\]\(https://github\.com/airflow-provider-cml/airflow-provider-cml/blob/main/docs/")
+
+
+def _site_links(app, relative_path, parent_docname, content):
+    """In the README included as the index, links to the pages of this site stay on the site.
+
+    :param app: the Sphinx application.
+    :param relative_path: the included file, relative to docs/.
+    :param parent_docname: the document that includes it.
+    :param content: the included text, a one-item list Sphinx lets us rewrite.
+    """
+    content[0] = GITHUB_DOCS.sub("](", content[0])
+
+
 def _readme_is_the_index(app, docname, source):
     """On GitHub the guide links the README beside it (``../README.md``); here the README is the index.
 
@@ -58,3 +74,4 @@ def setup(app):
     :param app: the Sphinx application.
     """
     app.connect("source-read", _readme_is_the_index)
+    app.connect("include-read", _site_links)

@@ -79,11 +79,15 @@ with DAG("cml_release_smoke", start_date=datetime(2024, 1, 1), schedule=None, ca
 # and the DAG run succeeds.
 SMOKE_RUN = """\
 import runpy, sys
+from importlib.metadata import version
 import airflow, airflow_provider_cml
 from airflow.providers_manager import ProvidersManager
 
 assert "site-packages" in airflow_provider_cml.__file__, airflow_provider_cml.__file__
-assert "airflow-provider-cml" in ProvidersManager().providers, "Airflow does not list the provider"
+provider = ProvidersManager().providers.get("airflow-provider-cml")
+assert provider is not None, "Airflow does not list the provider"
+versions = {airflow_provider_cml.__version__, version("airflow-provider-cml"), provider.version}
+assert len(versions) == 1, f"__version__, the wheel's and the provider info's versions differ: {versions}"
 dag = runpy.run_path(sys.argv[1])["dag"]
 run = dag.test()
 state = getattr(run.state, "value", run.state)

@@ -7,6 +7,8 @@ what they are for, and that CHANGELOG.md and README.md pass them as they stand.
 from __future__ import annotations
 
 import importlib.util
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,28 @@ def test_the_readme_links_only_absolute_urls():
     assert check_dist.relative_links((ROOT / "README.md").read_text()) == []
 
 
+def _wheel(tmp_path: Path, description: str) -> Path:
+    wheel = tmp_path / "airflow_provider_cml-0.1.0-py3-none-any.whl"
+    metadata = (
+        "Metadata-Version: 2.4\nName: airflow-provider-cml\nVersion: 0.1.0\n"
+        f"Description-Content-Type: text/markdown\n\n{description}"
+    )
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("airflow_provider_cml-0.1.0.dist-info/METADATA", metadata)
+    return wheel
+
+
+def test_a_package_page_with_a_relative_link_fails(tmp_path):
+    wheel = _wheel(tmp_path, "# airflow-provider-cml\n\nSee [the guide](docs/guide.md).\n")
+    with pytest.raises(check_dist.CheckFailed, match=r"lead nowhere on PyPI: docs/guide\.md"):
+        check_dist.check_wheel_description(wheel)
+
+
+def test_a_package_page_with_absolute_links_passes(tmp_path):
+    page = "# airflow-provider-cml\n\nSee [the guide](https://example.com/docs/guide.md).\n"
+    check_dist.check_wheel_description(_wheel(tmp_path, page))
+
+
 @pytest.mark.parametrize(
     ("markdown", "found"),
     [
@@ -48,3 +72,10 @@ def test_the_readme_links_only_absolute_urls():
 )
 def test_relative_links_are_found(markdown, found):
     assert check_dist.relative_links(markdown) == found
+
+
+def test_the_version_is_written_alike_in_pyproject_and_the_package():
+    from airflow_provider_cml import __version__
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1) == __version__
