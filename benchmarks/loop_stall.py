@@ -60,7 +60,7 @@ def stall(mebibytes: int) -> tuple[str, float, float]:
         conn = {"conn_type": "cml", "host": server.url, "password": "bench-key-0123"}
         conn["extra"] = {"timeout": 10, "max_retries": 0}
         os.environ["AIRFLOW_CONN_CML_HOSTILE"] = json.dumps(conn)
-        status, gap = asyncio.run(_with_ticker(hostile_trigger(end_in=3, owns_run=False)))
+        status, gap = asyncio.run(_with_ticker(hostile_trigger(end_in=3, owns=False)))
     return status, gap, parse
 
 

@@ -2,9 +2,9 @@
 
 It owns the connection (URL, key, TLS, timeouts, retries), looks names up as IDs, and offers every
 operation as a method. How each operation is done lives in a module of its own, which the hook
-composes: starting runs (:mod:`.starting`), explaining failures (:mod:`.failures`), job
-definitions (:mod:`.jobs`), a whole wait (:mod:`airflow_provider_cml.waiting.plan`). Sync methods
-send with ``requests``, async ones (for triggers) with aiohttp; both run the same steps.
+composes: starting runs (:mod:`.starting`), explaining failures (:mod:`.failures`), job definitions
+(:mod:`airflow_provider_cml.hooks.jobs`), a whole wait (:mod:`airflow_provider_cml.waiting.plan`).
+Sync methods send with ``requests``, async ones (for triggers) with aiohttp; both run the same steps.
 """
 
 from __future__ import annotations

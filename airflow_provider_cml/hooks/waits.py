@@ -144,6 +144,8 @@ class HookDriver:
         :raises CmlWorkloadTimeout: the timeout passed first.
         """
         validate_positive("timeout", timeout)
+        validate_positive("poll_interval", poll_interval, allow_none=False)
+        validate_positive("unknown_grace", unknown_grace)
         wait = Wait(
             kind,
             ref,

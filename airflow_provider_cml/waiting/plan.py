@@ -21,7 +21,6 @@ from airflow_provider_cml.client.attempts import Exchange
 from airflow_provider_cml.client.retry import is_transient
 from airflow_provider_cml.defaults import DEFAULT_UNKNOWN_GRACE
 from airflow_provider_cml.exceptions import CmlApiError, CmlException
-from airflow_provider_cml.validation import validate_positive
 from airflow_provider_cml.waiting.kinds import StopResult, WorkloadKind, load_kind, see
 from airflow_provider_cml.waiting.rule import (
     Decision,
@@ -56,7 +55,10 @@ class Sleep:
 
 @dataclass(frozen=True)
 class Wait:
-    """What one wait is on and how it behaves: checked once, here.
+    """What one wait is on and how it behaves.
+
+    Its values were checked where the user gave them (an operator's or sensor's constructor,
+    ``CmlHook.wait_for``) and are not checked again.
 
     :param kind: what is waited on.
     :param ref: its IDs.
@@ -81,10 +83,6 @@ class Wait:
     limit: str = "timeout"
     link: str | None = None
     waited: float | None = None
-
-    def __post_init__(self) -> None:
-        validate_positive("poll_interval", self.poll_interval, allow_none=False)
-        validate_positive("unknown_grace", self.unknown_grace)
 
     def rule(self, deadline: float | None) -> WaitRule:
         """The waiting rule of this wait.

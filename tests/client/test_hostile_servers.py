@@ -25,7 +25,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.hooks.starting import START_BUDGET
-from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, CmlWorkloadTrigger
 from airflow_provider_cml.validation import START_TOKEN_ENV
 from tests.hostile import Budget, Seen, answer, bad_gzip_answer, budgets, cut_answer, hostile
 
@@ -58,7 +58,7 @@ def _timed(call) -> tuple[BaseException | None, Any, float]:
     return None, result, time.monotonic() - started
 
 
-def hostile_trigger(*, run_id: str = RID, end_in: float | None = None, **kwargs: Any) -> CmlJobRunTrigger:
+def hostile_trigger(*, run_id: str = RID, end_in: float | None = None, **kwargs: Any) -> CmlWorkloadTrigger:
     """A trigger on the hostile server's run (connection ``cml_hostile``), polling every 0.2 s."""
     end_time = None if end_in is None else time.time() + end_in
     return CmlJobRunTrigger(

@@ -22,7 +22,7 @@ from airflow_provider_cml.client.async_client import POOL_SIZE
 from airflow_provider_cml.client.attempts import MAX_BODY_BYTES, unresolved
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
-from airflow_provider_cml.triggers.cml import CmlJobRunTrigger
+from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 from tests.client.test_hostile_servers import (
     JID,
     KEY,
@@ -160,7 +160,7 @@ def test_polls_keep_their_timeout_and_triggers_their_deadline_when_the_pool_is_e
         end_in = 2.0
         triggers = [hostile_trigger(end_in=end_in, owns=False) for _ in range(count)]
 
-        async def first(trigger: CmlJobRunTrigger) -> dict:
+        async def first(trigger: CmlWorkloadTrigger) -> dict:
             async for event in trigger.run():
                 return event.payload
             raise AssertionError("no event")

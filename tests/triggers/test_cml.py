@@ -26,7 +26,7 @@ def _start(job: str, env: dict | None = None) -> tuple[str, str, str]:
     return run["project_id"], run["job_id"], run["id"]
 
 
-def _first_event(trigger: CmlJobRunTrigger, limit: float = 30) -> dict:
+def _first_event(trigger: CmlWorkloadTrigger, limit: float = 30) -> dict:
     async def first():
         async for event in trigger.run():
             return event.payload
