@@ -81,7 +81,6 @@ with DAG(
 
     score_today_run = score_today(f"{{{{ {DAY} }}}}")  # templated; the task returns the run's id
 
-    # [START howto_cml_submit_run]
     backfill = CmlSubmitRunOperator.partial(
         task_id="backfill_day",
         project=PROJECT,
@@ -89,6 +88,5 @@ with DAG(
         delete_job_after=True,  # each instance's job is removed once its run ended
         poll_interval=30,
     ).expand(environment=PARTITIONS[:2])
-    # [END howto_cml_submit_run]
 
     define_scoring >> score_each_day >> score_today_run >> backfill

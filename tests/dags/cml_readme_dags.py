@@ -1,6 +1,6 @@
 """One DAG per README snippet that makes tasks: ``cml_readme_<n>``, the snippet as it stands.
 
-Each ```python block of the README that imports an operator or a sensor is run as the body of a
+Each ```python block of the README that imports an operator or a sensor (or uses ``@task.cml``) is run as the body of a
 DAG, unchanged (so it must bring its own imports and names); :func:`fast_polls` then shortens the
 production poll intervals it shows, as ``make demo`` does. ``tests/system/test_readme.py`` runs the DAGs
 against a local workbench holding the demo project.
@@ -21,7 +21,7 @@ from airflow_provider_cml.testing.policy import fast_polls
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-MAKES_TASKS = re.compile(r"^from airflow_provider_cml\.(operators|sensors)\b", re.M)
+MAKES_TASKS = re.compile(r"^(from airflow_provider_cml\.(operators|sensors)\b|@task\.cml\b)", re.M)
 
 
 def snippets() -> list[str]:
