@@ -394,7 +394,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         from airflow_provider_cml.lineage import operator_lineage, run_facet
 
         ref = self._produced()
-        return operator_lineage(run_facet(ref, self._run_url, self.job) if ref is not None else None)
+        # A job a subclass made (CmlSubmitRunOperator) has no name here once resumed from a deferral.
+        return operator_lineage(run_facet(ref, self._run_url, self.job or None) if ref is not None else None)
 
     def on_kill(self) -> None:
         """Stop the remote run when Airflow kills the task, and wake the wait at once."""

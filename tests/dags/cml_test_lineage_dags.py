@@ -34,6 +34,8 @@ with DAG("cml_test_lineage", **ARGS):
         outlets=[SCORES],
         **POLL,
     )
+    # A failed run: its lineage FAIL event still names it (no asset event: the task did not succeed).
+    CmlRunJobOperator(task_id="fail", project="Analytics", job="fail", outlets=[FEATURES], **POLL)
     CmlDeployModelOperator(
         task_id="deploy",
         project="Analytics",

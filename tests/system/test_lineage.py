@@ -114,7 +114,8 @@ def _asset_extras(dag_run) -> dict[str, dict[str, Any]]:
 
 def test_the_tasks_succeed(lineage_run):
     dag_run, _ = lineage_run
-    assert _states(dag_run) == {"train": "success", "score": "success", "deploy": "success"}
+    assert _states(dag_run) == {"train": "success", "score": "success", "deploy": "success", "fail": "failed"}
+    assert "fail" not in _asset_extras(dag_run)  # a failed task emits no asset event
 
 
 @pytest.mark.parametrize("task_id", ["train", "score"])
@@ -144,8 +145,8 @@ def test_a_deployment_names_itself_in_its_asset_event(lineage_run, workbench):
     }
 
 
-def _complete_events(events: Path, tasks: set[str]) -> dict[str, dict[str, Any]]:
-    """The COMPLETE event of each task, once the listener has written them all (it emits in a thread)."""
+def _ending_events(events: Path, tasks: set[str]) -> dict[str, dict[str, Any]]:
+    """The COMPLETE (or FAIL) event of each task, once the listener has written them all (in a thread)."""
     found: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -153,7 +154,7 @@ def _complete_events(events: Path, tasks: set[str]) -> dict[str, dict[str, Any]]
         for line in lines:
             event = json.loads(line)
             task = event["job"]["name"].rpartition(".")[2]
-            if event["eventType"] == "COMPLETE" and task in tasks:
+            if event["eventType"] in ("COMPLETE", "FAIL") and task in tasks:
                 found[task] = event
         if set(found) == tasks:
             return found
@@ -162,10 +163,16 @@ def _complete_events(events: Path, tasks: set[str]) -> dict[str, dict[str, Any]]
 
 
 @pytest.mark.skipif(not _has_openlineage(), reason="apache-airflow-providers-openlineage is not installed")
-def test_the_lineage_complete_events_carry_the_cml_run_facet(lineage_run, workbench):
+def test_the_lineage_events_carry_the_cml_run_facet(lineage_run, workbench):
     dag_run, events = lineage_run
-    found = _complete_events(events, {"train", "score", "deploy"})
-    for task_id in ("train", "score"):
+    found = _ending_events(events, {"train", "score", "deploy", "fail"})
+    assert {task: event["eventType"] for task, event in found.items()} == {
+        "train": "COMPLETE",
+        "score": "COMPLETE",
+        "deploy": "COMPLETE",
+        "fail": "FAIL",
+    }
+    for task_id in ("train", "score", "fail"):  # the failed run is named too
         facet = found[task_id]["run"]["facets"]["cml"]
         assert facet["workload"] == "job_run"
         assert facet["runId"] == _xcom(dag_run, task_id, "run_id")
