@@ -108,6 +108,8 @@ class CmlRunJobOperator(CmlBaseOperator):
         #: ``environment`` and ``arguments`` as checked values, once templates are rendered.
         self._checked: tuple[Environment, Arguments | None] | None = None
         self._run_url: str | None = None
+        #: The run the wait ended on (a platform's retry, perhaps), named by lineage and asset events.
+        self._ended: RunRef | None = None
 
     def execute(self, context: Context) -> str:
         """Start (or reattach to) the run, push its ids to XCom, then wait unless told not to.
@@ -186,6 +188,7 @@ class CmlRunJobOperator(CmlBaseOperator):
         """The run's id once it succeeded (a platform retry's, perhaps); raise why it did not otherwise."""
         from airflow_provider_cml.workloads.job_runs import describe_run
 
+        self._ended, self._run_url = ended.ref, ended.link or self._run_url  # for post_execute, lineage
         run = ended.result(self.hook.explain)
         self.log.info("Cloudera AI %s%s.", describe_run(run), ended.note)
         return str(run.get("id") or ended.kind.id_of(ended.ref))
@@ -361,6 +364,38 @@ class CmlRunJobOperator(CmlBaseOperator):
         engine_id = str(answer.get("engine_id"))
         context["ti"].xcom_push(key="engine_id", value=engine_id)
         return engine_id
+
+    def _produced(self) -> RunRef | None:
+        """The run this task ended with, or started when it did not wait; ``None`` before a start."""
+        return self._ended or self._started
+
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        """After success: the asset event of each of the task's ``outlets`` names the run in its ``extra``.
+
+        Keys ``cml_run_id``, ``cml_project_id``, ``cml_job_id`` and ``cml_run_url`` (when known).
+
+        :param context: the task's Airflow context.
+        :param result: what ``execute`` returned (Airflow 3 does not pass it).
+        """
+        super().post_execute(context, result)
+        ref = self._produced()
+        if ref is not None and self.outlets:
+            from airflow_provider_cml.lineage import annotate_outlets, run_extra
+
+            annotate_outlets(context, run_extra(ref, self._run_url))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the run facet ``cml`` naming the run and its page (``None`` without the provider).
+
+        Also asked when the task failed: the facet then names the run that failed.
+
+        :param task_instance: the task instance (unused: the operator kept the run's IDs).
+        """
+        from airflow_provider_cml.lineage import operator_lineage, run_facet
+
+        ref = self._produced()
+        # A job a subclass made (CmlSubmitRunOperator) has no name here once resumed from a deferral.
+        return operator_lineage(run_facet(ref, self._run_url, self.job or None) if ref is not None else None)
 
     def on_kill(self) -> None:
         """Stop the remote run when Airflow kills the task, and wake the wait at once."""

@@ -62,6 +62,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
         self.project = project
         self.model = model
         self._deployment: DeploymentRef | None = None
+        #: What lineage and asset events name: the deployment once serving, and the model's page.
+        self._deployed: DeploymentRef | None = None
+        self._model_url: str | None = None
 
     def execute(self, context: Context) -> dict[str, str]:
         """Ensure the model, build it, deploy the build; return the IDs.
@@ -80,7 +83,8 @@ class CmlDeployModelOperator(CmlBaseOperator):
             ti = context["ti"]
             ti.xcom_push(key="model_id", value=str(model["id"]))
             page = project_page(self.hook, project_id)
-            ti.xcom_push(key=MODEL_URL_XCOM_KEY, value=f"{page}/models" if page else None)
+            self._model_url = f"{page}/models" if page else None
+            ti.xcom_push(key=MODEL_URL_XCOM_KEY, value=self._model_url)
             build = self._build(context, project_id, str(model["id"]), spec)
             ref = BuildRef(project_id, str(model["id"]), str(build["id"]))
             ti.xcom_push(key="build_id", value=ref.build_id)
@@ -194,8 +198,45 @@ class CmlDeployModelOperator(CmlBaseOperator):
 
     def _served(self, ref: DeploymentRef, answer: Mapping[str, Any]) -> dict[str, str]:
         self._deployment = None  # serving: nothing left to stop on kill
+        self._deployed = ref
         self.log.info("Cloudera AI model %s is deployed (deployment %s).", ref.model_id, answer.get("id"))
         return dict(ref._asdict())
+
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        """After success: the asset event of each of the task's ``outlets`` names the deployment.
+
+        Keys ``cml_model_id``, ``cml_build_id``, ``cml_deployment_id``, ``cml_project_id`` and
+        ``cml_model_url`` (when known) in the event's ``extra``.
+
+        :param context: the task's Airflow context.
+        :param result: what ``execute`` returned (Airflow 3 does not pass it).
+        """
+        super().post_execute(context, result)
+        if self._deployed is not None and self.outlets:
+            from airflow_provider_cml.lineage import annotate_outlets, deployment_extra
+
+            annotate_outlets(context, deployment_extra(self._deployed, self._url(context["ti"])))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the run facet ``cml`` naming model, build, deployment and the model's page.
+
+        Also asked when the task failed: the facet then names the deployment that did not serve.
+        ``None`` without the OpenLineage provider, or when no deployment was made.
+
+        :param task_instance: the task instance (its XCom holds the page after a deferral).
+        """
+        from airflow_provider_cml.lineage import deployment_facet, operator_lineage
+
+        ref = self._deployed or self._deployment
+        return operator_lineage(deployment_facet(ref, self._url(task_instance)) if ref is not None else None)
+
+    def _url(self, ti: Any) -> str | None:
+        """The model's page: known here, or pushed to XCom before a deferral (a resumed task is new)."""
+        if self._model_url is None:
+            from airflow_provider_cml.lineage import pushed
+
+            self._model_url = pushed(ti, MODEL_URL_XCOM_KEY)
+        return self._model_url
 
     def on_kill(self) -> None:
         """Stop the deployment this task created while it is not yet serving; wake a sync wait."""
