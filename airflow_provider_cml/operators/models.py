@@ -120,6 +120,7 @@ class CmlDeployModelOperator(CmlBaseOperator):
 
         ended, carried = self.resumed(event)
         ref = DeploymentRef(**{k: carried[k] for k in DeploymentRef._fields})
+        self._deployment = ref  # what the lineage facet names, should it have failed
         return self._served(ref, ended.result(self.hook.explain))
 
     def _build(
