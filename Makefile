@@ -10,7 +10,7 @@ MCP_VENV := .venv-mcp
 MCP_VERSION := 0.2.13
 MCP_STAMP := $(MCP_VENV)/.installed-cai-mcp-server-$(MCP_VERSION)
 
-.PHONY: install test demo lint bench docs dist clean
+.PHONY: install test test-unit demo lint bench docs dist clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
