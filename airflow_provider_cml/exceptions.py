@@ -119,6 +119,10 @@ class CmlApplicationError(CmlWorkloadError):
     """An application failed, or stopped while it was awaited running."""
 
 
+class CmlExperimentRunError(CmlWorkloadError):
+    """An experiment run ended without finishing well (``EXPERIMENT_RUN_FAILED`` or ``..._KILLED``)."""
+
+
 class CmlModelCallError(CmlException):
     """A deployed model answered a call without success (its function raised, or refused the input)."""
 

@@ -51,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_cml.sensors.cml",
                     "airflow_provider_cml.sensors.models",
                     "airflow_provider_cml.sensors.applications",
+                    "airflow_provider_cml.sensors.experiments",
                 ],
             }
         ],

@@ -51,6 +51,7 @@ from airflow_provider_cml.workloads.job_runs import RunRef
 if TYPE_CHECKING:
     from airflow_provider_cml.client.async_client import AsyncTransport
     from airflow_provider_cml.hooks.applications import Applications
+    from airflow_provider_cml.hooks.experiments import Experiments
     from airflow_provider_cml.hooks.models import Models
 
 T = TypeVar("T")
@@ -119,6 +120,14 @@ class CmlHook(HookDriver, BaseHook):
 
         self.require_v2("Applications")
         return Applications(self)
+
+    @cached_property
+    def experiments(self) -> Experiments:
+        """Experiments and their runs (:class:`.experiments.Experiments`); API v2 only."""
+        from airflow_provider_cml.hooks.experiments import Experiments
+
+        self.require_v2("Experiments")
+        return Experiments(self)
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_cml.testing import answer_knobs, serving_routes
+from airflow_provider_cml.testing import answer_knobs, experiments, serving_routes
 from airflow_provider_cml.testing.workbench import ApiError, Workbench
 
 DEFAULT_PAGE_SIZE = 10
@@ -308,6 +308,14 @@ class _Handler(BaseHTTPRequestHandler):
                 lambda: self._json(raw),
                 lambda key, items: self._page(query, key, items),
             )
+            if served is None:
+                served = experiments.route(
+                    wb.experiments,
+                    method,
+                    rest,
+                    lambda: self._json(raw),
+                    lambda key, items: self._page(query, key, items),
+                )
             if served is not None:
                 return served
         raise ApiError(404, f"no route for {method} {path}", grpc_code=5)

@@ -359,6 +359,10 @@ class Workbench:
 
         #: Models, builds, deployments and applications (:mod:`.serving`).
         self.serving = Serving(self, **dict(spec.get("serving") or {}))
+        from airflow_provider_cml.testing.experiments import Experiments
+
+        #: Experiments and their runs (:mod:`.experiments`).
+        self.experiments = Experiments(self)
         base = Path(base_dir)
         for p in spec.get("projects") or []:
             self.add_project(

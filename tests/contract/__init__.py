@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 SCHEMA_FILE = Path(__file__).with_name("cml-api-v2.schema.json")
 _ID = r"[^/:]+"
 _MODEL = rf"/api/v2/projects/{_ID}/models/{_ID}"
+_EXPERIMENT = rf"/api/v2/projects/{_ID}/experiments/{_ID}"
 #: (method, path regex) -> (request schema or None, response schema)
 ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", r"/api/v2/projects", None, "ListProjectsResponse"),
@@ -59,6 +60,15 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("PATCH", rf"/api/v2/projects/{_ID}/applications/{_ID}", "Application", "Application"),
     ("POST", rf"/api/v2/projects/{_ID}/applications/{_ID}:restart", "EmptyBody", "Application"),
     ("POST", rf"/api/v2/projects/{_ID}/applications/{_ID}:stop", "EmptyBody", "Application"),
+    # Experiments and their runs (cml-api-v2-experiments.md §1); UpdateExperimentRun's body is a run.
+    ("GET", rf"/api/v2/projects/{_ID}/experiments", None, "ListExperimentsResponse"),
+    ("POST", rf"/api/v2/projects/{_ID}/experiments", "CreateExperimentRequest", "Experiment"),
+    ("GET", rf"{_EXPERIMENT}", None, "Experiment"),
+    ("GET", rf"{_EXPERIMENT}/runs", None, "ListExperimentRunsResponse"),
+    ("POST", rf"{_EXPERIMENT}/runs", "CreateExperimentRunRequest", "ExperimentRun"),
+    ("GET", rf"{_EXPERIMENT}/runs/{_ID}", None, "ExperimentRun"),
+    ("PATCH", rf"{_EXPERIMENT}/runs/{_ID}", "ExperimentRun", "ExperimentRun"),
+    ("POST", rf"{_EXPERIMENT}/runs/{_ID}:logbatch", "LogExperimentRunBatchRequest", "DeleteJobResponse"),
 ]
 OUR_CLIENT = "airflow-provider-cml/"
 
