@@ -337,6 +337,8 @@ def whole_wait(
             state.status,
         )
         found = yield from _await_retry(retries, policy, rule, ref, answer, now, log)
+        if found is None:  # the task is being killed: as for any other sleep of the wait
+            return Ended("interrupted", kind, ref, answer, state.status, note, wait.link)
         if isinstance(found, Decision):  # none came (the failure stands), the deadline passed, or an error
             if found.next is Next.TIMED_OUT:
                 decision = Decision(Next.TIMED_OUT, state, answer=answer)
@@ -361,15 +363,18 @@ def _await_retry(
     failed: Mapping[str, Any],
     now: Callable[[], float],
     log: Log,
-) -> Steps[Mapping[str, Any] | Decision]:
-    """The platform's retry of ``failed`` once it appears; else a decision: none came, timed out, an error."""
+) -> Steps[Mapping[str, Any] | Decision | None]:
+    """The platform's retry of ``failed`` once it appears; else a decision, or ``None`` on a kill.
+
+    The decision says none came (the failure stands), the deadline passed, or an error.
+    """
     failed_at = now()
     while True:
         waiting = rule.keep_waiting(WaitState(), now(), changed=False)
         if waiting.next is Next.TIMED_OUT:
             return waiting
         if (yield Sleep(waiting.sleep)):
-            return Decision(Next.TIMED_OUT, WaitState())
+            return None
         try:
             found = yield from retries.find(ref, failed, rule.deadline)
         except CmlException as exc:

@@ -199,7 +199,9 @@ def _listing(*runs: dict) -> dict:
     return {"job_runs": list(runs)}
 
 
-def _drive(answers: dict, *, deadline: float | None = None, follow: bool = True):
+def _drive(
+    answers: dict, *, deadline: float | None = None, follow: bool = True, kill_at: float | None = None
+):
     """Run a whole wait on run r1: each path answers its list in turn (the last repeats)."""
     clock, sent = [0.0], []
     wait = Wait(JOB_RUN, RunRef("p", "j", "r1"), poll_interval=10, follow_retries=follow)
@@ -208,7 +210,7 @@ def _drive(answers: dict, *, deadline: float | None = None, follow: bool = True)
     while not done:
         if isinstance(value, Sleep):
             clock[0] += value.seconds
-            done, value = resume(steps, False)
+            done, value = resume(steps, kill_at is not None and clock[0] >= kill_at)
             continue
         sent.append(value.path)
         queue = answers[value.path]
@@ -282,6 +284,13 @@ def test_the_deadline_still_applies_while_waiting_for_a_retry():
         {f"{RUNS}/r1": [_failed("r1")], JOB: [RETRY_JOB], RUNS: [_listing()]}, deadline=20
     )
     assert ended.how == "timeout" and waited == 20
+
+
+def test_a_kill_while_a_retry_is_awaited_ends_the_wait_as_interrupted_not_timed_out():
+    answers = {f"{RUNS}/r1": [_failed("r1")], JOB: [RETRY_JOB], RUNS: [_listing()]}
+    ended, _, _ = _drive(answers, kill_at=15)
+    assert (ended.how, ended.ref.run_id) == ("interrupted", "r1")
+    assert "interrupted (the task is being killed)" in ended.message
 
 
 def test_polls_keep_their_cadence_whatever_the_answers_latency():
