@@ -496,6 +496,7 @@ class WorkbenchServer(ThreadingHTTPServer):
         self.scheme = "https" if ssl_context else "http"
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+        workbench.api_url = self.url
 
     @property
     def url(self) -> str:

@@ -331,6 +331,10 @@ class Workbench:
             int(refusal.get("status", 400)),
             str(refusal.get("message", "job run for job {job_id} already active")),
         )
+        #: Where a workload reaches this workbench's API (set by the server that serves it): job
+        #: scripts get it as ``CDSW_API_URL``/``CDSW_DOMAIN`` with their owner's key as
+        #: ``CDSW_APIV2_KEY``, as Cloudera AI sets them in every workload.
+        self.api_url: str | None = None
         #: ``"apply"`` (default): a zero value in an UpdateJob body is set; ``"ignore"``: left alone.
         self.patch_zero_values: str = str(spec.get("patch_zero_values") or "apply")
         #: The most items a listing's page holds, whatever ``page_size`` asks (``None``: no cap).
@@ -803,6 +807,15 @@ class Workbench:
         self._threads.append(timer)
         timer.start()
 
+    def _api_env(self, project: Project) -> dict[str, str]:
+        """The variables a workload reads to call the API as its owner (none before a server serves it)."""
+        if not self.api_url:
+            return {}
+        keys = [k for k, user in self.key_users.items() if user == project.owner] or list(self.key_users)
+        scheme, _, domain = self.api_url.partition("://")
+        env = {"CDSW_API_URL": f"{self.api_url}/api/v1", "CDSW_DOMAIN": domain, "CDSW_API_PROTOCOL": scheme}
+        return {**env, "CDSW_APIV2_KEY": keys[0]} if keys else env
+
     def _execute(self, run: Run) -> None:
         job, project = run.job, run.job.project
         time.sleep(self.step_delay)
@@ -819,6 +832,7 @@ class Workbench:
             "CDSW_JOB_ID": job.id,
             "CDSW_RUN_ID": run.id,
             "CDSW_ENGINE_ID": run.id,
+            **self._api_env(project),
             **project.env,
             **job.env,
             **run.environment,
