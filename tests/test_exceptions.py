@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +21,7 @@ from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 from tests.conftest import API_KEY, READONLY_KEY
+from tests.workloads.test_serving import _context
 
 RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
 PROJECTS = r"/api/v2/projects"
@@ -31,20 +31,6 @@ def _conn(monkeypatch, wb, **fields):
     conn = {"conn_type": "cml", "host": wb.url, "password": API_KEY, **fields}
     monkeypatch.setenv("AIRFLOW_CONN_CML_CASE", json.dumps(conn))
     return CmlHook("cml_case")
-
-
-def _context():
-    return {
-        "ti": SimpleNamespace(
-            xcom_push=lambda **kw: None,
-            dag_id="d",
-            task_id="t",
-            run_id="r",
-            map_index=-1,
-            try_number=1,
-            start_date=None,
-        )
-    }
 
 
 def _start_and_wait(hook, job, env=None, **wait):
@@ -120,7 +106,7 @@ def _readonly_start(wb, mp):
 
 def _v1_operator_waits(wb, mp):
     CmlRunJobOperator(task_id="t", cml_conn_id="cml_legacy", project="alice/analytics", job="1").execute(
-        _context()
+        _context("t")
     )
 
 
@@ -128,7 +114,7 @@ def _v1_sensor_pokes(wb, mp):
     sensor = CmlJobRunSensor(
         task_id="s", cml_conn_id="cml_legacy", project="alice/analytics", job="1", run_id="x"
     )
-    sensor.poke(_context())
+    sensor.poke(_context("t"))
 
 
 # (what is wrong, the action that meets it, the error, what its message must say)
