@@ -140,16 +140,33 @@ def check_wheel_description(wheel: Path) -> None:
         )
 
 
-def _printed_lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+def printed_connection(process: subprocess.Popen[str], within: float = 60) -> tuple[str, str]:
+    """The ``(variable, value)`` of the ``export AIRFLOW_CONN_...=...`` line the command-line workbench
+    prints, read as a shell reads it (a user pastes that line).
+
+    :param process: the workbench (``python -m airflow_provider_cml.testing``), its stdout a text pipe.
+    :param within: seconds to wait for each printed line.
+    """
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
+        for printed in process.stdout:
+            lines.put(printed.rstrip("\n"))
 
+    # A thread reads, so that a workbench that prints nothing fails the wait instead of blocking it.
     threading.Thread(target=read, daemon=True).start()
-    return lines
+    line = ""
+    while not line.startswith("export "):
+        try:
+            line = lines.get(timeout=within)
+        except queue.Empty:
+            raise CheckFailed(f"the local workbench printed no connection line within {within:g} s") from None
+    words = shlex.split(line)
+    if len(words) != 2 or "=" not in words[1]:
+        raise CheckFailed(f"the local workbench's connection line is not one 'export NAME=VALUE': {line!r}")
+    name, _, value = words[1].partition("=")
+    return name, value
 
 
 def _run(command: list[str], log: list[str], **kwargs) -> None:
@@ -199,13 +216,7 @@ def smoke(wheel: Path, airflow_version: str, work: Path, *, verbose: bool = Fals
             cwd=work,
             env=env,
         )
-        lines, line = _printed_lines(workbench), ""
-        while not line.startswith("export "):
-            try:
-                line = lines.get(timeout=60)
-            except queue.Empty:
-                raise CheckFailed("the local workbench printed no connection line within 60 s") from None
-        name, _, value = shlex.split(line)[1].partition("=")
+        name, value = printed_connection(workbench)
         (work / "smoke_run.py").write_text(SMOKE_RUN)
         _run(
             [python, "smoke_run.py", str(work / "dags" / "cml_release_smoke.py")],

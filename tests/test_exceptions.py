@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +21,7 @@ from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
 from tests.conftest import API_KEY, READONLY_KEY
+from tests.workloads.test_serving import _context
 
 RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
 PROJECTS = r"/api/v2/projects"
@@ -31,20 +31,6 @@ def _conn(monkeypatch, wb, **fields):
     conn = {"conn_type": "cml", "host": wb.url, "password": API_KEY, **fields}
     monkeypatch.setenv("AIRFLOW_CONN_CML_CASE", json.dumps(conn))
     return CmlHook("cml_case")
-
-
-def _context():
-    return {
-        "ti": SimpleNamespace(
-            xcom_push=lambda **kw: None,
-            dag_id="d",
-            task_id="t",
-            run_id="r",
-            map_index=-1,
-            try_number=1,
-            start_date=None,
-        )
-    }
 
 
 def _start_and_wait(hook, job, env=None, **wait):
@@ -86,139 +72,150 @@ def unknown_status_forever(wb, monkeypatch):
         wb.clear_journal()  # forget the scripted answers so the stop below sees the real run
 
 
+def _listing(**fields):
+    """Listing the projects through a connection with these fields: where a bad connection shows."""
+    return lambda wb, mp: _conn(mp, wb, **fields).list_projects()
+
+
+def _starting(project, job, environment=None, arguments=None, conn_id="cml_default"):
+    """Starting a run of ``job``: where a bad name, environment or v1 address shows."""
+    return lambda wb, mp: CmlHook(conn_id).start_job_run(project, job, environment, arguments)
+
+
+def _answered(body, content_type="application/json"):
+    """Listing the projects when the server's next answer to that is a 200 with ``body``."""
+
+    def act(wb, mp):
+        wb.fail_next("GET", PROJECTS, 200, body=body, content_type=content_type)
+        return CmlHook().list_projects()
+
+    return act
+
+
+def _operator(**fields):
+    return lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", **fields)
+
+
+def _host_with_a_path(wb, mp):
+    _conn(mp, wb, host=wb.url + "/alice/analytics").list_projects()
+
+
+def _readonly_start(wb, mp):
+    _conn(mp, wb, password=READONLY_KEY).start_job_run("Analytics", "report-env")
+
+
+def _v1_operator_waits(wb, mp):
+    CmlRunJobOperator(task_id="t", cml_conn_id="cml_legacy", project="alice/analytics", job="1").execute(
+        _context("t")
+    )
+
+
+def _v1_sensor_pokes(wb, mp):
+    sensor = CmlJobRunSensor(
+        task_id="s", cml_conn_id="cml_legacy", project="alice/analytics", job="1", run_id="x"
+    )
+    sensor.poke(_context("t"))
+
+
+# (what is wrong, the action that meets it, the error, what its message must say)
 CASES = [
-    (
-        "missing host",
-        lambda wb, mp: _conn(mp, wb, host="").list_projects(),
-        CmlConfigError,
-        "no host.*Workbench URL",
-    ),
-    (
-        "malformed host",
-        lambda wb, mp: _conn(mp, wb, host="ftp://x.example").list_projects(),
-        CmlConfigError,
-        "not a workbench URL.*http",
-    ),
-    (
-        "host with a path",
-        lambda wb, mp: _conn(mp, wb, host=wb.url + "/alice/analytics").list_projects(),
-        CmlConfigError,
-        "has a path.*Set the host to",
-    ),
+    ("missing host", _listing(host=""), CmlConfigError, "no host.*Workbench URL"),
+    ("malformed host", _listing(host="ftp://x.example"), CmlConfigError, "not a workbench URL.*http"),
+    ("host with a path", _host_with_a_path, CmlConfigError, "has a path.*Set the host to"),
     (
         "no connection",
         lambda wb, mp: CmlHook("cml_missing_conn").list_projects(),
         CmlConfigError,
         "does not exist.*AIRFLOW_CONN_CML_MISSING_CONN",
     ),
-    (
-        "no API key",
-        lambda wb, mp: _conn(mp, wb, password="").list_projects(),
-        CmlConfigError,
-        "no API key.*User Settings > API Keys",
-    ),
+    ("no API key", _listing(password=""), CmlConfigError, "no API key.*User Settings > API Keys"),
     (
         "wrong key",
-        lambda wb, mp: _conn(mp, wb, password="wrong-key-zzz").list_projects(),
+        _listing(password="wrong-key-zzz"),
         CmlApiError,
         "rejected the API key.*User Settings > API Keys",
     ),
-    (
-        "key without permission",
-        lambda wb, mp: _conn(mp, wb, password=READONLY_KEY).start_job_run("Analytics", "report-env"),
-        CmlApiError,
-        "HTTP 403.*Ask the project's owner",
-    ),
-    (
-        "unknown api_version",
-        lambda wb, mp: _conn(mp, wb, extra={"api_version": "v3"}).list_projects(),
-        CmlConfigError,
-        "use 'v2'",
-    ),
+    ("key without permission", _readonly_start, CmlApiError, "HTTP 403.*Ask the project's owner"),
+    ("unknown api_version", _listing(extra={"api_version": "v3"}), CmlConfigError, "use 'v2'"),
     (
         "CA bundle missing",
-        lambda wb, mp: _conn(mp, wb, extra={"ca_bundle": "/no/ca.pem"}).list_projects(),
+        _listing(extra={"ca_bundle": "/no/ca.pem"}),
         CmlConfigError,
         "not a file on this worker.*PEM",
     ),
     (
         "timeout not a number",
-        lambda wb, mp: _conn(mp, wb, extra={"timeout": "soon"}).list_projects(),
+        _listing(extra={"timeout": "soon"}),
         CmlConfigError,
         "'timeout' must be a number",
     ),
     (
         "unknown project",
-        lambda wb, mp: CmlHook().start_job_run("Nope Project", "report-env"),
+        _starting("Nope Project", "report-env"),
         CmlLookupError,
         "No project is named exactly 'Nope Project'.*pass the project ID",
     ),
     (
         "unknown job",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "no-such-job"),
+        _starting("Analytics", "no-such-job"),
         CmlLookupError,
         "No job in project 'Analytics' is named exactly 'no-such-job'",
     ),
     (
         "ambiguous project name",
-        lambda wb, mp: CmlHook().start_job_run("Duplicate", "x"),
+        _starting("Duplicate", "x"),
         CmlLookupError,
         r"2 projects are named 'Duplicate' \(IDs: .*Pass the ID",
     ),
     (
         "project name matching only as a substring",
-        lambda wb, mp: CmlHook().start_job_run("Analytic", "fail"),
+        _starting("Analytic", "fail"),
         CmlLookupError,
         "named exactly 'Analytic'.*Close matches: 'Analytics'",
     ),
     (
         "job name matching only as a prefix",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "trai"),
+        _starting("Analytics", "trai"),
         CmlLookupError,
         "named exactly 'trai'.*'train'",
     ),
     (
         "environment value is a dict",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"CFG": {"a": 1}}),
+        _starting("Analytics", "report-env", {"CFG": {"a": 1}}),
         CmlConfigError,
         r"environment\['CFG'\] is a dict.*json.dumps",
     ),
     (
         "environment value is None",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"X": None}),
+        _starting("Analytics", "report-env", {"X": None}),
         CmlConfigError,
         r"environment\['X'\] is a NoneType",
     ),
     (
         "invalid environment name",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", {"MY-VAR": "1"}),
+        _starting("Analytics", "report-env", {"MY-VAR": "1"}),
         CmlConfigError,
         "not a valid environment variable name: use letters, digits",
     ),
     (
         "environment is not a dict",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", "A=1"),
+        _starting("Analytics", "report-env", "A=1"),
         CmlConfigError,
         "must be a dict of NAME -> string",
     ),
     (
         "non-string arguments",
-        lambda wb, mp: CmlHook().start_job_run("Analytics", "report-env", arguments=["--a", "--b"]),
+        _starting("Analytics", "report-env", arguments=["--a", "--b"]),
         CmlConfigError,
         r"arguments must be a string.*' '.join",
     ),
     (
         "poll_interval zero",
-        lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", poll_interval=0),
+        _operator(poll_interval=0),
         CmlConfigError,
         "poll_interval must be a positive, finite number",
     ),
-    (
-        "negative timeout",
-        lambda wb, mp: CmlRunJobOperator(task_id="t", project="p", job="j", timeout=-5),
-        CmlConfigError,
-        "timeout must be a positive, finite number",
-    ),
+    ("negative timeout", _operator(timeout=-5), CmlConfigError, "timeout must be a positive, finite number"),
     (
         "unknown run id",
         lambda wb, mp: CmlHook().get_job_run("Analytics", "report-env", "zzzzzzzzzzzzzzzz"),
@@ -227,53 +224,38 @@ CASES = [
     ),
     (
         "v1 connection asked to wait",
-        lambda wb, mp: CmlRunJobOperator(
-            task_id="t", cml_conn_id="cml_legacy", project="alice/analytics", job="1"
-        ).execute(_context()),
+        _v1_operator_waits,
         CmlConfigError,
         "cannot report a run's status.*wait_for_completion=False",
     ),
     (
         "v1 connection used by the sensor",
-        lambda wb, mp: CmlJobRunSensor(
-            task_id="s", cml_conn_id="cml_legacy", project="alice/analytics", job="1", run_id="x"
-        ).poke(_context()),
+        _v1_sensor_pokes,
         CmlConfigError,
         "needs Cloudera AI API v2.*Set the connection's api_version to v2",
     ),
     (
         "v1 project without owner",
-        lambda wb, mp: CmlHook("cml_legacy").start_job_run("analytics", "1"),
+        _starting("analytics", "1", conn_id="cml_legacy"),
         CmlConfigError,
         "'<user-or-team>/<project-slug>'",
     ),
     (
         "v1 job not numeric",
-        lambda wb, mp: CmlHook("cml_legacy").start_job_run("alice/analytics", "report-env"),
+        _starting("alice/analytics", "report-env", conn_id="cml_legacy"),
         CmlConfigError,
         "numeric job ID",
     ),
     (
         "server answers HTML",
-        lambda wb, mp: (
-            wb.fail_next("GET", PROJECTS, 200, body="<html>Sign in</html>", content_type="text/html"),
-            CmlHook().list_projects(),
-        ),
+        _answered("<html>Sign in</html>", "text/html"),
         CmlApiError,
         "HTML page: is the host the workbench URL",
     ),
-    (
-        "truncated JSON",
-        lambda wb, mp: (
-            wb.fail_next("GET", PROJECTS, 200, body='{"projects": [{"id": "ab'),
-            CmlHook().list_projects(),
-        ),
-        CmlApiError,
-        "not valid JSON",
-    ),
+    ("truncated JSON", _answered('{"projects": [{"id": "ab'), CmlApiError, "not valid JSON"),
     (
         "200 with an unexpected shape",
-        lambda wb, mp: (wb.fail_next("GET", PROJECTS, 200, body='{"items": []}'), CmlHook().list_projects()),
+        _answered('{"items": []}'),
         CmlApiError,
         "without the expected 'projects' list",
     ),

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import pathlib
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -13,10 +14,13 @@ import pytest
 from airflow_provider_cml import lineage
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
+from airflow_provider_cml.waiting.plan import Ended, Wait
 from airflow_provider_cml.workloads.job_runs import RunRef
-from airflow_provider_cml.workloads.models import BuildRef, DeploymentRef
+from airflow_provider_cml.workloads.models import MODEL_DEPLOYMENT, BuildRef, DeploymentRef
+from tests.operators.test_cml import REF, StubHook, StubTI, _operator
 
 RUN = RunRef("proj-1", "job-2", "run-3")
+RETRY = REF._replace(run_id="run-retry")  # the platform's retry of the run the task started
 DEPLOYMENT = DeploymentRef("proj-1", "model-4", "build-5", "dep-6")
 RUN_URL = "https://ml.example.com/alice/analytics/jobs"
 MODEL_URL = "https://ml.example.com/alice/analytics/models"
@@ -87,13 +91,22 @@ def test_nothing_started_no_facet():
     assert deploy.get_openlineage_facets_on_complete(None) is None
 
 
+class _RetriedHook(StubHook):
+    """The wait ends on the platform's retry of the run the task started."""
+
+    def wait(self, wait: Wait, timeout: float | None = None) -> Ended:
+        return replace(super().wait(wait, timeout), ref=RETRY)
+
+
 @needs_openlineage
 def test_the_run_operator_names_the_run_it_ended_with():
-    op = CmlRunJobOperator(task_id="t", project="p", job="train")
-    op._started, op._run_url = RUN, RUN_URL
-    assert _as_event_json(op.get_openlineage_facets_on_complete(None))["runId"] == "run-3"
-    op._ended = RUN._replace(run_id="run-retry")  # the platform's retry the task followed
-    assert _as_event_json(op.get_openlineage_facets_on_complete(None))["runId"] == "run-retry"
+    started = _operator(StubHook(), wait_for_completion=False)
+    started.execute({"ti": StubTI()})
+    facet = _as_event_json(started.get_openlineage_facets_on_complete(None))
+    assert facet["runId"] == REF.run_id and facet["url"].endswith(f"/runs/{REF.run_id}")
+    retried = _operator(_RetriedHook())
+    retried.execute({"ti": StubTI()})
+    assert _as_event_json(retried.get_openlineage_facets_on_complete(None))["runId"] == RETRY.run_id
 
 
 class _TaskInstance:
@@ -115,7 +128,9 @@ class _TaskInstance:
 @needs_openlineage
 def test_a_resumed_deploy_operator_reads_the_models_page_from_xcom():
     op = CmlDeployModelOperator(task_id="d", project="p", model={"name": "m", "file": "f.py"})
-    op._deployed = DEPLOYMENT  # a new operator after a deferral knows the IDs, not the page
+    # A new operator resumed from the deferral: it knows the IDs from the event, not the page.
+    served = Ended("success", MODEL_DEPLOYMENT, DEPLOYMENT, {"id": "dep-6", "status": "deployed"}, "deployed")
+    assert op.execute_complete({}, served.event(carry=DEPLOYMENT._asdict())) == DEPLOYMENT._asdict()
     ti = _TaskInstance({"model_url": MODEL_URL})
     assert _as_event_json(op.get_openlineage_facets_on_complete(ti))["url"] == MODEL_URL
     assert ti.asked == [{"task_ids": "d", "key": "model_url", "map_indexes": 3}]
@@ -167,8 +182,8 @@ def test_without_the_openlineage_provider_the_operators_return_no_facet(monkeypa
     try:
         importlib.reload(lineage)
         assert not lineage.HAS_OPENLINEAGE
-        op = CmlRunJobOperator(task_id="t", project="p", job="j")
-        op._started = RUN
+        op = _operator(StubHook(), wait_for_completion=False)
+        op.execute({"ti": StubTI()})  # a run started: what a facet would name
         assert op.get_openlineage_facets_on_complete(None) is None
         assert lineage.run_extra(RUN, None)["cml_run_id"] == "run-3"  # asset extras need no provider
     finally:

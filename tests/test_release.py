@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -79,3 +81,29 @@ def test_the_version_is_written_alike_in_pyproject_and_the_package():
 
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1) == __version__
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        (
+            'starting\nexport AIRFLOW_CONN_CML_DEFAULT=\'{"host": "h"}\'\n',
+            ("AIRFLOW_CONN_CML_DEFAULT", '{"host": "h"}'),
+        ),
+        ("export A=1 B=2\n", "not one 'export NAME=VALUE'"),
+        ("starting\n", "printed no connection line within 0.2 s"),
+    ],
+)
+def test_the_workbenchs_connection_line_is_read_as_a_shell_reads_it(printed, expected):
+    script = f"import sys, time; sys.stdout.write({printed!r}); sys.stdout.flush(); time.sleep(30)"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        if isinstance(expected, tuple):
+            assert check_dist.printed_connection(process, within=5) == expected
+        else:
+            with pytest.raises(check_dist.CheckFailed, match=expected):
+                # A line that never comes fails at the first silence that long (short here: a test).
+                check_dist.printed_connection(process, within=0.2 if "no connection" in expected else 5)
+    finally:
+        process.kill()
+        process.wait()

@@ -15,24 +15,28 @@ from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
 
 ARGS = {"start_date": datetime(2024, 1, 1), "schedule": None, "catchup": False}
-POLL = {"poll_interval": 0.2}
+#: Every task of these DAGs works in the workbench's "Analytics" project and checks often.
+ANALYTICS = {"project": "Analytics", "poll_interval": 0.2}
 
 
 def _model(name: str, **fields: object) -> dict:
     return {"name": name, "file": "model_predict.py", "function": "predict", **fields}
 
 
+def _app(name: str, **fields: object) -> dict:
+    return {"name": name, "subdomain": name, "script": "dashboard.py", **fields}
+
+
+def _deploy(model: dict, task_id: str = "deploy", **options: object) -> CmlDeployModelOperator:
+    return CmlDeployModelOperator(task_id=task_id, model=model, **ANALYTICS, **options)
+
+
 for mode, deferrable in (("sync", False), ("deferrable", True)):
     with DAG(f"cml_test_mlops_{mode}", **ARGS):
-        retrain = CmlRunJobOperator(
-            task_id="retrain", project="Analytics", job="train", deferrable=deferrable, **POLL
-        )
-        deploy = CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model=_model(f"churn-{mode}", environment={"MODEL_VERSION": "{{ ds_nodash }}"}, replicas=1),
+        retrain = CmlRunJobOperator(task_id="retrain", job="train", deferrable=deferrable, **ANALYTICS)
+        deploy = _deploy(
+            _model(f"churn-{mode}", environment={"MODEL_VERSION": "{{ ds_nodash }}"}, replicas=1),
             deferrable=deferrable,
-            **POLL,
         )
 
         @task(task_id="smoke_test")
@@ -44,69 +48,37 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             return answer
 
         dashboard = CmlApplicationOperator(
-            task_id="restart_dashboard",
-            project="Analytics",
-            application={"name": f"board-{mode}", "subdomain": f"board-{mode}", "script": "dashboard.py"},
-            deferrable=deferrable,
-            **POLL,
+            task_id="restart_dashboard", application=_app(f"board-{mode}"), deferrable=deferrable, **ANALYTICS
         )
         retrain >> deploy
         smoke_test(deploy.output) >> dashboard
 
     with DAG(f"cml_test_build_failure_{mode}", **ARGS):
-        CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model=_model(f"no-function-{mode}", function="missing"),
-            deferrable=deferrable,
-            **POLL,
-        )
+        _deploy(_model(f"no-function-{mode}", function="missing"), deferrable=deferrable)
 
     with DAG(f"cml_test_deploy_failure_{mode}", **ARGS):
-        CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model=_model(f"no-weights-{mode}", environment={"FAIL_LOAD": "1"}),
-            deferrable=deferrable,
-            **POLL,
-        )
+        _deploy(_model(f"no-weights-{mode}", environment={"FAIL_LOAD": "1"}), deferrable=deferrable)
 
     with DAG(f"cml_test_deploy_timeout_{mode}", **ARGS):
-        CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model=_model(f"slow-load-{mode}", environment={"SLOW_LOAD": "30"}),
-            timeout=3,
-            deferrable=deferrable,
-            **POLL,
+        _deploy(
+            _model(f"slow-load-{mode}", environment={"SLOW_LOAD": "30"}), timeout=3, deferrable=deferrable
         )
 
     # The first try's deployment fails to load; Airflow retries the task: same build, a new deployment.
     with DAG(f"cml_test_deploy_retry_{mode}", **ARGS):
-        CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model=_model(
-                f"second-try-{mode}", environment={"FAIL_ON_TRY": "1", "TRY": "{{ ti.try_number }}"}
-            ),
+        _deploy(
+            _model(f"second-try-{mode}", environment={"FAIL_ON_TRY": "1", "TRY": "{{ ti.try_number }}"}),
             retries=1,
             retry_delay=timedelta(seconds=0),
             deferrable=deferrable,
-            **POLL,
         )
 
     with DAG(f"cml_test_app_failure_{mode}", **ARGS):
         CmlApplicationOperator(
             task_id="restart_dashboard",
-            project="Analytics",
-            application={
-                "name": f"crash-{mode}",
-                "subdomain": f"crash-{mode}",
-                "script": "dashboard.py",
-                "environment": {"CRASH": "1"},
-            },
+            application=_app(f"crash-{mode}", environment={"CRASH": "1"}),
             deferrable=deferrable,
-            **POLL,
+            **ANALYTICS,
         )
 
 # tests/system/test_secrets.py: a secret in a deployment's and an application's environment, and the
@@ -114,13 +86,7 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
 SECRET_ENV = {"DB_PASSWORD": "s3cr3t-Pa55w0rd-XYZ"}
 
 with DAG("cml_test_secrets_mlops", **ARGS):
-    deployed = CmlDeployModelOperator(
-        task_id="deployed",
-        project="Analytics",
-        model=_model("secret-model", environment=SECRET_ENV),
-        deferrable=True,
-        **POLL,
-    )
+    deployed = _deploy(_model("secret-model", environment=SECRET_ENV), task_id="deployed", deferrable=True)
 
     @task(task_id="called")
     def called(ids: dict) -> dict:
@@ -129,15 +95,6 @@ with DAG("cml_test_secrets_mlops", **ARGS):
         return CmlHook().models.call_model(ids["project_id"], ids["model_id"], {"x": 1})
 
     app = CmlApplicationOperator(
-        task_id="app",
-        project="Analytics",
-        application={
-            "name": "secret-app",
-            "subdomain": "secret-app",
-            "script": "dashboard.py",
-            "environment": SECRET_ENV,
-        },
-        action="ensure",
-        **POLL,
+        task_id="app", application=_app("secret-app", environment=SECRET_ENV), action="ensure", **ANALYTICS
     )
     called(deployed.output) >> app

@@ -16,8 +16,8 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing import Faults, local_workbench
-from airflow_provider_cml.workloads.job_runs import RunRef
 from tests.conftest import API_KEY, READONLY_KEY, seen_by
+from tests.workloads.test_serving import _context
 
 RUNS = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"
 
@@ -230,22 +230,40 @@ def test_test_connection(wb, hook, monkeypatch):
 
 
 def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
+    import threading
+    import time
+
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
 
     marker = tmp_path / "stopped"
-    operator = CmlRunJobOperator(task_id="killed", project="Analytics", job="sleeper")
-    run = operator.hook.start_job_run("Analytics", "sleeper", {"STOP_MARKER": str(marker)})
-    operator._started = RunRef(run["project_id"], run["job_id"], run["id"])  # as execute() records it
-    import time
+    operator = CmlRunJobOperator(
+        task_id="killed", project="Analytics", job="sleeper", environment={"STOP_MARKER": str(marker)}
+    )
+    context, raised = _context("killed"), []
 
+    def execute() -> None:
+        try:
+            operator.execute(context)
+        except Exception as exc:  # what the task would fail with, looked at below
+            raised.append(exc)
+
+    task = threading.Thread(target=execute, daemon=True)
+    task.start()
     deadline = time.monotonic() + 5
-    while wb.workbench.runs[run["id"]].status != "ENGINE_RUNNING":
+    while (
+        "run_id" not in context["ti"].pushed
+        or wb.workbench.runs[context["ti"].pushed["run_id"]].status != "ENGINE_RUNNING"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(0.3)  # the script installs its SIGTERM handler
     operator.on_kill()
+    task.join(10)
+    assert not task.is_alive() and isinstance(raised[0], CmlJobRunError)
     with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
-        CmlHook().wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.1, timeout=10)
+        CmlHook().wait_for_job_run(
+            "Analytics", "sleeper", context["ti"].pushed["run_id"], poll_interval=0.1, timeout=10
+        )
     assert marker.read_text() == "stopped"
 
 
@@ -259,20 +277,26 @@ def test_a_kill_wakes_the_sync_wait_at_once_and_stops_the_run(wb):
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
 
     operator = CmlRunJobOperator(task_id="killed", project="Analytics", job="sleeper", poll_interval=30)
-    run = operator.hook.start_job_run("Analytics", "sleeper")
-    operator._started = operator.hook.resolve_run("Analytics", "sleeper", run["id"])
+    context = _context("killed")
+    push = context["ti"].xcom_push
     killed_at: list[float] = []
+
+    def xcom_push(key, value):
+        push(key=key, value=value)
+        if key == "run_id":  # started: the kill comes half a second into the wait's 30 s poll interval
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
 
     def on_term(signum, frame):  # what the task runner does on SIGTERM
         killed_at.append(time.monotonic())
         operator.on_kill()
 
+    context["ti"].xcom_push = xcom_push
     previous = signal.signal(signal.SIGALRM, on_term)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)  # half a second into a 30 s poll interval
     try:
         with pytest.raises(CmlJobRunError, match="interrupted"):
-            operator.hook.wait_for_job_run(*operator._started, poll_interval=30)
+            operator.execute(context)
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert killed_at, "the signal never came"  # "interrupted": the kill woke it, not the next poll
     assert len(wb.requests("POST", RUNS + r"/[^/]+:stop")) == 1

@@ -15,6 +15,11 @@ from typing import Any
 
 import pytest
 
+try:  # Airflow 3.2+ moved it to the Task SDK
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+
 from airflow_provider_cml.exceptions import (
     CmlConfigError,
     CmlException,
@@ -39,6 +44,8 @@ class StubHook:
         self.start_status = start_status
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.interrupted = False
+        #: Called while the task waits (a test's kill, as Airflow's SIGTERM handler calls on_kill then).
+        self.during_wait: Any = None
 
     def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((name, args, kwargs))
@@ -70,6 +77,8 @@ class StubHook:
         options = {"poll_interval": wait.poll_interval, "unknown_grace": wait.unknown_grace}
         options.update(follow_retries=wait.follow_retries, run_url=wait.link, owns=wait.owns)
         self._record("wait", *wait.ref, timeout=timeout, **options)
+        if self.during_wait is not None:
+            self.during_wait()
         answer = {"id": wait.ref.run_id, "status": "ENGINE_SUCCEEDED"}
         return Ended("success", JOB_RUN, wait.ref, answer, "ENGINE_SUCCEEDED")
 
@@ -145,25 +154,35 @@ def test_v1_branch_refuses_to_wait_before_starting_anything():
     assert hook.calls == []
 
 
+def _deferred_until(operator: CmlRunJobOperator, ti: StubTI) -> tuple[float | None, str]:
+    """The deadline and the setting that sets it, as the deferred wait's trigger carries them."""
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute({"ti": ti})
+    kwargs = info.value.trigger.serialize()[1]
+    return kwargs["end_time"], kwargs["limit"]
+
+
 def test_deadline_is_the_earlier_of_timeout_and_execution_timeout():
-    started = datetime.now(timezone.utc) - timedelta(seconds=30)
-    context = {"ti": StubTI(start_date=started)}
+    started = StubTI(start_date=datetime.now(timezone.utc) - timedelta(seconds=30))
     by_timeout = _operator(StubHook(), timeout=100, execution_timeout=timedelta(hours=1), deferrable=True)
-    deadline = by_timeout._deadline(context)
-    assert deadline is not None and abs(deadline - (time.time() + 100)) < 5
+    deadline, limit = _deferred_until(by_timeout, started)
+    assert deadline is not None and abs(deadline - (time.time() + 100)) < 5 and limit == "timeout"
     by_execution_timeout = _operator(
         StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60), deferrable=True
     )
-    assert by_execution_timeout._deadline(context) == pytest.approx(started.timestamp() + 60)
-    assert _operator(StubHook(), deferrable=True)._deadline(context) is None
+    deadline, limit = _deferred_until(by_execution_timeout, started)
+    assert deadline == pytest.approx(started.start_date.timestamp() + 60) and limit == "execution_timeout"
+    assert _deferred_until(_operator(StubHook(), deferrable=True), started) == (None, "timeout")
     # A synchronous wait leaves execution_timeout to Airflow (its kill stops the run via on_kill).
-    sync = _operator(StubHook(), timeout=3600, execution_timeout=timedelta(seconds=60))
-    assert sync._deadline(context) == pytest.approx(time.time() + 3600, abs=5)
+    hook = StubHook()
+    _operator(hook, timeout=3600, execution_timeout=timedelta(seconds=60)).execute({"ti": started})
+    (waited,) = [options for name, _, options in hook.calls if name == "wait"]
+    assert waited["timeout"] == pytest.approx(3600, abs=5)
 
 
 def test_deadline_counts_from_now_when_airflow_has_no_start_date():
     operator = _operator(StubHook(), execution_timeout=timedelta(seconds=60), deferrable=True)
-    deadline = operator._deadline({"ti": StubTI(start_date=None)})
+    deadline, _ = _deferred_until(operator, StubTI(start_date=None))
     assert deadline is not None and abs(deadline - (time.time() + 60)) < 5
 
 
@@ -176,10 +195,6 @@ def test_deferrable_does_not_defer_a_run_that_already_ended():
 
 
 def test_deferrable_hands_the_run_to_the_trigger():
-    try:  # Airflow 3.2+ moved it to the Task SDK
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:
-        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
     operator = _operator(StubHook(), deferrable=True, poll_interval=15, timeout=60, unknown_grace=120)
     with pytest.raises(TaskDeferred) as info:
         operator.execute({"ti": StubTI()})
@@ -226,19 +241,22 @@ def test_execute_complete(event, error, words):
 def test_on_kill_wakes_the_wait_and_stops_the_run():
     hook = StubHook()
     operator = _operator(hook)
-    operator._started = REF
-    operator.on_kill()
-    assert hook.names() == ["interrupt", "stop_if_active"] and hook.calls[1][1] == (REF,)
+    hook.during_wait = operator.on_kill
+    operator.execute({"ti": StubTI()})
+    assert hook.names()[-3:] == ["wait", "interrupt", "stop_if_active"] and hook.calls[-1][1] == (REF,)
 
 
 def test_on_kill_before_a_start_or_without_waiting_stops_nothing():
     hook = StubHook()
     _operator(hook).on_kill()
     no_wait = _operator(hook, wait_for_completion=False)
-    no_wait._started = REF
+    no_wait.execute({"ti": StubTI()})  # started a run it does not wait for
     no_wait.on_kill()
     # A wait for the job to be free may be sleeping before any start: it is woken, nothing stopped.
-    assert hook.names() == ["interrupt", "interrupt"]
+    assert [name for name in hook.names() if name not in ("resolve_run", "start_job_run")] == [
+        "interrupt",
+        "interrupt",
+    ]
 
 
 # -- if_active: the job already has an active run ---------------------------------------------------
@@ -354,10 +372,6 @@ def test_if_active_wait_tries_again_when_the_active_run_is_already_gone():
 
 
 def test_if_active_wait_deferrable_waits_for_the_other_run_in_the_triggerer():
-    try:  # Airflow 3.2+ moved it to the Task SDK
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:
-        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
     operator = _operator(BusyHook(busy_for=1), if_active="wait", deferrable=True, timeout=60)
     with pytest.raises(TaskDeferred) as info:
         operator.execute({"ti": StubTI()})

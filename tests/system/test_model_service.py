@@ -9,12 +9,9 @@ through it and call it; then call a model service that is not there, with and wi
 from __future__ import annotations
 
 import json
-import queue
-import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,24 +21,13 @@ import pytest
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
+from tests.test_release import check_dist  # the release check reads the same line
 from tests.workloads.test_serving import _context
 
 TESTS = Path(__file__).parents[1]
 KEY = "model-service-key-1"
 #: Nothing listens on the discard port of this machine: the connection is refused.
 NOWHERE = "http://127.0.0.1:9/model"
-
-
-def _printed_lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +48,7 @@ def printed(tmp_path_factory) -> Iterator[tuple[str, str]]:
         text=True,
     )
     try:
-        lines = _printed_lines(process)
-        line = ""
-        while not line.startswith("export "):
-            line = lines.get(timeout=30)
-        words = shlex.split(line)  # as a shell reads it
-        assert words[0] == "export" and len(words) == 2
-        name, _, value = words[1].partition("=")
+        name, value = check_dist.printed_connection(process, within=30)
         yield name, value
     finally:
         process.terminate()

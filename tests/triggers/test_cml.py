@@ -26,6 +26,11 @@ def _start(job: str, env: dict | None = None) -> tuple[str, str, str]:
     return run["project_id"], run["job_id"], run["id"]
 
 
+def _trigger(ids: tuple[str, str, str], **options) -> CmlWorkloadTrigger:
+    """A trigger on the run ``ids`` (as :func:`_start` returns them)."""
+    return CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], **options)
+
+
 def _first_event(trigger: CmlWorkloadTrigger, limit: float = 30) -> dict:
     async def first():
         async for event in trigger.run():
@@ -46,7 +51,7 @@ def test_serialize_round_trip_uses_plain_json_types():
 
 def test_success_event_carries_the_run_without_its_environment(wb):
     ids = _start("report-env", {"DB_PASSWORD": "hunter2-very-secret"})
-    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    event = _first_event(_trigger(ids, poll_interval=0.1))
     assert event["status"] == "success" and event["answer"]["status"] == "ENGINE_SUCCEEDED"
     assert "environment" not in event["answer"] and "hunter2" not in json.dumps(event)
     assert Ended.of_event(event).result()["id"] == ids[2]
@@ -55,7 +60,7 @@ def test_success_event_carries_the_run_without_its_environment(wb):
 @pytest.mark.parametrize(("job", "status"), [("fail", "ENGINE_FAILED"), ("times-out", "ENGINE_TIMEDOUT")])
 def test_failure_events(wb, job, status):
     ids = _start(job)
-    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    event = _first_event(_trigger(ids, poll_interval=0.1))
     assert event["status"] == "failed" and event["answer"]["status"] == status
     with pytest.raises(CmlJobRunError, match=status):
         Ended.of_event(event).result()
@@ -64,7 +69,7 @@ def test_failure_events(wb, job, status):
 def test_stopped_run_is_a_failure_event(wb):
     ids = _start("sleeper")
     CmlHook().stop_job_run(*ids)
-    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    event = _first_event(_trigger(ids, poll_interval=0.1))
     assert event["status"] == "failed" and event["answer"]["status"] == "ENGINE_STOPPED"
 
 
@@ -75,9 +80,7 @@ def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb, monkeyp
     ids = _start("slow")
     wb.fail_next("GET", RUN_PATH, 503, times=4)  # more than the retries: the trigger keeps polling
     wb.faults = Faults(rate_limit_rate=0.3, retry_after=0.1, error_rate=0.2, seed=7)
-    trigger = CmlJobRunTrigger(
-        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, conn_id="cml_fast"
-    )
+    trigger = _trigger(ids, poll_interval=0.1, conn_id="cml_fast")
     event = _first_event(trigger)
     wb.faults = None
     assert event["status"] == "success"
@@ -88,7 +91,7 @@ def test_transient_errors_and_429_during_polling_do_not_end_the_wait(wb, monkeyp
 def test_a_non_transient_error_fires_an_error_event(wb):
     ids = _start("slow")
     wb.fail_next("GET", RUN_PATH, 403)
-    event = _first_event(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1))
+    event = _first_event(_trigger(ids, poll_interval=0.1))
     assert event["status"] == "error" and "HTTP 403" in event["message"]
     with pytest.raises(Exception, match="HTTP 403"):
         Ended.of_event(event).result()
@@ -97,9 +100,7 @@ def test_a_non_transient_error_fires_an_error_event(wb):
 def test_deadline_stops_the_run(wb, tmp_path):
     marker = tmp_path / "stopped"
     ids = _start("sleeper", {"STOP_MARKER": str(marker)})
-    trigger = CmlJobRunTrigger(
-        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.2, end_time=time.time() + 1.0
-    )
+    trigger = _trigger(ids, poll_interval=0.2, end_time=time.time() + 1.0)
     event = _first_event(trigger)
     assert event["status"] == "timeout" and "asked to stop" in event["message"]
     with pytest.raises(CmlJobRunTimeout):
@@ -113,21 +114,14 @@ def test_deadline_stops_the_run(wb, tmp_path):
 
 def test_sensor_style_deadline_does_not_stop_the_run(wb):
     ids = _start("slow")
-    trigger = CmlJobRunTrigger(
-        project_id=ids[0],
-        job_id=ids[1],
-        run_id=ids[2],
-        poll_interval=0.1,
-        end_time=time.time(),
-        owns=False,
-    )
+    trigger = _trigger(ids, poll_interval=0.1, end_time=time.time(), owns=False)
     assert _first_event(trigger)["status"] == "timeout"
     assert not wb.requests("POST", RUN_PATH + ":stop")
 
 
 def test_on_kill_stops_the_run(wb):
     ids = _start("sleeper")
-    asyncio.run(CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2]).on_kill())
+    asyncio.run(_trigger(ids).on_kill())
     assert len(wb.requests("POST", RUN_PATH + ":stop")) == 1
     deadline = time.monotonic() + 10  # the stop takes effect
     while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
@@ -138,7 +132,7 @@ def test_on_kill_stops_the_run(wb):
 def test_on_kill_leaves_a_run_the_task_does_not_own(wb):
     """A sensor's run, or the run a busy job was waited for: killing the task must not stop it."""
     ids = _start("sleeper")
-    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], owns=False)
+    trigger = _trigger(ids, owns=False)
     rebuilt = CmlWorkloadTrigger(**trigger.serialize()[1])  # as the triggerer builds it
     asyncio.run(rebuilt.on_kill())
     assert not wb.requests("POST", RUN_PATH + ":stop")
@@ -149,7 +143,7 @@ def test_an_event_is_held_until_the_race_window_after_the_deferral_passed(wb, mo
     monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "1.5")
     ids = _start("report-env")
     deferred = time.time()
-    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1)
+    trigger = _trigger(ids, poll_interval=0.1)
     trigger = CmlWorkloadTrigger(**trigger.serialize()[1])  # the hold travels with the trigger
     event = _first_event(trigger)
     assert event["status"] == "success"
@@ -162,9 +156,7 @@ def test_the_hold_never_passes_the_deadline(wb, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CML__TRIGGER_EVENT_HOLD", "30")
     ids = _start("report-env")
     end_time = time.time() + 1.0
-    trigger = CmlJobRunTrigger(
-        project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1, end_time=end_time
-    )
+    trigger = _trigger(ids, poll_interval=0.1, end_time=end_time)
     assert trigger.not_before == end_time  # 30 s from now, cut to the deadline
     trigger = CmlWorkloadTrigger(**trigger.serialize()[1])
     assert trigger.not_before == end_time
@@ -173,7 +165,7 @@ def test_the_hold_never_passes_the_deadline(wb, monkeypatch):
 
 def test_one_connection_reused_across_polls(wb):
     ids = _start("slow")
-    trigger = CmlJobRunTrigger(project_id=ids[0], job_id=ids[1], run_id=ids[2], poll_interval=0.1)
+    trigger = _trigger(ids, poll_interval=0.1)
     before = wb.connections_opened
     assert _first_event(trigger)["status"] == "success"
     assert len(wb.requests("GET", RUN_PATH)) >= 5
@@ -218,14 +210,7 @@ def test_triggers_in_one_loop_share_one_connection_pool(wb):
 @pytest.mark.parametrize("limit", ["timeout", "execution_timeout"])
 def test_a_timeout_event_names_the_setting_that_ended_the_wait(wb, limit):
     ids = _start("sleeper")
-    trigger = CmlJobRunTrigger(
-        project_id=ids[0],
-        job_id=ids[1],
-        run_id=ids[2],
-        poll_interval=0.1,
-        end_time=time.time() + 0.3,
-        limit=limit,
-    )
+    trigger = _trigger(ids, poll_interval=0.1, end_time=time.time() + 0.3, limit=limit)
     trigger = CmlWorkloadTrigger(**trigger.serialize()[1])  # the limit travels with the trigger
     event = _first_event(trigger)
     assert event["status"] == "timeout"

@@ -23,6 +23,11 @@ JOBS = r"/api/v2/projects/[^/]+/jobs"
 R = {"runtime_identifier": RUNTIME_ID}  # every simulated project uses ML Runtimes
 
 
+def _spec(name: str, **fields: Any) -> CmlJobSpec:
+    """A job named ``name`` that runs report_env.py on the workbench's runtime."""
+    return CmlJobSpec(name=name, script="report_env.py", runtime_identifier=RUNTIME_ID, **fields)
+
+
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
@@ -70,13 +75,7 @@ def test_spec_takes_templated_numbers_and_compares_in_the_apis_string_forms():
 
 def test_ensure_job_creates_then_leaves_alone_then_updates_in_place(wb):
     hook = CmlHook()
-    spec = CmlJobSpec(
-        name="ensured",
-        script="report_env.py",
-        runtime_identifier=RUNTIME_ID,
-        memory=2,
-        environment={"STAGE": "one"},
-    )
+    spec = _spec("ensured", memory=2, environment={"STAGE": "one"})
     job, action = hook.jobs.ensure_job("Analytics", spec)
     assert action == "created" and wb.workbench.jobs[job["id"]].env == {"STAGE": "one"}
     assert hook.jobs.ensure_job("Analytics", spec) == (job, "unchanged")
@@ -109,19 +108,9 @@ def test_update_sends_the_whole_job_so_unmanaged_fields_survive(wb):
     # UpdateJob has no update mask: Job Retry set in the workbench must survive a definition that
     # does not mention it, whether a server keeps or resets what a body leaves out.
     hook = CmlHook()
-    spec = CmlJobSpec(
-        name="keeps-retry",
-        script="report_env.py",
-        runtime_identifier=RUNTIME_ID,
-        retry_enabled=True,
-        max_retry=2,
-        timeout=30,
-    )
+    spec = _spec("keeps-retry", retry_enabled=True, max_retry=2, timeout=30)
     hook.jobs.ensure_job("Analytics", spec)
-    hook.jobs.ensure_job(
-        "Analytics",
-        CmlJobSpec(name="keeps-retry", script="report_env.py", runtime_identifier=RUNTIME_ID, memory=3),
-    )
+    hook.jobs.ensure_job("Analytics", _spec("keeps-retry", memory=3))
     job = wb.workbench.job_by_name("Analytics", "keeps-retry")
     assert job.memory == 3.0 and job.retry["retry_enabled"] is True and job.retry["max_retry"] == 2
     assert job.timeout == 30
@@ -268,12 +257,7 @@ def test_operators_refuse_a_bad_spec_before_any_request(wb):
 
 def test_job_environment_values_never_show(wb):
     secret = "s3cr3t-job-value-XYZ"
-    spec = CmlJobSpec(
-        name="secretive",
-        script="report_env.py",
-        runtime_identifier=RUNTIME_ID,
-        environment={"DB_PASSWORD": secret},
-    )
+    spec = _spec("secretive", environment={"DB_PASSWORD": secret})
     assert secret not in repr(spec) and secret not in str(spec)
     echo = {"error": f"bad env {secret}", "code": 3, "message": f"bad env {secret}", "details": []}
     wb.fail_next("POST", JOBS, 400, body=json.dumps(echo))
