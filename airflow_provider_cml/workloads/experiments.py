@@ -20,6 +20,7 @@ runs with the same latest start time are an error naming both (nothing tells the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
@@ -112,6 +113,48 @@ def metrics_of(answer: Mapping[str, Any]) -> dict[str, Any]:
     data = answer.get("data") if isinstance(answer.get("data"), Mapping) else {}
     pairs = data.get("metrics") if isinstance(data, Mapping) else None
     return {str(m.get("key")): m.get("value") for m in pairs or [] if isinstance(m, Mapping)}
+
+
+def number(value: Any) -> float | None:
+    """A metric value as a float; ``None`` when it is absent, not a number, or NaN.
+
+    proto3 JSON sends NaN and the infinities as the strings ``"NaN"``, ``"Infinity"``,
+    ``"-Infinity"`` (the sheet says their encoding is unknown, §5): they are read as such, and NaN
+    counts as no value (it compares false with everything).
+
+    :param value: ``value`` of a metric entry.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        found = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(found) else found
+
+
+def improvement(candidate: float, baseline: float, higher_is_better: bool) -> float:
+    """How much better the candidate is than the baseline (negative: worse).
+
+    :param candidate: the candidate's value.
+    :param baseline: the baseline's value.
+    :param higher_is_better: whether a higher value is better (accuracy) or a lower one (loss).
+    """
+    gain = candidate - baseline if higher_is_better else baseline - candidate
+    return 0.0 if math.isnan(gain) else gain  # inf - inf: equally (un)bounded, not better
+
+
+def beats(gain: float, min_improvement: float) -> bool:
+    """Whether ``gain`` passes the gate: strictly more than ``min_improvement``.
+
+    A gain equal to ``min_improvement`` within float rounding does not pass (``0.81 - 0.8`` is
+    ``0.010000000000000009``, which must not beat a required ``0.01``). With ``0.0`` a candidate as
+    good as the baseline does not pass: the gate deploys only what is better.
+
+    :param gain: :func:`improvement`.
+    :param min_improvement: the margin to beat (negative: a regression tolerated).
+    """
+    return gain > min_improvement and not math.isclose(gain, min_improvement, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def check_tags(tags: Any) -> dict[str, str]:
