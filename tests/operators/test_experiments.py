@@ -54,8 +54,10 @@ def test_the_candidate_passes_only_when_it_beats_the_baseline_by_more_than_the_m
 
 @pytest.mark.parametrize(
     ("value", "read"),
-    [(0.5, 0.5), (1, 1.0), ("0.25", 0.25), ("Infinity", math.inf), ("NaN", None), (math.nan, None)]
-    + [(None, None), (True, None), ("high", None), ({"v": 1}, None)],
+    [
+        *[(0.5, 0.5), (1, 1.0), ("0.25", 0.25), ("Infinity", math.inf), ("NaN", None), (math.nan, None)],
+        *[(None, None), (True, None), ("high", None), ({"v": 1}, None)],
+    ],
 )
 def test_metric_values_as_proto3_json_sends_them(value, read):
     assert number(value) == read

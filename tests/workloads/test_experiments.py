@@ -18,15 +18,12 @@ from airflow_provider_cml.waiting.plan import Ended, Sleep, Wait, whole_wait
 from airflow_provider_cml.workloads.experiments import (
     EXPERIMENT_RUN,
     ExperimentRunRef,
-    beats,
     check_tags,
     experiment_run_path,
     experiment_runs_path,
     experiments_path,
-    improvement,
     job_run_ref,
     latest_tagged,
-    number,
 )
 
 REF = ExperimentRunRef("p", "e", "r1")
