@@ -211,16 +211,19 @@ class Experiments(HookPart):
             return {**found, "missing": f"no deployment of model {model!r} is deployed"}
         found.update(build_id=deployment["build_id"], deployment_id=deployment.get("id"))
         build = self.hook.models.get_build(BuildRef(project_id, model_id, str(deployment["build_id"])))
-        version_id, registered_id = (
-            build.get("registered_model_version_id"),
-            answer.get("registered_model_id"),
-        )
-        if not version_id or not registered_id:
+        version_id = build.get("registered_model_version_id")
+        if not version_id:
             why = (
                 f"the deployed build {build.get('id')} was built from a file, not a registered model version"
             )
             return {**found, "missing": why}
         found["model_version_id"] = version_id
+        registered_id = answer.get("registered_model_id")
+        if not registered_id:  # a listing may leave it out: GetModel has it
+            registered_id = self.hook.models.get_model(project_id, model_id).get("registered_model_id")
+        if not registered_id:
+            why = f"model {model!r} names no registered model, so its version {version_id} cannot be read"
+            return {**found, "missing": why}
         version = self.hook.models.get_registered_model_version(str(registered_id), str(version_id))
         meta = version.get("model_version_metadata") or {}
         mlflow = meta.get("mlflow_metadata") or {}

@@ -174,3 +174,34 @@ def test_a_run_its_ended_job_run_left_running_fails_the_sensor_sync_and_deferred
     assert event["status"] == "abandoned"
     with pytest.raises(CmlExperimentRunError, match=f"job run {job_run['run_id']} that logs it"):
         sensor.execute_complete({}, event)
+
+
+def test_reschedule_each_check_a_fresh_sensor_finds_the_run_by_tag_and_honours_the_job_run_bound(wb):
+    from tests.hooks.test_experiments import ended_job_run
+
+    name, run = _run(wb, tags={"airflow_run_id": "a"})
+    job_run = ended_job_run(wb)
+
+    def check():  # as a reschedule sensor runs: a new process (a new operator) per poke
+        sensor = CmlExperimentRunSensor(
+            task_id="s",
+            project="Analytics",
+            experiment=name,
+            run_tag={"airflow_run_id": "a"},
+            job_run=job_run,
+            job_run_grace=30,
+            mode="reschedule",
+            poke_interval=0.01,
+        )
+        return sensor.poke({})
+
+    assert check() is False  # the job run ended just now: within the grace for the last write
+    wb.workbench.experiments.set_run(run.id, status="FINISHED")
+    assert check() is True
+    with wb.workbench.lock:  # a job run that ended longer ago than the grace, its run left running
+        wb.workbench.experiments.runs[run.id].status = "EXPERIMENT_RUN_RUNNING"
+        next(r for r in wb.workbench.runs.values() if r.id == job_run["run_id"]).times["finished_at"] = (
+            "2020-01-01T00:00:00Z"
+        )
+    with pytest.raises(CmlExperimentRunError, match="without ending the run"):
+        check()

@@ -8,6 +8,7 @@ import pytest
 
 from airflow_provider_cml.client.attempts import resume
 from airflow_provider_cml.exceptions import (
+    CmlApiError,
     CmlConfigError,
     CmlExperimentRunError,
     CmlLookupError,
@@ -144,7 +145,9 @@ def _drive_by(answer, wait: Wait, deadline: float | None = None):
             done, value = resume(steps, False)
             continue
         sent.append(value.path)
-        done, value = resume(steps, answer(value.path, dict(value.params or {}), clock[0]))
+        reply = answer(value.path, dict(value.params or {}), clock[0])
+        error = reply if isinstance(reply, Exception) else None
+        done, value = resume(steps, None if error else reply, error)
     return value, sent, clock[0]
 
 
@@ -247,3 +250,32 @@ def test_a_job_run_that_ended_long_ago_ends_the_wait_at_once_and_a_finished_run_
     answer, wait = _bounded(lambda now: "ENGINE_FAILED", run_status="FINISHED")
     ended, sent, _ = _drive_by(answer, wait)
     assert ended.how == "success" and sent == [RUN]
+
+
+def _api_error(status: int) -> CmlApiError:
+    return CmlApiError("refused", http_status=status, method="GET", path="/x")
+
+
+def test_a_passing_error_looking_for_the_run_or_reading_its_job_run_is_waited_out_a_lasting_one_ends_it():
+    errors = {LISTING: [_api_error(503)], JOB_RUN_PATH: [_api_error(502)]}
+
+    def answer(path, params, now):
+        if errors.get(path):
+            return errors[path].pop()
+        if path == LISTING:
+            return {"experiment_runs": [_tagged("r1", "2024-06-01T00:00:00Z", t="mine")]}
+        if path == JOB_RUN_PATH:
+            return {"id": "jr", "status": "ENGINE_RUNNING"}
+        return {"id": "r1", "status": "FINISHED" if now >= 30 else "RUNNING"}
+
+    bound = {"project_id": "p", "job_id": "j", "run_id": "jr"}
+    wait = Wait(
+        EXPERIMENT_RUN, REF._replace(run_id=""), poll_interval=10, find={"tags": {"t": "mine"}}, bound=bound
+    )
+    ended, sent, _ = _drive_by(answer, wait)
+    assert ended.how == "success" and sent[:2] == [LISTING, LISTING] and JOB_RUN_PATH in sent
+    for path in (LISTING, JOB_RUN_PATH):  # a 404: the experiment, or the job run, is not there
+        errors[path] = [_api_error(404)]
+        ended, _, _ = _drive_by(answer, wait)
+        assert ended.how == "error" and "refused" in ended.message
+        errors[path] = []
