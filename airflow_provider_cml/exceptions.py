@@ -123,6 +123,18 @@ class CmlExperimentRunError(CmlWorkloadError):
     """An experiment run ended without finishing well (``EXPERIMENT_RUN_FAILED`` or ``..._KILLED``)."""
 
 
+class CmlMetricGateError(CmlException):
+    """A metric gate could not decide, so it failed the task.
+
+    Its candidate run is not ``FINISHED`` or was not found, or there is no baseline and the gate
+    was told to fail then (``if_no_baseline="fail"``).
+    """
+
+
+class CmlMetricMissingError(CmlMetricGateError):
+    """The candidate run has no (usable) value for the gate's metric; the message lists the keys it has."""
+
+
 class CmlModelCallError(CmlException):
     """A deployed model answered a call without success (its function raised, or refused the input)."""
 

@@ -41,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_cml.operators.jobs",
                     "airflow_provider_cml.operators.models",
                     "airflow_provider_cml.operators.applications",
+                    "airflow_provider_cml.operators.experiments",
                 ],
             }
         ],

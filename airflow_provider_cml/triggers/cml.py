@@ -54,6 +54,10 @@ class CmlWorkloadTrigger(BaseTrigger):
         workload started anew may end the wait.
     :param limit: the task's setting whose end is ``end_time`` (``timeout`` or
         ``execution_timeout``), named in a timeout's message.
+    :param find: what names the workload when ``ref`` lacks its own id (the kind's ``locate``:
+        an experiment run's tags); plain JSON.
+    :param bound: another workload whose end bounds the wait (the kind's ``bound``: the job run
+        that logs an experiment run); plain JSON.
     """
 
     def __init__(
@@ -72,6 +76,8 @@ class CmlWorkloadTrigger(BaseTrigger):
         carry: Mapping[str, Any] | None = None,
         since: Mapping[str, Any] | None = None,
         limit: str = "timeout",
+        find: Mapping[str, Any] | None = None,
+        bound: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -89,6 +95,8 @@ class CmlWorkloadTrigger(BaseTrigger):
         self.carry = dict(carry or {})
         self.since = dict(since) if since is not None else None
         self.limit = limit
+        self.find = dict(find) if find is not None else None
+        self.bound = dict(bound) if bound is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and keyword arguments that rebuild this trigger in the triggerer."""
@@ -108,6 +116,8 @@ class CmlWorkloadTrigger(BaseTrigger):
                 "carry": self.carry,
                 "since": self.since,
                 "limit": self.limit,
+                "find": self.find,
+                "bound": self.bound,
             },
         )
 
@@ -135,6 +145,8 @@ class CmlWorkloadTrigger(BaseTrigger):
             carry=carry,
             since=wait.since,
             limit=wait.limit,
+            find=wait.find,
+            bound=wait.bound,
         )
 
     def _hook(self) -> CmlHook:
@@ -153,6 +165,8 @@ class CmlWorkloadTrigger(BaseTrigger):
             since=self.since,
             limit=self.limit,
             link=self.link,
+            find=self.find,
+            bound=self.bound,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

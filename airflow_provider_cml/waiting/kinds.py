@@ -95,6 +95,55 @@ class Retries(Protocol):
         """
 
 
+class Locate(Protocol):
+    """How to find a workload named by what it carries (an experiment run by its tags), not by its ID.
+
+    A wait given ``find`` looks for it every poll until it appears or the deadline passes.
+    """
+
+    def find(self, ref: Any, find: Mapping[str, Any], deadline: float | None) -> Steps:
+        """Steps that look for it: ``(its ref, its answer)``, or ``None`` while there is none.
+
+        :param ref: the IDs known (its parent's; its own empty).
+        :param find: what names it (plain JSON, as the wait's ``find``).
+        :param deadline: when the look must end.
+        """
+
+    def missing(self, ref: Any, find: Mapping[str, Any]) -> str:
+        """Why a wait that never found it gave up, and what to check.
+
+        :param ref: the IDs known.
+        :param find: what names it.
+        """
+
+
+class Bound(Protocol):
+    """Another workload whose end bounds a wait on one in progress (an experiment run's job run).
+
+    Once it has ended and ``grace`` has passed, the wait ends with an error.
+    """
+
+    def ended(self, bound: Mapping[str, Any], deadline: float | None) -> Steps:
+        """Steps that read the other workload: seconds since it ended, or ``None`` while it has not.
+
+        :param bound: what names it (plain JSON, as the wait's ``bound``).
+        :param deadline: when the read must end.
+        """
+
+    def grace(self, bound: Mapping[str, Any]) -> float:
+        """Seconds the awaited workload may stay in progress after the other ended.
+
+        :param bound: what names it.
+        """
+
+    def message(self, bound: Mapping[str, Any], answer: Mapping[str, Any]) -> str:
+        """Why the wait ended, in words for the DAG author.
+
+        :param bound: what names it.
+        :param answer: the awaited workload's last answer.
+        """
+
+
 #: How many spellings of statuses a kind remembers (a kind has a dozen statuses, in a few spellings).
 MAX_SPELLINGS = 256
 
@@ -136,6 +185,10 @@ class WorkloadKind:
     :param instance_marks: timestamps that move when the workload starts anew (an application's
         ``starting_at`` and ``running_at``): how a wait after a restart tells the new instance
         from the old one (see :meth:`renewed`).
+    :param locate: how to find one named by what it carries instead of its ID (a wait's ``find``),
+        or ``None``.
+    :param bound: how another workload's end bounds a wait on one in progress (a wait's
+        ``bound``), or ``None``.
     """
 
     home: str
@@ -157,6 +210,8 @@ class WorkloadKind:
     timeout_error: type[CmlWorkloadTimeout] = CmlWorkloadTimeout
     explain: Callable[[Any, Any, Mapping[str, Any]], str | None] | None = None
     instance_marks: tuple[str, ...] = ()
+    locate: Locate | None = None
+    bound: Bound | None = None
     # Spellings already read: a wait reads the same few statuses on every poll of every trigger.
     _spellings: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -39,16 +39,13 @@ Steps = Generator[Any, Any, T]
 #: Seconds the status read before a stop may take: past that, the stop is sent unread.
 STATUS_BEFORE_STOP = 10.0
 #: How each way a wait can end is named in a trigger event.
-HOW = ("success", "failed", "timeout", "unclear", "error", "interrupted")
+HOW = ("success", "failed", "timeout", "unclear", "error", "interrupted", "abandoned")
 _GAVE_UP = {Next.TIMED_OUT: "timeout", Next.UNCLEAR: "unclear"}
 
 
 @dataclass(frozen=True)
 class Sleep:
-    """What a plan yields to be slept: the driver sends back ``True`` when the task is being killed.
-
-    :param seconds: how long.
-    """
+    """What a plan yields to be slept (``seconds``); the driver sends back ``True`` if the task is killed."""
 
     seconds: float
 
@@ -71,6 +68,8 @@ class Wait:
     :param limit: the task's setting whose end is the deadline (``timeout``, ``execution_timeout``).
     :param link: its page, for messages.
     :param waited: seconds the wait was given, for a timeout's message (``None``: name ``limit``).
+    :param find: what names it when ``ref`` lacks its id (JSON, for the kind's ``locate``: tags).
+    :param bound: another workload whose end bounds the wait (JSON, for the kind's ``bound``).
     """
 
     kind: WorkloadKind
@@ -83,6 +82,8 @@ class Wait:
     limit: str = "timeout"
     link: str | None = None
     waited: float | None = None
+    find: Mapping[str, Any] | None = None
+    bound: Mapping[str, Any] | None = None
 
     def rule(self, deadline: float | None) -> WaitRule:
         """The waiting rule of this wait.
@@ -96,7 +97,7 @@ class Wait:
 class Ended:
     """How a wait ended: the one place that says so, for the sync wait, the trigger and the sensors.
 
-    :param how: one of :data:`HOW`.
+    :param how: one of :data:`HOW` (``abandoned``: the workload that runs it ended while it did not).
     :param kind: what was waited on.
     :param ref: what it ended on (a platform's retry of what it started with, perhaps).
     :param answer: its last answer (from a trigger event: the kind's ``event_fields`` of it).
@@ -304,6 +305,12 @@ def whole_wait(
     policy: Any = None
     seen_retries, policy_read = 0, False
     state, seen = WaitState(), None
+    if wait.find is not None:
+        located = yield from _locate(wait, rule, now, log)
+        if isinstance(located, Ended):
+            return located
+        ref, seen = located
+    bound, limits, bound_ended = (kind.bound if wait.bound else None), wait.bound or {}, None  # ended: when
     while True:
         polled_at = now()
         if seen is None:
@@ -312,30 +319,29 @@ def whole_wait(
         state, seen = decision.state, None
         note = retries.note(policy, seen_retries) if retries is not None and seen_retries else ""
         log_decision(log, f"{kind.name} {kind.id_of(ref)}", decision, note)
+        if decision.next is Next.WAIT and bound is not None and decision.answer is not None:
+            if bound_ended is None:
+                ago = yield from _ask(bound.ended(limits, deadline), log, "what bounds it")
+                if isinstance(ago, CmlException):
+                    return Ended("error", kind, ref, text=str(ago), error=ago, link=wait.link)
+                bound_ended = None if ago is None else now() - ago
+            if bound_ended is not None and now() - bound_ended >= bound.grace(limits):
+                why = bound.message(limits, decision.answer)
+                return Ended("abandoned", kind, ref, decision.answer, state.status, "", wait.link, text=why)
         if decision.next is Next.WAIT:
             if (yield Sleep(on_cadence(decision.sleep, now() - polled_at))):
                 return Ended("interrupted", kind, ref, decision.answer, state.status, note, wait.link)
             continue
-        answer = decision.answer
-        if (
-            retries is None
-            or decision.next is not Next.FINISHED
-            or answer is None
-            or kind.is_success(state.status)
-        ):
-            break
-        if not retries.covers(answer):
+        answer = decision.answer or {}
+        bad = decision.next is Next.FINISHED and answer is not None and not kind.is_success(state.status)
+        if retries is None or not bad or not retries.covers(answer):
             break
         if not policy_read:
             policy, policy_read = (yield from retries.policy(ref, deadline)), True
         if not retries.expects(policy, answer, seen_retries):
             break
-        log.info(
-            "Cloudera AI %s %s ended %s; the platform will retry it: waiting for the retry.",
-            kind.name,
-            kind.id_of(ref),
-            state.status,
-        )
+        what, status = f"{kind.name} {kind.id_of(ref)}", state.status
+        log.info("Cloudera AI %s ended %s; the platform will retry it: waiting for the retry.", what, status)
         found = yield from _await_retry(retries, policy, rule, ref, answer, now, log)
         if found is None:  # the task is being killed: as for any other sleep of the wait
             return Ended("interrupted", kind, ref, answer, state.status, note, wait.link)
@@ -353,6 +359,36 @@ def whole_wait(
         )
     note = retries.note(policy, seen_retries) if retries is not None and seen_retries else ""
     return (yield from _ended(wait, rule, decision, ref, note, now, log, stop_limit))
+
+
+def _ask(steps: Steps[T], log: Log, what: str) -> Steps[T | CmlException | None]:
+    """``steps``' result; ``None`` after a passing error (logged); a lasting error, returned."""
+    try:
+        return (yield from steps)
+    except CmlException as exc:
+        if isinstance(exc, CmlApiError) and is_transient(exc):
+            log.warning("Could not read %s this time (%s); trying again.", what, exc)
+            return None
+        return exc
+
+
+def _locate(wait: Wait, rule: WaitRule, now: Callable[[], float], log: Log) -> Steps[tuple[Any, Any] | Ended]:
+    """Look for what ``wait.find`` names until it appears: ``(ref, answer)``; else how the wait ended."""
+    kind, ref, locate, find = wait.kind, wait.ref, wait.kind.locate, wait.find or {}
+    while locate is not None:
+        looked_at = now()
+        found = yield from _ask(locate.find(ref, find, rule.deadline), log, f"the {kind.name}s")
+        if isinstance(found, CmlException):
+            return Ended("error", kind, ref, text=str(found), error=found, link=wait.link)
+        if found is not None:
+            log.info("Found Cloudera AI %s %s.", kind.name, kind.id_of(found[0]))
+            return found
+        waiting = rule.keep_waiting(WaitState(), now(), changed=False)
+        if waiting.next is Next.TIMED_OUT:
+            return Ended("timeout", kind, ref, link=wait.link, gave_up=locate.missing(ref, find))
+        if (yield Sleep(on_cadence(waiting.sleep, now() - looked_at))):
+            return Ended("interrupted", kind, ref, link=wait.link)
+    return ref, None
 
 
 def _await_retry(
@@ -375,15 +411,9 @@ def _await_retry(
             return waiting
         if (yield Sleep(waiting.sleep)):
             return None
-        try:
-            found = yield from retries.find(ref, failed, rule.deadline)
-        except CmlException as exc:
-            if not (isinstance(exc, CmlApiError) and is_transient(exc)):
-                return Decision(Next.ERROR, WaitState(), error=exc)
-            log.warning(
-                "Could not look for the retry of %s this time (%s); looking again.", rule.kind.id_of(ref), exc
-            )
-            found = None
+        found = yield from _ask(retries.find(ref, failed, rule.deadline), log, "the platform's retry")
+        if isinstance(found, CmlException):
+            return Decision(Next.ERROR, WaitState(), error=found)
         if found is not None:
             return found
         if now() - failed_at >= retries.patience(policy):

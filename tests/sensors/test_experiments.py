@@ -111,3 +111,97 @@ def test_it_is_registered_with_the_provider():
 
     modules = [m for s in get_provider_info()["sensors"] for m in s["python-modules"]]
     assert "airflow_provider_cml.sensors.experiments" in modules
+
+
+def test_exactly_one_of_run_id_and_run_tag():
+    for options in ({}, {"run_id": "r", "run_tag": {"t": "v"}}):
+        with pytest.raises(CmlConfigError, match="exactly one of run_id"):
+            CmlExperimentRunSensor(task_id="s", project="Analytics", experiment="e", **options)
+    with pytest.raises(CmlConfigError, match="run_tag"):
+        CmlExperimentRunSensor(task_id="s", project="Analytics", experiment="e", run_tag="t=v").poke({})
+
+
+def test_by_tag_poke_waits_until_a_tagged_run_appears_then_until_it_finishes(wb):
+    name, other = _run(wb, tags={"airflow_run_id": "other"})
+    sensor = CmlExperimentRunSensor(
+        task_id="s",
+        project="Analytics",
+        experiment=name,
+        run_tag={"airflow_run_id": "mine"},
+        poke_interval=0.01,
+    )
+    assert sensor.poke({}) is False  # no run with the tag yet
+    run = wb.workbench.experiments.add_run(other.experiment.project.id, name, tags={"airflow_run_id": "mine"})
+    assert sensor.poke({}) is False  # found, running
+    wb.workbench.experiments.set_run(run.id, status="FINISHED")
+    assert sensor.poke({}) is True
+    assert wb.requests("GET", rf".*/runs/{run.id}")  # once found, the run itself is read
+
+
+def test_deferrable_by_tag_the_trigger_finds_the_run_and_the_event_names_it(wb):
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+
+    name, other = _run(wb)
+    tags = {"airflow_run_id": "manual__1"}
+    sensor = CmlExperimentRunSensor(
+        task_id="s", project="Analytics", experiment=name, run_tag=tags, deferrable=True, poke_interval=0.05
+    )
+    with pytest.raises(TaskDeferred) as info:
+        sensor.poke({})
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["find"] == {"tags": tags} and kwargs["ref"]["run_id"] == ""
+    trigger = CmlWorkloadTrigger(**json.loads(json.dumps(kwargs)))
+    run = wb.workbench.experiments.add_run(other.experiment.project.id, name, status="FINISHED", tags=tags)
+    event = asyncio.run(anext(aiter(trigger.run()))).payload
+    assert event["status"] == "success" and event["ref"]["run_id"] == run.id
+    sensor.execute_complete({}, event)
+
+
+def test_a_run_its_ended_job_run_left_running_fails_the_sensor_sync_and_deferred(wb):
+    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
+    from tests.hooks.test_experiments import ended_job_run
+
+    name, run = _run(wb)  # RUNNING, and it will stay so: its script was killed
+    job_run = ended_job_run(wb)
+    sensor = _sensor(name, run.id, job_run=job_run, job_run_grace=0.1, poke_interval=0.05)
+    with pytest.raises(CmlExperimentRunError, match="without ending the run"):
+        while not sensor.poke({}):
+            pass
+    sensor = _sensor(name, run.id, job_run=job_run, job_run_grace=0.1, poke_interval=0.05, deferrable=True)
+    _, kwargs = sensor._trigger({}).serialize()  # what it defers with (its first poke may end it)
+    assert kwargs["bound"] == {**{k: job_run[k] for k in ("project_id", "job_id", "run_id")}, "grace": 0.1}
+    event = asyncio.run(anext(aiter(CmlWorkloadTrigger(**json.loads(json.dumps(kwargs))).run()))).payload
+    assert event["status"] == "abandoned"
+    with pytest.raises(CmlExperimentRunError, match=f"job run {job_run['run_id']} that logs it"):
+        sensor.execute_complete({}, event)
+
+
+def test_reschedule_each_check_a_fresh_sensor_finds_the_run_by_tag_and_honours_the_job_run_bound(wb):
+    from tests.hooks.test_experiments import ended_job_run
+
+    name, run = _run(wb, tags={"airflow_run_id": "a"})
+    job_run = ended_job_run(wb)
+
+    def check():  # as a reschedule sensor runs: a new process (a new operator) per poke
+        sensor = CmlExperimentRunSensor(
+            task_id="s",
+            project="Analytics",
+            experiment=name,
+            run_tag={"airflow_run_id": "a"},
+            job_run=job_run,
+            job_run_grace=30,
+            mode="reschedule",
+            poke_interval=0.01,
+        )
+        return sensor.poke({})
+
+    assert check() is False  # the job run ended just now: within the grace for the last write
+    wb.workbench.experiments.set_run(run.id, status="FINISHED")
+    assert check() is True
+    with wb.workbench.lock:  # a job run that ended longer ago than the grace, its run left running
+        wb.workbench.experiments.runs[run.id].status = "EXPERIMENT_RUN_RUNNING"
+        next(r for r in wb.workbench.runs.values() if r.id == job_run["run_id"]).times["finished_at"] = (
+            "2020-01-01T00:00:00Z"
+        )
+    with pytest.raises(CmlExperimentRunError, match="without ending the run"):
+        check()
