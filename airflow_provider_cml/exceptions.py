@@ -123,6 +123,10 @@ class CmlExperimentRunError(CmlWorkloadError):
     """An experiment run ended without finishing well (``EXPERIMENT_RUN_FAILED`` or ``..._KILLED``)."""
 
 
+class CmlModelRegistrationError(CmlWorkloadError):
+    """A registered model version failed (a failure status, or the registry's ``error_message``)."""
+
+
 class CmlModelCallError(CmlException):
     """A deployed model answered a call without success (its function raised, or refused the input)."""
 

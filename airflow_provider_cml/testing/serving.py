@@ -244,6 +244,8 @@ class Serving:
     :param app_ready_after: seconds an application's script must stay up to count as running.
     :param restart_lag: seconds after ``:restart`` during which reads of the application still
         show it as it was (``APPLICATION_RUNNING`` with the old instance's times, say).
+    :param registry: registered models to start with (see :meth:`register`).
+    :param registry_ready_after: seconds a version registered from a run stays ``REGISTERING``.
     """
 
     def __init__(
@@ -254,8 +256,13 @@ class Serving:
         app_ready_after: float = 1.0,
         restart_lag: float = 0.0,
         registry: list[dict[str, Any]] | None = None,
+        registry_ready_after: float = 0.3,
     ) -> None:
         self.wb = workbench
+        from airflow_provider_cml.testing.registry import Registry  # it imports this module's helpers
+
+        #: Registrations from experiment runs (``POST /registry/models``, :mod:`.registry`).
+        self.registry_writes = Registry(self, registry_ready_after)
         #: Registered models, as GetRegisteredModel answers them (read-only here).
         self.registry: dict[str, dict[str, Any]] = {}
         for entry in registry or []:
@@ -286,7 +293,7 @@ class Serving:
                 "created_at": _now(),
                 "updated_at": _now(),
             }
-            for i, v in enumerate(entry.get("versions") or [{}])
+            for i, v in enumerate(entry.get("versions", [{}]))
         ]
         model = {
             "model_id": model_id,
