@@ -1,7 +1,8 @@
 """The simulated workbench's models, builds, deployments and applications, which really run.
 
 * A build goes ``queued`` → ``pending`` → ``pushing`` → ``built``; its ``pending`` step loads the
-  model's file in a fresh Python and checks the function is there, else ``build failed``.
+  model's file in a fresh Python and checks the function is there, else ``build failed``; a build
+  from a registered version fails unless that version exists and is ``READY``.
 * A deployment goes ``pending`` → ``deployed`` once a replica process has loaded the build's
   function (``failed`` when it cannot); the model service (``POST /model``) calls that function in
   that process. ``:stop`` ends the process (``stopped``); ``:restart`` starts a new one.
@@ -409,6 +410,14 @@ class Serving:
                 timeout=60,
             )
             ok = check.returncode == 0
+        else:  # from the registry: the version must be there and READY, as a real build needs its files
+            with self.wb.lock:
+                self.registry_writes.settle()
+                ok = any(
+                    v["model_version_id"] == build.registered_model_version_id and v.get("status") == "READY"
+                    for m in self.registry.values()
+                    for v in m["model_versions"]
+                )
         time.sleep(self.step)
         if not ok:
             self._status(build, "build failed")

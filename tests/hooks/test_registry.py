@@ -11,6 +11,7 @@ from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing.server import Faults
 from airflow_provider_cml.workloads.experiments import ExperimentRunRef
 from airflow_provider_cml.workloads.registry import REGISTERED_MODEL_VERSION, RegisteredVersionRef
+from tests.conftest import MOCK_URL
 
 REGISTER = r"/api/v2/registry/models"
 
@@ -107,3 +108,40 @@ def test_a_run_not_finished_is_refused_unless_asked_and_an_unknown_run_is_a_404(
     with pytest.raises(CmlApiError) as caught:
         hook.registry.register_model_version(running._replace(run_id="nope-nope-nope-nope"), name)
     assert caught.value.http_status == 404
+
+
+# -- answers the workbench does not give: requests-mock ---------------------------------------------
+
+RUN = ExperimentRunRef("pppp-pppp-pppp-pppp", "eeee-eeee-eeee-eeee", "rrrr-rrrr-rrrr-rrrr")
+
+
+def _mocked(requests_mock, answer):
+    base = f"{MOCK_URL}/api/v2"
+    run_path = f"{base}/projects/{RUN.project_id}/experiments/{RUN.experiment_id}/runs/{RUN.run_id}"
+    requests_mock.get(run_path, json={"id": RUN.run_id, "status": "EXPERIMENT_RUN_FINISHED", "data": {}})
+    requests_mock.get(f"{base}/registry/models", json={"models": []})
+    return requests_mock.post(f"{base}/registry/models", json=answer)
+
+
+def test_an_answer_without_versions_is_completed_by_reading_the_model(mock_conn, clock, requests_mock):
+    _mocked(requests_mock, {"model_id": "m1", "name": "churn"})
+    requests_mock.get(
+        f"{MOCK_URL}/api/v2/registry/models/m1",
+        json={"model_id": "m1", "model_versions": [{"model_version_id": "v1", "number": 1}]},
+    )
+    version, created = CmlHook(mock_conn(), clock=clock).registry.register_model_version(RUN, "churn")
+    assert created and (version["model_id"], version["model_version_id"]) == ("m1", "v1")
+
+
+def test_versions_without_the_runs_metadata_pick_the_highest_number(mock_conn, clock, requests_mock):
+    versions = [{"model_version_id": f"v{n}", "number": n} for n in (3, 7, 5)]
+    _mocked(requests_mock, {"model_id": "m1", "model_versions": versions})
+    version, _ = CmlHook(mock_conn(), clock=clock).registry.register_model_version(RUN, "churn")
+    assert version["model_version_id"] == "v7"
+
+
+def test_an_answer_with_no_version_at_all_is_an_error_naming_the_model(mock_conn, clock, requests_mock):
+    _mocked(requests_mock, {"model_id": "m1", "model_versions": []})
+    requests_mock.get(f"{MOCK_URL}/api/v2/registry/models/m1", json={"model_id": "m1"})
+    with pytest.raises(CmlApiError, match=r"without a new model version \(model m1\)"):
+        CmlHook(mock_conn(), clock=clock).registry.register_model_version(RUN, "churn")

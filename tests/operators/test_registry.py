@@ -13,7 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_cml.exceptions import CmlConfigError, CmlExperimentRunError, CmlModelRegistrationError
+from airflow_provider_cml.exceptions import (
+    CmlConfigError,
+    CmlExperimentRunError,
+    CmlModelBuildError,
+    CmlModelRegistrationError,
+)
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
 from airflow_provider_cml.operators.registry import RESULT_KEYS, CmlRegisterModelOperator
 from airflow_provider_cml.workloads.models import CmlModelSpec, registered_spec
@@ -127,6 +132,17 @@ def test_deploy_from_the_register_operators_xcom(wb, trained):
     ).execute(_context("deploy", try_number=2))
     assert again == ids  # a retry builds and deploys nothing new
     assert len(wb.requests("POST", r"/api/v2/projects/[^/]+/models/[^/]+/builds")) == 1
+
+
+def test_a_build_from_a_version_not_ready_fails_and_deploys_nothing(wb, trained):
+    result = _register(*trained, wait=False).execute(_context())  # still REGISTERING
+    wb.workbench.serving.registry_writes.pending[result["model_version_id"]] = (float("inf"), "")
+    deploy = CmlDeployModelOperator(
+        task_id="deploy", project="Analytics", model="early", registered_version=result, poll_interval=0.05
+    )
+    with pytest.raises(CmlModelBuildError, match="BUILD_FAILED"):
+        deploy.execute(_context("deploy"))
+    assert not wb.requests("POST", r"/api/v2/projects/[^/]+/models/[^/]+/builds/[^/]+/deployments")
 
 
 def test_the_registered_version_sets_the_specs_ids_whatever_form_the_model_takes():
