@@ -21,6 +21,7 @@ from airflow_provider_cml.exceptions import (
 )
 from airflow_provider_cml.operators.models import CmlDeployModelOperator
 from airflow_provider_cml.operators.registry import RESULT_KEYS, CmlRegisterModelOperator
+from airflow_provider_cml.testing.server import Faults
 from airflow_provider_cml.workloads.models import CmlModelSpec, registered_spec
 
 REGISTER = r"/api/v2/registry/models"
@@ -71,6 +72,17 @@ def test_it_registers_waits_until_ready_and_a_retry_registers_nothing_new(wb, tr
     again = _register(*trained, model_name=operator.model_name).execute(_context(try_number=2))
     assert again == result
     assert len(wb.requests("POST", REGISTER)) == 1
+
+
+def test_a_lost_answer_registers_once_and_the_task_still_returns_the_ready_version(wb, trained):
+    wb.faults = Faults(lost_response_rate=1.0, seed=7)  # the POST acts, then its answer is lost
+    result = _register(*trained).execute(_context())
+    wb.faults = None
+    assert result["status"] == "READY"
+    [post] = wb.requests("POST", REGISTER)
+    assert post.fault == "lost_response"
+    [model] = [m for m in wb.workbench.serving.registry.values() if m["name"] == result["model_name"]]
+    assert [v["model_version_id"] for v in model["model_versions"]] == [result["model_version_id"]]
 
 
 def test_without_waiting_it_returns_the_version_as_registered(wb, trained):
