@@ -115,16 +115,16 @@ class CmlModelDeploymentError(CmlWorkloadError):
     """A model deployment ended without serving (``failed``, ``stopped``, ``deployment_failed``)."""
 
 
+class CmlModelRegistrationError(CmlWorkloadError):
+    """A registered model version failed (a failure status, or the registry's ``error_message``)."""
+
+
 class CmlApplicationError(CmlWorkloadError):
     """An application failed, or stopped while it was awaited running."""
 
 
 class CmlExperimentRunError(CmlWorkloadError):
     """An experiment run ended without finishing well (``EXPERIMENT_RUN_FAILED`` or ``..._KILLED``)."""
-
-
-class CmlModelRegistrationError(CmlWorkloadError):
-    """A registered model version failed (a failure status, or the registry's ``error_message``)."""
 
 
 class CmlModelCallError(CmlException):
