@@ -115,6 +115,10 @@ class CmlModelDeploymentError(CmlWorkloadError):
     """A model deployment ended without serving (``failed``, ``stopped``, ``deployment_failed``)."""
 
 
+class CmlModelRegistrationError(CmlWorkloadError):
+    """A registered model version failed (a failure status, or the registry's ``error_message``)."""
+
+
 class CmlApplicationError(CmlWorkloadError):
     """An application failed, or stopped while it was awaited running."""
 

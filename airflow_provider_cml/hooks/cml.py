@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from airflow_provider_cml.hooks.applications import Applications
     from airflow_provider_cml.hooks.experiments import Experiments
     from airflow_provider_cml.hooks.models import Models
+    from airflow_provider_cml.hooks.registry import Registry
 
 T = TypeVar("T")
 
@@ -128,6 +129,14 @@ class CmlHook(HookDriver, BaseHook):
 
         self.require_v2("Experiments")
         return Experiments(self)
+
+    @cached_property
+    def registry(self) -> Registry:
+        """Registering model versions from experiment runs (:class:`.registry.Registry`); API v2 only."""
+        from airflow_provider_cml.hooks.registry import Registry
+
+        self.require_v2("The model registry")
+        return Registry(self)
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

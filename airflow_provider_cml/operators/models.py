@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.links import (
     MODEL_URL_XCOM_KEY,
     CmlModelLink,
@@ -42,9 +43,18 @@ class CmlDeployModelOperator(CmlBaseOperator):
     On kill or timeout the deployment this task created is stopped; nothing that was serving before
     is touched. A build cannot be stopped: it finishes on its own and is left as it ends.
 
+    From a registered model version: ``registered_version=`` takes what
+    :class:`~airflow_provider_cml.operators.registry.CmlRegisterModelOperator` returns (e.g.
+    ``register.output``); the model then needs no file nor function, its name is enough
+    (``model="churn"``), and the build is made from that version.
+
     :param project: project name or ID (templated).
     :param model: the model (a :class:`~airflow_provider_cml.workloads.models.CmlModelSpec` or a dict
-        of its fields, templated).
+        of its fields, templated); with ``registered_version``, its name alone will do.
+    :param registered_version: the registered model version to build (templated): a dict with
+        ``registered_model_id`` (or ``model_id``) and ``model_version_id``, as the register
+        operator's XCom has them; it sets the spec's ``registered_model_id`` and
+        ``registered_model_version_id``.
     :param poll_interval: seconds between status checks.
     :param timeout: seconds for build and deployment together; ``None``: no limit.
     :param cml_conn_id: Airflow connection of type ``cml``.
@@ -54,13 +64,21 @@ class CmlDeployModelOperator(CmlBaseOperator):
         task gives up naming it; ``None``: no limit.
     """
 
-    template_fields: Sequence[str] = ("project", "model")
+    template_fields: Sequence[str] = ("project", "model", "registered_version")
     operator_extra_links = (CmlModelLink(),)
 
-    def __init__(self, *, project: str, model: CmlModelSpec | Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        project: str,
+        model: CmlModelSpec | Mapping[str, Any] | str,
+        registered_version: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.project = project
         self.model = model
+        self.registered_version = registered_version
         self._deployment: DeploymentRef | None = None
         #: What lineage and asset events name: the deployment once serving, and the model's page.
         self._deployed: DeploymentRef | None = None
@@ -73,9 +91,9 @@ class CmlDeployModelOperator(CmlBaseOperator):
         """
         from airflow_provider_cml.links import project_page
         from airflow_provider_cml.waiting.plan import Wait
-        from airflow_provider_cml.workloads.models import MODEL_BUILD, BuildRef, CmlModelSpec
+        from airflow_provider_cml.workloads.models import MODEL_BUILD, BuildRef
 
-        spec = CmlModelSpec.of(self.model)
+        spec = self._spec()
         deadline = self._deadline(context)
         with self._bounded(deadline):
             project_id = str(self.hook.resolve_project(self.project)["id"])
@@ -101,14 +119,14 @@ class CmlDeployModelOperator(CmlBaseOperator):
         :param context: the task's Airflow context.
         :param event: the trigger's event.
         """
-        from airflow_provider_cml.workloads.models import BuildRef, CmlModelSpec
+        from airflow_provider_cml.workloads.models import BuildRef
 
         ended, carried = self.resumed(event)
         ended.result(self.hook.explain)
         ref = BuildRef(carried["project_id"], carried["model_id"], carried["build_id"])
         deadline = carried.get("deadline")
         with self._bounded(deadline):
-            return self._deploy(context, ref, CmlModelSpec.of(self.model), deadline, resumed=True)
+            return self._deploy(context, ref, self._spec(), deadline, resumed=True)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the deployment ended (deferrable).
@@ -122,6 +140,19 @@ class CmlDeployModelOperator(CmlBaseOperator):
         ref = DeploymentRef(**{k: carried[k] for k in DeploymentRef._fields})
         self._deployment = ref  # what the lineage facet names, should it have failed
         return self._served(ref, ended.result(self.hook.explain))
+
+    def _spec(self) -> CmlModelSpec:
+        """The model's spec, built from ``registered_version`` when one is given."""
+        from airflow_provider_cml.workloads.models import CmlModelSpec, registered_spec
+
+        if self.registered_version is None:
+            if isinstance(self.model, str):
+                raise CmlConfigError(
+                    f"model {self.model!r} is only a name: give its file and function (a CmlModelSpec or "
+                    "a dict), or the registered version to build (registered_version=register.output)."
+                )
+            return CmlModelSpec.of(self.model)
+        return registered_spec(self.model, self.registered_version)
 
     def _build(
         self, context: Context, project_id: str, model_id: str, spec: CmlModelSpec

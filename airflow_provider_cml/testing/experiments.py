@@ -77,6 +77,8 @@ class ExperimentRun:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: RegisteredModelMetadata entries, one per version registered from the run (``testing.registry``).
+    registered_model_metadata: list[dict[str, Any]] = field(default_factory=list)
 
     def latest_metrics(self) -> list[dict[str, Any]]:
         """One entry per key: the latest timestamp, ties to the maximum value (sheet §5)."""
@@ -101,6 +103,7 @@ class ExperimentRun:
                 "metrics": self.latest_metrics(),
                 "params": [{"key": k, "value": v} for k, v in self.params.items()],
                 "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
+                "registered_model_metadata": [dict(entry) for entry in self.registered_model_metadata],
             },
         }
         if self.end_time:

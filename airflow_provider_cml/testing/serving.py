@@ -1,7 +1,8 @@
 """The simulated workbench's models, builds, deployments and applications, which really run.
 
 * A build goes ``queued`` → ``pending`` → ``pushing`` → ``built``; its ``pending`` step loads the
-  model's file in a fresh Python and checks the function is there, else ``build failed``.
+  model's file in a fresh Python and checks the function is there, else ``build failed``; a build
+  from a registered version fails unless that version exists and is ``READY``.
 * A deployment goes ``pending`` → ``deployed`` once a replica process has loaded the build's
   function (``failed`` when it cannot); the model service (``POST /model``) calls that function in
   that process. ``:stop`` ends the process (``stopped``); ``:restart`` starts a new one.
@@ -244,6 +245,8 @@ class Serving:
     :param app_ready_after: seconds an application's script must stay up to count as running.
     :param restart_lag: seconds after ``:restart`` during which reads of the application still
         show it as it was (``APPLICATION_RUNNING`` with the old instance's times, say).
+    :param registry: registered models to start with (see :meth:`register`).
+    :param registry_ready_after: seconds a version registered from a run stays ``REGISTERING``.
     """
 
     def __init__(
@@ -254,8 +257,13 @@ class Serving:
         app_ready_after: float = 1.0,
         restart_lag: float = 0.0,
         registry: list[dict[str, Any]] | None = None,
+        registry_ready_after: float = 0.3,
     ) -> None:
         self.wb = workbench
+        from airflow_provider_cml.testing.registry import Registry  # it imports this module's helpers
+
+        #: Registrations from experiment runs (``POST /registry/models``, :mod:`.registry`).
+        self.registry_writes = Registry(self, registry_ready_after)
         #: Registered models, as GetRegisteredModel answers them (read-only here).
         self.registry: dict[str, dict[str, Any]] = {}
         for entry in registry or []:
@@ -286,7 +294,7 @@ class Serving:
                 "created_at": _now(),
                 "updated_at": _now(),
             }
-            for i, v in enumerate(entry.get("versions") or [{}])
+            for i, v in enumerate(entry.get("versions", [{}]))
         ]
         model = {
             "model_id": model_id,
@@ -402,6 +410,14 @@ class Serving:
                 timeout=60,
             )
             ok = check.returncode == 0
+        else:  # from the registry: the version must be there and READY, as a real build needs its files
+            with self.wb.lock:
+                self.registry_writes.settle()
+                ok = any(
+                    v["model_version_id"] == build.registered_model_version_id and v.get("status") == "READY"
+                    for m in self.registry.values()
+                    for v in m["model_versions"]
+                )
         time.sleep(self.step)
         if not ok:
             self._status(build, "build failed")

@@ -78,12 +78,17 @@ def route(serving: Serving, method: str, rest: str, body: Callable[[], dict[str,
             return 200, serving.stop_deployment(deployment).to_api()
         if method == "POST" and m.group(5) == ":restart":
             return 200, serving.restart_deployment(deployment).to_api()
-    return _registry(serving, method, rest, page) or _applications(serving, method, rest, body, page)
+    return _registry(serving, method, rest, body, page) or _applications(serving, method, rest, body, page)
 
 
-def _registry(serving: Serving, method: str, rest: str, page: Page) -> Any:
+def _registry(
+    serving: Serving, method: str, rest: str, body: Callable[[], dict[str, Any]], page: Page
+) -> Any:
+    if method == "POST" and rest == "/registry/models":
+        return 200, serving.registry_writes.register(body())
     if method != "GET":
         return None
+    serving.registry_writes.settle()  # versions become READY (or FAILED) when their time has come
     if rest == "/registry/models":  # its filter key is model_name: the pager matches "name" for it
         details = [{k: v for k, v in m.items() if k != "model_versions"} for m in serving.registry.values()]
         return 200, page("models", details)

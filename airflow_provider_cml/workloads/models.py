@@ -19,7 +19,7 @@ writes the request bodies as API v2 wants them (``environment`` a map, ``nvidia_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
@@ -239,3 +239,26 @@ class CmlModelSpec(Spec):
                 body[key] = getattr(self, key)
         body["environment"] = {**dict(self.environment or {}), **marks}
         return body
+
+
+def registered_spec(model: CmlModelSpec | Mapping[str, Any] | str, version: Any) -> CmlModelSpec:
+    """``model`` built from a registered version: what ``CmlRegisterModelOperator`` returned, say.
+
+    :param model: the model's spec, its fields, or only its name.
+    :param version: a mapping with ``registered_model_id`` (or ``model_id``) and ``model_version_id``
+        (or ``registered_model_version_id``).
+    """
+    ids = version if isinstance(version, Mapping) else {}
+    model_id = str(ids.get("registered_model_id") or ids.get("model_id") or "").strip()
+    version_id = str(ids.get("model_version_id") or ids.get("registered_model_version_id") or "").strip()
+    if not (model_id and version_id):
+        raise CmlConfigError(
+            "registered_version must name a registered model version: a dict with registered_model_id "
+            "and model_version_id, as CmlRegisterModelOperator returns (e.g. registered_version="
+            f"register.output); got {version!r}."
+        )
+    registered = {"registered_model_id": model_id, "registered_model_version_id": version_id}
+    if isinstance(model, CmlModelSpec):
+        return replace(model, registered_model_id=model_id, registered_model_version_id=version_id)
+    fields = {"name": model} if isinstance(model, str) else model
+    return CmlModelSpec.of({**fields, **registered} if isinstance(fields, Mapping) else fields)

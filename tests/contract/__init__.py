@@ -52,6 +52,7 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("POST", rf"{_MODEL}/builds/{_ID}/deployments/{_ID}:restart", "EmptyBody", "ModelDeployment"),
     ("POST", rf"{_MODEL}/builds/{_ID}/deployments/{_ID}:stop", "EmptyBody", "ModelDeployment"),
     ("GET", r"/api/v2/registry/models", None, "ListRegisteredModelsResponse"),
+    ("POST", r"/api/v2/registry/models", "CreateRegisteredModelRequest", "RegisteredModel"),
     ("GET", rf"/api/v2/registry/models/{_ID}", None, "RegisteredModel"),
     ("GET", rf"/api/v2/registry/models/{_ID}/versions/{_ID}", None, "RegisteredModelVersion"),
     ("GET", rf"/api/v2/projects/{_ID}/applications", None, "ListApplicationsResponse"),
