@@ -21,7 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 PROJECT_DIR = ROOT / "example_dags" / "cml_demo_project"
 LOGICAL_DATE = "2024-06-01"
-DAGS = ("cml_example_pipeline", "cml_example_legacy_v1", "cml_example_jobs_as_code", "cml_example_mlops")
+DAGS = (
+    "cml_example_pipeline",
+    "cml_example_legacy_v1",
+    "cml_example_jobs_as_code",
+    "cml_example_mlops",
+    "cml_example_model_gate",
+)
+# The gated loop runs twice: the first training deploys; the second trains on noisier labels, so
+# its AUC is lower than the serving version's and the gate keeps it out.
+RUNS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "cml_example_model_gate": [(LOGICAL_DATE, {}), ("2024-06-02", {"label_noise": 0.35})],
+}
 
 
 def step(text: str) -> None:
@@ -74,13 +85,8 @@ def start_workbench(api_key_holder: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def summarize() -> bool:
     """Print one line per task from Airflow's database and the workbench; True if all DAG runs passed."""
-    from airflow.models import DagRun, TaskInstance
+    from airflow.models import DagRun
     from airflow.utils.session import create_session
-
-    try:
-        from airflow.models.xcom import XComModel as XCom
-    except ImportError:  # Airflow 2
-        from airflow.models.xcom import XCom
 
     from airflow_provider_cml.hooks.cml import CmlHook
 
@@ -90,42 +96,64 @@ def summarize() -> bool:
     print(f"{'task':<48} {'CML run':<18} {'final status':<18} the script saw")
     with create_session() as session:
         for dag_id in DAGS:
-            dag_run = session.query(DagRun).filter_by(dag_id=dag_id).order_by(DagRun.id.desc()).first()
-            if dag_run is None:
-                print(f"{dag_id}: no DAG run found")
+            dag_runs = session.query(DagRun).filter_by(dag_id=dag_id).order_by(DagRun.id).all()
+            if len(dag_runs) != len(RUNS.get(dag_id, [None])):
+                print(f"{dag_id}: {len(dag_runs)} DAG runs found")
                 all_ok = False
-                continue
-            all_ok &= str(getattr(dag_run.state, "value", dag_run.state)) == "success"
-            tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
-            for ti in sorted(tis, key=lambda t: t.start_date or dag_run.start_date):
-                xcoms = {
-                    x.key: x.value
-                    for x in session.query(XCom).filter_by(
-                        dag_id=dag_id, run_id=dag_run.run_id, task_id=ti.task_id, map_index=ti.map_index
-                    )
-                }
-                run_id = _plain(xcoms.get("run_id") or xcoms.get("engine_id"))
-                task_state = str(getattr(ti.state, "value", ti.state))
-                status, saw = f"(task {task_state})", ""
-                if run_id:
-                    status = _run_status(hook, run_id)
-                    saw = _override_seen(run_id)
-                elif "deployment_id" in xcoms:  # the model's deployment, read back from the workbench
-                    ids = _value(xcoms["return_value"])
-                    from airflow_provider_cml.workloads.models import DeploymentRef
-
-                    status = str(hook.models.get_deployment(DeploymentRef(**ids))["status"])
-                    run_id = ids["deployment_id"][:18]
-                elif ti.task_id == "smoke_test":
-                    saw = f"prediction {_plain(xcoms.get('return_value'))}"
-                name = f"{dag_id}.{ti.task_id}" + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
-                print(f"{name:<48} {run_id or '-':<18} {status:<18} {saw}")
+            for number, dag_run in enumerate(dag_runs, 1):
+                if len(dag_runs) > 1:
+                    print(f"-- {dag_id}, DAG run {number} of {len(dag_runs)}, conf {dag_run.conf or {}}")
+                all_ok &= _summarize_run(session, hook, dag_run)
     # Cloudera AI starts publish-report by itself when train-model succeeds (a dependent job).
     for run in hook.list_job_runs("Demo Analytics", "publish-report"):
         label = "(dependent job) publish-report"
         print(f"{label:<48} {run['id']:<18} {run['status']:<18} {_override_seen(run['id'])}")
     print(f"\nRuns executed by the workbench: {len(list((DEMO / 'runs').glob('*.log')))}")
     return all_ok
+
+
+def _summarize_run(session: Any, hook: Any, dag_run: Any) -> bool:
+    """One line per task of ``dag_run``; True if the DAG run succeeded."""
+    from airflow.models import TaskInstance
+
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+
+    dag_id = dag_run.dag_id
+    tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dag_run.run_id).all()
+    for ti in sorted(tis, key=lambda t: t.start_date or dag_run.start_date):
+        xcoms = {
+            x.key: x.value
+            for x in session.query(XCom).filter_by(
+                dag_id=dag_id, run_id=dag_run.run_id, task_id=ti.task_id, map_index=ti.map_index
+            )
+        }
+        run_id = _plain(xcoms.get("run_id") or xcoms.get("engine_id"))
+        task_state = str(getattr(ti.state, "value", ti.state))
+        status, saw = f"(task {task_state})", ""
+        if run_id:
+            status = _run_status(hook, run_id)
+            saw = _override_seen(run_id)
+        elif "deployment_id" in xcoms:  # the model's deployment, read back from the workbench
+            ids = _value(xcoms["return_value"])
+            from airflow_provider_cml.workloads.models import DeploymentRef
+
+            status = str(hook.models.get_deployment(DeploymentRef(**ids))["status"])
+            run_id = ids["deployment_id"][:18]
+        elif ti.task_id == "smoke_test" and "return_value" in xcoms:
+            saw = f"prediction {_plain(xcoms.get('return_value'))}"
+        elif ti.task_id == "gate" and "return_value" in xcoms:  # the metric gate's decision
+            decision = _value(xcoms["return_value"])
+            status = "passed" if decision["passed"] else "gated out"
+            saw = decision["reason"]
+        elif ti.task_id == "register" and "return_value" in xcoms:
+            version = _value(xcoms["return_value"])
+            run_id, status = version["model_version_id"][:18], f"version {version['version_number']}"
+        name = f"{dag_id}.{ti.task_id}" + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
+        print(f"{name:<48} {run_id or '-':<18} {status:<18} {saw}")
+    return str(getattr(dag_run.state, "value", dag_run.state)) == "success"
 
 
 def _value(value: object) -> Any:
@@ -204,10 +232,12 @@ def main() -> int:
     os.environ["AIRFLOW_CONN_CML_LEGACY"] = json.dumps(legacy)
     try:
         for dag_id in DAGS:
-            step(f"airflow dags test {dag_id} {LOGICAL_DATE}  (Airflow's logs: {log})")
-            started = time.monotonic()
-            code = airflow("dags", "test", dag_id, LOGICAL_DATE, log=log)
-            print(f"    finished in {time.monotonic() - started:.1f}s (exit code {code})")
+            for date, conf in RUNS.get(dag_id, [(LOGICAL_DATE, {})]):
+                args = ["-c", json.dumps(conf)] if conf else []
+                step(f"airflow dags test {' '.join([*args, dag_id, date])}  (Airflow's logs: {log})")
+                started = time.monotonic()
+                code = airflow("dags", "test", *args, dag_id, date, log=log)
+                print(f"    finished in {time.monotonic() - started:.1f}s (exit code {code})")
         time.sleep(1.5)  # let the dependent job that Cloudera AI starts by itself finish
         ok = summarize()
     finally:

@@ -20,13 +20,12 @@ def fast_polls(task: Any) -> None:
     :param task: an operator or a mapped operator (``.expand()``), which keeps its operator's
         arguments in ``partial_kwargs``.
     """
+    if not task.task_type.startswith("Cml"):
+        return
     settings = getattr(task, "partial_kwargs", None)
-    if task.task_type in ("CmlRunJobOperator", "CmlSubmitRunOperator", "CmlDecoratedOperator"):
-        if settings is not None:
-            settings["poll_interval"] = FAST
-        else:
-            task.poll_interval = FAST
-    if task.task_type == "CmlJobRunSensor":
-        task.poke_interval = FAST
-    if task.task_type in ("CmlDeployModelOperator", "CmlApplicationOperator"):
-        task.poll_interval = FAST
+    if settings is not None:  # mapped: the arguments each instance will be made with
+        settings["poke_interval" if task.task_type.endswith("Sensor") else "poll_interval"] = FAST
+        return
+    for name in ("poll_interval", "poke_interval"):  # an operator's polls; a sensor's checks
+        if isinstance(getattr(task, name, None), (int, float)):
+            setattr(task, name, FAST)

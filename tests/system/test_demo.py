@@ -61,3 +61,21 @@ def test_demo_runs_the_example_dags():
         line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.backfill_day")
     ]
     assert len(submitted) == 2 and all("(job deleted)" in line for line in submitted)
+    # Train → gate → register → deploy, twice: the first training is deployed (nothing served before
+    # it), the second (noisier labels, a lower AUC than the serving version's) is gated out.
+    first, second = out.split("-- cml_example_model_gate, DAG run ")[1:3]
+    gated = {line.split()[0]: line for line in second.splitlines() if line.startswith("cml_example")}
+    passed = {line.split()[0]: line for line in first.splitlines() if line.startswith("cml_example")}
+    assert "LABEL_NOISE=0.1 " in passed["cml_example_model_gate.train"]
+    assert (
+        " passed " in passed["cml_example_model_gate.gate"]
+        and "no baseline" in passed["cml_example_model_gate.gate"]
+    )
+    assert " version 1 " in passed["cml_example_model_gate.register"]
+    assert " deployed " in passed["cml_example_model_gate.deploy"]
+    assert "(task success)" in passed["cml_example_model_gate.smoke_test"]
+    assert "LABEL_NOISE=0.35 " in gated["cml_example_model_gate.train"]
+    assert " gated out " in gated["cml_example_model_gate.gate"]
+    assert "does not beat the baseline" in gated["cml_example_model_gate.gate"]
+    for task in ("register", "deploy", "smoke_test"):
+        assert "(task skipped)" in gated[f"cml_example_model_gate.{task}"]
