@@ -52,11 +52,7 @@ with DAG(
             name="score-partition",
             script="score_partition.py",  # relative to the project's files
             runtime_identifier=RUNTIME,  # checked against the workbench's runtimes
-            cpu=1,
-            memory=2,  # GB
             environment={"MODEL": "churn-v3"},  # the job's defaults; runs may override them
-            timeout=60 * 60,
-            kill_on_timeout=True,
         ),
     )
     # [END howto_cml_define_job]

@@ -39,9 +39,7 @@ CHURN_MODEL = CmlModelSpec(
     name="churn-scorer",
     file="churn_model.py",  # in the project
     function="predict",  # called with each request's JSON
-    cpu=1,
-    memory=2,
-    replicas=1,
+    cpu=1,  # and memory (GB), replicas, ...
     environment={"MODEL_STAGE": "production"},
 )
 # [END howto_cml_model_spec]

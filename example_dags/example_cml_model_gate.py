@@ -47,7 +47,6 @@ with DAG(
         job="train-churn",
         environment={"AIRFLOW_RUN_ID": "{{ run_id }}", "LABEL_NOISE": "{{ params.label_noise }}"},
     )
-    # [START howto_cml_experiment_run_sensor]
     logged = CmlExperimentRunSensor(
         task_id="training_run",
         project=PROJECT,
@@ -56,15 +55,13 @@ with DAG(
         # The job run that logs it (CmlRunJobOperator's XComs): a run still RUNNING once that job
         # run has ended (the script was killed before it ended the run) fails the sensor.
         job_run={
-            "project_id": "{{ ti.xcom_pull('train', key='project_id') }}",
-            "job_id": "{{ ti.xcom_pull('train', key='job_id') }}",
-            "run_id": "{{ ti.xcom_pull('train', key='run_id') }}",
+            "project_id": train.output["project_id"],
+            "job_id": train.output["job_id"],
+            "run_id": train.output,
         },
         timeout=60 * 60,
         deferrable=True,
     )
-    # [END howto_cml_experiment_run_sensor]
-    # [START howto_cml_metric_gate]
     gate = CmlMetricGateOperator(
         task_id="gate",
         project=PROJECT,
@@ -76,7 +73,6 @@ with DAG(
         min_improvement=0.005,
         if_no_baseline="pass",  # nothing deployed yet: deploy the first model
     )
-    # [END howto_cml_metric_gate]
     register = CmlRegisterModelOperator(
         task_id="register",
         project=PROJECT,
