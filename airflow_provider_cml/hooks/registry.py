@@ -22,11 +22,11 @@ from airflow_provider_cml.workloads.experiments import EXPERIMENT_RUN, Experimen
 from airflow_provider_cml.workloads.registry import (
     REGISTERED_MODEL_VERSION,
     REGISTERED_MODELS_PATH,
+    Registration,
     entries_of_run,
     newest_of_run,
     number_of,
     registered_model_path,
-    registration_body,
 )
 
 
@@ -39,41 +39,24 @@ class Registry(HookPart):
     def register_model_version(
         self,
         run: ExperimentRunRef,
-        model_name: str,
+        registration: Registration | str,
         *,
-        model_path: str = "artifacts",
-        description: str | None = None,
-        notes: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        visibility: str | None = None,
         require_finished: bool = True,
     ) -> tuple[dict[str, Any], bool]:
-        """The run's version of ``model_name``: one already registered and not failed, else a new one.
+        """The run's version of the model: one already registered and not failed, else a new one.
 
         Returns the RegisteredModelVersion (it may not be ready yet: wait on it with
         ``REGISTERED_MODEL_VERSION``) and whether this call registered it.
 
         :param run: project, experiment and run IDs.
-        :param model_name: the registered model's name (a new version is added when it exists).
-        :param model_path: the ``artifact_path`` the run gave to ``log_model``.
-        :param description: the registered model's description.
-        :param notes: the new version's notes.
-        :param tags: the new version's tags.
-        :param visibility: ``PRIVATE`` or ``PUBLIC`` (the registry's default: ``PRIVATE``).
+        :param registration: the model's name and the new version's details; a name alone registers
+            with the defaults (``Registration(name)``).
         :param require_finished: refuse a run that is not ``EXPERIMENT_RUN_FINISHED`` (its model may
             not be logged yet, or it failed).
         """
-        body = registration_body(
-            run.project_id,
-            run.experiment_id,
-            run.run_id,
-            model_name,
-            model_path=model_path,
-            description=description,
-            notes=notes,
-            tags=tags,
-            visibility=visibility,
-        )
+        if isinstance(registration, str):
+            registration = Registration(registration)
+        body = registration.body(run.project_id, run.experiment_id, run.run_id)
         model_name = body["model_name"]
         answer = self.hook.experiments.get_run(run)
         status = EXPERIMENT_RUN.status_of(answer)

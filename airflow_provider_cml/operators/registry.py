@@ -91,9 +91,11 @@ class CmlRegisterModelOperator(CmlBaseOperator):
         wait: bool = True,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_cml.workloads.registry import check_visibility
+
         super().__init__(**kwargs)
-        if visibility is not None and str(visibility).upper() not in ("PRIVATE", "PUBLIC"):
-            raise CmlConfigError(f"visibility must be 'PRIVATE' or 'PUBLIC', not {visibility!r}.")
+        # Checked here too (the rest once templated, in the body): a wrong word fails the DAG's parse.
+        check_visibility(visibility)
         if not isinstance(wait, bool):
             raise CmlConfigError(f"wait must be True or False, not {wait!r}.")
         self.project = project
@@ -114,7 +116,11 @@ class CmlRegisterModelOperator(CmlBaseOperator):
         """
         from airflow_provider_cml.waiting.plan import Wait
         from airflow_provider_cml.workloads.experiments import ExperimentRunRef
-        from airflow_provider_cml.workloads.registry import REGISTERED_MODEL_VERSION, RegisteredVersionRef
+        from airflow_provider_cml.workloads.registry import (
+            REGISTERED_MODEL_VERSION,
+            RegisteredVersionRef,
+            Registration,
+        )
 
         if not isinstance(self.run_id, str) or not self.run_id.strip():
             raise CmlConfigError(
@@ -126,15 +132,10 @@ class CmlRegisterModelOperator(CmlBaseOperator):
             project_id = str(self.hook.resolve_project(self.project)["id"])
             experiment = self.hook.experiments.resolve_experiment(project_id, self.experiment)
             run = ExperimentRunRef(project_id, str(experiment["id"]), self.run_id.strip())
-            version, _ = self.hook.registry.register_model_version(
-                run,
-                self.model_name,
-                model_path=self.model_path,
-                description=self.description,
-                notes=self.notes,
-                tags=self.tags,
-                visibility=self.visibility,
+            registration = Registration(
+                self.model_name, self.model_path, self.description, self.notes, self.tags, self.visibility
             )
+            version, _ = self.hook.registry.register_model_version(run, registration)
             result = _result(run, str(self.model_name).strip(), version)
             if not self.wait:
                 return result

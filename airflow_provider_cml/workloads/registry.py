@@ -138,23 +138,23 @@ REGISTERED_MODEL_VERSION = _VersionKind(
 )
 
 
-def registration_body(
-    project_id: str,
-    experiment_id: str,
-    run_id: str,
-    model_name: str,
-    *,
-    model_path: str = "artifacts",
-    description: str | None = None,
-    notes: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    visibility: str | None = None,
-) -> dict[str, Any]:
-    """The CreateRegisteredModelRequest body, checked (tags as ``{key, value}`` pairs).
+def check_visibility(visibility: str | None) -> str | None:
+    """``PRIVATE`` or ``PUBLIC`` from any case, ``None`` kept; anything else: :class:`CmlConfigError`.
 
-    :param project_id: the project of the experiment.
-    :param experiment_id: the experiment's ID.
-    :param run_id: the run that logged the model.
+    :param visibility: what the user gave.
+    """
+    if visibility is None:
+        return None
+    word = str(visibility).strip().upper()
+    if word not in VISIBILITIES:
+        raise CmlConfigError(f"visibility must be 'PRIVATE' or 'PUBLIC', not {visibility!r}.")
+    return word
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a run's model is registered as: the one place that lists and checks these options.
+
     :param model_name: the registered model's name (a new version is added when it exists).
     :param model_path: the ``artifact_path`` the run gave to ``log_model``.
     :param description: the registered model's description.
@@ -162,33 +162,48 @@ def registration_body(
     :param tags: tags of the version.
     :param visibility: ``PRIVATE`` or ``PUBLIC`` (the registry's default: ``PRIVATE``).
     """
-    for what, value in (("run_id", run_id), ("model_name", model_name), ("model_path", model_path)):
-        if not isinstance(value, str) or not value.strip():
-            raise CmlConfigError(f"The registration's {what} must be a non-empty string, not {value!r}.")
-    body: dict[str, Any] = {
-        "project_id": project_id,
-        "experiment_id": experiment_id,
-        "run_id": run_id.strip(),
-        "model_name": model_name.strip(),
-        "model_path": model_path.strip(),
-    }
-    if visibility is not None:
-        word = str(visibility).strip().upper()
-        if word not in VISIBILITIES:
-            raise CmlConfigError(f"visibility must be 'PRIVATE' or 'PUBLIC', not {visibility!r}.")
-        body["visibility"] = word
-    for key, text in (("description", description), ("notes", notes)):
-        if text is not None:
-            if not isinstance(text, str):
-                raise CmlConfigError(f"The registration's {key} must be a string, not {text!r}.")
-            body[key] = text
-    if tags:
-        if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in [*tags, *tags.values()]):
-            raise CmlConfigError(
-                f"tags must map names to strings, e.g. {{'stage': 'candidate'}}; got {tags!r}."
-            )
-        body["tags"] = [{"key": key, "value": value} for key, value in tags.items()]
-    return body
+
+    model_name: str
+    model_path: str = "artifacts"
+    description: str | None = None
+    notes: str | None = None
+    tags: Mapping[str, str] | None = None
+    visibility: str | None = None
+
+    def body(self, project_id: str, experiment_id: str, run_id: str) -> dict[str, Any]:
+        """The CreateRegisteredModelRequest body, checked (tags as ``{key, value}`` pairs).
+
+        :param project_id: the project of the experiment.
+        :param experiment_id: the experiment's ID.
+        :param run_id: the run that logged the model.
+        """
+        named = (("run_id", run_id), ("model_name", self.model_name), ("model_path", self.model_path))
+        for what, value in named:
+            if not isinstance(value, str) or not value.strip():
+                raise CmlConfigError(f"The registration's {what} must be a non-empty string, not {value!r}.")
+        body: dict[str, Any] = {
+            "project_id": project_id,
+            "experiment_id": experiment_id,
+            "run_id": run_id.strip(),
+            "model_name": self.model_name.strip(),
+            "model_path": self.model_path.strip(),
+        }
+        visibility = check_visibility(self.visibility)
+        if visibility is not None:
+            body["visibility"] = visibility
+        for key, text in (("description", self.description), ("notes", self.notes)):
+            if text is not None:
+                if not isinstance(text, str):
+                    raise CmlConfigError(f"The registration's {key} must be a string, not {text!r}.")
+                body[key] = text
+        tags = self.tags
+        if tags:
+            if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in [*tags, *tags.values()]):
+                raise CmlConfigError(
+                    f"tags must map names to strings, e.g. {{'stage': 'candidate'}}; got {tags!r}."
+                )
+            body["tags"] = [{"key": key, "value": value} for key, value in tags.items()]
+        return body
 
 
 def run_of(version: Mapping[str, Any]) -> str:

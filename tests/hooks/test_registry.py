@@ -10,7 +10,11 @@ from airflow_provider_cml.exceptions import CmlApiError, CmlExperimentRunError, 
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing.server import Faults
 from airflow_provider_cml.workloads.experiments import ExperimentRunRef
-from airflow_provider_cml.workloads.registry import REGISTERED_MODEL_VERSION, RegisteredVersionRef
+from airflow_provider_cml.workloads.registry import (
+    REGISTERED_MODEL_VERSION,
+    RegisteredVersionRef,
+    Registration,
+)
 from tests.conftest import MOCK_URL
 
 REGISTER = r"/api/v2/registry/models"
@@ -36,7 +40,9 @@ def quick(wb, monkeypatch):
 
 def test_a_run_is_registered_once_and_a_second_call_finds_that_version(quick):
     run, name, hook = _run(quick), _name(), CmlHook()
-    version, created = hook.registry.register_model_version(run, name, notes="first", tags={"stage": "c"})
+    version, created = hook.registry.register_model_version(
+        run, Registration(name, notes="first", tags={"stage": "c"})
+    )
     assert created and version["number"] == 1 and version["model_id"]
     again, created_again = hook.registry.register_model_version(run, name)
     assert not created_again and again["model_version_id"] == version["model_version_id"]

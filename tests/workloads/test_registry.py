@@ -13,10 +13,10 @@ from airflow_provider_cml.waiting.kinds import load_kind
 from airflow_provider_cml.workloads.registry import (
     REGISTERED_MODEL_VERSION,
     RegisteredVersionRef,
+    Registration,
     entries_of_run,
     newest_of_run,
     registered_version_path,
-    registration_body,
 )
 from tests.conftest import API_KEY
 
@@ -64,9 +64,10 @@ def test_the_kind_travels_to_a_triggerer_and_reads_one_version():
 
 
 def test_the_body_is_checked_and_tags_are_key_value_pairs():
-    body = registration_body(
-        "p", "e", " r ", "churn", tags={"stage": "candidate"}, visibility="public", notes="n", description="d"
+    registration = Registration(
+        "churn", tags={"stage": "candidate"}, visibility="public", notes="n", description="d"
     )
+    body = registration.body("p", "e", " r ")
     assert body == {
         "project_id": "p",
         "experiment_id": "e",
@@ -79,11 +80,11 @@ def test_the_body_is_checked_and_tags_are_key_value_pairs():
         "tags": [{"key": "stage", "value": "candidate"}],
     }
     with pytest.raises(CmlConfigError, match="model_name must be a non-empty string"):
-        registration_body("p", "e", "r", " ")
+        Registration(" ").body("p", "e", "r")
     with pytest.raises(CmlConfigError, match="PRIVATE' or 'PUBLIC"):
-        registration_body("p", "e", "r", "m", visibility="shared")
+        Registration("m", visibility="shared").body("p", "e", "r")
     with pytest.raises(CmlConfigError, match="tags must map names to strings"):
-        registration_body("p", "e", "r", "m", tags={"n": 1})
+        Registration("m", tags={"n": 1}).body("p", "e", "r")  # type: ignore[dict-item]
 
 
 def _version(vid, number, run_id):
