@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 TESTS = Path(__file__).parent
@@ -243,3 +244,22 @@ def dagbag(airflow_db: str):
     bag = DagBag(dag_folder=str(TESTS / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag
+
+
+def task_context(
+    dag_id: str, task_id: str, try_number: int = 1, run_id: str = "manual__1", **ti_fields: Any
+) -> dict[str, Any]:
+    """A task try's context as the provider reads it: ``ti`` with its IDs and an ``xcom_push`` that
+    keeps what it is given in ``ti.pushed``; ``ti_fields`` add to ``ti`` (``max_tries``...)."""
+    pushed: dict[str, Any] = {}
+    ti = SimpleNamespace(
+        dag_id=dag_id,
+        task_id=task_id,
+        run_id=run_id,
+        map_index=-1,
+        try_number=try_number,
+        xcom_push=lambda key, value: pushed.__setitem__(key, value),
+        pushed=pushed,
+        **ti_fields,
+    )
+    return {"ti": ti}

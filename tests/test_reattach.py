@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_cml.exceptions import CmlJobRunError
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.reattach import EarlierRunFinder, task_identity
+from tests.conftest import task_context
 
 
 class _Store(dict):
@@ -21,15 +22,10 @@ def _context(
 ) -> dict:
     """A try's context; ``max_tries`` as Airflow keeps it: ``retries`` at first, and after a Clear
     of try ``n``, ``n + retries``."""
-    ti = SimpleNamespace(
-        dag_id="dag_a",
-        task_id=task_id,
-        run_id="manual__1",
-        map_index=-1,
-        try_number=try_number,
-        max_tries=max_tries,
-    )
-    context = {"ti": ti, "task": SimpleNamespace(retries=retries)}
+    context = {
+        **task_context("dag_a", task_id, try_number, max_tries=max_tries),
+        "task": SimpleNamespace(retries=retries),
+    }
     if store is not None:
         context["task_state_store"] = store
     return context

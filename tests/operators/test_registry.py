@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from types import SimpleNamespace
 
 import pytest
 
@@ -23,23 +22,13 @@ from airflow_provider_cml.operators.models import CmlDeployModelOperator
 from airflow_provider_cml.operators.registry import RESULT_KEYS, CmlRegisterModelOperator
 from airflow_provider_cml.testing.server import Faults
 from airflow_provider_cml.workloads.models import CmlModelSpec, registered_spec
+from tests.conftest import task_context
 
 REGISTER = r"/api/v2/registry/models"
 
 
 def _context(task_id="register", try_number=1) -> dict:
-    pushed: dict = {}
-    ti = SimpleNamespace(
-        dag_id="registry_dag",
-        task_id=task_id,
-        run_id="manual__1",
-        map_index=-1,
-        try_number=try_number,
-        start_date=None,
-        xcom_push=lambda key, value: pushed.__setitem__(key, value),
-        pushed=pushed,
-    )
-    return {"ti": ti}
+    return task_context("registry_dag", task_id, try_number, start_date=None)
 
 
 @pytest.fixture

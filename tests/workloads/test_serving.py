@@ -36,7 +36,7 @@ from airflow_provider_cml.workloads.models import (
     CmlModelSpec,
     DeploymentRef,
 )
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, task_context
 from tests.hostile import budgets
 
 MODEL = r"/api/v2/projects/[^/]+/models"
@@ -46,17 +46,7 @@ APPS = r"/api/v2/projects/[^/]+/applications"
 
 
 def _context(task_id: str, try_number: int = 1, run_id: str = "manual__1") -> dict:
-    pushed: dict = {}
-    ti = SimpleNamespace(
-        dag_id="serving_dag",
-        task_id=task_id,
-        run_id=run_id,
-        map_index=-1,
-        try_number=try_number,
-        xcom_push=lambda key, value: pushed.__setitem__(key, value),
-        pushed=pushed,
-    )
-    return {"ti": ti}
+    return task_context("serving_dag", task_id, try_number, run_id)
 
 
 def _model(name: str, **fields) -> dict:
