@@ -93,18 +93,8 @@ def test_failure_message_names_ids_and_hint_never_params():
 
 def _drive(answers: list[dict]):
     """A whole wait on run r1: each poll reads the next answer (the last repeats)."""
-    clock, sent = [0.0], []
     wait = Wait(EXPERIMENT_RUN, REF, poll_interval=10, owns=False)
-    steps = whole_wait(wait, None, lambda: clock[0], logging.getLogger(__name__), 5.0)
-    done, value = resume(steps)
-    while not done:
-        if isinstance(value, Sleep):
-            clock[0] += value.seconds
-            done, value = resume(steps, False)
-            continue
-        sent.append((value.method, value.path))
-        done, value = resume(steps, answers.pop(0) if len(answers) > 1 else answers[0])
-    return value, sent, clock[0]
+    return _drive_by(lambda *_: answers.pop(0) if len(answers) > 1 else answers[0], wait)
 
 
 def test_a_whole_wait_polls_until_finished():
@@ -113,12 +103,12 @@ def test_a_whole_wait_polls_until_finished():
         [running, {**running, "status": "SCHEDULED"}, {**running, "status": "FINISHED"}]
     )
     assert isinstance(ended, Ended) and ended.how == "success"
-    assert sent == [("GET", RUN)] * 3 and waited == 20
+    assert sent == [RUN] * 3 and waited == 20
 
 
 def test_a_whole_wait_on_a_killed_run_fails_and_sends_no_stop():
     ended, sent, _ = _drive([{"id": "r1", "status": "EXPERIMENT_RUN_KILLED"}])
-    assert ended.how == "failed" and sent == [("GET", RUN)]
+    assert ended.how == "failed" and sent == [RUN]
     with pytest.raises(CmlExperimentRunError, match="killed by a user"):
         ended.result()
 
@@ -144,6 +134,7 @@ def _drive_by(answer, wait: Wait, deadline: float | None = None):
             clock[0] += value.seconds
             done, value = resume(steps, False)
             continue
+        assert value.method == "GET"  # a wait on an experiment run only reads, never stops it
         sent.append(value.path)
         reply = answer(value.path, dict(value.params or {}), clock[0])
         error = reply if isinstance(reply, Exception) else None
