@@ -63,7 +63,9 @@ def test_unknown_experiment_and_bad_run_id_are_clear_errors(wb):
         _sensor("whatever", "  ").poke({})
 
 
-def test_deferrable_the_trigger_rebuilt_from_its_serialised_form_ends_it(wb):
+def _deferred(wb):
+    """A deferrable sensor on a new running run, deferred: (run, sensor, its trigger rebuilt from its
+    serialised form, as a triggerer rebuilds it)."""
     from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
 
     name, run = _run(wb)
@@ -71,7 +73,11 @@ def test_deferrable_the_trigger_rebuilt_from_its_serialised_form_ends_it(wb):
     with pytest.raises(TaskDeferred) as info:
         sensor.poke({})
     _, kwargs = info.value.trigger.serialize()
-    trigger = CmlWorkloadTrigger(**json.loads(json.dumps(kwargs)))  # as a triggerer rebuilds it
+    return run, sensor, CmlWorkloadTrigger(**json.loads(json.dumps(kwargs)))
+
+
+def test_deferrable_the_trigger_rebuilt_from_its_serialised_form_ends_it(wb):
+    run, sensor, trigger = _deferred(wb)
 
     async def first_event():
         task = asyncio.ensure_future(anext(aiter(trigger.run())))
@@ -87,17 +93,11 @@ def test_deferrable_the_trigger_rebuilt_from_its_serialised_form_ends_it(wb):
 
 
 def test_deferrable_a_killed_run_fails_on_resume(wb):
-    from airflow_provider_cml.triggers.cml import CmlWorkloadTrigger
-
-    name, run = _run(wb)
-    sensor = _sensor(name, run.id, deferrable=True, poke_interval=0.05, timeout=30)
-    with pytest.raises(TaskDeferred) as info:
-        sensor.poke({})
-    _, kwargs = info.value.trigger.serialize()
+    run, sensor, trigger = _deferred(wb)
     wb.workbench.experiments.set_run(run.id, status="KILLED")
 
     async def first_event():
-        async for event in CmlWorkloadTrigger(**json.loads(json.dumps(kwargs))).run():
+        async for event in trigger.run():
             return event.payload
         raise AssertionError("no event")
 
