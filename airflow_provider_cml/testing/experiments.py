@@ -19,7 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml.testing.workbench import ApiError, _now, _resource_id, _user
+from airflow_provider_cml.testing.workbench import (
+    ApiError,
+    _now,
+    _resource_id,
+    _user,
+    child,
+    project_collection,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_cml.testing.workbench import Project, Workbench
@@ -143,10 +150,7 @@ class Experiments:
         :param project: its project.
         :param experiment_id: its ID.
         """
-        found = self.experiments.get(experiment_id)
-        if found is None or found.project is not project:
-            raise ApiError(404, f"experiment not found: {experiment_id}")
-        return found
+        return child(self.experiments, experiment_id, "project", project, "experiment", 404)
 
     def run(self, experiment: Experiment, run_id: str) -> ExperimentRun:
         """A run of ``experiment`` by ID (404 when there is none).
@@ -154,10 +158,7 @@ class Experiments:
         :param experiment: its experiment.
         :param run_id: its ID.
         """
-        found = self.runs.get(run_id)
-        if found is None or found.experiment is not experiment:
-            raise ApiError(404, f"experiment run not found: {run_id}")
-        return found
+        return child(self.runs, run_id, "experiment", experiment, "experiment run", 404)
 
     def create_run(self, experiment: Experiment, body: Mapping[str, Any]) -> ExperimentRun:
         """CreateExperimentRun: a ``RUNNING`` run (the request has no status, sheet §3).
@@ -254,14 +255,11 @@ def route(
     :param page: pages a listing (``search_filter`` on ``name`` and ``status``, sort, page size, token).
     """
     wb = experiments.wb
-    m = re.fullmatch(r"/projects/([^/]+)/experiments", rest)
-    if m:
-        project = wb.project(m.group(1))
-        if method == "GET":
-            found = [e.to_api() for e in experiments.experiments.values() if e.project is project]
-            return 200, page("experiments", found)
-        if method == "POST":
-            return 200, experiments.create_experiment(project, body()).to_api()
+    found = experiments.experiments.values()
+    create = experiments.create_experiment
+    listed = project_collection(wb, method, rest, "experiments", found, create, body, page)
+    if listed is not None:
+        return listed
     m = re.fullmatch(_EXPERIMENT + r"(/runs)?", rest)
     if m:
         experiment = experiments.experiment(wb.project(m.group(1)), m.group(2))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cml.testing.workbench import ApiError, _crn, _now, _resource_id, _user
+from airflow_provider_cml.testing.workbench import ApiError, _crn, _now, _resource_id, _user, child
 
 if TYPE_CHECKING:
     from airflow_provider_cml.testing.workbench import Project, Workbench
@@ -345,10 +345,7 @@ class Serving:
 
     def model(self, project: Project, model_id: str) -> Model:
         """A model of the project by ID (the unknown-ID status otherwise)."""
-        found = self.models.get(model_id)
-        if found is None or found.project is not project:
-            raise ApiError(self.wb.unknown_id_status, f"model not found: {model_id}")
-        return found
+        return child(self.models, model_id, "project", project, "model", self.wb.unknown_id_status)
 
     def update_model(self, model: Model, body: dict[str, Any]) -> Model:
         """UpdateModel: name, description, and the defaults (int64 values kept as strings)."""
@@ -388,10 +385,7 @@ class Serving:
 
     def build(self, model: Model, build_id: str) -> Build:
         """A build of the model by ID."""
-        found = self.builds.get(build_id)
-        if found is None or found.model is not model:
-            raise ApiError(self.wb.unknown_id_status, f"model build not found: {build_id}")
-        return found
+        return child(self.builds, build_id, "model", model, "model build", self.wb.unknown_id_status)
 
     def builds_of(self, model: Model) -> list[Build]:
         """The model's builds, in creation order."""
@@ -453,10 +447,9 @@ class Serving:
 
     def deployment(self, build: Build, deployment_id: str) -> Deployment:
         """A deployment of the build by ID."""
-        found = self.deployments.get(deployment_id)
-        if found is None or found.build is not build:
-            raise ApiError(self.wb.unknown_id_status, f"model deployment not found: {deployment_id}")
-        return found
+        return child(
+            self.deployments, deployment_id, "build", build, "model deployment", self.wb.unknown_id_status
+        )
 
     def deployments_of(self, build: Build) -> list[Deployment]:
         """The build's deployments, in creation order."""
@@ -549,10 +542,9 @@ class Serving:
 
     def application(self, project: Project, application_id: str) -> Application:
         """An application of the project by ID."""
-        found = self.applications.get(application_id)
-        if found is None or found.project is not project:
-            raise ApiError(self.wb.unknown_id_status, f"application not found: {application_id}")
-        return found
+        return child(
+            self.applications, application_id, "project", project, "application", self.wb.unknown_id_status
+        )
 
     def update_application(self, app: Application, body: dict[str, Any]) -> Application:
         """UpdateApplication: ``environment`` must be a JSON string, as an Application carries it."""

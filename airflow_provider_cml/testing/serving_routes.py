@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_cml.testing.serving import Serving
-from airflow_provider_cml.testing.workbench import ApiError
+from airflow_provider_cml.testing.workbench import ApiError, project_collection
 
 #: ``(method, path) -> (status, body)``, or ``None`` when the path is not one of these.
 Page = Callable[[str, list[dict[str, Any]]], dict[str, Any]]
@@ -33,14 +33,11 @@ def route(serving: Serving, method: str, rest: str, body: Callable[[], dict[str,
     :param page: pages a listing (filter, sort, page size and token from the query).
     """
     wb = serving.wb
-    m = re.fullmatch(r"/projects/([^/]+)/models", rest)
-    if m:
-        project = wb.project(m.group(1))
-        if method == "GET":
-            models = [x.to_api() for x in serving.models.values() if x.project is project]
-            return 200, page("models", models)
-        if method == "POST":
-            return 200, serving.create_model(project, body()).to_api()
+    listed = project_collection(
+        wb, method, rest, "models", serving.models.values(), serving.create_model, body, page
+    )
+    if listed is not None:
+        return listed
     m = re.fullmatch(_MODEL, rest)
     if m:
         model = serving.model(wb.project(m.group(1)), m.group(2))
@@ -105,14 +102,12 @@ def _applications(
     serving: Serving, method: str, rest: str, body: Callable[[], dict[str, Any]], page: Page
 ) -> Any:
     wb = serving.wb
-    m = re.fullmatch(r"/projects/([^/]+)/applications", rest)
-    if m:
-        project = wb.project(m.group(1))
-        if method == "GET":
-            apps = [a.to_api() for a in serving.applications.values() if a.project is project]
-            return 200, page("applications", apps)
-        if method == "POST":
-            return 200, serving.create_application(project, body()).to_api()
+    apps = serving.applications.values()
+    listed = project_collection(
+        wb, method, rest, "applications", apps, serving.create_application, body, page
+    )
+    if listed is not None:
+        return listed
     m = re.fullmatch(_APP + r"(:restart|:stop)?", rest)
     if m:
         app = serving.application(wb.project(m.group(1)), m.group(2))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import string
@@ -15,11 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 _ALNUM = string.ascii_lowercase + string.digits
 RUNTIME_ID = "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-python3.11:simulated"
@@ -69,6 +70,63 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """The grpc-gateway error body (``runtimeError``): error, code, message, details."""
         return {"error": self.message, "code": self.grpc_code, "message": self.message, "details": []}
+
+
+_T = TypeVar("_T")
+
+
+def child(
+    table: Mapping[str, _T], item_id: str, parent_field: str, parent: object, what: str, status: int
+) -> _T:
+    """``table[item_id]`` if it hangs under ``parent`` (its ``parent_field``), else ``ApiError(status)``.
+
+    A path names a resource under its parent: one under another parent is as unknown as a missing one.
+
+    :param table: the resources by ID.
+    :param item_id: the ID the path names.
+    :param parent_field: the resource's field that holds its parent.
+    :param parent: the parent the path names.
+    :param what: the resource's name in the error (``model build``).
+    :param status: the error's HTTP status.
+    """
+    found = table.get(item_id)
+    if found is None or getattr(found, parent_field) is not parent:
+        raise ApiError(status, f"{what} not found: {item_id}")
+    return found
+
+
+def project_collection(
+    wb: Workbench,
+    method: str,
+    rest: str,
+    collection: str,
+    items: Iterable[Any],
+    create: Callable[[Project, dict[str, Any]], Any],
+    body: Callable[[], dict[str, Any]],
+    page: Callable[[str, list[dict[str, Any]]], dict[str, Any]],
+) -> Any:
+    """Answer ``/projects/{id}/<collection>`` (every such listing and create has this shape), else ``None``.
+
+    GET pages the project's ``items`` under the key ``collection``; POST makes one with ``create``.
+
+    :param wb: the workbench (its projects).
+    :param method: the HTTP method.
+    :param rest: the path below ``/api/v2``.
+    :param collection: the path's last segment, also the listing's key (``models``).
+    :param items: every resource of the kind (each with ``project`` and ``to_api()``).
+    :param create: makes one from the project and the request body.
+    :param body: reads the request's JSON body.
+    :param page: pages a listing.
+    """
+    m = re.fullmatch(rf"/projects/([^/]+)/{collection}", rest)
+    if not m:
+        return None
+    project = wb.project(m.group(1))
+    if method == "GET":
+        return 200, page(collection, [x.to_api() for x in items if x.project is project])
+    if method == "POST":
+        return 200, create(project, body()).to_api()
+    return None
 
 
 def _resource_id() -> str:
