@@ -25,15 +25,28 @@ def test_demo_runs_the_example_dags():
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "Demo succeeded." in out
-    lines = {
-        line.split()[0]: line for line in out.splitlines() if line.startswith(("cml_example", "(dependent"))
-    }
-    assert "ENGINE_SUCCEEDED" in lines["cml_example_pipeline.prepare_data"]
-    assert "RUN_DATE=2024-06-01" in lines["cml_example_pipeline.prepare_data"]
-    assert "LEARNING_RATE=0.05" in lines["cml_example_pipeline.start_training"]
-    assert "(task success)" in lines["cml_example_pipeline.wait_for_training"]
-    assert "ENGINE_SUCCEEDED" in lines["cml_example_legacy_v1.start_legacy_job"]
-    assert "ENGINE_SUCCEEDED" in lines["(dependent"]
+    lines = _by_task(out, "cml_example", "(dependent")
+    _expect(
+        lines,
+        {
+            "cml_example_pipeline.prepare_data": ("ENGINE_SUCCEEDED", "RUN_DATE=2024-06-01"),
+            "cml_example_pipeline.start_training": ("LEARNING_RATE=0.05",),
+            "cml_example_pipeline.wait_for_training": ("(task success)",),
+            "cml_example_legacy_v1.start_legacy_job": ("ENGINE_SUCCEEDED",),
+            "(dependent": ("ENGINE_SUCCEEDED",),
+            # @task.cml: the function chose the model by the day (2024-06-01 is a Saturday).
+            "cml_example_jobs_as_code.score_today": (
+                "ENGINE_SUCCEEDED",
+                "PARTITION_DATE=2024-06-01 MODEL=churn-v3-weekend",
+            ),
+            # MLOps: retrain, deploy (built, deployed: read back from the workbench), one prediction
+            # (the model's own answer), the dashboard restarted.
+            "cml_example_mlops.retrain": ("ENGINE_SUCCEEDED",),
+            "cml_example_mlops.deploy_model": (" deployed ",),
+            "cml_example_mlops.smoke_test": ("(task success)", "'churn_probability'"),
+            "cml_example_mlops.restart_dashboard": ("(task success)",),
+        },
+    )
     # Jobs as code: the job defined in the DAG ran five times, one date each; two one-off jobs.
     fanned = sorted(
         line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.score_each_day")
@@ -48,15 +61,6 @@ def test_demo_runs_the_example_dags():
         "2024-05-30",
         "2024-05-31",
     }
-    # @task.cml: the function chose the model by the day (2024-06-01 is a Saturday).
-    assert "ENGINE_SUCCEEDED" in lines["cml_example_jobs_as_code.score_today"]
-    assert "PARTITION_DATE=2024-06-01 MODEL=churn-v3-weekend" in lines["cml_example_jobs_as_code.score_today"]
-    # MLOps: retrain, deploy (built, deployed), one prediction, the dashboard restarted.
-    assert "ENGINE_SUCCEEDED" in lines["cml_example_mlops.retrain"]
-    assert " deployed " in lines["cml_example_mlops.deploy_model"]  # read back from the workbench
-    assert "(task success)" in lines["cml_example_mlops.smoke_test"]
-    assert "'churn_probability'" in lines["cml_example_mlops.smoke_test"]  # the model's own answer
-    assert "(task success)" in lines["cml_example_mlops.restart_dashboard"]
     submitted = [
         line for name, line in lines.items() if name.startswith("cml_example_jobs_as_code.backfill_day")
     ]
@@ -64,18 +68,35 @@ def test_demo_runs_the_example_dags():
     # Train → gate → register → deploy, twice: the first training is deployed (nothing served before
     # it), the second (noisier labels, a lower AUC than the serving version's) is gated out.
     first, second = out.split("-- cml_example_model_gate, DAG run ")[1:3]
-    gated = {line.split()[0]: line for line in second.splitlines() if line.startswith("cml_example")}
-    passed = {line.split()[0]: line for line in first.splitlines() if line.startswith("cml_example")}
-    assert "LABEL_NOISE=0.1 " in passed["cml_example_model_gate.train"]
-    assert (
-        " passed " in passed["cml_example_model_gate.gate"]
-        and "no baseline" in passed["cml_example_model_gate.gate"]
+    gate = "cml_example_model_gate."
+    _expect(
+        _by_task(first, gate),
+        {
+            gate + "train": ("LABEL_NOISE=0.1 ",),
+            gate + "gate": (" passed ", "no baseline"),
+            gate + "register": (" version 1 ",),
+            gate + "deploy": (" deployed ",),
+            gate + "smoke_test": ("(task success)",),
+        },
     )
-    assert " version 1 " in passed["cml_example_model_gate.register"]
-    assert " deployed " in passed["cml_example_model_gate.deploy"]
-    assert "(task success)" in passed["cml_example_model_gate.smoke_test"]
-    assert "LABEL_NOISE=0.35 " in gated["cml_example_model_gate.train"]
-    assert " gated out " in gated["cml_example_model_gate.gate"]
-    assert "does not beat the baseline" in gated["cml_example_model_gate.gate"]
-    for task in ("register", "deploy", "smoke_test"):
-        assert "(task skipped)" in gated[f"cml_example_model_gate.{task}"]
+    _expect(
+        _by_task(second, gate),
+        {
+            gate + "train": ("LABEL_NOISE=0.35 ",),
+            gate + "gate": (" gated out ", "does not beat the baseline"),
+            **{gate + task: ("(task skipped)",) for task in ("register", "deploy", "smoke_test")},
+        },
+    )
+
+
+def _by_task(out: str, *prefixes: str) -> dict[str, str]:
+    """The demo's table lines that start with one of ``prefixes``, by their first word (the task)."""
+    return {line.split()[0]: line for line in out.splitlines() if line.startswith(prefixes)}
+
+
+def _expect(lines: dict[str, str], words: dict[str, tuple[str, ...]]) -> None:
+    """Each task's line holds each of its words (a missing task fails with its name, not a KeyError)."""
+    for task, wanted in words.items():
+        assert task in lines, f"no line for {task} in the demo's table"
+        for word in wanted:
+            assert word in lines[task], f"{task}: {word!r} not in {lines[task]!r}"
