@@ -301,21 +301,16 @@ class _Handler(BaseHTTPRequestHandler):
                     return 200, wb.run_api(run)
                 if method == "POST" and m.group(4):
                     return 200, wb.run_api(wb.stop_run(run))
-            served = serving_routes.route(
-                wb.serving,
-                method,
-                rest,
-                lambda: self._json(raw),
-                lambda key, items: self._page(query, key, items),
-            )
+
+            def read_body() -> dict[str, Any]:
+                return self._json(raw)
+
+            def page(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+                return self._page(query, key, items)
+
+            served = serving_routes.route(wb.serving, method, rest, read_body, page)
             if served is None:
-                served = experiments.route(
-                    wb.experiments,
-                    method,
-                    rest,
-                    lambda: self._json(raw),
-                    lambda key, items: self._page(query, key, items),
-                )
+                served = experiments.route(wb.experiments, method, rest, read_body, page)
             if served is not None:
                 return served
         raise ApiError(404, f"no route for {method} {path}", grpc_code=5)
