@@ -38,13 +38,9 @@ class Applications(HookPart):
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "dashboard"}`` (substrings) or ``{"status": "running"}``.
         """
-        found = self.read_all(
-            applications_path(project_id),
-            "applications",
-            search_filter=search_filter,
-            not_found=f"project {project_id!r}",
+        return self.read_project_listing(
+            project_id, applications_path(project_id), "applications", search_filter
         )
-        return list(found)
 
     def get_application(self, ref: ApplicationRef) -> dict[str, Any]:
         """One application (GetApplication).

@@ -59,13 +59,9 @@ class Experiments(HookPart):
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "churn"}`` (the spec lists no keys: a server may ignore it).
         """
-        found = self.read_all(
-            experiments_path(project_id),
-            "experiments",
-            search_filter=search_filter,
-            not_found=f"project {project_id!r}",
+        return self.read_project_listing(
+            project_id, experiments_path(project_id), "experiments", search_filter
         )
-        return list(found)
 
     def get_experiment(self, project_id: str, experiment_id: str) -> dict[str, Any]:
         """One experiment (GetExperiment).

@@ -50,8 +50,7 @@ class Models(HookPart):
         :param project_id: project ID.
         :param search_filter: e.g. ``{"name": "churn"}`` (the server matches substrings).
         """
-        where = f"project {project_id!r}"
-        found = self.read_all(models_path(project_id), "models", search_filter=search_filter, not_found=where)
+        found = self.read_project_listing(project_id, models_path(project_id), "models", search_filter)
         return [model for model in found if not model.get("deletion_status")]
 
     def get_model(self, project_id: str, model_id: str) -> dict[str, Any]:

@@ -49,3 +49,18 @@ class HookPart:
         """
         query = {**listing.listing_params(search_filter, sort), **params}
         return listing.paginate(self.hook.transport, path, key, params=query, not_found=not_found)
+
+    def read_project_listing(
+        self, project_id: str, path: str, key: str, search_filter: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Every item of one of a project's listings (models, applications, experiments).
+
+        A 404 there means the project is missing: the error says so.
+
+        :param project_id: project ID.
+        :param path: the listing's path below the project.
+        :param key: the answer's list field.
+        :param search_filter: the server's ``search_filter``.
+        """
+        where = f"project {project_id!r}"
+        return list(self.read_all(path, key, search_filter=search_filter, not_found=where))
