@@ -54,7 +54,7 @@ class Registry(HookPart):
         :param require_finished: refuse a run that is not ``EXPERIMENT_RUN_FINISHED`` (its model may
             not be logged yet, or it failed).
         """
-        if isinstance(registration, str):
+        if not isinstance(registration, Registration):  # a name alone (the body refuses a non-string)
             registration = Registration(registration)
         body = registration.body(run.project_id, run.experiment_id, run.run_id)
         model_name = body["model_name"]

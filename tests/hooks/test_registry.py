@@ -6,7 +6,12 @@ import uuid
 
 import pytest
 
-from airflow_provider_cml.exceptions import CmlApiError, CmlExperimentRunError, CmlModelRegistrationError
+from airflow_provider_cml.exceptions import (
+    CmlApiError,
+    CmlConfigError,
+    CmlExperimentRunError,
+    CmlModelRegistrationError,
+)
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing.server import Faults
 from airflow_provider_cml.workloads.experiments import ExperimentRunRef
@@ -151,3 +156,9 @@ def test_an_answer_with_no_version_at_all_is_an_error_naming_the_model(mock_conn
     requests_mock.get(f"{MOCK_URL}/api/v2/registry/models/m1", json={"model_id": "m1"})
     with pytest.raises(CmlApiError, match=r"without a new model version \(model m1\)"):
         CmlHook(mock_conn(), clock=clock).registry.register_model_version(RUN, "churn")
+
+
+def test_a_missing_model_name_is_refused_before_any_request(mock_conn, clock, requests_mock):
+    with pytest.raises(CmlConfigError, match="model_name must be a non-empty string, not None"):
+        CmlHook(mock_conn(), clock=clock).registry.register_model_version(RUN, None)  # type: ignore[arg-type]
+    assert not requests_mock.request_history
