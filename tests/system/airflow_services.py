@@ -68,7 +68,11 @@ def environment(base: Path, port: int, cml_connection: str, **settings: str) -> 
     :param cml_connection: ``AIRFLOW_CONN_CML_DEFAULT``.
     :param settings: more variables (executor, database...).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))}
+    # Without PYTHONDONTWRITEBYTECODE (set in some shells and CI images): as in a deployment, the
+    # first process to import a module caches its bytecode. With it, each service and each task
+    # process compiled Airflow and the provider from source again, a CPU-second or more every time.
+    skip = ("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(
         {
             "AIRFLOW_HOME": str(base / "home"),
@@ -256,7 +260,8 @@ class Services:
 
 
 def runs_started_by(wb: Any, job: str, dag_id: str) -> list:
-    """The job's runs (in Analytics) whose environment names ``dag_id`` (every run carries its task's identity).
+    """The job's runs (in Analytics) whose environment names ``dag_id`` (every run carries its task's
+    identity).
 
     :param wb: the workbench server.
     :param job: the job's name.

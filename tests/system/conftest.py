@@ -29,9 +29,10 @@ def airflow_deployment(tmp_path_factory: pytest.TempPathFactory, workbench: Any)
     """Deploy Airflow against the shared workbench: a context manager that yields its running services.
 
     Its arguments: ``name`` (the deployment's temporary folder), ``dags`` (which set of
-    :mod:`tests.system.deployed_dags` it runs; waited for until the API has parsed them), and optionally ``extras`` (Airflow's pip
-    extras: ``"celery,postgres"``), ``backing`` (given the folder, a context manager yielding more
-    settings: the database and broker it started, stopped after the services), ``settings``,
+    :mod:`tests.system.deployed_dags` it runs; waited for until the API has parsed them), and
+    optionally ``extras`` (Airflow's pip extras: ``"celery,postgres"``), ``backing`` (given the
+    folder, a context manager yielding more settings: the database and broker it started, stopped
+    after the services), ``settings``,
     ``triggerers`` (how many), ``more`` (more services' ``airflow`` arguments by name: workers) and
     ``kind`` (a :class:`Services` subclass). The services are stopped when the ``with`` ends.
     """
@@ -90,7 +91,8 @@ def airflow_deployment(tmp_path_factory: pytest.TempPathFactory, workbench: Any)
 def wb_across_tests(workbench: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``tests/conftest.py``'s ``wb`` without its last step, stopping every run still going, for the
     modules whose DAG runs go on across tests (started with the module, beside the other scenarios,
-    checked by a later test); those modules stop what is left when they end (:func:`~tests.system.airflow_services.stop_leftovers`).
+    checked by a later test); those modules stop what is left when they end
+    (:func:`~tests.system.airflow_services.stop_leftovers`).
     """
     workbench.faults = None
     workbench.clear_journal()

@@ -41,6 +41,9 @@ MODES = (("sync", False), ("deferrable", True))
 #: Both deployments' fan-outs: one job, each instance waiting for it to be free, at the shortest
 #: poll the guide documents for deferrable tasks.
 FANOUT = {"project": "Analytics", "job": "fanout", "if_active": "wait", "poll_interval": 1, "timeout": 600}
+#: Jobs of the sleeper's script for the LocalExecutor scenarios that run beside the others (a job
+#: has one active run at a time): the cleared task's and the killed worker's.
+RERUN_JOB, KILLED_JOB = "sleeper-rerun", "sleeper-killed"
 #: The distributed test's jobs for its load scenario, one per task (a job has one active run at a time).
 LOAD_JOB = "dist-{:03d}"
 
@@ -116,10 +119,10 @@ def real_services() -> None:
         )
     with _dag("cml_clear_rerun"):
         # Succeeds, then is cleared through the REST API: the job runs again.
-        _job("runs", sleep=1, **quick)
+        _job("runs", job=RERUN_JOB, sleep=1, **quick)
     with _dag("cml_kill_worker"):
         # Its worker process is killed with -9 while the run goes on: the retry reattaches to that run.
-        _job("survives", sleep=20, retries=1, retry_delay=timedelta(seconds=1), **quick)
+        _job("survives", job=KILLED_JOB, sleep=20, retries=1, retry_delay=timedelta(seconds=1), **quick)
     with _dag("cml_kill_sensor"):
         _watch("watches", poke_interval=0.5, deferrable=True)
 

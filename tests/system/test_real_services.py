@@ -7,12 +7,14 @@ the task's states, that its wait went through the triggerer, and that the run wa
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import itertools
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -20,7 +22,7 @@ import requests
 from airflow_provider_cml._compat import AIRFLOW_VERSION
 from tests.conftest import API_KEY
 from tests.system.airflow_services import FINAL, UV, Services, runs_started_by, stop_leftovers, wait_for
-from tests.system.deployed_dags import model
+from tests.system.deployed_dags import KILLED_JOB, RERUN_JOB, model
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -45,15 +47,23 @@ def deployment(airflow_deployment) -> Iterator[Services]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def early(deployment: Services, workbench) -> Iterator[dict[str, list[str]]]:
-    """DAG runs started as the module starts, to go on beside the other scenarios: the fan-out (the
-    longest) and the quick deferrable deploy, each checked by its test at the end of the module. Their
-    tasks use a job and a model no other scenario does. Runs still going when the module ends are stopped.
+def early(deployment: Services, workbench) -> Iterator[dict[str, Any]]:
+    """Scenarios started as the module starts, to go on beside the others, each checked by its test at
+    the end of the module: the fan-out (the longest) and the quick deferrable deploy (their run ids),
+    the cleared task and the killed worker (each driven in a thread of its own: its future). Their
+    tasks use jobs and a model no other scenario does. Runs still going when the module ends are stopped.
     """
-    yield {
-        "cml_fanout": [deployment.trigger("cml_fanout") for _ in range(3)],
-        "cml_deploy_deferrable": [deployment.trigger("cml_deploy_deferrable")],
-    }
+    project = workbench.workbench.job_by_name("Analytics", "sleeper").project
+    existing = {job.name for job in workbench.workbench.jobs.values()}
+    for name in {RERUN_JOB, KILLED_JOB} - existing:
+        workbench.workbench.add_job(project, name, script="sleeper.py")
+    with concurrent.futures.ThreadPoolExecutor(2) as threads:
+        yield {
+            "cml_fanout": [deployment.trigger("cml_fanout") for _ in range(3)],
+            "cml_deploy_deferrable": [deployment.trigger("cml_deploy_deferrable")],
+            "cml_clear_rerun": threads.submit(_clear_and_rerun, deployment),
+            "cml_kill_worker": threads.submit(_kill_the_worker, deployment, workbench),
+        }
     stop_leftovers(workbench)
 
 
@@ -234,12 +244,11 @@ def test_a_connection_saved_as_the_form_saves_it_logs_no_masking_warning(deploym
     assert "too short" not in task_log and "Skipping masking" not in task_log, task_log[-3000:]
 
 
-def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment, wb):
+def _clear_and_rerun(deployment: Services) -> str:
+    """The first try succeeds, then is cleared through the REST API; wait for the second try's end."""
     dag_id = "cml_clear_rerun"
     run_id = deployment.trigger(dag_id)
-
     task = functools.partial(deployment.only_task, dag_id, run_id)
-
     wait_for("the first try", lambda: task()["state"] in FINAL, limit=180)
     assert task()["state"] == "success", _logs(deployment)
     cleared = requests.post(
@@ -254,24 +263,31 @@ def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment
         lambda: task()["try_number"] == 2 and task()["state"] in FINAL,
         limit=180,
     )
+    return run_id
+
+
+def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment, wb, early):
+    """Driven in a thread since the module started (:func:`early`, :func:`_clear_and_rerun`)."""
+    dag_id = "cml_clear_rerun"
+    run_id = early[dag_id].result()
+    task = functools.partial(deployment.only_task, dag_id, run_id)
     assert task()["state"] == "success", deployment.task_log(dag_id)[-3000:]
-    ours = runs_started_by(wb, "sleeper", dag_id)
+    ours = runs_started_by(wb, RERUN_JOB, dag_id)
     assert [r.environment["AIRFLOW_CTX_TRY_NUMBER"] for r in ours] == ["1", "2"]
     assert [r.status for r in ours] == ["ENGINE_SUCCEEDED"] * 2
     assert "this task instance was cleared since; starting a new run" in deployment.task_log(dag_id)
 
 
-def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb):
-    """kill -9 of the process running the task: no on_kill, the run goes on; try 2 reattaches."""
+def _kill_the_worker(deployment: Services, wb) -> str:
+    """kill -9 of the process running the task once its run is running; wait for the retry's end."""
     import psutil
 
     dag_id = "cml_kill_worker"
     run_id = deployment.trigger(dag_id)
-
     task = functools.partial(deployment.only_task, dag_id, run_id)
 
     def running() -> bool:
-        ours = runs_started_by(wb, "sleeper", dag_id)
+        ours = runs_started_by(wb, KILLED_JOB, dag_id)
         return (
             len(ours) == 1
             and ours[0].status == "ENGINE_RUNNING"
@@ -284,9 +300,19 @@ def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb):
     assert len(victims) == 1, [p.info["cmdline"] for p in victims]
     victims[0].kill()
     wait_for("the retry to end", lambda: task()["state"] in FINAL and task()["try_number"] == 2, limit=240)
+    return run_id
+
+
+def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb, early):
+    """kill -9 of the process running the task: no on_kill, the run goes on; try 2 reattaches.
+
+    Driven in a thread since the module started (:func:`early`, :func:`_kill_the_worker`).
+    """
+    dag_id = "cml_kill_worker"
+    task = functools.partial(deployment.only_task, dag_id, early[dag_id].result())
     log = deployment.task_log(dag_id)
     assert task()["state"] == "success", log[-3000:]
-    (run,) = runs_started_by(wb, "sleeper", dag_id)  # no second run
+    (run,) = runs_started_by(wb, KILLED_JOB, dag_id)  # no second run
     assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
     assert run.environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"
     assert f"Run {run.id} (ENGINE_RUNNING) was started by an earlier try of this attempt: reattaching" in log
