@@ -68,7 +68,11 @@ def environment(base: Path, port: int, cml_connection: str, **settings: str) -> 
     :param cml_connection: ``AIRFLOW_CONN_CML_DEFAULT``.
     :param settings: more variables (executor, database...).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV"))}
+    # Without PYTHONDONTWRITEBYTECODE (set in some shells and CI images): as in a deployment, the
+    # first process to import a module caches its bytecode. With it, each service and each task
+    # process compiled Airflow and the provider from source again, a CPU-second or more every time.
+    skip = ("AIRFLOW", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(
         {
             "AIRFLOW_HOME": str(base / "home"),
@@ -194,3 +198,83 @@ class Services:
             found += page["task_instances"]
             if not page["task_instances"] or len(found) >= page["total_entries"]:
                 return found
+
+    def only_task(self, dag_id: str, run_id: str) -> dict:
+        """The task instance of a DAG run of one task."""
+        (ti,) = self.task_instances(dag_id, run_id)
+        return ti
+
+    def states(self, dag_id: str, run_id: str) -> list[str]:
+        """A DAG run's task instances' states."""
+        return [ti["state"] for ti in self.task_instances(dag_id, run_id)]
+
+    def count(self, dag_id: str, run_id: str, state: str) -> int:
+        """How many of a DAG run's task instances are in ``state`` (one small answer, however many)."""
+        answer = requests.get(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            params={"state": state, "limit": 1},
+            headers=self.headers,
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return int(answer.json()["total_entries"])
+
+    def finished(self, dag_id: str, run_ids: list[str], count: int, limit: float) -> list[str]:
+        """Wait until DAG runs have ended; their ``count`` task instances' states, in order.
+
+        Polled by the runs' states, not by listing every task instance each time: on a 2-core
+        machine the API server serialising hundreds of them twice a second took CPU from the tasks.
+        A run ends once each of its tasks has ended; the task instances are then waited for all the same.
+        """
+
+        def ended(run_id: str) -> bool:
+            answer = requests.get(
+                f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=self.headers, timeout=30
+            )
+            answer.raise_for_status()
+            return answer.json()["state"] in ("success", "failed")
+
+        def done() -> bool:
+            states = [s for run_id in run_ids for s in self.states(dag_id, run_id)]
+            return len(states) == count and all(state in FINAL for state in states)
+
+        wait_for(f"{dag_id} to finish", lambda: all(ended(run_id) for run_id in run_ids), limit=limit)
+        wait_for(f"{dag_id}'s task instances to be final", done, limit=30)
+        return [s for run_id in run_ids for s in self.states(dag_id, run_id)]
+
+    def mark_failed(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Mark a task instance failed through the REST API, as a user killing it does."""
+        marked = requests.patch(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            json={"new_state": "failed"},
+            headers=self.headers,
+            timeout=30,
+        )
+        marked.raise_for_status()
+
+    def task_log(self, dag_id: str, trigger: bool | None = None) -> str:
+        """The task logs of ``dag_id``: the triggerer's parts only (``trigger=True``), the workers' only
+        (``False``) or both."""
+        files = sorted((self.home / "logs" / f"dag_id={dag_id}").rglob("*.log"))
+        return "".join(p.read_text() for p in files if trigger is None or (".trigger." in p.name) == trigger)
+
+
+def runs_started_by(wb: Any, job: str, dag_id: str) -> list:
+    """The job's runs (in Analytics) whose environment names ``dag_id`` (every run carries its task's
+    identity).
+
+    :param wb: the workbench server.
+    :param job: the job's name.
+    :param dag_id: the DAG.
+    """
+    found = wb.workbench.runs_of(wb.workbench.job_by_name("Analytics", job))
+    return [r for r in found if r.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
+
+
+def stop_leftovers(workbench: Any) -> None:
+    """Stop every run still going on the workbench (what ``wb`` does after each test).
+
+    :param workbench: the workbench server.
+    """
+    for run in workbench.workbench.active_runs():
+        workbench.workbench.stop_run(run)

@@ -25,14 +25,16 @@ import pytest
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
 from tests.system.airflow_services import (
-    FINAL,
     ROOT,
     UV,
     Services,
     free_port,
     run,
+    runs_started_by,
+    stop_leftovers,
     wait_for,
 )
+from tests.system.deployed_dags import LOAD_JOB, many
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -62,74 +64,7 @@ pytestmark = [
 ]
 
 #: Scenario 5's deferred tasks (one job each: a job has one active run at a time).
-MANY = int(os.environ.get("CML_DISTRIBUTED_TASKS", "200"))
-
-DAG_FILE = """
-from datetime import datetime, timedelta
-from airflow.sdk import DAG
-from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.sensors.cml import CmlJobRunSensor
-
-ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
-
-for mode, deferrable in (("sync", False), ("deferrable", True)):
-    with DAG(f"dist_fanout_{mode}", **ARGS):
-        CmlRunJobOperator.partial(
-            task_id="each",
-            project="Analytics",
-            job="fanout",
-            if_active="wait",
-            poll_interval=1,
-            timeout=600,
-            deferrable=deferrable,
-        ).expand(environment=[{"RUN_DATE": f"2024-01-{i:02d}"} for i in range(1, 11)])
-
-with DAG("dist_worker_killed", **ARGS):
-    CmlRunJobOperator(
-        task_id="long_run",
-        project="Analytics",
-        job="sleeper",
-        environment={"SLEEP": "25"},
-        poll_interval=1,
-        retries=1,
-        retry_delay=timedelta(seconds=1),
-    )
-
-with DAG("dist_triggerer_killed", **ARGS):
-    CmlRunJobOperator(
-        task_id="deferred_run",
-        project="Analytics",
-        job="sleeper",
-        environment={"SLEEP": "30"},
-        poll_interval=1,
-        deferrable=True,
-    )
-
-with DAG("dist_reschedule_sensor", **ARGS):
-    CmlJobRunSensor(
-        task_id="by_names",
-        project="Analytics",
-        job="sleeper",
-        run_id="{{ dag_run.conf['run_id'] }}",
-        mode="reschedule",
-        poke_interval=1,
-        timeout=300,
-    )
-
-with DAG("dist_many_deferred", max_active_tasks=MANY, **ARGS):
-    CmlRunJobOperator.partial(
-        task_id="each", project="Analytics", poll_interval=1, timeout=900, deferrable=True
-    ).expand(job=[f"dist-{i:03d}" for i in range(MANY)])
-""".replace("MANY", str(MANY))
-
-DAG_IDS = (
-    "dist_fanout_sync",
-    "dist_fanout_deferrable",
-    "dist_worker_killed",
-    "dist_triggerer_killed",
-    "dist_reschedule_sensor",
-    "dist_many_deferred",
-)
+MANY = many()
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -278,13 +213,16 @@ def cluster(airflow_deployment, workbench) -> Iterator[Cluster]:
     project = workbench.workbench.job_by_name("Analytics", "train").project
     existing = {job.name for job in workbench.workbench.jobs.values()}
     for i in range(MANY):  # scriptless jobs (90 s runs: a steady stretch of polling) for scenario 5
-        if f"dist-{i:03d}" not in existing:
-            workbench.workbench.add_job(project, f"dist-{i:03d}", script="", duration=90)
+        if LOAD_JOB.format(i) not in existing:
+            workbench.workbench.add_job(project, LOAD_JOB.format(i), script="", duration=90)
+    fanout = workbench.workbench.job_by_name("Analytics", "fanout")
+    for mode in ("sync", "deferrable"):  # scenario 1's, one a fan-out: the two run at the same time
+        if f"fanout-{mode}" not in existing:
+            workbench.workbench.add_job(project, f"fanout-{mode}", script=fanout.script, env=fanout.env)
     worker = ["celery", "worker", "-c", "8", "--skip-serve-logs", "--celery-hostname"]
     with airflow_deployment(
         "distributed",
-        dag_file={"dist_dags.py": DAG_FILE},
-        dag_ids=DAG_IDS,
+        dags="distributed",
         extras="celery,postgres",
         backing=_celery_on_postgres,
         triggerers=2,
@@ -294,33 +232,29 @@ def cluster(airflow_deployment, workbench) -> Iterator[Cluster]:
         yield cluster
 
 
-def _states(cluster: Cluster, dag_id: str, run_id: str) -> list[str]:
-    return [ti["state"] for ti in cluster.task_instances(dag_id, run_id)]
+@pytest.fixture(scope="module", autouse=True)
+def early(cluster: Cluster, workbench) -> Iterator[dict[str, tuple[str, float]]]:
+    """The deferrable fan-out, started with the module to run beside the sync one (each on a job of
+    its own); its test comes right after the sync one's, before any scenario kills a service. Runs
+    still going when the module ends are stopped."""
+    yield {"dist_fanout_deferrable": (cluster.trigger("dist_fanout_deferrable"), time.monotonic())}
+    stop_leftovers(workbench)
 
 
-def _finished(cluster: Cluster, dag_id: str, run_id: str, count: int, limit: float) -> list[str]:
-    def done() -> bool:
-        states = _states(cluster, dag_id, run_id)
-        return len(states) == count and all(state in FINAL for state in states)
-
-    wait_for(f"{dag_id} to finish", done, limit=limit)
-    return _states(cluster, dag_id, run_id)
-
-
-def _runs_of(wb, job: str, dag_id: str) -> list:
-    found = wb.workbench.runs_of(wb.workbench.job_by_name("Analytics", job))
-    return [r for r in found if r.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
+@pytest.fixture
+def wb(wb_across_tests):
+    """The runs of :func:`early` go on across tests: no test's end may stop them."""
+    return wb_across_tests
 
 
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
-def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, mode):
+def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, early, mode):
     dag_id = f"dist_fanout_{mode}"
-    run_id = cluster.trigger(dag_id)
-    started = time.monotonic()
-    states = _finished(cluster, dag_id, run_id, 10, limit=420)
+    run_id, started = early[dag_id] if dag_id in early else (cluster.trigger(dag_id), time.monotonic())
+    states = cluster.finished(dag_id, [run_id], 10, limit=420)
     took = time.monotonic() - started
     assert states == ["success"] * 10, (states, cluster.logs)
-    ours = sorted(_runs_of(wb, "fanout", dag_id), key=lambda r: r.seq)
+    ours = sorted(runs_started_by(wb, f"fanout-{mode}", dag_id), key=lambda r: r.seq)
     assert len(ours) == 10 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
     for before, after in itertools.pairwise(ours):  # one at a time: none overlapped
         assert before.times["finished_at"] <= after.created_at
@@ -332,15 +266,15 @@ def test_a_fan_out_over_one_job_waits_its_turn_across_both_workers(cluster, wb, 
 def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
     dag_id = "dist_worker_killed"
     run_id = cluster.trigger(dag_id)
-    wait_for("the run to start", lambda: len(_runs_of(wb, "sleeper", dag_id)) == 1, limit=120)
-    (run,) = _runs_of(wb, "sleeper", dag_id)
+    wait_for("the run to start", lambda: len(runs_started_by(wb, "sleeper", dag_id)) == 1, limit=120)
+    (run,) = runs_started_by(wb, "sleeper", dag_id)
     wait_for("the run to be running", lambda: run.status == "ENGINE_RUNNING", limit=60)
     holder = next(name for name in ("worker-1", "worker-2") if dag_id in cluster.logs[name].read_text())
     killed_at = time.monotonic()
     cluster.kill(holder)
-    states = _finished(cluster, dag_id, run_id, 1, limit=300)
+    states = cluster.finished(dag_id, [run_id], 1, limit=300)
     assert states == ["success"], (states, holder)
-    assert len(_runs_of(wb, "sleeper", dag_id)) == 1  # reattached: one run in total
+    assert len(runs_started_by(wb, "sleeper", dag_id)) == 1  # reattached: one run in total
     assert run.status == "ENGINE_SUCCEEDED"
     (ti,) = cluster.task_instances(dag_id, run_id)
     assert ti["try_number"] == 2
@@ -353,8 +287,8 @@ def test_a_killed_worker_leads_to_a_reattach_not_a_second_run(cluster, wb):
 def test_a_killed_triggerer_hands_its_trigger_to_the_other(cluster, wb):
     dag_id = "dist_triggerer_killed"
     run_id = cluster.trigger(dag_id)
-    wait_for("the task to defer", lambda: _states(cluster, dag_id, run_id) == ["deferred"], limit=120)
-    (run,) = _runs_of(wb, "sleeper", dag_id)
+    wait_for("the task to defer", lambda: cluster.states(dag_id, run_id) == ["deferred"], limit=120)
+    (run,) = runs_started_by(wb, "sleeper", dag_id)
 
     def holder() -> str | None:  # the triggerer whose socket sent the run's latest poll
         polls = wb.requests("GET", rf".*/runs/{run.id}")
@@ -374,7 +308,7 @@ def test_a_killed_triggerer_hands_its_trigger_to_the_other(cluster, wb):
     cluster.kill(name)
     other = "triggerer-2" if name == "triggerer-1" else "triggerer-1"
     wait_for("the other triggerer to poll the run", lambda: holder() == other, limit=120)
-    states = _finished(cluster, dag_id, run_id, 1, limit=240)
+    states = cluster.finished(dag_id, [run_id], 1, limit=240)
     assert states == ["success"], (states, name)
     assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
     assert len(wb.requests("POST", r".*/jobs/[^/]+/runs")) == 1  # started once
@@ -393,7 +327,7 @@ def test_a_reschedule_sensor_resolves_names_once(cluster, wb):
     wb.clear_journal()
     dag_id = "dist_reschedule_sensor"
     run_id = cluster.trigger(dag_id, {"run_id": run["id"]})
-    states = _finished(cluster, dag_id, run_id, 1, limit=180)
+    states = cluster.finished(dag_id, [run_id], 1, limit=180)
     assert states == ["success"]
     reads = wb.requests("GET", rf".*/runs/{run['id']}")
     projects = wb.requests("GET", r"/api/v2/projects")
@@ -453,21 +387,22 @@ def test_two_hundred_deferred_tasks_across_both_triggerers(cluster, wb):
     # measurement, which says how many were deferred.
     give_up = time.monotonic() + 300
     while time.monotonic() < give_up:
-        now = _states(cluster, dag_id, run_id)
-        if now.count("deferred") >= 0.95 * MANY or "success" in now:
+        if cluster.count(dag_id, run_id, "deferred") >= 0.95 * MANY or cluster.count(
+            dag_id, run_id, "success"
+        ):
             break
         time.sleep(1)
-    deferred_at_start = _states(cluster, dag_id, run_id).count("deferred")
+    deferred_at_start = cluster.count(dag_id, run_id, "deferred")
     steady_cpu, steady_polls, steady_at = cpu(), polls(), time.monotonic()
     time.sleep(10)
     steady_cpu, steady_polls = since(steady_cpu), polls() - steady_polls
     steady_for = time.monotonic() - steady_at
-    still = _states(cluster, dag_id, run_id).count("deferred")
-    states = _finished(cluster, dag_id, run_id, MANY, limit=600)
+    still = cluster.count(dag_id, run_id, "deferred")
+    states = cluster.finished(dag_id, [run_id], MANY, limit=600)
     took = time.monotonic() - started
     total_cpu = since(cpu_before)
     assert states == ["success"] * MANY, {s: states.count(s) for s in set(states)}
-    runs = {r.id for i in range(MANY) for r in _runs_of(wb, f"dist-{i:03d}", dag_id)}
+    runs = {r.id for i in range(MANY) for r in runs_started_by(wb, LOAD_JOB.format(i), dag_id)}
     assert len(runs) == MANY  # one run per task
     total_polls = sum(1 for e in wb.requests("GET", r".*/runs/[^/:]+") if e.path.rsplit("/", 1)[1] in runs)
     assert steady_polls > 0 and steady_cpu["runner"] > 0  # the stretch measured polling triggers

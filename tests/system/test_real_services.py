@@ -7,18 +7,22 @@ the task's states, that its wait went through the triggerer, and that the run wa
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import itertools
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
 from tests.conftest import API_KEY
-from tests.system.airflow_services import FINAL, UV, Services, wait_for
+from tests.system.airflow_services import FINAL, UV, Services, runs_started_by, stop_leftovers, wait_for
+from tests.system.deployed_dags import KILLED_JOB, RERUN_JOB, model
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
@@ -31,130 +35,42 @@ pytestmark = [
     pytest.mark.real_services,
 ]
 
-DAG_FILE = """
-from datetime import datetime, timedelta
-from airflow.sdk import DAG
-from airflow_provider_cml.operators.cml import CmlRunJobOperator
-from airflow_provider_cml.operators.models import CmlDeployModelOperator
-from airflow_provider_cml.sensors.cml import CmlJobRunSensor
-
-ARGS = {"schedule": None, "start_date": datetime(2024, 1, 1), "catchup": False}
-
-with DAG("cml_real_services", **ARGS):
-    CmlRunJobOperator(
-        task_id="deferred",
-        project="Analytics",
-        job="sleeper",
-        environment={"SLEEP": "8"},  # long enough for many polls after the triggerer picks it up
-        poll_interval=0.5,
-        deferrable=True,
-    )
-
-with DAG("cml_fanout", max_active_runs=3, **ARGS):
-    # Five instances over one job, each waiting in the triggerer for the job to be free: the
-    # pattern that defers and resumes most often, so the one most exposed to Airflow's deferral
-    # race (apache/airflow 71580). At the shortest poll the README documents.
-    CmlRunJobOperator.partial(
-        task_id="each",
-        project="Analytics",
-        job="fanout",
-        if_active="wait",
-        poll_interval=1,
-        timeout=600,
-        deferrable=True,
-    ).expand(environment=[{"RUN_DATE": f"2024-01-0{i}"} for i in range(1, 6)])
-
-with DAG("cml_kill_busy_wait", **ARGS):
-    # Waits in the triggerer for someone else's run to free the job; killed there.
-    CmlRunJobOperator(
-        task_id="waits", project="Analytics", job="sleeper", if_active="wait", poll_interval=0.5, deferrable=True
-    )
-
-for mode, deferrable in (("sync", False), ("deferrable", True)):
-    with DAG(f"cml_kill_deploy_{mode}", **ARGS):
-        # Deploys a model whose replica takes minutes to load; killed while that deployment is
-        # awaited (in the worker, or in the triggerer). The deployment is the task's own: the kill
-        # stops it, and nothing else.
-        CmlDeployModelOperator(
-            task_id="deploy",
-            project="Analytics",
-            model={
-                "name": f"kill-deploy-{mode}",
-                "file": "model_predict.py",
-                "function": "predict",
-                "environment": {"SLOW_LOAD": "300"},
-            },
-            poll_interval=0.5,
-            deferrable=deferrable,
-        )
-
-with DAG("cml_ui_form_connection", **ARGS):
-    # Through a connection saved as Airflow 3.3's form saves it: every field's default in the extra.
-    CmlRunJobOperator(
-        task_id="run", cml_conn_id="cml_ui_form", project="Analytics", job="train", poll_interval=0.5
-    )
-
-with DAG("cml_deploy_deferrable", **ARGS):
-    # A quick build and a quick deployment: the hold of Airflow's deferral race is paid once.
-    CmlDeployModelOperator(
-        task_id="deploy",
-        project="Analytics",
-        model={"name": "deferred-once", "file": "model_predict.py", "function": "predict"},
-        poll_interval=0.5,
-        deferrable=True,
-    )
-
-with DAG("cml_clear_rerun", **ARGS):
-    # Succeeds, then is cleared through the REST API: the job runs again.
-    CmlRunJobOperator(task_id="runs", project="Analytics", job="sleeper", environment={"SLEEP": "1"}, poll_interval=0.5)
-
-with DAG("cml_kill_worker", **ARGS):
-    # Its worker process is killed with -9 while the run goes on: the retry reattaches to that run.
-    CmlRunJobOperator(
-        task_id="survives",
-        project="Analytics",
-        job="sleeper",
-        environment={"SLEEP": "20"},
-        poll_interval=0.5,
-        retries=1,
-        retry_delay=timedelta(seconds=1),
-    )
-
-with DAG("cml_kill_sensor", **ARGS):
-    CmlJobRunSensor(
-        task_id="watches",
-        project="Analytics",
-        job="sleeper",
-        run_id="{{ dag_run.conf['run_id'] }}",
-        poke_interval=0.5,
-        deferrable=True,
-    )
-"""
-
-
-DAG_IDS = (
-    "cml_real_services",
-    "cml_fanout",
-    "cml_kill_busy_wait",
-    "cml_kill_sensor",
-    "cml_kill_deploy_sync",
-    "cml_kill_deploy_deferrable",
-    "cml_ui_form_connection",
-    "cml_deploy_deferrable",
-    "cml_clear_rerun",
-    "cml_kill_worker",
-)
-
 
 @pytest.fixture(scope="module")
 def deployment(airflow_deployment) -> Iterator[Services]:
     with airflow_deployment(
         "deployment",
-        dag_file={"cml_real_services.py": DAG_FILE},
-        dag_ids=DAG_IDS,
+        dags="real_services",
         settings={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"},
     ) as services:
         yield services
+
+
+@pytest.fixture(scope="module", autouse=True)
+def early(deployment: Services, workbench) -> Iterator[dict[str, Any]]:
+    """Scenarios started as the module starts, to go on beside the others, each checked by its test at
+    the end of the module: the fan-out (the longest) and the quick deferrable deploy (their run ids),
+    the cleared task and the killed worker (each driven in a thread of its own: its future). Their
+    tasks use jobs and a model no other scenario does. Runs still going when the module ends are stopped.
+    """
+    project = workbench.workbench.job_by_name("Analytics", "sleeper").project
+    existing = {job.name for job in workbench.workbench.jobs.values()}
+    for name in {RERUN_JOB, KILLED_JOB} - existing:
+        workbench.workbench.add_job(project, name, script="sleeper.py")
+    with concurrent.futures.ThreadPoolExecutor(2) as threads:
+        yield {
+            "cml_fanout": [deployment.trigger("cml_fanout") for _ in range(3)],
+            "cml_deploy_deferrable": [deployment.trigger("cml_deploy_deferrable")],
+            "cml_clear_rerun": threads.submit(_clear_and_rerun, deployment),
+            "cml_kill_worker": threads.submit(_kill_the_worker, deployment, workbench),
+        }
+    stop_leftovers(workbench)
+
+
+@pytest.fixture
+def wb(wb_across_tests):
+    """The runs of :func:`early` go on across tests: no test's end may stop them."""
+    return wb_across_tests
 
 
 def _logs(deployment: Services) -> str:
@@ -181,42 +97,18 @@ def test_a_deferrable_task_through_the_real_services(deployment, wb):
     logs = {name: path.read_text() for name, path in deployment.logs.items()}
     assert states[-1] == "success", (states, logs["triggerer"][-3000:], logs["scheduler"][-3000:])
     # The wait went through the triggerer, which logged status changes (not polls) in the task's log.
-    task_logs = sorted((deployment.home / "logs" / "dag_id=cml_real_services").rglob("*.log"))
-    worker_log = "".join(p.read_text() for p in task_logs if ".trigger." not in p.name)
-    trigger_log = "".join(p.read_text() for p in task_logs if ".trigger." in p.name)
+    worker_log = deployment.task_log("cml_real_services", trigger=False)
+    trigger_log = deployment.task_log("cml_real_services", trigger=True)
     assert "Pausing task as DEFERRED" in worker_log, worker_log[-3000:]
     assert "is ENGINE_SUCCEEDED." in trigger_log and trigger_log.count("is ENGINE_RUNNING.") == 1, trigger_log
     # What a deployment used to show and must not: the extra link's missing XCom, masking warnings.
     everything = worker_log + trigger_log + "".join(logs.values())
     assert "XCom not found" not in everything and "Skipping masking" not in everything
-    # One start, whatever the services did.
-    starts = wb.requests("POST", r"/api/v2/projects/[^/]+/jobs/[^/]+/runs")
-    assert len(starts) == 1
+    # One start, whatever the services did (of the sleeper: the fan-out starts its own job meanwhile).
     job = wb.workbench.job_by_name("Analytics", "sleeper")
+    starts = wb.requests("POST", rf"/api/v2/projects/[^/]+/jobs/{job.id}/runs")
+    assert len(starts) == 1
     assert wb.workbench.runs_of(job)[-1].status == "ENGINE_SUCCEEDED"
-
-
-def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race(deployment, wb):
-    """Three runs of five instances over one job, each waiting in the triggerer for the job.
-
-    Each instance defers and resumes several times; on LocalExecutor an event sooner than ~5 s
-    after a deferral left succeeded tasks marked failed (apache/airflow 71580). Events are held.
-    """
-    runs_of_dag = [deployment.trigger("cml_fanout") for _ in range(3)]
-
-    def all_final() -> bool:
-        states = [ti["state"] for r in runs_of_dag for ti in deployment.task_instances("cml_fanout", r)]
-        return len(states) == 15 and all(state in FINAL for state in states)
-
-    wait_for("the fan-outs to finish", all_final, limit=420)
-    states = [ti["state"] for r in runs_of_dag for ti in deployment.task_instances("cml_fanout", r)]
-    assert states == ["success"] * 15, (states, _logs(deployment))
-    job = wb.workbench.job_by_name("Analytics", "fanout")
-    ours = [r for r in wb.workbench.runs_of(job) if r.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_fanout"]
-    assert len(ours) == 15 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
-    ordered = sorted(ours, key=lambda r: r.seq)
-    for before, after in itertools.pairwise(ordered):  # one at a time: none overlapped
-        assert before.times["finished_at"] <= after.created_at
 
 
 def _kill_while_deferred(
@@ -226,26 +118,16 @@ def _kill_while_deferred(
     run_id = deployment.trigger(dag_id, conf)
 
     def state() -> str | None:
-        (ti,) = deployment.task_instances(dag_id, run_id)
-        return ti["state"]
+        return deployment.only_task(dag_id, run_id)["state"]
 
     wait_for(f"{dag_id} to defer", lambda: state() == "deferred", limit=120)
 
-    def trigger_log() -> str:
-        files = (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log")
-        return "".join(p.read_text() for p in files if ".trigger." in p.name)
-
     # Killed once the triggerer runs the trigger (it has polled the run), not before it got there.
+    polled = str((conf or {}).get("run_id"))
     wait_for(
-        f"{dag_id}'s trigger to poll", lambda: str((conf or {}).get("run_id")) in trigger_log(), limit=60
+        f"{dag_id}'s trigger to poll", lambda: polled in deployment.task_log(dag_id, trigger=True), limit=60
     )
-    marked = requests.patch(
-        f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
-        json={"new_state": "failed"},
-        headers=deployment.headers,
-        timeout=30,
-    )
-    marked.raise_for_status()
+    deployment.mark_failed(dag_id, run_id, task_id)
     wait_for(f"{dag_id} to be failed", lambda: state() == "failed", limit=60)
 
     def everything() -> str:
@@ -278,41 +160,18 @@ def test_killing_a_deferred_task_never_stops_a_run_it_does_not_own(deployment, w
         CmlHook().stop_job_run("Analytics", "sleeper", other["id"])
 
 
-def test_a_deferrable_deploy_defers_once_for_a_quick_deployment(deployment, wb):
-    """The build's deferral pays [cml] trigger_event_hold; the resumed task waits out the quick
-    deployment itself instead of deferring (and holding) again. The task succeeds: no race."""
-    run_id = deployment.trigger("cml_deploy_deferrable")
-
-    def state() -> str | None:
-        (ti,) = deployment.task_instances("cml_deploy_deferrable", run_id)
-        return ti["state"]
-
-    wait_for("the deploy to end", lambda: state() in ("success", "failed"), limit=240)
-    files = sorted((deployment.home / "logs" / "dag_id=cml_deploy_deferrable").rglob("*.log"))
-    worker_log = "".join(p.read_text() for p in files if ".trigger." not in p.name)
-    assert state() == "success", (worker_log[-3000:], _logs(deployment))
-    assert worker_log.count("Pausing task as DEFERRED") == 1, worker_log[-3000:]
-    (mine,) = [
-        d
-        for d in wb.workbench.serving.deployments.values()
-        if d.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_deploy_deferrable"
-    ]
-    assert mine.status == "deployed"
-    wb.workbench.serving.stop_deployment(mine)
-
-
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
 def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deployment, wb, mode):
     """The kill reaches the task (sync) or the triggerer (deferrable) while it waits on the task's
     deployment: that one is stopped, and a deployment of the same model serving before is not."""
     from airflow_provider_cml.operators.models import CmlDeployModelOperator
 
-    dag_id, model = f"cml_kill_deploy_{mode}", f"kill-deploy-{mode}"
+    dag_id, name = f"cml_kill_deploy_{mode}", f"kill-deploy-{mode}"
     serving = wb.workbench.serving
     earlier = CmlDeployModelOperator(  # the same model, serving before the DAG runs
         task_id="earlier",
         project="Analytics",
-        model={"name": model, "file": "model_predict.py", "function": "predict"},
+        model=model(name),
         poll_interval=0.1,
     )
     from types import SimpleNamespace
@@ -335,23 +194,17 @@ def test_killing_a_deploy_stops_its_own_deployment_and_nothing_serving(deploymen
     (mine,) = ours()
 
     def polled() -> bool:  # deferrable: by the trigger (the resumed task first waits out the hold itself)
-        files = (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log")
-        text = "".join(p.read_text() for p in files if mode == "sync" or ".trigger." in p.name)
+        text = deployment.task_log(dag_id, trigger=True if mode == "deferrable" else None)
         return f"model deployment {mine.id} is PENDING" in text
 
     wait_for("the wait to poll it", polled, limit=120)
-    marked = requests.patch(
-        f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deploy",
-        json={"new_state": "failed"},
-        headers=deployment.headers,
-        timeout=30,
-    )
-    marked.raise_for_status()
+    deployment.mark_failed(dag_id, run_id, "deploy")
     wait_for("the kill to stop the task's deployment", lambda: mine.status == "stopped", limit=60)
     assert serving.deployments[before["deployment_id"]].status == "deployed"  # still serving
     stops = wb.requests("POST", r".*/deployments/[^/]+:stop")
     assert [entry.path.rsplit("/", 1)[1] for entry in stops] == [f"{mine.id}:stop"]
-    assert len(wb.requests("POST", r".*/models/[^/]+/builds")) == 2  # the earlier task's and this one's
+    builds = wb.requests("POST", rf".*/models/{mine.build.model.id}/builds")
+    assert len(builds) == 2  # the earlier task's and this one's
 
 
 def test_a_connection_saved_as_the_form_saves_it_logs_no_masking_warning(deployment, wb):
@@ -385,32 +238,17 @@ def test_a_connection_saved_as_the_form_saves_it_logs_no_masking_warning(deploym
         ),
     )
     [ti] = deployment.task_instances("cml_ui_form_connection", run_id)
-    task_log = "".join(
-        p.read_text() for p in (deployment.home / "logs" / "dag_id=cml_ui_form_connection").rglob("*.log")
-    )
+    task_log = deployment.task_log("cml_ui_form_connection")
     assert ti["state"] == "success", (task_log[-3000:], _logs(deployment))
     assert "Started Cloudera AI" in task_log, task_log[-3000:]  # the log read is the task's
     assert "too short" not in task_log and "Skipping masking" not in task_log, task_log[-3000:]
 
 
-def _runs_started_by(wb, job: str, dag_id: str) -> list:
-    """The job's runs whose environment names ``dag_id`` (the task identity every run carries)."""
-    found = wb.workbench.runs_of(wb.workbench.job_by_name("Analytics", job))
-    return [r for r in found if r.environment.get("AIRFLOW_CTX_DAG_ID") == dag_id]
-
-
-def _task_log(deployment: Services, dag_id: str) -> str:
-    return "".join(p.read_text() for p in (deployment.home / "logs" / f"dag_id={dag_id}").rglob("*.log"))
-
-
-def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment, wb):
+def _clear_and_rerun(deployment: Services) -> str:
+    """The first try succeeds, then is cleared through the REST API; wait for the second try's end."""
     dag_id = "cml_clear_rerun"
     run_id = deployment.trigger(dag_id)
-
-    def task() -> dict:
-        (ti,) = deployment.task_instances(dag_id, run_id)
-        return ti
-
+    task = functools.partial(deployment.only_task, dag_id, run_id)
     wait_for("the first try", lambda: task()["state"] in FINAL, limit=180)
     assert task()["state"] == "success", _logs(deployment)
     cleared = requests.post(
@@ -425,30 +263,35 @@ def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment
         lambda: task()["try_number"] == 2 and task()["state"] in FINAL,
         limit=180,
     )
-    assert task()["state"] == "success", _task_log(deployment, dag_id)[-3000:]
-    ours = _runs_started_by(wb, "sleeper", dag_id)
+    return run_id
+
+
+def test_clearing_a_succeeded_task_through_the_api_runs_the_job_again(deployment, wb, early):
+    """Driven in a thread since the module started (:func:`early`, :func:`_clear_and_rerun`)."""
+    dag_id = "cml_clear_rerun"
+    run_id = early[dag_id].result()
+    task = functools.partial(deployment.only_task, dag_id, run_id)
+    assert task()["state"] == "success", deployment.task_log(dag_id)[-3000:]
+    ours = runs_started_by(wb, RERUN_JOB, dag_id)
     assert [r.environment["AIRFLOW_CTX_TRY_NUMBER"] for r in ours] == ["1", "2"]
     assert [r.status for r in ours] == ["ENGINE_SUCCEEDED"] * 2
-    assert "this task instance was cleared since; starting a new run" in _task_log(deployment, dag_id)
+    assert "this task instance was cleared since; starting a new run" in deployment.task_log(dag_id)
 
 
-def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb):
-    """kill -9 of the process running the task: no on_kill, the run goes on; try 2 reattaches."""
+def _kill_the_worker(deployment: Services, wb) -> str:
+    """kill -9 of the process running the task once its run is running; wait for the retry's end."""
     import psutil
 
     dag_id = "cml_kill_worker"
     run_id = deployment.trigger(dag_id)
-
-    def task() -> dict:
-        (ti,) = deployment.task_instances(dag_id, run_id)
-        return ti
+    task = functools.partial(deployment.only_task, dag_id, run_id)
 
     def running() -> bool:
-        ours = _runs_started_by(wb, "sleeper", dag_id)
+        ours = runs_started_by(wb, KILLED_JOB, dag_id)
         return (
             len(ours) == 1
             and ours[0].status == "ENGINE_RUNNING"
-            and "is ENGINE_RUNNING" in (_task_log(deployment, dag_id))
+            and "is ENGINE_RUNNING" in (deployment.task_log(dag_id))
         )
 
     wait_for("the task to wait on its running run", running, limit=180)
@@ -457,9 +300,57 @@ def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb):
     assert len(victims) == 1, [p.info["cmdline"] for p in victims]
     victims[0].kill()
     wait_for("the retry to end", lambda: task()["state"] in FINAL and task()["try_number"] == 2, limit=240)
-    log = _task_log(deployment, dag_id)
+    return run_id
+
+
+def test_a_worker_killed_mid_run_is_retried_onto_the_same_run(deployment, wb, early):
+    """kill -9 of the process running the task: no on_kill, the run goes on; try 2 reattaches.
+
+    Driven in a thread since the module started (:func:`early`, :func:`_kill_the_worker`).
+    """
+    dag_id = "cml_kill_worker"
+    task = functools.partial(deployment.only_task, dag_id, early[dag_id].result())
+    log = deployment.task_log(dag_id)
     assert task()["state"] == "success", log[-3000:]
-    (run,) = _runs_started_by(wb, "sleeper", dag_id)  # no second run
+    (run,) = runs_started_by(wb, KILLED_JOB, dag_id)  # no second run
     assert run.status == "ENGINE_SUCCEEDED" and not run.stop_requested
     assert run.environment["AIRFLOW_CTX_TRY_NUMBER"] == "1"
     assert f"Run {run.id} (ENGINE_RUNNING) was started by an earlier try of this attempt: reattaching" in log
+
+
+def test_a_deferrable_deploy_defers_once_for_a_quick_deployment(deployment, wb, early):
+    """The build's deferral pays [cml] trigger_event_hold; the resumed task waits out the quick
+    deployment itself instead of deferring (and holding) again. The task succeeds: no race.
+    The run started with the module (:func:`early`)."""
+    (run_id,) = early["cml_deploy_deferrable"]
+
+    def state() -> str | None:
+        return deployment.only_task("cml_deploy_deferrable", run_id)["state"]
+
+    wait_for("the deploy to end", lambda: state() in ("success", "failed"), limit=240)
+    worker_log = deployment.task_log("cml_deploy_deferrable", trigger=False)
+    assert state() == "success", (worker_log[-3000:], _logs(deployment))
+    assert worker_log.count("Pausing task as DEFERRED") == 1, worker_log[-3000:]
+    (mine,) = [
+        d
+        for d in wb.workbench.serving.deployments.values()
+        if d.environment.get("AIRFLOW_CTX_DAG_ID") == "cml_deploy_deferrable"
+    ]
+    assert mine.status == "deployed"
+    wb.workbench.serving.stop_deployment(mine)
+
+
+def test_a_deferrable_fan_out_at_the_shortest_poll_never_trips_the_deferral_race(deployment, wb, early):
+    """Three runs of five instances over one job, each waiting in the triggerer for the job.
+
+    Each instance defers and resumes several times; on LocalExecutor an event sooner than ~5 s
+    after a deferral left succeeded tasks marked failed (apache/airflow 71580). Events are held.
+    The runs started with the module (:func:`early`): the other scenarios load the scheduler meanwhile.
+    """
+    states = deployment.finished("cml_fanout", early["cml_fanout"], 15, limit=420)
+    assert states == ["success"] * 15, (states, _logs(deployment))
+    ours = runs_started_by(wb, "fanout", "cml_fanout")
+    assert len(ours) == 15 and {r.status for r in ours} == {"ENGINE_SUCCEEDED"}
+    ordered = sorted(ours, key=lambda r: r.seq)
+    for before, after in itertools.pairwise(ordered):  # one at a time: none overlapped
+        assert before.times["finished_at"] <= after.created_at
