@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +38,37 @@ def path_segment(field: str, value: Any) -> str:
             "'/', '..', '?', '#', backslashes or control characters."
         )
     return quote(text, safe="")
+
+
+def resource_path(collections: str, *ids: Any) -> str:
+    """The API path of a resource below its parents, or of their collection, each ID checked.
+
+    ``resource_path("projects/models", p)`` is a project's models, ``resource_path("projects/models",
+    p, m)`` one model. Each ID passes :func:`path_segment`, which names it by its collection
+    (``model_id``).
+
+    :param collections: the collections from the root, ``/``-separated.
+    :param ids: one ID for each collection (one resource), or one fewer (the last collection).
+    """
+    names = collections.split("/")
+    if len(ids) not in (len(names) - 1, len(names)):  # a mistake in this package, not in a DAG
+        raise TypeError(f"{collections!r} takes {len(names) - 1} or {len(names)} IDs, not {len(ids)}")
+    parts = [""]
+    for i, name in enumerate(names):
+        parts.append(name)
+        if i < len(ids):
+            parts.append(path_segment(name[:-1] + "_id", ids[i]))
+    return "/".join(parts)
+
+
+def ref_path(collections: str) -> Callable[[tuple[str, ...]], str]:
+    """:func:`resource_path` of one resource given as the tuple of its IDs (a ``...Ref``), cached.
+
+    A wait reads the same path every poll.
+
+    :param collections: as for :func:`resource_path`.
+    """
+    return functools.lru_cache(maxsize=4096)(lambda ref: resource_path(collections, *ref))
 
 
 def looks_like_id(value: str) -> bool:

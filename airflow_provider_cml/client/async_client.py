@@ -39,21 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-from airflow_provider_cml.client.attempts import (
-    MAX_BODY_BYTES,
-    NO_TIME_LEFT,
-    Answer,
-    Exchange,
-    attempts,
-    auth_headers,
-    destination,
-    query_value,
-    resume,
-    text_of,
-    too_big,
-    unresolved,
-    warn_about_transport_security,
-)
+from airflow_provider_cml.client import attempts as core
 from airflow_provider_cml.client.http_errors import tls_error
 from airflow_provider_cml.exceptions import CmlConfigError
 
@@ -117,7 +103,7 @@ class _Session:
                 # each round would open the pool again. Kept for a minute, they are reused.
                 keepalive_timeout=KEEPALIVE,
             ),
-            headers=auth_headers(config),
+            headers=core.auth_headers(config),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),  # each attempt is bounded by _send
             trust_env=False,  # the proxy is decided above, once
@@ -148,7 +134,7 @@ class AsyncTransport:
         if self._session is None:
             shared = self._shared.get(self._key)
             if shared is None:
-                warn_about_transport_security(self.config)
+                core.warn_about_transport_security(self.config)
                 https = self.config.base_url.startswith("https:")
                 context = await asyncio.to_thread(ssl_context, self.config.verify) if https else None
                 shared = self._shared.get(self._key)  # another trigger may have made one meanwhile
@@ -158,19 +144,19 @@ class AsyncTransport:
             self._session = shared
         return self._session
 
-    async def _send(self, exchange: Exchange) -> Answer:
+    async def _send(self, exchange: core.Exchange) -> core.Answer:
         limit = exchange.time_left(self.config.timeout, time.monotonic())
         if limit <= 0:
-            return Answer(None, failure=NO_TIME_LEFT, maybe_acted=False)
+            return core.Answer(None, failure=core.NO_TIME_LEFT, maybe_acted=False)
         session = await self.session()
         try:
             async with _time_limit(limit):
                 return await self._exchange(session, exchange)
         except asyncio.TimeoutError:
-            return Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
+            return core.Answer(None, failure=f"no complete answer within {limit:g}s", maybe_acted=True)
 
-    async def _exchange(self, session: _Session, exchange: Exchange) -> Answer:
-        params = {k: query_value(v) for k, v in exchange.params.items()} if exchange.params else None
+    async def _exchange(self, session: _Session, exchange: core.Exchange) -> core.Answer:
+        params = {k: core.query_value(v) for k, v in exchange.params.items()} if exchange.params else None
         body = None if exchange.body is None else json.dumps(exchange.body).encode()
         try:
             async with session.http.request(
@@ -184,22 +170,22 @@ class AsyncTransport:
             ) as response:
                 payload = await _bounded_body(response)
                 if payload is None:
-                    return too_big()
-                return Answer(
-                    response.status, response.headers, text_of(payload, response.headers.get("Content-Type"))
-                )
+                    return core.too_big()
+                text = core.text_of(payload, response.headers.get("Content-Type"))
+                return core.Answer(response.status, response.headers, text)
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            raise tls_error(*destination(exchange, self.config), exc) from None
+            raise tls_error(*core.destination(exchange, self.config), exc) from None
         except aiohttp.InvalidURL:
             raise CmlConfigError(
                 f"The request to {self.config.base_url} could not be built: check the connection's host."
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            return Answer(None, failure=type(exc).__name__, maybe_acted=False, unresolved=unresolved(exc))
+            unresolved = core.unresolved(exc)
+            return core.Answer(None, failure=type(exc).__name__, maybe_acted=False, unresolved=unresolved)
         except (aiohttp.ClientError, ValueError) as exc:  # broken framing, encodings, closed sockets
-            return Answer(None, failure=type(exc).__name__, maybe_acted=True)
+            return core.Answer(None, failure=type(exc).__name__, maybe_acted=True)
 
-    async def send(self, exchange: Exchange) -> Any:
+    async def send(self, exchange: core.Exchange) -> Any:
         """Send a request, retrying what the policy allows; return the decoded JSON object.
 
         The same policy and errors as :meth:`SyncTransport.send
@@ -208,10 +194,10 @@ class AsyncTransport:
 
         :param exchange: the request.
         """
-        plan = attempts(exchange, self.config, time.monotonic)
+        plan = core.attempts(exchange, self.config, time.monotonic)
         next(plan)
         while True:
-            done, value = resume(plan, await self._send(exchange))
+            done, value = core.resume(plan, await self._send(exchange))
             if done:
                 return value
             await asyncio.sleep(value)
@@ -229,14 +215,17 @@ class AsyncTransport:
 
 
 async def _bounded_body(response: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or ``None`` past :data:`MAX_BODY_BYTES` (counted after decompression)."""
+    """The body, or ``None`` past :data:`~airflow_provider_cml.client.attempts.MAX_BODY_BYTES`.
+
+    The limit counts the body after decompression.
+    """
     length = response.content_length
-    if length is not None and length <= MAX_BODY_BYTES and "Content-Encoding" not in response.headers:
+    if length is not None and length <= core.MAX_BODY_BYTES and "Content-Encoding" not in response.headers:
         return await response.read()  # the usual small answer: its size is known and not inflated
     payload = bytearray()
     async for chunk in response.content.iter_chunked(65536):
         payload += chunk
-        if len(payload) > MAX_BODY_BYTES:
+        if len(payload) > core.MAX_BODY_BYTES:
             return None
     return bytes(payload)
 

@@ -30,7 +30,6 @@ from airflow_provider_cml.workloads.experiments import (
     JOB_RUN_GRACE,
     ExperimentRunRef,
     check_tags,
-    experiment_path,
     experiment_run_path,
     experiment_runs_path,
     experiments_path,
@@ -70,7 +69,7 @@ class Experiments(HookPart):
         :param experiment_id: experiment ID.
         """
         return self.hook.transport.request(
-            "GET", experiment_path(project_id, experiment_id), not_found=f"experiment {experiment_id!r}"
+            "GET", experiments_path(project_id, experiment_id), not_found=f"experiment {experiment_id!r}"
         )
 
     def resolve_experiment(self, project_id: str, experiment: str) -> dict[str, Any]:

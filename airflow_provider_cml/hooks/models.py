@@ -25,8 +25,9 @@ from airflow_provider_cml.workloads.models import (
     CmlModelSpec,
     DeploymentRef,
     build_path,
+    builds_path,
     deployment_path,
-    model_path,
+    deployments_path,
     models_path,
 )
 
@@ -60,7 +61,9 @@ class Models(HookPart):
         :param model_id: model ID.
         """
         return self.hook.transport.request(
-            "GET", model_path(project_id, model_id), not_found=f"model {model_id!r} in project {project_id!r}"
+            "GET",
+            models_path(project_id, model_id),
+            not_found=f"model {model_id!r} in project {project_id!r}",
         )
 
     def find_model(self, project_id: str, name: str) -> dict[str, Any] | None:
@@ -129,7 +132,7 @@ class Models(HookPart):
         """
         try:
             self.hook.transport.request(
-                "DELETE", model_path(project_id, model_id), not_found=f"model {model_id!r}"
+                "DELETE", models_path(project_id, model_id), not_found=f"model {model_id!r}"
             )
         except CmlApiError as exc:
             if exc.http_status == 404:
@@ -146,7 +149,7 @@ class Models(HookPart):
         """
         return self.hook.transport.request(
             "PATCH",
-            model_path(project_id, model_id),
+            models_path(project_id, model_id),
             body={"id": model_id, **changes},
             not_found=f"model {model_id!r} in project {project_id!r}",
         )
@@ -196,7 +199,7 @@ class Models(HookPart):
         :param limit: how many at most.
         """
         found = self.read_all(
-            model_path(project_id, model_id) + "/builds",
+            builds_path(project_id, model_id),
             "model_builds",
             sort="-created_at",
             not_found=f"model {model_id!r}",
@@ -225,7 +228,7 @@ class Models(HookPart):
         """
         return post_once_for(
             self.hook,
-            model_path(project_id, model_id) + "/builds",
+            builds_path(project_id, model_id),
             spec.build_body(project_id, model_id, comment),
             lambda: self.find_build(project_id, model_id, comment),
             what=f"build of model {spec.name!r}",
@@ -249,7 +252,7 @@ class Models(HookPart):
         :param ref: project, model and build IDs.
         """
         found = self.read_all(
-            build_path(tuple(ref)) + "/deployments",
+            deployments_path(*ref),
             "model_deployments",
             sort="-created_at",
             not_found=f"model build {ref.build_id!r}",
@@ -276,7 +279,7 @@ class Models(HookPart):
         """
         return post_once_for(
             self.hook,
-            build_path(tuple(ref)) + "/deployments",
+            deployments_path(*ref),
             spec.deployment_body(ref.project_id, ref.model_id, ref.build_id, marks),
             lambda: self.find_deployment(ref, marks),
             what=f"deployment of model {spec.name!r}",

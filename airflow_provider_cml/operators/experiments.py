@@ -123,11 +123,13 @@ class CmlMetricGateOperator(BaseOperator, SkipMixin):
         _check_number("min_improvement", min_improvement, allow_none=False)
         if if_no_baseline not in NO_BASELINE:
             raise CmlConfigError(f'if_no_baseline must be "pass" or "fail", not {if_no_baseline!r}.')
+        # The candidate: its run, by ID or by tag, and the metric read from it.
         self.project = project
         self.experiment = experiment
         self.metric = metric
         self.run_id = run_id
         self.run_tag = run_tag
+        # What it must beat: a number, or the metric of the version a model serves.
         self.baseline = baseline
         self.baseline_model = baseline_model
         self.baseline_project = baseline_project

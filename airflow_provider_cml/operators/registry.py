@@ -94,10 +94,6 @@ class CmlRegisterModelOperator(CmlBaseOperator):
         from airflow_provider_cml.workloads.registry import check_visibility
 
         super().__init__(**kwargs)
-        # Checked here too (the rest once templated, in the body): a wrong word fails the DAG's parse.
-        check_visibility(visibility)
-        if not isinstance(wait, bool):
-            raise CmlConfigError(f"wait must be True or False, not {wait!r}.")
         self.project = project
         self.experiment = experiment
         self.run_id = run_id
@@ -108,6 +104,10 @@ class CmlRegisterModelOperator(CmlBaseOperator):
         self.tags = tags
         self.visibility = visibility
         self.wait = wait
+        # Checked here too (the rest once templated, in the body): a wrong word fails the DAG's parse.
+        check_visibility(visibility)
+        if not isinstance(wait, bool):
+            raise CmlConfigError(f"wait must be True or False, not {wait!r}.")
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Register the run's model (or find its registration) and wait until the version is ready.

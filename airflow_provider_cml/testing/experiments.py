@@ -80,7 +80,7 @@ class ExperimentRun:
     name: str
     status: str = "EXPERIMENT_RUN_RUNNING"
     start_time: str = field(default_factory=_now)
-    end_time: str = ""
+    end_time: str = ""  # until the run ends (UpdateExperimentRun with an end time)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)

@@ -154,8 +154,8 @@ class Deployment:
 
     id: str
     build: Build
-    cpu: float
-    memory: float
+    cpu: float  # vCPUs per replica
+    memory: float  # GiB per replica
     nvidia_gpu: int
     replicas: int
     environment: dict[str, str]

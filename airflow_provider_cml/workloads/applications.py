@@ -10,17 +10,16 @@ it. ``environment`` is a map when creating and a JSON string in an update; GPUs 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlApplicationError, CmlConfigError
-from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.validation import ref_path, resource_path
 from airflow_provider_cml.waiting.kinds import WorkloadKind
 from airflow_provider_cml.workloads import api_fields
-from airflow_provider_cml.workloads.job_runs import project_path
 from airflow_provider_cml.workloads.specs import ScriptSpec, check_text
 
 _SUBDOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -33,22 +32,10 @@ class ApplicationRef(NamedTuple):
     application_id: str
 
 
-def applications_path(project_id: str) -> str:
-    """``/projects/{project_id}/applications``.
-
-    :param project_id: project ID.
-    """
-    return project_path(project_id) + "/applications"
-
-
-@lru_cache(maxsize=4096)
-def application_path(ref: tuple[str, str]) -> str:
-    """One application's path (cached: a wait reads it every poll).
-
-    :param ref: project and application IDs.
-    """
-    project_id, application_id = ref
-    return f"{applications_path(project_id)}/{path_segment('application_id', application_id)}"
+#: A project's applications; with an application ID, that application.
+applications_path = functools.partial(resource_path, "projects/applications")
+#: One application's path from its :class:`ApplicationRef` (cached).
+application_path = ref_path("projects/applications")
 
 
 _APP_HINTS = {

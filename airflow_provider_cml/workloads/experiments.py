@@ -20,19 +20,19 @@ runs with the same latest start time are an error naming both (nothing tells the
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from airflow_provider_cml.client.attempts import Exchange
 from airflow_provider_cml.client.listing import DEFAULT_PAGE_SIZE, MAX_PAGES, odd_listing
 from airflow_provider_cml.exceptions import CmlExperimentRunError, CmlLookupError
-from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.validation import ref_path, resource_path
 from airflow_provider_cml.waiting.kinds import WorkloadKind, parse_time
-from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef, project_path
+from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
 
 #: Steps: yield requests, are sent their answers, return their result.
 Steps = Generator[Exchange, Any, Any]
@@ -48,40 +48,12 @@ class ExperimentRunRef(NamedTuple):
     run_id: str
 
 
-def experiments_path(project_id: str) -> str:
-    """``/projects/{project_id}/experiments`` (ListExperiments, CreateExperiment).
-
-    :param project_id: project ID.
-    """
-    return project_path(project_id) + "/experiments"
-
-
-def experiment_path(project_id: str, experiment_id: str) -> str:
-    """One experiment's path (GetExperiment).
-
-    :param project_id: project ID.
-    :param experiment_id: experiment ID.
-    """
-    return f"{experiments_path(project_id)}/{path_segment('experiment_id', experiment_id)}"
-
-
-def experiment_runs_path(project_id: str, experiment_id: str) -> str:
-    """An experiment's runs (ListExperimentRuns, CreateExperimentRun).
-
-    :param project_id: project ID.
-    :param experiment_id: experiment ID.
-    """
-    return experiment_path(project_id, experiment_id) + "/runs"
-
-
-@lru_cache(maxsize=4096)
-def experiment_run_path(ref: tuple[str, str, str]) -> str:
-    """One run's path (GetExperimentRun; cached: a wait reads it every poll).
-
-    :param ref: project, experiment and run IDs.
-    """
-    project_id, experiment_id, run_id = ref
-    return f"{experiment_runs_path(project_id, experiment_id)}/{path_segment('run_id', run_id)}"
+#: A project's experiments (ListExperiments, CreateExperiment); with an experiment ID, that one.
+experiments_path = functools.partial(resource_path, "projects/experiments")
+#: An experiment's runs (ListExperimentRuns, CreateExperimentRun); with a run ID, that run.
+experiment_runs_path = functools.partial(resource_path, "projects/experiments/runs")
+#: One run's path from its :class:`ExperimentRunRef` (GetExperimentRun; cached).
+experiment_run_path = ref_path("projects/experiments/runs")
 
 
 def summary(answer: Mapping[str, Any]) -> str:

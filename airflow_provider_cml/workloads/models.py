@@ -18,15 +18,14 @@ writes the request bodies as API v2 wants them (``environment`` a map, ``nvidia_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlConfigError, CmlModelBuildError, CmlModelDeploymentError
-from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.validation import ref_path, resource_path
 from airflow_provider_cml.waiting.kinds import WorkloadKind
-from airflow_provider_cml.workloads.job_runs import project_path
 from airflow_provider_cml.workloads.specs import Spec, check_number, check_project_file, check_text
 
 
@@ -47,43 +46,16 @@ class DeploymentRef(NamedTuple):
     deployment_id: str
 
 
-def models_path(project_id: str) -> str:
-    """``/projects/{project_id}/models``.
-
-    :param project_id: project ID.
-    """
-    return project_path(project_id) + "/models"
-
-
-def model_path(project_id: str, model_id: str) -> str:
-    """One model's path.
-
-    :param project_id: project ID.
-    :param model_id: model ID.
-    """
-    return f"{models_path(project_id)}/{path_segment('model_id', model_id)}"
-
-
-@lru_cache(maxsize=4096)
-def build_path(ref: tuple[str, str, str]) -> str:
-    """One build's path (cached: a wait reads it every poll).
-
-    :param ref: project, model and build IDs.
-    """
-    project_id, model_id, build_id = ref
-    return f"{model_path(project_id, model_id)}/builds/{path_segment('build_id', build_id)}"
-
-
-@lru_cache(maxsize=4096)
-def deployment_path(ref: tuple[str, str, str, str]) -> str:
-    """One deployment's path (cached: a wait reads it every poll).
-
-    :param ref: project, model, build and deployment IDs.
-    """
-    project_id, model_id, build_id, deployment_id = ref
-    return f"{build_path((project_id, model_id, build_id))}/deployments/" + path_segment(
-        "deployment_id", deployment_id
-    )
+#: A project's models; with a model ID, that model.
+models_path = functools.partial(resource_path, "projects/models")
+#: A model's builds (where one is made); with a build ID, that build.
+builds_path = functools.partial(resource_path, "projects/models/builds")
+#: A build's deployments (where one is made); with a deployment ID, that deployment.
+deployments_path = functools.partial(resource_path, "projects/models/builds/deployments")
+#: One build's path from its :class:`BuildRef` (cached).
+build_path = ref_path("projects/models/builds")
+#: One deployment's path from its :class:`DeploymentRef` (cached).
+deployment_path = ref_path("projects/models/builds/deployments")
 
 
 #: A model build: from ``queued`` to ``built``. It cannot be stopped (the API has no such call).

@@ -24,10 +24,10 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
         register = CmlRegisterModelOperator(
             task_id="register",
             project="Analytics",
-            experiment="{{ dag_run.conf['experiment'] }}",
+            experiment="{{ dag_run.conf['experiment'] }}",  # each test logs a run of its own
             run_id="{{ dag_run.conf['run_id'] }}",
             model_name="{{ dag_run.conf['model_name'] }}",
-            tags={"airflow_run": "{{ run_id }}"},
+            tags={"airflow_run": "{{ run_id }}"},  # the version says which DAG run registered it
             deferrable=deferrable,
             poll_interval=0.1,
             timeout=60,

@@ -6,14 +6,7 @@ import time
 
 import pytest
 
-from airflow_provider_cml.exceptions import (
-    CmlApiError,
-    CmlConfigError,
-    CmlJobAlreadyActiveError,
-    CmlJobRunError,
-    CmlJobRunTimeout,
-    CmlLookupError,
-)
+from airflow_provider_cml import exceptions as errors
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing import Faults, local_workbench
 from tests.conftest import API_KEY, READONLY_KEY, seen_by
@@ -44,7 +37,7 @@ def test_overrides_arguments_and_job_environment_reach_the_script(wb, hook):
 
 def test_failed_script_raises_with_status_and_reason(wb, hook):
     run = hook.start_job_run("Analytics", "fail")
-    with pytest.raises(CmlJobRunError, match="ENGINE_FAILED.*script exited with code 3") as info:
+    with pytest.raises(errors.CmlJobRunError, match="ENGINE_FAILED.*script exited with code 3") as info:
         hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
     assert info.value.status == "ENGINE_FAILED"
 
@@ -57,7 +50,7 @@ def test_failure_details_come_from_whichever_listing_the_key_may_read(wb, hook, 
     """Usage alone gives the exit code and message; executions alone the platform's failure reason."""
     wb.fail_next("GET", denied, 403, times=5)
     run = hook.start_job_run("Analytics", "fail")
-    with pytest.raises(CmlJobRunError) as info:
+    with pytest.raises(errors.CmlJobRunError) as info:
         hook.wait_for_job_run("Analytics", "fail", run["id"], poll_interval=0.1)
     message = str(info.value)
     assert "Cloudera AI says: script exited with code 3" in message
@@ -95,7 +88,7 @@ def test_the_runs_execution_is_found_on_a_busy_workbench(monkeypatch):
             time.sleep(0.05)
         server.fail_next("GET", "/api/v2/usage", 403)  # the execution alone must explain it
         run = hook.start_job_run("Busy", "fail")
-        with pytest.raises(CmlJobRunError, match="Cloudera AI says: script exited with code 3"):
+        with pytest.raises(errors.CmlJobRunError, match="Cloudera AI says: script exited with code 3"):
             hook.wait_for_job_run("Busy", "fail", run["id"], poll_interval=0.1)
         listed = server.requests("GET", "/api/v2/workloads/executions")
         assert len(listed) == 2  # the busy first page, then the job's own executions
@@ -104,16 +97,16 @@ def test_the_runs_execution_is_found_on_a_busy_workbench(monkeypatch):
 
 def test_job_timeout_is_timedout(wb, hook):
     run = hook.start_job_run("Analytics", "times-out")
-    with pytest.raises(CmlJobRunError, match="ENGINE_TIMEDOUT"):
+    with pytest.raises(errors.CmlJobRunError, match="ENGINE_TIMEDOUT"):
         hook.wait_for_job_run("Analytics", "times-out", run["id"], poll_interval=0.1)
 
 
 def test_wait_timeout_stops_the_run_and_its_process(wb, hook, tmp_path):
     marker = tmp_path / "stopped"
     run = hook.start_job_run("Analytics", "sleeper", {"STOP_MARKER": str(marker)})
-    with pytest.raises(CmlJobRunTimeout, match="asked to stop"):
+    with pytest.raises(errors.CmlJobRunTimeout, match="asked to stop"):
         hook.wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.2, timeout=1.0)
-    with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
+    with pytest.raises(errors.CmlJobRunError, match="ENGINE_STOPPED"):
         hook.wait_for_job_run("Analytics", "sleeper", run["id"], poll_interval=0.1, timeout=10)
     assert marker.read_text() == "stopped"
 
@@ -133,19 +126,19 @@ def test_prefix_names_resolve_exactly(wb, hook):
 
 
 def test_lookup_errors(wb, hook):
-    with pytest.raises(CmlLookupError, match=r"2 projects are named 'Duplicate' \(IDs: "):
+    with pytest.raises(errors.CmlLookupError, match=r"2 projects are named 'Duplicate' \(IDs: "):
         hook.resolve_project("Duplicate")
-    with pytest.raises(CmlLookupError, match="No project is named exactly 'Analytic'.*'Analytics'"):
+    with pytest.raises(errors.CmlLookupError, match="No project is named exactly 'Analytic'.*'Analytics'"):
         hook.resolve_project("Analytic")
     with pytest.raises(
-        CmlLookupError, match="No job in project 'Analytics' is named exactly 'trian'.*'train'"
+        errors.CmlLookupError, match="No job in project 'Analytics' is named exactly 'trian'.*'train'"
     ):
         hook.resolve_job("Analytics", "trian")
 
 
 def test_already_active(wb, hook):
     run = hook.start_job_run("Analytics", "slow")
-    with pytest.raises(CmlJobAlreadyActiveError, match="one active run per job"):
+    with pytest.raises(errors.CmlJobAlreadyActiveError, match="one active run per job"):
         hook.start_job_run("Analytics", "slow")
     hook.wait_for_job_run("Analytics", "slow", run["id"], poll_interval=0.1)
 
@@ -159,23 +152,23 @@ def test_a_busy_job_is_recognised_by_its_active_run_not_by_the_refusals_wording(
 ):
     monkeypatch.setattr(wb.workbench, "busy_refusal", refusal)
     first = hook.start_job_run("Analytics", "sleeper")
-    with pytest.raises(CmlJobAlreadyActiveError, match=f"active run .run {first['id']}"):
+    with pytest.raises(errors.CmlJobAlreadyActiveError, match=f"active run .run {first['id']}"):
         hook.start_job_run("Analytics", "sleeper")
     hook.stop_job_run("Analytics", "sleeper", first["id"])
 
 
 def test_wrong_and_readonly_keys(wb, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CML_BAD", wb.airflow_connection("wrong-key-123456"))
-    with pytest.raises(CmlApiError, match="rejected the API key") as info:
+    with pytest.raises(errors.CmlApiError, match="rejected the API key") as info:
         CmlHook("cml_bad").list_projects()
     assert "wrong-key-123456" not in str(info.value)
     monkeypatch.setenv("AIRFLOW_CONN_CML_RO", wb.airflow_connection(READONLY_KEY))
-    with pytest.raises(CmlApiError, match="HTTP 403"):
+    with pytest.raises(errors.CmlApiError, match="HTTP 403"):
         CmlHook("cml_ro").start_job_run("Analytics", "report-env")
 
 
 def test_unknown_run_id(wb, hook):
-    with pytest.raises(CmlApiError, match="Not found: run 'zzzzzzzzzzzzzzzz'"):
+    with pytest.raises(errors.CmlApiError, match="Not found: run 'zzzzzzzzzzzzzzzz'"):
         hook.get_job_run("Analytics", "report-env", "zzzzzzzzzzzzzzzz")
 
 
@@ -203,9 +196,9 @@ def test_v1_start_with_basic_auth(wb):
     assert engine_id in wb.workbench.runs
     CmlHook().wait_for_job_run("Analytics", "report-env", engine_id, poll_interval=0.1)
     assert seen_by(wb, engine_id)["START_DATE"] == "2017-01-01"
-    with pytest.raises(CmlConfigError, match="needs Cloudera AI API v2"):
+    with pytest.raises(errors.CmlConfigError, match="needs Cloudera AI API v2"):
         hook.get_job_run("alice/analytics", "1", engine_id)
-    with pytest.raises(CmlConfigError, match="'<user-or-team>/<project-slug>'"):
+    with pytest.raises(errors.CmlConfigError, match="'<user-or-team>/<project-slug>'"):
         hook.start_job_run("analytics", "1")
 
 
@@ -259,8 +252,8 @@ def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
     time.sleep(0.3)  # the script installs its SIGTERM handler
     operator.on_kill()
     task.join(10)
-    assert not task.is_alive() and isinstance(raised[0], CmlJobRunError)
-    with pytest.raises(CmlJobRunError, match="ENGINE_STOPPED"):
+    assert not task.is_alive() and isinstance(raised[0], errors.CmlJobRunError)
+    with pytest.raises(errors.CmlJobRunError, match="ENGINE_STOPPED"):
         CmlHook().wait_for_job_run(
             "Analytics", "sleeper", context["ti"].pushed["run_id"], poll_interval=0.1, timeout=10
         )
@@ -293,7 +286,7 @@ def test_a_kill_wakes_the_sync_wait_at_once_and_stops_the_run(wb):
     context["ti"].xcom_push = xcom_push
     previous = signal.signal(signal.SIGALRM, on_term)
     try:
-        with pytest.raises(CmlJobRunError, match="interrupted"):
+        with pytest.raises(errors.CmlJobRunError, match="interrupted"):
             operator.execute(context)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

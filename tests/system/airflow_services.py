@@ -9,14 +9,16 @@ api-server's child outlives a TERM to its parent).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,61 @@ def install(base: Path, airflow_requirement: str) -> Path:
     python = str(venv / "bin" / "python")
     run(UV, "pip", "install", "--quiet", "--python", python, airflow_requirement, str(wheel))
     return venv
+
+
+def server_binary(name: str) -> str | None:
+    """A server binary on PATH, or in Debian's versioned PostgreSQL folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+INITDB, PG_CTL, CREATEDB = server_binary("initdb"), server_binary("pg_ctl"), server_binary("createdb")
+#: Whether PostgreSQL's tools are here: every deployment's database is a PostgreSQL of its own. On
+#: SQLite, Airflow's services writing at once on a loaded 2-core machine failed with "database is
+#: locked": the scheduler's loop died, the API answered 500.
+POSTGRES = None not in (INITDB, PG_CTL, CREATEDB)
+POSTGRES_MISSING = "needs PostgreSQL's initdb, pg_ctl, createdb (Debian: postgresql; .ci/run installs it)"
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run its tools as the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextlib.contextmanager
+def postgres(logs: Path) -> Iterator[str]:
+    """A PostgreSQL server on a loopback port of its own, with a database ``airflow``.
+
+    :param logs: where a link to the server's log is put.
+    :returns: ``user@host:port/database``.
+    """
+    assert INITDB and PG_CTL and CREATEDB, POSTGRES_MISSING
+    # A folder of its own: pytest's are private to root, and the server runs as "postgres".
+    folder = Path(tempfile.mkdtemp(prefix="cml-airflow-pg-"))
+    data, sockets = folder / "pgdata", folder / "pgsock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    run(*_as_postgres([INITDB, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]))
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
+    log = folder / "postgres.log"
+    run(*_as_postgres([PG_CTL, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]))
+    (logs / "postgres.log").symlink_to(log)
+    try:
+        run(*_as_postgres([CREATEDB, "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", "airflow"]))
+        yield f"airflow@127.0.0.1:{port}/airflow"
+    finally:
+        subprocess.run(
+            _as_postgres([PG_CTL, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def environment(base: Path, port: int, cml_connection: str, **settings: str) -> dict[str, str]:

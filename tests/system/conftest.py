@@ -1,6 +1,6 @@
 """The one way the real-services tests deploy Airflow: ``airflow_deployment``.
 
-``test_real_services.py`` (LocalExecutor, SQLite) and ``test_distributed.py`` (Celery, Postgres,
+``test_real_services.py`` (LocalExecutor, PostgreSQL) and ``test_distributed.py`` (Celery, Postgres,
 Redis, two triggerers) differ in what they run, not in how: both build the provider's wheel into a
 virtualenv of its own, deploy ``deployed_dags.py`` (each its set of DAGs), set the environment and
 start the same core services.

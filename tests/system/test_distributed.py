@@ -10,13 +10,10 @@ checks task states through the REST API and runs through the workbench's journal
 from __future__ import annotations
 
 import contextlib
-import glob
 import itertools
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +22,15 @@ import pytest
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
 from tests.system.airflow_services import (
+    POSTGRES,
+    POSTGRES_MISSING,
     ROOT,
     UV,
     Services,
     free_port,
-    run,
+    postgres,
     runs_started_by,
+    server_binary,
     stop_leftovers,
     wait_for,
 )
@@ -39,24 +39,12 @@ from tests.system.deployed_dags import LOAD_JOB, many
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
 
 
-def _tool(name: str) -> str | None:
-    """A server binary on PATH, or in Debian's versioned PostgreSQL folder."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-INITDB, PG_CTL, CREATEDB, REDIS = _tool("initdb"), _tool("pg_ctl"), _tool("createdb"), _tool("redis-server")
+REDIS = server_binary("redis-server")
 
 pytestmark = [
     pytest.mark.skipif((_major, _minor) < (3, 3), reason="the distributed run is set up for Airflow 3.3+"),
     pytest.mark.skipif(UV is None, reason="needs uv (make install puts it in the virtualenv)"),
-    pytest.mark.skipif(
-        None in (INITDB, PG_CTL, CREATEDB),
-        reason="needs PostgreSQL's initdb, pg_ctl, createdb (Debian: postgresql)",
-    ),
+    pytest.mark.skipif(not POSTGRES, reason=POSTGRES_MISSING),
     pytest.mark.skipif(REDIS is None, reason="needs redis-server (Debian: redis-server)"),
     pytest.mark.airflow_dag,
     pytest.mark.real_services,
@@ -65,50 +53,6 @@ pytestmark = [
 
 #: Scenario 5's deferred tasks (one job each: a job has one active run at a time).
 MANY = many()
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run its tools as the ``postgres`` user."""
-    if os.geteuid() != 0:
-        return command
-    return ["runuser", "-u", "postgres", "--", *command]
-
-
-@contextlib.contextmanager
-def _postgres(logs: Path) -> Iterator[str]:
-    # A folder of its own: pytest's are private to root, and the server runs as "postgres".
-    folder = Path(tempfile.mkdtemp(prefix="cml-distributed-pg-"))
-    data, sockets = folder / "pgdata", folder / "pgsock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    run(*_as_postgres([INITDB, "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]))
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
-    log = folder / "postgres.log"
-    run(*_as_postgres([PG_CTL, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]))
-    (logs / "postgres.log").symlink_to(log)
-    try:
-        run(
-            *_as_postgres(
-                [
-                    str(CREATEDB),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "airflow",
-                    "airflow",
-                ]
-            )
-        )
-        yield f"airflow@127.0.0.1:{port}/airflow"
-    finally:
-        subprocess.run(
-            _as_postgres([PG_CTL, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
-        )
 
 
 @contextlib.contextmanager
@@ -190,7 +134,7 @@ class Cluster(Services):
 @contextlib.contextmanager
 def _celery_on_postgres(base: Path) -> Iterator[dict[str, str]]:
     """Postgres and Redis for the deployment in ``base``, and the settings that use them."""
-    with _postgres(base) as database, _redis(base) as broker:
+    with postgres(base) as database, _redis(base) as broker:
         yield {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__PARALLELISM": "256",

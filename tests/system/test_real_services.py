@@ -1,6 +1,7 @@
 """A real deployment: the provider from a built wheel in its own virtualenv, Airflow's real services.
 
-api-server, scheduler, dag-processor and triggerer run as separate processes (LocalExecutor, SQLite),
+api-server, scheduler, dag-processor and triggerer run as separate processes (LocalExecutor, a
+PostgreSQL of its own),
 a deferrable DAG is triggered through the REST API against the local workbench, and the test checks
 the task's states, that its wait went through the triggerer, and that the run was started once.
 """
@@ -14,6 +15,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,17 @@ import requests
 
 from airflow_provider_cml._compat import AIRFLOW_VERSION
 from tests.conftest import API_KEY
-from tests.system.airflow_services import FINAL, UV, Services, runs_started_by, stop_leftovers, wait_for
+from tests.system.airflow_services import (
+    FINAL,
+    POSTGRES,
+    POSTGRES_MISSING,
+    UV,
+    Services,
+    postgres,
+    runs_started_by,
+    stop_leftovers,
+    wait_for,
+)
 from tests.system.deployed_dags import KILLED_JOB, RERUN_JOB, model
 
 _major, _minor = (int(p) for p in AIRFLOW_VERSION.split(".")[:2])
@@ -31,9 +43,20 @@ pytestmark = [
     pytest.mark.skipif(
         UV is None, reason="needs uv (make install puts it in the virtualenv) to build the wheel"
     ),
+    pytest.mark.skipif(not POSTGRES, reason=POSTGRES_MISSING),
     pytest.mark.airflow_dag,
     pytest.mark.real_services,
 ]
+
+
+@contextlib.contextmanager
+def _local_on_postgres(base: Path) -> Iterator[dict[str, str]]:
+    """LocalExecutor on a PostgreSQL of the deployment's own."""
+    with postgres(base) as database:
+        yield {
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}",
+        }
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +64,8 @@ def deployment(airflow_deployment) -> Iterator[Services]:
     with airflow_deployment(
         "deployment",
         dags="real_services",
-        settings={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"},
+        extras="postgres",
+        backing=_local_on_postgres,
     ) as services:
         yield services
 

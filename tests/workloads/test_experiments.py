@@ -20,9 +20,6 @@ from airflow_provider_cml.workloads.experiments import (
     EXPERIMENT_RUN,
     ExperimentRunRef,
     check_tags,
-    experiment_run_path,
-    experiment_runs_path,
-    experiments_path,
     job_run_ref,
     latest_tagged,
 )
@@ -65,14 +62,11 @@ def test_it_cannot_be_stopped_and_loads_from_its_home():
     assert load_kind(EXPERIMENT_RUN.home) is EXPERIMENT_RUN
 
 
-def test_paths_encode_ids():
-    assert experiments_path("p 1") == "/projects/p%201/experiments"
-    assert experiment_runs_path("p", "e x") == "/projects/p/experiments/e%20x/runs"
-    assert experiment_run_path(("p", "e", "r%1")) == "/projects/p/experiments/e/runs/r%251"
+def test_a_run_is_read_at_its_path_with_its_ids_encoded():
     assert EXPERIMENT_RUN.read_path(REF) == RUN
-    for bad in ("..", "r/2", "r?1"):  # would name another resource: refused before any request
-        with pytest.raises(CmlConfigError):
-            experiment_run_path(("p", "e", bad))
+    assert EXPERIMENT_RUN.read_path(("p", "e x", "r%1")) == "/projects/p/experiments/e%20x/runs/r%251"
+    with pytest.raises(CmlConfigError, match="run_id 'r/2'"):  # would name another resource
+        EXPERIMENT_RUN.read_path(("p", "e", "r/2"))
 
 
 def test_failure_message_names_ids_and_hint_never_params():
