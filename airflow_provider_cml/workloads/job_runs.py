@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from airflow_provider_cml.exceptions import CmlException, CmlJobRunError, CmlJobRunTimeout
-from airflow_provider_cml.validation import path_segment
+from airflow_provider_cml.validation import ref_path, resource_path
 from airflow_provider_cml.waiting.kinds import WorkloadKind, parse_time
 from airflow_provider_cml.workloads import api_fields
 
@@ -55,12 +55,10 @@ class RunRef(NamedTuple):
     run_id: str
 
 
-def project_path(project_id: str) -> str:
-    """``/projects/{id}``, the ID checked and percent-encoded.
-
-    :param project_id: project ID.
-    """
-    return f"/projects/{path_segment('project_id', project_id)}"
+#: ``/projects/{project_id}``, the ID checked and percent-encoded.
+project_path = functools.partial(resource_path, "projects")
+#: One run's path from its :class:`RunRef` (cached: a wait reads the same run every poll).
+run_path = ref_path("projects/jobs/runs")
 
 
 def job_path(ref: RunRef | tuple[str, str]) -> str:
@@ -68,7 +66,7 @@ def job_path(ref: RunRef | tuple[str, str]) -> str:
 
     :param ref: a run, or the job's IDs.
     """
-    return f"{project_path(ref[0])}/jobs/{path_segment('job_id', ref[1])}"
+    return resource_path("projects/jobs", ref[0], ref[1])
 
 
 def runs_path(ref: RunRef | tuple[str, str]) -> str:
@@ -76,16 +74,7 @@ def runs_path(ref: RunRef | tuple[str, str]) -> str:
 
     :param ref: a run, or the job's IDs.
     """
-    return f"{job_path(ref)}/runs"
-
-
-@functools.lru_cache(maxsize=4096)
-def run_path(ref: RunRef) -> str:
-    """One run (cached: a wait reads the same run every poll).
-
-    :param ref: the run.
-    """
-    return f"{runs_path(ref)}/{path_segment('run_id', ref.run_id)}"
+    return resource_path("projects/jobs/runs", ref[0], ref[1])
 
 
 def retry_run_among(page: Mapping[str, Any], failed: Mapping[str, Any]) -> Mapping[str, Any] | None:
