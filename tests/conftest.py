@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,6 +151,19 @@ def wb(workbench: WorkbenchServer, monkeypatch: pytest.MonkeyPatch) -> Workbench
     deadline = time.monotonic() + 10
     while any(run.status == "ENGINE_STOPPING" for run in stopping) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def wait_until(what: str, check: Callable[[], Any], limit: float = 60.0) -> Any:
+    """Poll ``check`` until it is truthy (its value returned); fail naming ``what`` after ``limit`` s.
+
+    A guard against a hang, not a measure of speed: its limit is far above what a loaded 2-core
+    machine needs (a 5 s limit failed in CI while other suites ran beside it).
+    """
+    deadline = time.monotonic() + limit
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"still waiting for {what} after {limit:g}s"
+        time.sleep(0.02)
+    return value
 
 
 def seen_by(server: WorkbenchServer, run_id: str) -> dict[str, Any]:

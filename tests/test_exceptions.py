@@ -4,7 +4,6 @@ the fix, and none leaves anything running in the workbench. Real HTTP against th
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from airflow_provider_cml._compat import AirflowException
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.operators.cml import CmlRunJobOperator
 from airflow_provider_cml.sensors.cml import CmlJobRunSensor
-from tests.conftest import API_KEY, READONLY_KEY
+from tests.conftest import API_KEY, READONLY_KEY, wait_until
 from tests.workloads.test_serving import _context
 
 RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
@@ -290,10 +289,7 @@ def test_bad_input(wb, monkeypatch, action, error, message):
         action(wb, monkeypatch)
     assert isinstance(info.value, AirflowException)
     assert API_KEY not in str(info.value) and READONLY_KEY not in str(info.value)
-    deadline = time.monotonic() + 10
-    while wb.workbench.active_runs() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert wb.workbench.active_runs() == [], "a bad input left a run going"
+    wait_until("no run going (a bad input left one)", lambda: wb.workbench.active_runs() == [])
 
 
 def test_catalogue_size():

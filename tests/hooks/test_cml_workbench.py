@@ -9,7 +9,7 @@ import pytest
 from airflow_provider_cml import exceptions as errors
 from airflow_provider_cml.hooks.cml import CmlHook
 from airflow_provider_cml.testing import Faults, local_workbench
-from tests.conftest import API_KEY, READONLY_KEY, seen_by
+from tests.conftest import API_KEY, READONLY_KEY, seen_by, wait_until
 from tests.workloads.test_serving import _context
 
 RUNS = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs"
@@ -82,10 +82,7 @@ def test_the_runs_execution_is_found_on_a_busy_workbench(monkeypatch):
         hook.stop_job_run("Busy", "fail", earlier["id"])
         for job in ("other-1", "other-2"):
             hook.start_job_run("Busy", job)
-        deadline = time.monotonic() + 10
-        while server.workbench.active_runs():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until("the other jobs' runs to end", lambda: not server.workbench.active_runs())
         server.fail_next("GET", "/api/v2/usage", 403)  # the execution alone must explain it
         run = hook.start_job_run("Busy", "fail")
         with pytest.raises(errors.CmlJobRunError, match="Cloudera AI says: script exited with code 3"):
@@ -224,7 +221,6 @@ def test_test_connection(wb, hook, monkeypatch):
 
 def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
     import threading
-    import time
 
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
 
@@ -242,13 +238,13 @@ def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
 
     task = threading.Thread(target=execute, daemon=True)
     task.start()
-    deadline = time.monotonic() + 5
-    while (
-        "run_id" not in context["ti"].pushed
-        or wb.workbench.runs[context["ti"].pushed["run_id"]].status != "ENGINE_RUNNING"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(
+        "the task's run to be running",
+        lambda: (
+            "run_id" in context["ti"].pushed
+            and wb.workbench.runs[context["ti"].pushed["run_id"]].status == "ENGINE_RUNNING"
+        ),
+    )
     time.sleep(0.3)  # the script installs its SIGTERM handler
     operator.on_kill()
     task.join(10)
@@ -265,7 +261,6 @@ def test_operator_on_kill_stops_its_run_and_ends_the_process(wb, tmp_path):
 def test_a_kill_wakes_the_sync_wait_at_once_and_stops_the_run(wb):
     """Airflow's SIGTERM handler calls on_kill in the waiting thread; the wait must not sleep on."""
     import signal
-    import time
 
     from airflow_provider_cml.operators.cml import CmlRunJobOperator
 

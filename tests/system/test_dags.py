@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.conftest import seen_by
+from tests.conftest import seen_by, wait_until
 
 pytestmark = pytest.mark.airflow_dag
 
@@ -116,16 +116,12 @@ def test_deferrable_operator_and_sensor_succeed(wb, dagbag):
     "dag_id", ["cml_test_timeout", "cml_test_deferrable_timeout", "cml_test_deferrable_execution_timeout"]
 )
 def test_timeout_stops_the_remote_run(wb, dagbag, tmp_path, dag_id):
-    import time
-
     marker = tmp_path / "stopped"
     dag_run = dagbag.get_dag(dag_id).test(run_conf={"marker": str(marker)})
     assert _states(dag_run) == {"too_slow": "failed"}
     run = wb.workbench.runs[_xcom(dag_run, "too_slow", "run_id")]
-    deadline = time.monotonic() + 10
-    while run.status != "ENGINE_STOPPED" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert run.status == "ENGINE_STOPPED" and marker.read_text() == "stopped"
+    wait_until("the timed-out run to be stopped", lambda: run.status == "ENGINE_STOPPED")
+    assert marker.read_text() == "stopped"
 
 
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
@@ -206,18 +202,13 @@ def test_clearing_a_succeeded_task_runs_the_job_again(wb, dagbag, mode, capfd, m
 @pytest.mark.parametrize("mode", ["sync", "deferrable"])
 def test_what_the_platform_does(wb, dagbag, capfd, mode):
     """OOM kill named; ENGINE_UNKNOWN fails after the grace period; Job Retry followed; public project found."""
-    import time
-
     dag_run = dagbag.get_dag(f"cml_test_platform_{mode}").test()
     assert _states(dag_run) == {"oom": "failed", "lost": "failed", "flaky": "success", "public": "success"}
     out = "".join(capfd.readouterr())
     assert "killed for using more memory than its limit (OOM); exit code 137" in out
     assert "was still ENGINE_UNKNOWN for 1s" in out and "it has been asked to stop" in out
     lost = wb.workbench.runs[_xcom(dag_run, "lost", "run_id")]
-    deadline = time.monotonic() + 5
-    while lost.status != "ENGINE_STOPPED" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert lost.status == "ENGINE_STOPPED"
+    wait_until("the lost run to be stopped", lambda: lost.status == "ENGINE_STOPPED")
     # Job Retry: the started run failed, the platform's retry 1 succeeded, the task succeeded with it.
     first, final = _xcom(dag_run, "flaky", "run_id"), _xcom(dag_run, "flaky", "return_value")
     assert wb.workbench.runs[first].status == "ENGINE_FAILED"

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from airflow_provider_cml.testing import Faults
-from tests.conftest import API_KEY, LEGACY_KEY
+from tests.conftest import API_KEY, LEGACY_KEY, wait_until
 
 
 def _get(wb, path, key=API_KEY, **params):
@@ -30,14 +30,15 @@ def _ids(wb, project, job):
     return j.project.id, j.id
 
 
-def _wait_done(wb, pid, jid, rid, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{rid}").json().get("status", "ENGINE_SCHEDULING")
-        if status not in ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError("run did not end")
+def _status(wb, pid, jid, rid):
+    return _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{rid}").json().get("status", "ENGINE_SCHEDULING")
+
+
+def _wait_done(wb, pid, jid, rid):
+    going = ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING", "ENGINE_STOPPING")
+    return wait_until(
+        f"run {rid} to end", lambda: (status := _status(wb, pid, jid, rid)) not in going and status
+    )
 
 
 def test_bearer_key_required(wb):
@@ -135,10 +136,7 @@ def test_stop_ends_the_process_and_stopping_a_finished_run_is_an_error(wb, tmp_p
     pid, jid = _ids(wb, "Analytics", "sleeper")
     marker = tmp_path / "stopped"
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"STOP_MARKER": str(marker)}}).json()
-    deadline = time.monotonic() + 5
-    while _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}").json().get("status") != "ENGINE_RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until("the run to be running", lambda: _status(wb, pid, jid, run["id"]) == "ENGINE_RUNNING")
     time.sleep(0.3)  # let the script install its signal handler
     stopped = _post(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}:stop").json()
     assert stopped["status"] == "ENGINE_STOPPING"
@@ -160,10 +158,7 @@ def test_succeeded_parent_starts_its_dependent_job(wb):
     before = len(wb.workbench.runs_of(child))
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs").json()
     assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_SUCCEEDED"
-    deadline = time.monotonic() + 5
-    while len(wb.workbench.runs_of(child)) == before:
-        assert time.monotonic() < deadline, "child job did not start"
-        time.sleep(0.02)
+    wait_until("the child job to start", lambda: len(wb.workbench.runs_of(child)) > before)
     _wait_done(wb, pid, child.id, wb.workbench.runs_of(child)[-1].id)
 
 
@@ -273,10 +268,7 @@ def test_validate_key_names_the_user(wb):
 def test_unknown_phase_lasts_until_stopped(wb):
     pid, jid = _ids(wb, "Analytics", "lost")
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs").json()
-    deadline = time.monotonic() + 5
-    while _get(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}").json().get("status") != "ENGINE_UNKNOWN":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until("the run to be ENGINE_UNKNOWN", lambda: _status(wb, pid, jid, run["id"]) == "ENGINE_UNKNOWN")
     _post(wb, f"/projects/{pid}/jobs/{jid}/runs/{run['id']}:stop")
     assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_STOPPED"
 
@@ -287,10 +279,7 @@ def test_job_retry_starts_new_runs_of_the_same_job(wb):
     before = len(wb.workbench.runs_of(job))
     run = _post(wb, f"/projects/{pid}/jobs/{jid}/runs", {"environment": {"X": "1"}}).json()
     assert _wait_done(wb, pid, jid, run["id"]) == "ENGINE_FAILED"
-    deadline = time.monotonic() + 5
-    while len(wb.workbench.runs_of(job)) == before + 1:
-        assert time.monotonic() < deadline, "no retry run"
-        time.sleep(0.05)
+    wait_until("the platform's retry run", lambda: len(wb.workbench.runs_of(job)) > before + 1)
     retry = wb.workbench.runs_of(job)[-1]
     assert retry.attempt == 1 and retry.environment == {"X": "1"}
     assert _wait_done(wb, pid, jid, retry.id) == "ENGINE_SUCCEEDED"

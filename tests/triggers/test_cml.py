@@ -15,7 +15,7 @@ from airflow_provider_cml.triggers.cml import CmlJobRunTrigger, CmlWorkloadTrigg
 from airflow_provider_cml.waiting import plan
 from airflow_provider_cml.waiting.plan import Ended
 from airflow_provider_cml.workloads.job_runs import JOB_RUN, RunRef
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, wait_until
 
 RUN_PATH = r"/api/v2/projects/[^/]+/jobs/[^/]+/runs/[^/:]+"
 
@@ -105,10 +105,7 @@ def test_deadline_stops_the_run(wb, tmp_path):
     assert event["status"] == "timeout" and "asked to stop" in event["message"]
     with pytest.raises(CmlJobRunTimeout):
         Ended.of_event(event).result()
-    deadline = time.monotonic() + 10
-    while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until("the run to be stopped", lambda: wb.workbench.runs[ids[2]].status == "ENGINE_STOPPED")
     assert marker.read_text() == "stopped"
 
 
@@ -123,10 +120,7 @@ def test_on_kill_stops_the_run(wb):
     ids = _start("sleeper")
     asyncio.run(_trigger(ids).on_kill())
     assert len(wb.requests("POST", RUN_PATH + ":stop")) == 1
-    deadline = time.monotonic() + 10  # the stop takes effect
-    while wb.workbench.runs[ids[2]].status != "ENGINE_STOPPED":
-        assert time.monotonic() < deadline, wb.workbench.runs[ids[2]].status
-        time.sleep(0.05)
+    wait_until("the stop to take effect", lambda: wb.workbench.runs[ids[2]].status == "ENGINE_STOPPED")
 
 
 def test_on_kill_leaves_a_run_the_task_does_not_own(wb):

@@ -33,6 +33,7 @@ from airflow_provider_cml.workloads.models import (
     CmlModelSpec,
     DeploymentRef,
 )
+from tests.conftest import wait_until
 
 GRACE = 0.4
 
@@ -171,12 +172,7 @@ def _sensor(hook: CmlHook, kind: WorkloadKind, ref: Any) -> Any:
     sensor = CmlWorkloadSensor(
         task_id="s", kind=kind, ref=ref._asdict(), poke_interval=0.05, unknown_grace=GRACE
     )
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline:
-        if sensor.poke({}):
-            return True
-        time.sleep(0.05)
-    raise AssertionError("the sensor never ended")
+    return bool(wait_until("the sensor to end", lambda: sensor.poke({})))
 
 
 WAYS = {"sync": _sync, "trigger": _trigger, "sensor": _sensor}
