@@ -57,7 +57,7 @@ with DAG(
     start_date=datetime(2024, 6, 1),
     schedule="@daily",
     catchup=False,
-    max_active_runs=1,  # one retrain-and-deploy at a time: two would each replace the other's model
+    max_active_runs=1,  # one retrain-and-deploy at a time: two at once would race to deploy one model
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["cloudera-ai", "example"],
 ) as dag:

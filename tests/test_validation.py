@@ -8,6 +8,7 @@ from airflow_provider_cml.exceptions import CmlConfigError
 from airflow_provider_cml.validation import ref_path, resource_path
 from airflow_provider_cml.workloads.applications import application_path, applications_path
 from airflow_provider_cml.workloads.experiments import experiment_runs_path, experiments_path
+from airflow_provider_cml.workloads.job_runs import jobs_path, run_path
 from airflow_provider_cml.workloads.models import build_path, builds_path, deployment_path, models_path
 
 
@@ -28,6 +29,9 @@ def test_a_collection_takes_one_id_fewer_than_a_resource():
         (application_path(("p", "a%1")), "/projects/p/applications/a%251"),
         (experiments_path("p", "e x"), "/projects/p/experiments/e%20x"),
         (experiment_runs_path("p", "e"), "/projects/p/experiments/e/runs"),
+        (jobs_path("p"), "/projects/p/jobs"),
+        (jobs_path("p", "j%1"), "/projects/p/jobs/j%251"),
+        (run_path(("p", "j", "r")), "/projects/p/jobs/j/runs/r"),
     ],
 )
 def test_each_domain_names_its_paths_with_ids_percent_encoded(path, expected):

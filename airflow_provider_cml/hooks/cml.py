@@ -269,7 +269,7 @@ class CmlHook(HookDriver, BaseHook):
         return list(
             listing.paginate(
                 self.transport,
-                runs.project_path(project_id) + "/jobs",
+                runs.jobs_path(project_id),
                 "jobs",
                 params=listing.listing_params(search_filter, sort),
                 not_found=f"project {project!r}",

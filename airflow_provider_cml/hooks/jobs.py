@@ -13,7 +13,6 @@ from typing import Any
 from airflow_provider_cml.client.create_once import post_once_for
 from airflow_provider_cml.exceptions import CmlApiError, CmlConfigError, CmlLookupError
 from airflow_provider_cml.hooks.part import EnsureAction, HookPart
-from airflow_provider_cml.validation import path_segment
 from airflow_provider_cml.workloads import job_runs as runs
 from airflow_provider_cml.workloads.jobs import CmlJobSpec
 
@@ -64,7 +63,7 @@ class JobDefinitions(HookPart):
         """
         spec = CmlJobSpec.of(spec)
         project_id = str(self.hook.resolve_project(project)["id"])
-        path = runs.project_path(project_id) + "/jobs"
+        path = runs.jobs_path(project_id)
         body = spec.create_body(project_id, parent_id)
 
         def look_up() -> dict[str, Any] | None:
@@ -94,7 +93,7 @@ class JobDefinitions(HookPart):
         :param parent_id: the parent job's ID, for a dependent job.
         """
         project_id = str(self.hook.resolve_project(project)["id"])
-        path = f"{runs.project_path(project_id)}/jobs/{path_segment('job_id', str(job.get('id')))}"
+        path = runs.jobs_path(project_id, str(job.get("id")))
         answer = self.hook.transport.request(
             "PATCH",
             path,

@@ -47,6 +47,14 @@ _FAILURE_HINTS: dict[str, str] = {
 }
 
 
+#: ``/projects/{project_id}``, the ID checked and percent-encoded.
+project_path = functools.partial(resource_path, "projects")
+#: A project's jobs (ListJobs, CreateJob); with a job ID, that job.
+jobs_path = functools.partial(resource_path, "projects/jobs")
+#: One run's path from its :class:`RunRef` (cached: a wait reads the same run every poll).
+run_path = ref_path("projects/jobs/runs")
+
+
 class RunRef(NamedTuple):
     """The IDs that name one run: project, job, run."""
 
@@ -55,18 +63,12 @@ class RunRef(NamedTuple):
     run_id: str
 
 
-#: ``/projects/{project_id}``, the ID checked and percent-encoded.
-project_path = functools.partial(resource_path, "projects")
-#: One run's path from its :class:`RunRef` (cached: a wait reads the same run every poll).
-run_path = ref_path("projects/jobs/runs")
-
-
 def job_path(ref: RunRef | tuple[str, str]) -> str:
     """``/projects/{id}/jobs/{id}`` of a run's job (or of a (project ID, job ID) pair).
 
     :param ref: a run, or the job's IDs.
     """
-    return resource_path("projects/jobs", ref[0], ref[1])
+    return jobs_path(ref[0], ref[1])
 
 
 def runs_path(ref: RunRef | tuple[str, str]) -> str:
