@@ -276,6 +276,14 @@ class Services:
         answer.raise_for_status()
         return int(answer.json()["total_entries"])
 
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        """A DAG run's state (``queued``, ``running``, ``success``, ``failed``)."""
+        answer = requests.get(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=self.headers, timeout=30
+        )
+        answer.raise_for_status()
+        return str(answer.json()["state"])
+
     def finished(self, dag_id: str, run_ids: list[str], count: int, limit: float) -> list[str]:
         """Wait until DAG runs have ended; their ``count`` task instances' states, in order.
 
@@ -285,11 +293,7 @@ class Services:
         """
 
         def ended(run_id: str) -> bool:
-            answer = requests.get(
-                f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=self.headers, timeout=30
-            )
-            answer.raise_for_status()
-            return answer.json()["state"] in ("success", "failed")
+            return self.run_state(dag_id, run_id) in ("success", "failed")
 
         def done() -> bool:
             states = [s for run_id in run_ids for s in self.states(dag_id, run_id)]

@@ -275,6 +275,9 @@ def _clear_and_rerun(deployment: Services) -> str:
     task = functools.partial(deployment.only_task, dag_id, run_id)
     wait_for("the first try", lambda: task()["state"] in FINAL, limit=180)
     assert task()["state"] == "success", _logs(deployment)
+    # Cleared only once the scheduler has marked the DAG run successful: once, a clear sent in the same
+    # 0.2 s as that marking left the run successful, and the cleared task never ran again.
+    wait_for("the DAG run to end", lambda: deployment.run_state(dag_id, run_id) == "success", limit=60)
     cleared = requests.post(
         f"{deployment.url}/api/v2/dags/{dag_id}/clearTaskInstances",
         json={"dag_run_id": run_id, "task_ids": ["runs"], "dry_run": False, "only_failed": False},
